@@ -1,0 +1,57 @@
+# Marina — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-unit lint typecheck bench cluster-up cluster-down cluster-status \
+        images deploy undeploy demo kind-up kind-down
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+install: ## install Marina and its development tools into the current Python
+	$(PYTHON) -m pip install -q -e '.[dev]'
+
+test: ## run every test, bringing the local cluster up when no cluster is reachable
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-unit: ## run only the tests that need no cluster
+	$(PYTHON) -m pytest -m 'not cluster' $(PYTEST_ARGS)
+
+lint: ## ruff
+	$(PYTHON) -m ruff check operator tests benchmarks
+
+typecheck: ## mypy (strict) on the package
+	$(PYTHON) -m mypy
+
+bench: ## benchmarks against scikit-learn and MLServer, printing ratios
+	$(PYTHON) benchmarks/solver_bench.py
+	$(PYTHON) benchmarks/server_bench.py
+
+cluster-up: ## build (or reuse) and start a local Kubernetes cluster on this machine
+	bash hack/cluster-up.sh
+
+cluster-down: ## stop the local cluster and clean its mounts, namespaces and iptables rules
+	bash hack/cluster-down.sh
+
+cluster-status: ## show what is running
+	bash hack/cluster-status.sh
+
+images: ## build Marina's images and load them into the cluster
+	bash hack/images.sh
+
+deploy: ## install CRDs, MinIO and the operator into the current cluster
+	bash hack/deploy.sh
+
+undeploy: ## remove the operator, MinIO and CRDs (stored models stay in MinIO's volume)
+	bash hack/undeploy.sh
+
+demo: ## cluster, images, operator, MinIO, samples — ending in real predictions
+	bash hack/demo.sh
+
+kind-up: ## (with Docker and internet) create a kind cluster and load Marina's images
+	bash hack/kind-up.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name marina

@@ -1,0 +1,117 @@
+"""Model artifacts: versioned JSON, addressed by sha256, verified before use. Never pickle.
+
+A model is data (coefficients, intercept, feature names, lineage), so it survives library
+upgrades and can be read by any language. Coefficients are in the original feature units:
+standardisation used while fitting is folded back before the artifact is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from marina import storage
+
+FORMAT = "marina.dev/linear-model/v1"
+
+
+class ArtifactError(Exception):
+    """An artifact is malformed, or its content does not match the expected sha256."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    coefficients: list[float]
+    intercept: float
+    feature_names: list[str]
+    target: str = "target"
+    metrics: dict[str, float] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    scaling: dict[str, list[float]] | None = None
+    dataset: dict[str, Any] = field(default_factory=dict)
+    feature_statistics: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    created: str = ""
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.format != FORMAT:
+            raise ArtifactError(f"format: unsupported artifact format {self.format!r}, expected {FORMAT!r}")
+        if len(self.coefficients) != len(self.feature_names):
+            raise ArtifactError(
+                f"coefficients: {len(self.coefficients)} values for {len(self.feature_names)} feature_names"
+            )
+        if len(set(self.feature_names)) != len(self.feature_names):
+            raise ArtifactError("feature_names: names must be unique")
+        values = [*self.coefficients, self.intercept]
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise ArtifactError("coefficients: every coefficient and the intercept must be a finite number")
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: the same model always hashes to the same sha256."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ModelArtifact:
+        try:
+            raw = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"artifact is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ArtifactError("artifact must be a JSON object")
+        missing = [k for k in ("format", "coefficients", "intercept", "feature_names") if k not in raw]
+        if missing:
+            raise ArtifactError(f"artifact is missing required fields: {', '.join(missing)}")
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as exc:
+            raise ArtifactError(f"artifact has fields of the wrong type: {exc}") from exc
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Vectorised prediction for a (rows, n_features) matrix."""
+        coef = np.asarray(self.coefficients, dtype=np.float64)
+        return np.asarray(features, dtype=np.float64) @ coef + self.intercept
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(data: bytes, expected_sha256: str | None, source: str) -> None:
+    if expected_sha256 is None:
+        return
+    actual = sha256_of(data)
+    if actual != expected_sha256.lower():
+        raise ArtifactError(
+            f"sha256 mismatch for {source}: expected {expected_sha256.lower()}, got {actual}; refusing to use it"
+        )
+
+
+def load(uri: str, expected_sha256: str | None = None) -> ModelArtifact:
+    """Read an artifact from a path or s3:// URI, verifying its sha256 when one is given."""
+    data = storage.read_bytes(uri)
+    verify(data, expected_sha256, uri)
+    return ModelArtifact.from_json(data)
+
+
+def save(model: ModelArtifact, output: str) -> tuple[str, str]:
+    """Write under `output` at a content-addressed name; returns (uri, sha256)."""
+    data = model.to_json()
+    digest = sha256_of(data)
+    uri = storage.join(output, f"model-{digest}.json")
+    storage.write_bytes(uri, data, "application/json")
+    return uri, digest

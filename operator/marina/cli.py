@@ -1,0 +1,50 @@
+"""The `marina` console script: one entry point so one image can play every role.
+
+Each sub-command lives in its own module, imported only when chosen, so `marina serve` never
+loads kopf and `marina train` never loads the HTTP stack. A command module exposes
+`configure(parser)` to declare its flags and `run(args) -> int` to do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("marina.preparation", "prepare, validate, split and version a dataset"),
+    "train": ("marina.training", "fit a model on a prepared dataset and write its artifact"),
+    "serve": ("marina.server.command", "serve a model artifact over KServe v1 and Open Inference v2"),
+    "operator": ("marina.controller.command", "run the Kubernetes operator"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marina", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen command's module is imported (its dependencies may be absent).
+        if name in argv:
+            module = importlib.import_module(module_name)
+            module.configure(sub)
+            sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _version() -> str:
+    from marina import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(args_list).parse_args(args_list)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
