@@ -27,11 +27,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         # Only the chosen command's module is imported (its dependencies may be absent).
-        if name in argv:
+        if name == _chosen_command(argv):
             module = importlib.import_module(module_name)
             module.configure(sub)
             sub.set_defaults(handler=module.run)
     return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The first positional argument: the sub-command the user asked for."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _version() -> str:
