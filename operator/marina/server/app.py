@@ -1,0 +1,239 @@
+"""The ASGI application: routing, body limits, the error-to-status mapping, timing. No framework.
+
+Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
+  GET  /v2/health/live · /v2/health/ready · /v2 · /v2/models/m · /v2/models/m/ready · /metrics
+  POST /v2/models/m/infer · /v1/models/m:predict
+  GET  /v1/models · /v1/models/m
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from marina import __version__
+from marina.server import jsoncodec, metrics, protocol
+from marina.server.errors import (
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    ServingError,
+    status_of,
+)
+from marina.server.model import ServedModel
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Response = tuple[int, bytes, bytes]
+Handler = Callable[["ServingApp", "Route", bytes], Response]
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+JSON = b"application/json"
+GET, POST = ("GET",), ("POST",)
+log = logging.getLogger("marina.server")
+
+
+class _ClientGone(Exception):
+    """The client disconnected before sending its whole body; there is nobody to answer."""
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: str  # the `endpoint` label in metrics: a template, never the raw path
+    methods: tuple[str, ...]
+    handler: Handler
+    model: str | None = None
+    version: str | None = None
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return status, jsoncodec.dumps(value), JSON
+
+
+class ServingApp:
+    """Serves one model. Not ready (503 on model endpoints) until `load` is called."""
+
+    def __init__(
+        self, model: ServedModel | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.requests = metrics.RequestMetrics()
+        self.model: ServedModel | None = None
+        self.model_metrics: metrics.ModelMetrics | None = None
+        self.draining = False
+        if model is not None:
+            self.load(model)
+
+    def load(self, model: ServedModel) -> None:
+        self.model_metrics = metrics.ModelMetrics(
+            model.name, model.version, model.sha256, model.feature_names
+        )
+        self.model = model
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
+        endpoint = "unmatched"
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            route = resolve(scope["path"])
+            endpoint = route.endpoint
+            if scope["method"] not in route.methods:
+                raise MethodNotAllowed(
+                    f"method {scope['method']} is not allowed on {scope['path']}; use {route.methods[0]}",
+                    route.methods,
+                )
+            body = await self._read_body(scope, receive) if route.methods == POST else b""
+            status, content, content_type = route.handler(self, route, body)
+        except _ClientGone:
+            return
+        except ServingError as error:
+            status, content, content_type = _json({"error": str(error)}, status_of(error))
+            if isinstance(error, MethodNotAllowed):
+                headers.append((b"allow", ", ".join(error.allowed).encode()))
+        except Exception:  # a bug, not a bad request: log it, answer 500, keep serving
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            status, content, content_type = _json({"error": "internal server error"}, 500)
+        headers += [(b"content-type", content_type), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+        self.requests.observe(endpoint, status, perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(
+                    f"request body of {int(value)} bytes exceeds the limit of {limit} bytes"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk: bytes = message.get("body", b"")
+            if not chunks and not message.get("more_body") and len(chunk) <= limit:
+                return chunk
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.draining = True
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ------------------------------------------------------------------ handlers
+
+    def served(self, route: Route) -> ServedModel:
+        """The model a route names, or the reason it cannot be used (503 not ready, 404 unknown)."""
+        model = self.model
+        if model is None:
+            raise NotReady("the model is not loaded yet")
+        if route.model != model.name:
+            raise NotFound(f"model '{route.model}' is not served here; this server serves '{model.name}'")
+        if route.version is not None and not model.has_version(route.version):
+            raise NotFound(
+                f"model '{model.name}' has no version '{route.version}'; the served version is "
+                f"'{model.version}'"
+            )
+        return model
+
+    def live(self, route: Route, body: bytes) -> Response:
+        return _json({"live": True})
+
+    def ready(self, route: Route, body: bytes) -> Response:
+        if self.model is None or self.draining:
+            raise NotReady(
+                "the model is not loaded yet" if self.model is None else "the server is shutting down"
+            )
+        return _json({"ready": True})
+
+    def server_metadata(self, route: Route, body: bytes) -> Response:
+        return _json({"name": "marina", "version": __version__, "extensions": []})
+
+    def model_metadata(self, route: Route, body: bytes) -> Response:
+        return _json(self.served(route).v2_metadata())
+
+    def model_ready(self, route: Route, body: bytes) -> Response:
+        return _json({"name": self.served(route).name, "ready": True})
+
+    def infer(self, route: Route, body: bytes) -> Response:
+        model = self.served(route)
+        features, request_id = protocol.decode_v2(protocol.parse_json(body), model)
+        predictions = model.predict(features)
+        self._record(features, predictions)
+        return 200, protocol.encode_v2(model, predictions, request_id), JSON
+
+    def v1_models(self, route: Route, body: bytes) -> Response:
+        return _json({"models": [] if self.model is None else [self.model.name]})
+
+    def predict(self, route: Route, body: bytes) -> Response:
+        model = self.served(route)
+        features = protocol.decode_v1(protocol.parse_json(body), model)
+        predictions = model.predict(features)
+        self._record(features, predictions)
+        return 200, protocol.encode_v1(predictions), JSON
+
+    def metrics(self, route: Route, body: bytes) -> Response:
+        return 200, metrics.render(self.requests, self.model_metrics), metrics.CONTENT_TYPE
+
+    def _record(self, features: Any, predictions: Any) -> None:
+        if self.model_metrics is not None:
+            self.model_metrics.record(features, predictions)
+
+
+STATIC_ROUTES: dict[str, Route] = {
+    "/v2/health/live": Route("v2_health_live", GET, ServingApp.live),
+    "/v2/health/ready": Route("v2_health_ready", GET, ServingApp.ready),
+    "/v2": Route("v2_server_metadata", GET, ServingApp.server_metadata),
+    "/v1/models": Route("v1_models", GET, ServingApp.v1_models),
+    "/metrics": Route("metrics", GET, ServingApp.metrics),
+}
+V2_MODEL_ROUTES: dict[str, tuple[str, tuple[str, ...], Handler]] = {
+    "": ("v2_model_metadata", GET, ServingApp.model_metadata),
+    "ready": ("v2_model_ready", GET, ServingApp.model_ready),
+    "infer": ("v2_infer", POST, ServingApp.infer),
+}
+
+
+def resolve(path: str) -> Route:
+    """Path → route; model names and versions are path segments, never part of the metrics label."""
+    route = STATIC_ROUTES.get(path)
+    if route is not None:
+        return route
+    if path.startswith("/v2/models/"):
+        name, _, rest = path[len("/v2/models/") :].partition("/")
+        version = None
+        if rest.startswith("versions/"):
+            version, _, rest = rest[len("versions/") :].partition("/")
+        target = V2_MODEL_ROUTES.get(rest)
+        if name and version != "" and target is not None:
+            return Route(*target, model=name, version=version)
+    elif path.startswith("/v1/models/"):
+        name = path[len("/v1/models/") :]
+        if name.endswith(":predict") and "/" not in name:
+            return Route("v1_predict", POST, ServingApp.predict, model=name[: -len(":predict")])
+        if name and "/" not in name and ":" not in name:
+            return Route("v1_model_ready", GET, ServingApp.model_ready, model=name)
+    raise NotFound(f"no such path: {path}")

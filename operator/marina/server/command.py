@@ -1,0 +1,119 @@
+"""`marina serve`: verify and load a model artifact, then serve it until SIGTERM.
+
+The model is loaded and its sha256 checked before the port opens, so a pod whose model is wrong or
+unreachable exits non-zero with one clear line instead of answering with the wrong model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+
+from marina import artifact
+from marina.server.app import DEFAULT_MAX_BODY_BYTES, ServingApp
+from marina.server.model import ServedModel, default_name, is_valid_name
+from marina.storage import StorageError
+
+GRACEFUL_SHUTDOWN_SECONDS = 30
+log = logging.getLogger("marina.server")
+
+
+def _sha256(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise argparse.ArgumentTypeError(f"expected 64 hexadecimal characters, got {value!r}")
+    return value.lower()
+
+
+def _name(value: str) -> str:
+    if not is_valid_name(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} cannot be a model name: use letters, digits, '.', '_' or '-' (names go in URLs)"
+        )
+    return value
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH_OR_S3",
+        help="model artifact: a local path or s3://bucket/key (MinIO endpoint from MARINA_S3_ENDPOINT)",
+    )
+    parser.add_argument(
+        "--sha256",
+        type=_sha256,
+        metavar="HEX",
+        help="expected sha256 of the artifact file; refuse to start on a mismatch",
+    )
+    parser.add_argument(
+        "--name",
+        type=_name,
+        help="serve the model under this name (default: the artifact's dataset name, else 'model')",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"reject larger request bodies with 413 (default: {DEFAULT_MAX_BODY_BYTES})",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def load_model(uri: str, sha256: str | None, name: str | None) -> ServedModel:
+    """Read and verify the artifact; raises ArtifactError or StorageError with a clear message."""
+    loaded = artifact.load(uri, sha256)
+    return ServedModel.from_artifact(loaded, name or default_name(loaded), uri)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        model = load_model(args.model, args.sha256, args.name)
+    except (artifact.ArtifactError, StorageError, OSError) as exc:
+        print(f"marina serve: cannot serve {args.model}: {exc}", file=sys.stderr)
+        return 1
+    log.info(
+        "serving model '%s' version %s (sha256 %s, %d features) from %s on %s:%d",
+        model.name,
+        model.version,
+        model.sha256,
+        model.n_features,
+        model.source,
+        args.host,
+        args.port,
+    )
+    return serve(ServingApp(model, args.max_body_bytes), args.host, args.port, args.log_level)
+
+
+def serve(app: ServingApp, host: str, port: int, log_level: str = "info") -> int:
+    """Run uvicorn (uvloop and httptools when installed) until SIGTERM/SIGINT; in-flight requests finish."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,221 @@
+"""Prometheus metrics written by hand: request counts and latency, and input statistics for drift.
+
+Per request the hot path does a dict lookup, a bisect and a list append; the statistics of input
+features are merged in batches (Chan et al.'s parallel update of Welford's running moments) when
+enough rows are pending or when `/metrics` is scraped, so monitoring costs almost nothing per call.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+FLUSH_ROWS = 8192
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def labels(**pairs: str) -> str:
+    return "{" + ",".join(f'{key}="{escape_label(value)}"' for key, value in pairs.items()) + "}"
+
+
+def number(value: float) -> str:
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+@dataclass
+class _LatencySeries:
+    count: int = 0
+    total: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+
+
+class RequestMetrics:
+    """Requests and latency histograms keyed by (endpoint, status)."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, int], _LatencySeries] = {}
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        series = self._series.get((endpoint, status))
+        if series is None:
+            series = self._series[(endpoint, status)] = _LatencySeries()
+        series.count += 1
+        series.total += seconds
+        series.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def count(self, endpoint: str, status: int) -> int:
+        series = self._series.get((endpoint, status))
+        return 0 if series is None else series.count
+
+    def render(self) -> Iterable[str]:
+        yield "# HELP marina_http_requests_total HTTP requests answered, by endpoint and status."
+        yield "# TYPE marina_http_requests_total counter"
+        for (endpoint, status), series in sorted(self._series.items()):
+            yield f"marina_http_requests_total{labels(endpoint=endpoint, status=str(status))} {series.count}"
+        name = "marina_http_request_duration_seconds"
+        yield f"# HELP {name} Time from request start to response sent, by endpoint and status."
+        yield f"# TYPE {name} histogram"
+        for (endpoint, status), series in sorted(self._series.items()):
+            base = f'endpoint="{escape_label(endpoint)}",status="{status}"'
+            cumulative = 0
+            for bound, hits in zip((*LATENCY_BUCKETS, float("inf")), series.buckets, strict=True):
+                cumulative += hits
+                yield f'{name}_bucket{{{base},le="{number(bound)}"}} {cumulative}'
+            yield f"{name}_sum{{{base}}} {number(series.total)}"
+            yield f"{name}_count{{{base}}} {series.count}"
+
+
+class RunningStatistics:
+    """Count, mean, variance, min and max per column of every batch seen, merged exactly.
+
+    Batches wait in a list until FLUSH_ROWS rows are pending or a reader asks, then merge with
+    the pairwise update (n = na + nb, δ = mean_b - mean_a, M2 = M2a + M2b + δ²·na·nb/n).
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._count = 0
+        self._mean = np.zeros(width)
+        self._m2 = np.zeros(width)
+        self._min = np.full(width, np.inf)
+        self._max = np.full(width, -np.inf)
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def add(self, batch: np.ndarray) -> None:
+        """Queue a (rows, width) batch; cheap enough for every request."""
+        rows = len(batch)
+        if rows:
+            self._pending.append(batch)
+            self._pending_rows += rows
+            if self._pending_rows >= FLUSH_ROWS:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending, self._pending_rows = [], 0
+        self._merge(batch.reshape(len(batch), self.width))
+
+    def _merge(self, batch: np.ndarray) -> None:
+        count_b = len(batch)
+        mean_b = batch.mean(axis=0)
+        m2_b = ((batch - mean_b) ** 2).sum(axis=0)
+        count = self._count + count_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (count_b / count)
+        self._m2 = self._m2 + m2_b + delta**2 * (self._count * count_b / count)
+        self._count = count
+        self._min = np.minimum(self._min, batch.min(axis=0))
+        self._max = np.maximum(self._max, batch.max(axis=0))
+
+    @property
+    def count(self) -> int:
+        self.flush()
+        return self._count
+
+    def summary(self) -> dict[str, np.ndarray]:
+        """Population variance (M2 / n); NaN for mean and variance before any row arrives."""
+        self.flush()
+        if self._count == 0:
+            nan = np.full(self.width, np.nan)
+            return {"mean": nan, "variance": nan, "min": nan, "max": nan}
+        return {
+            "mean": self._mean.copy(),
+            "variance": self._m2 / self._count,
+            "min": self._min.copy(),
+            "max": self._max.copy(),
+        }
+
+
+class ModelMetrics:
+    """Model identity plus running statistics of its input features and of its predictions."""
+
+    def __init__(self, model: str, version: str, sha256: str, feature_names: Sequence[str]) -> None:
+        self.model, self.version, self.sha256 = model, version, sha256
+        self.feature_names = tuple(feature_names)
+        self.features = RunningStatistics(len(self.feature_names))
+        self.predictions = RunningStatistics(1)
+
+    def record(self, features: np.ndarray, predictions: np.ndarray) -> None:
+        self.features.add(features)
+        self.predictions.add(predictions.reshape(-1, 1))
+
+    def render(self) -> Iterable[str]:
+        model = escape_label(self.model)
+        yield "# HELP marina_model_info The served model; the value is always 1."
+        yield "# TYPE marina_model_info gauge"
+        info = labels(
+            model=self.model,
+            version=self.version,
+            sha256=self.sha256,
+            n_features=str(len(self.feature_names)),
+        )
+        yield f"marina_model_info{info} 1"
+        yield "# HELP marina_model_features Number of input features the model expects."
+        yield "# TYPE marina_model_features gauge"
+        yield f'marina_model_features{{model="{model}"}} {len(self.feature_names)}'
+        yield from self._render_statistics("feature", self.features, self.feature_names)
+        yield from self._render_statistics("prediction", self.predictions, None)
+
+    def _render_statistics(
+        self, kind: str, statistics: RunningStatistics, names: Sequence[str] | None
+    ) -> Iterable[str]:
+        count = statistics.count
+        summary = statistics.summary()
+        series = [
+            f'model="{escape_label(self.model)}"' + (f',feature="{escape_label(n)}"' if names else "")
+            for n in (names or [""])
+        ]
+        metric = f"marina_{kind}_count"
+        yield f"# HELP {metric} Rows seen since start-up (input statistics for drift monitoring)."
+        yield f"# TYPE {metric} gauge"
+        for label_set in series:
+            yield f"{metric}{{{label_set}}} {count}"
+        for stat, text in (
+            ("mean", "Running mean"),
+            ("variance", "Running population variance"),
+            ("min", "Smallest value"),
+            ("max", "Largest value"),
+        ):
+            metric = f"marina_{kind}_{stat}"
+            yield f"# HELP {metric} {text} of each {kind} since start-up."
+            yield f"# TYPE {metric} gauge"
+            for label_set, value in zip(series, summary[stat], strict=True):
+                yield f"{metric}{{{label_set}}} {number(float(value))}"
+
+
+def render(requests: RequestMetrics, model: ModelMetrics | None) -> bytes:
+    lines = list(requests.render())
+    if model is not None:
+        lines.extend(model.render())
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,83 @@
+"""The served model: an artifact turned into contiguous numpy arrays once, at start-up.
+
+The model knows nothing about HTTP or protocols; it predicts on a (rows, n_features) matrix in
+the artifact's feature order and describes itself for metadata endpoints.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from marina.artifact import ModelArtifact
+
+VERSION_LENGTH = 12
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+PLATFORM = "marina_linear"
+OUTPUT_NAME = "predict"
+
+
+def is_valid_name(name: str) -> bool:
+    """Names appear in URL paths (`/v2/models/<m>`, `/v1/models/<m>:predict`): no `/`, `:` or spaces."""
+    return bool(NAME_PATTERN.match(name))
+
+
+def default_name(artifact: ModelArtifact) -> str:
+    """The artifact's dataset name when it is usable in a URL path, else `model`."""
+    dataset_name = artifact.dataset.get("name")
+    if isinstance(dataset_name, str) and is_valid_name(dataset_name):
+        return dataset_name
+    return "model"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    sha256: str
+    feature_names: tuple[str, ...]
+    coefficients: np.ndarray
+    intercept: float
+    source: str
+
+    @classmethod
+    def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
+        coefficients = np.ascontiguousarray(artifact.coefficients, dtype=np.float64)
+        coefficients.setflags(write=False)
+        return cls(
+            name,
+            artifact.sha256,
+            tuple(artifact.feature_names),
+            coefficients,
+            float(artifact.intercept),
+            source,
+        )
+
+    @property
+    def version(self) -> str:
+        """A short content address: the same model always has the same version."""
+        return self.sha256[:VERSION_LENGTH]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def has_version(self, version: str) -> bool:
+        return version in (self.version, self.sha256)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Vectorised: the same arithmetic as `ModelArtifact.predict`, so results are identical."""
+        predictions: np.ndarray = features @ self.coefficients + self.intercept
+        return predictions
+
+    def v2_metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": PLATFORM,
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features]}],
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}],
+            "parameters": {"feature_names": list(self.feature_names), "sha256": self.sha256},
+        }

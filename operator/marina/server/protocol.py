@@ -1,0 +1,249 @@
+"""KServe v1 and Open Inference Protocol v2 bodies ⇄ feature matrices. Pure functions, no HTTP.
+
+Decoding turns a parsed JSON body into a float64 (rows, n_features) matrix in the model's feature
+order, or raises `BadRequest` naming the field and the problem (expected vs got). Encoding builds
+the response bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from marina.server import jsoncodec
+from marina.server.errors import BadRequest
+from marina.server.model import OUTPUT_NAME, ServedModel
+
+DATATYPES: dict[str, type[np.generic]] = {
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+}
+SUPPORTED = ", ".join(DATATYPES)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        return jsoncodec.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def _object(payload: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(payload, Mapping):
+        raise BadRequest(f"{what} must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _field(payload: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
+    if key not in payload:
+        raise BadRequest(f"missing field '{key}' in {what}")
+    value = payload[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadRequest(f"field '{key}' in {what} must be a JSON {_json_type(kind)}, got {_describe(value)}")
+    return value
+
+
+def _json_type(kind: type) -> str:
+    names: dict[type, str] = {
+        list: "array",
+        str: "string",
+        dict: "object",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+    }
+    return names.get(kind, kind.__name__)
+
+
+def _describe(value: Any) -> str:
+    return "null" if value is None else _json_type(type(value))
+
+
+def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
+    """JSON numbers (flat or nested, row-major) → an array of the tensor's datatype, checked.
+
+    The array keeps the nesting's shape; callers check it against the declared or expected shape.
+    """
+    if not isinstance(data, list):
+        raise BadRequest(f"{what}: 'data' must be a JSON array, got {_describe(data)}")
+    try:
+        values = np.array(data)
+    except ValueError:
+        raise BadRequest(f"{what}: 'data' is a ragged nested array; rows must have equal lengths") from None
+    if values.size == 0:
+        return values.astype(DATATYPES[datatype])
+    kind = values.dtype.kind
+    if kind not in "iuf":
+        raise BadRequest(f"{what}: 'data' must hold only numbers, got {_kind_name(kind)}")
+    target = np.dtype(DATATYPES[datatype])
+    if target.kind == "f":
+        converted = values.astype(target) if values.dtype != target else values
+        if not np.isfinite(converted).all():
+            raise BadRequest(f"{what}: 'data' holds NaN, infinite or too large values for {datatype}")
+        return converted
+    if kind == "f":
+        raise BadRequest(f"{what}: datatype {datatype} needs integers, got non-integer numbers")
+    limits = np.iinfo(target)
+    if values.min() < limits.min or values.max() > limits.max:
+        raise BadRequest(f"{what}: values out of range for {datatype} [{limits.min}, {limits.max}]")
+    return values.astype(target)
+
+
+def _kind_name(kind: str) -> str:
+    return {"b": "booleans", "U": "strings", "S": "strings", "O": "nulls, objects or mixed types"}.get(
+        kind, f"numpy kind {kind!r}"
+    )
+
+
+# ---------------------------------------------------------------- Open Inference Protocol v2
+
+
+def is_matrix_shape(shape: Sequence[int], n_features: int) -> bool:
+    """[rows, n_features]; with a single feature [rows] is unambiguous too."""
+    return (len(shape) == 2 and shape[1] == n_features) or (n_features == 1 and len(shape) == 1)
+
+
+def _shape(tensor: Mapping[str, Any], what: str) -> list[int]:
+    shape: list[int] = _field(tensor, "shape", list, what)
+    if not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape):
+        raise BadRequest(f"{what}: 'shape' must be a list of non-negative integers, got {shape}")
+    return shape
+
+
+def _tensor(tensor: Any, index: int) -> tuple[str, list[int], np.ndarray]:
+    """One v2 input tensor → (name, shape, flat values of its datatype)."""
+    tensor = _object(tensor, f"inputs[{index}]")
+    name = _field(tensor, "name", str, f"inputs[{index}]")
+    what = f"input '{name}'"
+    shape = _shape(tensor, what)
+    datatype = _field(tensor, "datatype", str, what)
+    if datatype not in DATATYPES:
+        raise BadRequest(f"{what}: datatype '{datatype}' is not supported; use one of {SUPPORTED}")
+    values = numeric_array(tensor.get("data"), datatype, what)
+    expected = math.prod(shape)
+    if values.size != expected:
+        raise BadRequest(f"{what}: shape {shape} needs {expected} values, got {values.size}")
+    return name, shape, values
+
+
+def decode_v2(payload: Any, model: ServedModel) -> tuple[np.ndarray, str | None]:
+    """An inference request → (float64 matrix, request id).
+
+    Two input forms: one tensor of shape [rows, n_features] (any name), or one tensor per
+    feature named after it with shape [rows] or [rows, 1] (the form MLServer and Triton clients
+    build from a data frame).
+    """
+    request = _object(payload, "inference request")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f"field 'id' must be a JSON string, got {_describe(request_id)}")
+    _check_requested_outputs(request.get("outputs"))
+    inputs = _field(request, "inputs", list, "inference request")
+    if not inputs:
+        raise BadRequest("field 'inputs' must hold at least one tensor")
+    tensors = [_tensor(tensor, index) for index, tensor in enumerate(inputs)]
+    if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
+        return _matrix_from_single(tensors[0], model), request_id
+    return _matrix_from_columns(tensors, model), request_id
+
+
+def _matrix_from_single(tensor: tuple[str, list[int], np.ndarray], model: ServedModel) -> np.ndarray:
+    name, shape, values = tensor
+    n = model.n_features
+    if is_matrix_shape(shape, n):
+        return values.reshape(-1, n).astype(np.float64, copy=False)
+    raise BadRequest(
+        f"input '{name}': expected shape [rows, {n}] (or one input per feature: "
+        f"{', '.join(model.feature_names)}), got {shape}"
+    )
+
+
+def _matrix_from_columns(tensors: list[tuple[str, list[int], np.ndarray]], model: ServedModel) -> np.ndarray:
+    by_name: dict[str, np.ndarray] = {}
+    rows: int | None = None
+    for name, shape, values in tensors:
+        if name not in model.feature_names:
+            raise BadRequest(
+                f"input '{name}' is not a feature of model '{model.name}'; send one input of shape "
+                f"[rows, {model.n_features}] or one input per feature: {', '.join(model.feature_names)}"
+            )
+        if name in by_name:
+            raise BadRequest(f"input '{name}' appears more than once")
+        if not is_matrix_shape(shape, 1):
+            raise BadRequest(
+                f"input '{name}': expected shape [rows] or [rows, 1] for one feature, got {shape}"
+            )
+        if rows is not None and shape[0] != rows:
+            raise BadRequest(f"input '{name}': expected {rows} rows like the other inputs, got {shape[0]}")
+        rows = shape[0]
+        by_name[name] = values.reshape(-1)
+    missing = [feature for feature in model.feature_names if feature not in by_name]
+    if missing:
+        raise BadRequest(f"missing inputs for features: {', '.join(missing)}")
+    columns = [by_name[feature] for feature in model.feature_names]
+    return np.column_stack(columns).astype(np.float64, copy=False)
+
+
+def _check_requested_outputs(outputs: Any) -> None:
+    if outputs is None:
+        return
+    if not isinstance(outputs, list):
+        raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
+    for index, output in enumerate(outputs):
+        name = _field(_object(output, f"outputs[{index}]"), "name", str, f"outputs[{index}]")
+        if name != OUTPUT_NAME:
+            raise BadRequest(f"unknown output '{name}'; this model has one output, '{OUTPUT_NAME}'")
+
+
+def encode_v2(model: ServedModel, predictions: np.ndarray, request_id: str | None) -> bytes:
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        response["id"] = request_id
+    response["outputs"] = [
+        {"name": OUTPUT_NAME, "datatype": "FP64", "shape": [len(predictions)], "data": predictions.tolist()}
+    ]
+    return jsoncodec.dumps(response)
+
+
+# ---------------------------------------------------------------- KServe v1
+
+
+def decode_v1(payload: Any, model: ServedModel) -> np.ndarray:
+    """`{"instances": [[x1, x2, ...], ...]}` or instances as objects keyed by feature name."""
+    instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
+    if instances and all(isinstance(instance, Mapping) for instance in instances):
+        instances = [_row_from_object(instance, index, model) for index, instance in enumerate(instances)]
+    values = numeric_array(instances, "FP64", "instances")
+    n = model.n_features
+    shape = values.shape
+    if is_matrix_shape(shape, n) or shape == (0,):
+        return values.reshape(-1, n)
+    raise BadRequest(f"instances: expected shape [rows, {n}] (lists of {n} numbers), got {list(shape)}")
+
+
+def _row_from_object(instance: Mapping[str, Any], index: int, model: ServedModel) -> Sequence[Any]:
+    unknown = [key for key in instance if key not in model.feature_names]
+    if unknown:
+        raise BadRequest(f"instances[{index}]: unknown features {', '.join(map(str, unknown))}")
+    missing = [feature for feature in model.feature_names if feature not in instance]
+    if missing:
+        raise BadRequest(f"instances[{index}]: missing features {', '.join(missing)}")
+    return [instance[feature] for feature in model.feature_names]
+
+
+def encode_v1(predictions: np.ndarray) -> bytes:
+    return jsoncodec.dumps({"predictions": predictions.tolist()})
