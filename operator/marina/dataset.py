@@ -78,8 +78,13 @@ def table_from_records(columns: Sequence[object], records: Sequence[Sequence[obj
     try:  # fast path: every cell already numeric or numeric text
         values = np.asarray(records, dtype=np.float64)
     except (TypeError, ValueError):
-        values = np.array([[_number(cell, names[j], i) for j, cell in enumerate(record)]
-                           for i, record in enumerate(records, start=1)], dtype=np.float64)
+        values = np.array(
+            [
+                [_number(cell, names[j], i) for j, cell in enumerate(record)]
+                for i, record in enumerate(records, start=1)
+            ],
+            dtype=np.float64,
+        )
     _reject_infinite(values, names)
     return Table(names, values.reshape(len(records), len(names)))
 
@@ -104,7 +109,9 @@ def _reject_infinite(values: np.ndarray, columns: Sequence[str]) -> None:
     bad = np.argwhere(np.isinf(values))
     if bad.size:
         row, col = (int(i) for i in bad[0])
-        raise DataError(f"column {columns[col]!r} row {row + 1}: {values[row, col]!r} is not a finite number")
+        raise DataError(
+            f"column {columns[col]!r} row {row + 1}: {float(values[row, col])} is not a finite number"
+        )
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,8 @@ def select_columns(table: Table, options: PrepareOptions) -> tuple[tuple[str, ..
     else:
         unknown = [f for f in options.features if f not in table.columns]
         if unknown:
-            raise DataError(f"feature {unknown[0]!r} not found; columns are: {_listing(table.columns)}")
+            listing = _listing(table.columns)
+            raise DataError(f"feature column {unknown[0]!r} not found; columns are: {listing}")
         features = options.features
     if not features:
         raise DataError(f"no feature columns: the data has only the target column {options.target!r}")
@@ -270,8 +278,10 @@ def _fill_values(train: np.ndarray, columns: Sequence[str], strategy: str) -> np
     present = ~np.isnan(train)
     empty = np.flatnonzero(~present.any(axis=0))
     if empty.size:
-        raise DataError(f"column {columns[int(empty[0])]!r}: every training value is missing, cannot impute "
-                        f"the {strategy}")
+        raise DataError(
+            f"column {columns[int(empty[0])]!r}: every training value is missing, cannot impute "
+            f"the {strategy}"
+        )
     fills = np.nanmean(train, axis=0) if strategy == "mean" else np.nanmedian(train, axis=0)
     return np.asarray(fills, dtype=np.float64)
 
@@ -323,8 +333,11 @@ def to_csv(columns: Sequence[str], matrix: np.ndarray) -> bytes:
 def content_sha256(features: Sequence[str], target: str, train_csv: bytes, test_csv: bytes) -> str:
     """sha256 of the schema and both splits, each part framed by its name and length."""
     digest = hashlib.sha256()
-    schema = json.dumps({"format": FORMAT, "features": list(features), "target": target},
-                        sort_keys=True, separators=(",", ":")).encode()
+    schema = json.dumps(
+        {"format": FORMAT, "features": list(features), "target": target},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
     for name, part in (("schema", schema), (TRAIN_NAME, train_csv), (TEST_NAME, test_csv)):
         digest.update(f"{name}\0{len(part)}\0".encode())
         digest.update(part)
@@ -422,7 +435,8 @@ def load(uri: str) -> StoredDataset:
     if actual != expected:
         raise DataError(f"dataset at {folder} is corrupted: its content sha256 {actual} is not {expected}")
     data = PreparedDataset(
-        features, target,
+        features,
+        target,
         _read_prepared_csv(train_bytes, columns, TRAIN_NAME),
         _read_prepared_csv(test_bytes, columns, TEST_NAME),
     )

@@ -39,8 +39,11 @@ T = TypeVar("T")
 def configure(parser: argparse.ArgumentParser) -> None:
     # Values are parsed in `run` (not by argparse types) so that every bad value reaches the result file.
     add = parser.add_argument
-    add("--source", help="builtin:diabetes | synthetic:rows=N,features=N,noise=F,seed=N,missing=F | "
-                         "inline | s3://bucket/key.csv | local CSV path (required)")
+    add(
+        "--source",
+        help="builtin:diabetes | synthetic:rows=N,features=N,noise=F,seed=N,missing=F | "
+        "inline | s3://bucket/key.csv | local CSV path (required)",
+    )
     add("--output", help="folder or s3:// prefix; the dataset goes to <output>/<version>/ (required)")
     add("--target", default="target", help="target column (default: target)")
     add("--name", help="dataset name recorded in dataset.json (default: from the source)")

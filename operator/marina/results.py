@@ -52,8 +52,9 @@ def _write(result_file: str | None, text: str) -> None:
             handle.write(text)
 
 
-def run_command(name: str, work: Callable[[], dict[str, Any]], droppable: Sequence[str],
-                result_file: str | None) -> int:
+def run_command(
+    name: str, work: Callable[[], dict[str, Any]], droppable: Sequence[str], result_file: str | None
+) -> int:
     """Run a command's work, reporting its summary or its error by the contract above."""
     try:
         summary = compact(work(), droppable)

@@ -59,7 +59,9 @@ def load(spec: str, inline_rows: str | None = None) -> LoadedSource:
     scheme = _SCHEME.match(spec)
     kind = scheme.group(1).lower() if scheme and len(scheme.group(1)) > 1 else ""
     loaders: dict[str, Callable[[str], LoadedSource]] = {
-        "builtin": load_builtin, "synthetic": load_synthetic, "s3": load_csv,
+        "builtin": load_builtin,
+        "synthetic": load_synthetic,
+        "s3": load_csv,
     }
     if kind in loaders:
         return loaders[kind](spec)
@@ -178,7 +180,11 @@ class SyntheticSpec:
     def parse(cls, spec: str) -> SyntheticSpec:
         body = spec.split(":", 1)[1].strip()
         converters: dict[str, Callable[[str], Any]] = {
-            "rows": int, "features": int, "noise": float, "seed": int, "missing": float,
+            "rows": int,
+            "features": int,
+            "noise": float,
+            "seed": int,
+            "missing": float,
         }
         values: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in body.split(","))):
@@ -207,7 +213,9 @@ def load_synthetic(spec: str) -> LoadedSource:
         x[rng.random(x.shape) < params.missing] = np.nan
     columns = check_columns([*(f"x{j}" for j in range(1, params.features + 1)), "target"])
     description = {
-        "type": "synthetic", **asdict(params),
-        "coefficients": coefficients.tolist(), "intercept": intercept,
+        "type": "synthetic",
+        **asdict(params),
+        "coefficients": coefficients.tolist(),
+        "intercept": intercept,
     }
     return LoadedSource(Table(columns, np.column_stack([x, y])), description, "synthetic")

@@ -1,0 +1,338 @@
+"""The prepared-dataset format: schema checks, cleaning, split, statistics, version, storage."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marina import dataset
+from marina.dataset import DataError, PrepareOptions, Table
+
+
+def make_table(rows: int = 40, features: int = 3, seed: int = 0) -> Table:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(rows, features + 1))
+    return Table((*(f"f{j}" for j in range(features)), "y"), values)
+
+
+def prepare(table: Table, **options: object) -> tuple[dataset.PreparedDataset, dataset.CleaningReport]:
+    return dataset.prepare(table, PrepareOptions(target="y", **options))  # type: ignore[arg-type]
+
+
+# --- schema checks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("columns", "records", "message"),
+    [
+        (["age", "sex", "y"], [[1, 2, 3], [4, "male", 6]], "column 'sex' row 2: 'male' is not a number"),
+        (["a", "y"], [["1", "2"], ["3", "inf"]], "column 'y' row 2: inf is not a finite number"),
+        (["a", "y"], [["1", "2"], ["3"]], "row 2: expected 2 values, got 1"),
+        (["a", "a"], [["1", "2"]], "duplicate column 'a' (columns 1 and 2)"),
+        (["a", " "], [["1", "2"]], "column 2 has an empty name"),
+        (["a", "y"], [], "the data has no rows"),
+        ([], [], "the data has no columns"),
+        (["a", "y"], [[1, [2]]], "column 'y' row 1: [2] is not a number"),
+    ],
+)
+def test_table_from_records_names_the_bad_cell(
+    columns: list[str], records: list[list[object]], message: str
+) -> None:
+    with pytest.raises(DataError) as caught:
+        dataset.table_from_records(columns, records)
+    assert str(caught.value) == message
+
+
+def test_table_from_records_reads_numbers_and_missing_tokens() -> None:
+    table = dataset.table_from_records(
+        [" a ", "b", "y"],
+        [["1.5", "", "NA"], [" 2 ", "null", "n/a"], [3, None, True], ["-1e3", "NaN", "none"]],
+    )
+    assert table.columns == ("a", "b", "y")
+    np.testing.assert_array_equal(table.values[:, 0], [1.5, 2.0, 3.0, -1000.0])
+    assert np.isnan(table.values[:, 1]).all()
+    assert table.values[2, 2] == 1.0
+    assert np.isnan(table.values[[0, 1, 3], 2]).all()
+
+
+# --- options and column selection ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"test_fraction": 0.0}, "test fraction: must be between 0 and 1"),
+        ({"test_fraction": 1.0}, "test fraction: must be between 0 and 1"),
+        ({"test_fraction": 1.5}, "test fraction: must be between 0 and 1"),
+        ({"test_fraction": -0.1}, "test fraction: must be between 0 and 1"),
+        ({"seed": -1}, "seed: must be a non-negative integer"),
+        ({"missing": "zero"}, "missing: must be one of drop, mean, median, fail"),
+        ({"features": ()}, "features: the list of feature columns is empty"),
+        ({"features": ("a", "y")}, "features: the target column 'y' cannot also be a feature"),
+        ({"features": ("a", "b", "a")}, "features: 'a' listed more than once"),
+        ({"target": " "}, "target: the target column name is empty"),
+    ],
+)
+def test_options_are_validated(options: dict[str, object], message: str) -> None:
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        PrepareOptions(**{"target": "y", **options})  # type: ignore[arg-type]
+
+
+def test_missing_target_lists_the_columns() -> None:
+    with pytest.raises(DataError) as caught:
+        dataset.prepare(make_table(), PrepareOptions(target="price"))
+    assert str(caught.value) == "target column 'price' not found; columns are: f0, f1, f2, y"
+
+
+def test_unknown_feature_is_named() -> None:
+    with pytest.raises(DataError, match="feature column 'f9' not found"):
+        prepare(make_table(), features=("f0", "f9"))
+
+
+def test_only_a_target_column_is_refused() -> None:
+    table = Table(("y",), np.arange(5.0).reshape(5, 1))
+    with pytest.raises(DataError, match="no feature columns"):
+        prepare(table)
+
+
+def test_feature_subset_keeps_the_requested_order() -> None:
+    table = make_table()
+    prepared, _ = prepare(table, features=("f2", "f0"))
+    assert prepared.columns == ("f2", "f0", "y")
+    everything = np.vstack([prepared.train, prepared.test])
+    expected = table.values[:, [2, 0, 3]]
+    np.testing.assert_array_equal(np.sort(everything, axis=0), np.sort(expected, axis=0))
+
+
+# --- cleaning --------------------------------------------------------------------------------------
+
+
+def table_with_gaps() -> Table:
+    table = make_table(rows=30)
+    values = table.values.copy()
+    values[4, 1] = np.nan  # row 5, column f1
+    values[9, 0] = np.nan
+    values[11, 3] = np.nan  # target missing: always dropped
+    return Table(table.columns, values)
+
+
+def test_fail_policy_names_column_and_row() -> None:
+    with pytest.raises(DataError) as caught:
+        prepare(table_with_gaps(), missing="fail")
+    assert str(caught.value) == "column 'f1' row 5: missing value (missing policy 'fail')"
+
+
+def test_drop_policy_drops_incomplete_rows() -> None:
+    prepared, report = prepare(table_with_gaps(), missing="drop")
+    assert prepared.train.shape[0] + prepared.test.shape[0] == 27
+    assert (report.rows_in, report.rows_dropped) == (30, 3)
+    assert report.missing_by_column == {"f0": 1, "f1": 1, "f2": 0, "y": 1}
+    assert not np.isnan(prepared.train).any() and not np.isnan(prepared.test).any()
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median"])
+def test_imputation_uses_train_values_only(strategy: str) -> None:
+    table = table_with_gaps()
+    prepared, report = prepare(table, missing=strategy, seed=3)
+    assert report.rows_dropped == 1  # only the row without a target
+    kept = np.delete(table.values, 11, axis=0)
+    train_index, _ = dataset.split_indices(kept.shape[0], 0.2, 3)
+    reducer = np.nanmean if strategy == "mean" else np.nanmedian
+    expected_fill = reducer(kept[train_index], axis=0)
+    assert report.fill_values == pytest.approx(
+        {"f0": expected_fill[0], "f1": expected_fill[1], "f2": expected_fill[2]}
+    )
+    everything = np.vstack([prepared.train, prepared.test])
+    assert not np.isnan(everything).any()
+    assert sum(report.imputed_train.values()) + sum(report.imputed_test.values()) == 2
+
+
+def test_imputing_a_column_with_no_training_values_fails() -> None:
+    table = make_table(rows=10)
+    values = table.values.copy()
+    values[:, 1] = np.nan
+    with pytest.raises(
+        DataError, match="column 'f1': every training value is missing, cannot impute the mean"
+    ):
+        prepare(Table(table.columns, values), missing="mean")
+
+
+def test_too_few_rows_left() -> None:
+    table = make_table(rows=3)
+    values = table.values.copy()
+    values[:2, 0] = np.nan
+    with pytest.raises(DataError, match=r"only 1 usable row\(s\)"):
+        prepare(Table(table.columns, values))
+
+
+# --- split -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "fraction", "test_rows"), [(442, 0.2, 89), (10, 0.25, 3), (2, 0.01, 1), (5, 0.99, 4)]
+)
+def test_split_sizes_partition_the_rows(rows: int, fraction: float, test_rows: int) -> None:
+    train, test = dataset.split_indices(rows, fraction, 42)
+    assert len(test) == test_rows
+    assert sorted([*train.tolist(), *test.tolist()]) == list(range(rows))
+
+
+def test_split_is_deterministic_and_seed_sensitive() -> None:
+    first = dataset.split_indices(100, 0.3, 7)
+    again = dataset.split_indices(100, 0.3, 7)
+    other = dataset.split_indices(100, 0.3, 8)
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[1], other[1])
+    expected_test = np.sort(np.random.default_rng(7).permutation(100)[:30])
+    np.testing.assert_array_equal(first[1], expected_test)
+
+
+# --- version -------------------------------------------------------------------------------------------
+
+
+def test_version_is_stable_for_the_same_input_and_options() -> None:
+    a, _ = prepare(make_table(), seed=5)
+    b, _ = prepare(make_table(), seed=5)
+    assert a.version == b.version and a.sha256 == b.sha256
+    assert len(a.version) == dataset.VERSION_LENGTH and a.sha256.startswith(a.version)
+
+
+def changed_value() -> Table:
+    table = make_table()
+    values = table.values.copy()
+    values[0, 0] = np.nextafter(values[0, 0], np.inf)  # one ulp
+    return Table(table.columns, values)
+
+
+@pytest.mark.parametrize(
+    ("table", "options"),
+    [
+        (changed_value(), {"seed": 5}),
+        (make_table(), {"seed": 6}),
+        (make_table(), {"seed": 5, "test_fraction": 0.3}),
+        (make_table(), {"seed": 5, "features": ("f0", "f1")}),
+        (Table(("f0", "f1", "z", "y"), make_table().values), {"seed": 5}),
+    ],
+    ids=["one-ulp", "seed", "fraction", "features", "column-name"],
+)
+def test_version_changes_with_content(table: Table, options: dict[str, object]) -> None:
+    base, _ = prepare(make_table(), seed=5)
+    other, _ = prepare(table, **options)
+    assert other.version != base.version
+
+
+def test_moving_a_row_between_splits_changes_the_sha() -> None:
+    columns, row = ("a", "y"), np.array([[1.0, 2.0]])
+    train_csv, test_csv = dataset.to_csv(columns, np.vstack([row, row])), dataset.to_csv(columns, row)
+    moved_train, moved_test = dataset.to_csv(columns, row), dataset.to_csv(columns, np.vstack([row, row]))
+    assert dataset.content_sha256(("a",), "y", train_csv, test_csv) != dataset.content_sha256(
+        ("a",), "y", moved_train, moved_test
+    )
+
+
+# --- statistics ----------------------------------------------------------------------------------------
+
+
+def test_statistics_match_numpy() -> None:
+    prepared, report = prepare(table_with_gaps(), missing="mean")
+    stats = dataset.statistics(prepared, report)
+    for j, column in enumerate(prepared.columns):
+        train = prepared.train[:, j]
+        assert stats["train"][column] == pytest.approx(
+            {
+                "count": train.size,
+                "mean": train.mean(),
+                "std": train.std(),
+                "min": train.min(),
+                "max": train.max(),
+                "missing": report.imputed_train[column],
+            },
+            rel=1e-12,
+        )
+        everything = np.concatenate([train, prepared.test[:, j]])
+        assert stats["all"][column]["mean"] == pytest.approx(everything.mean(), rel=1e-12)
+        assert stats["all"][column]["count"] == everything.size
+    assert stats["all"]["f1"]["missing"] + stats["all"]["f0"]["missing"] == 2
+
+
+# --- CSV round trip and storage ---------------------------------------------------------------------
+
+
+def test_csv_round_trips_every_float_exactly() -> None:
+    rng = np.random.default_rng(1)
+    values = np.column_stack(
+        [rng.normal(size=50) * 10.0 ** rng.integers(-300, 300, 50), rng.normal(size=50), np.full(50, -0.0)]
+    )
+    content = dataset.to_csv(("a", "b", "y"), values)
+    back = dataset._read_prepared_csv(content, ("a", "b", "y"), "train.csv")
+    assert back.tobytes() == values.tobytes()
+
+
+def write_prepared(tmp_path: Path) -> tuple[dataset.PreparedDataset, dict[str, object], str, bool]:
+    prepared, report = prepare(make_table(), seed=1)
+    options = PrepareOptions(target="y", seed=1)
+    description = dataset.manifest(prepared, report, options, "demo", {"type": "test"})
+    uri, reused = dataset.write(prepared, description, str(tmp_path))
+    return prepared, description, uri, reused
+
+
+def test_write_then_load_round_trips(tmp_path: Path) -> None:
+    prepared, description, uri, reused = write_prepared(tmp_path)
+    assert not reused and uri == str(tmp_path / prepared.version)
+    assert sorted(p.name for p in Path(uri).iterdir()) == ["dataset.json", "test.csv", "train.csv"]
+    stored = dataset.load(uri)
+    assert stored.version == prepared.version and stored.name == "demo"
+    assert stored.data.train.tobytes() == prepared.train.tobytes()
+    assert stored.data.test.tobytes() == prepared.test.tobytes()
+    on_disk = json.loads((Path(uri) / "dataset.json").read_text())
+    assert on_disk == description
+    assert on_disk["trainRows"] + on_disk["testRows"] == on_disk["rows"] == 40
+    assert dataset.load(uri + "/dataset.json").version == prepared.version
+
+
+def test_existing_version_is_never_rewritten(tmp_path: Path) -> None:
+    _, _, uri, _ = write_prepared(tmp_path)
+    manifest = Path(uri) / "dataset.json"
+    before = manifest.read_bytes()
+    _, _, again, reused = write_prepared(tmp_path)
+    assert (again, reused) == (uri, True)
+    assert manifest.read_bytes() == before
+
+
+def test_different_existing_object_is_refused_not_overwritten(tmp_path: Path) -> None:
+    prepared, report = prepare(make_table(), seed=1)
+    folder = tmp_path / prepared.version
+    folder.mkdir()
+    (folder / "train.csv").write_text("something else\n")
+    description = dataset.manifest(prepared, report, PrepareOptions(target="y", seed=1), "demo", {})
+    with pytest.raises(DataError, match="already exists with different content; refusing to overwrite"):
+        dataset.write(prepared, description, str(tmp_path))
+    assert (folder / "train.csv").read_text() == "something else\n"
+
+
+def test_load_detects_corruption(tmp_path: Path) -> None:
+    _, _, uri, _ = write_prepared(tmp_path)
+    train = Path(uri) / "train.csv"
+    lines = train.read_text().splitlines()
+    lines[1] = lines[1].replace("1", "2", 1)
+    train.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="is corrupted: its content sha256"):
+        dataset.load(uri)
+
+
+def test_load_rejects_a_bad_description(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text("{}")
+    with pytest.raises(DataError, match="is not a valid dataset description"):
+        dataset.load(str(tmp_path))
+
+
+def test_manifest_is_strict_json() -> None:
+    prepared, report = prepare(make_table(), seed=1)
+    description = dataset.manifest(prepared, report, PrepareOptions(target="y", seed=1), "n", {})
+    text = json.dumps(description, allow_nan=False)
+    assert json.loads(text)["created"].endswith("Z")
+    assert math.isfinite(description["statistics"]["train"]["y"]["std"])

@@ -1,0 +1,179 @@
+"""`marina prepare` end to end through the CLI: summary, result file, stored files, error reporting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from marina import dataset
+from marina.cli import main
+
+
+def run_prepare(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["prepare", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def prepare_ok(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> dict[str, Any]:
+    result_file = tmp_path / "result.json"
+    code, out, err = run_prepare(capsys, *args, "--result-file", str(result_file))
+    assert code == 0, err
+    assert out.count("\n") == 1
+    summary: dict[str, Any] = json.loads(out)
+    assert json.loads(result_file.read_text()) == summary
+    assert len(result_file.read_bytes()) < 4096
+    return summary
+
+
+def test_prepare_diabetes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    output = tmp_path / "store"
+    summary = prepare_ok(capsys, tmp_path, "--source", "builtin:diabetes", "--output", str(output))
+    assert summary["uri"] == str(output / summary["version"])
+    assert (summary["rows"], summary["trainRows"], summary["testRows"]) == (442, 353, 89)
+    assert summary["columns"][-1] == "target" and summary["target"] == "target"
+    assert summary["name"] == "diabetes" and summary["reused"] is False
+    assert set(summary["statistics"]["bmi"]) == {"mean", "std", "min", "max", "missing"}
+    stored = dataset.load(summary["uri"])
+    assert stored.data.sha256 == summary["sha256"]
+    assert summary["statistics"]["target"]["mean"] == pytest.approx(stored.data.y_train.mean(), rel=1e-5)
+    description = stored.description
+    assert description["split"] == {"seed": 42, "testFraction": 0.2}
+    assert description["source"]["type"] == "builtin"
+
+    again = prepare_ok(capsys, tmp_path, "--source", "builtin:diabetes", "--output", str(output))
+    assert again["version"] == summary["version"] and again["reused"] is True
+
+
+def test_prepare_options_reach_the_dataset(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    summary = prepare_ok(
+        capsys,
+        tmp_path,
+        "--source",
+        "synthetic:rows=300,features=4,missing=0.1,seed=3",
+        "--output",
+        str(tmp_path / "s"),
+        "--features",
+        "x3,x1",
+        "--missing",
+        "median",
+        "--test-fraction",
+        "0.3",
+        "--seed",
+        "9",
+        "--name",
+        "demo",
+    )
+    assert summary["columns"] == ["x3", "x1", "target"] and summary["name"] == "demo"
+    assert (summary["trainRows"], summary["testRows"]) == (210, 90)
+    assert summary["statistics"]["x1"]["missing"] > 0
+    stored = dataset.load(summary["uri"])
+    assert stored.description["cleaning"]["strategy"] == "median"
+    assert not np.isnan(stored.data.train).any()
+
+
+def test_prepare_inline_rows_from_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rows = [{"size": i, "price": 2 * i + 1} for i in range(10)]
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text(json.dumps(rows))
+    summary = prepare_ok(
+        capsys,
+        tmp_path,
+        "--source",
+        "inline",
+        "--rows-file",
+        str(rows_file),
+        "--target",
+        "price",
+        "--output",
+        str(tmp_path / "s"),
+    )
+    inline = prepare_ok(
+        capsys,
+        tmp_path,
+        "--source",
+        "inline",
+        "--inline-rows",
+        json.dumps(rows),
+        "--target",
+        "price",
+        "--output",
+        str(tmp_path / "s"),
+    )
+    assert summary["version"] == inline["version"] and inline["reused"] is True
+    assert summary["columns"] == ["size", "price"] and summary["rows"] == 10
+
+
+def test_prepare_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    csv_path = tmp_path / "houses.csv"
+    csv_path.write_text("rooms,area,price\n" + "".join(f"{i % 5},{i * 1.5},{i * 3 + 2}\n" for i in range(20)))
+    summary = prepare_ok(
+        capsys, tmp_path, "--source", str(csv_path), "--target", "price", "--output", str(tmp_path / "s")
+    )
+    assert summary["name"] == "houses" and summary["rows"] == 20
+
+
+def test_large_schemas_are_truncated_to_fit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    summary = prepare_ok(
+        capsys, tmp_path, "--source", "synthetic:rows=50,features=120", "--output", str(tmp_path / "s")
+    )
+    assert summary["truncated"] == ["statistics"]
+    assert "statistics" not in summary and len(summary["columns"]) == 121
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--source", "inline", "--inline-rows", '[{"x": 1, "sex": "male", "target": 1}]'],
+            "column 'sex' row 1: 'male' is not a number",
+        ),
+        (
+            ["--source", "builtin:diabetes", "--target", "price"],
+            "target column 'price' not found; columns are: age",
+        ),
+        (
+            ["--source", "synthetic:rows=20,missing=0.2", "--missing", "fail"],
+            "column 'x1' row 1: missing value",
+        ),
+        (
+            ["--source", "builtin:diabetes", "--test-fraction", "1.5"],
+            "test fraction: must be between 0 and 1",
+        ),
+        (
+            ["--source", "builtin:diabetes", "--test-fraction", "half"],
+            "--test-fraction: 'half' is not a valid float",
+        ),
+        (["--source", "builtin:diabetes", "--seed", "x"], "--seed: 'x' is not a valid int"),
+        (
+            ["--source", "builtin:diabetes", "--missing", "guess"],
+            "missing: must be one of drop, mean, median, fail",
+        ),
+        (["--source", "mongodb://db/x"], "unknown source 'mongodb://db/x'"),
+        (["--source", "/nonexistent/data.csv"], "cannot read /nonexistent/data.csv"),
+        (["--output", "x"], "--source is required"),
+        (["--source", "inline", "--inline-rows", "[]", "--rows-file", "r"], "either with --inline-rows or"),
+    ],
+)
+def test_errors_are_reported_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    result_file = tmp_path / "result.json"
+    if "--output" not in args:
+        args = [*args, "--output", str(tmp_path / "s")]
+    code, out, err = run_prepare(capsys, *args, "--result-file", str(result_file))
+    assert code == 1 and out == ""
+    assert err.startswith("marina prepare: error: ") and err.count("\n") == 1
+    assert message in err
+    error = json.loads(result_file.read_text())["error"]
+    assert message in error and err.strip().endswith(error)
+    assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_missing_output_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_prepare(capsys, "--source", "builtin:diabetes")
+    assert code == 1 and "--output is required" in err

@@ -1,0 +1,162 @@
+"""Data sources: CSV (plain, gzip), inline rows, builtin:diabetes and the synthetic generator."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes
+
+from marina import sources
+from marina.dataset import DataError
+from marina.storage import StorageError
+
+CSV = "a,b,target\n1,2.5,3\n\n4,,6\n7,8e-3,9\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("data.csv", CSV.encode()),
+        ("data.csv.gz", gzip.compress(CSV.encode())),
+        ("data.txt", b"\xef\xbb\xbf" + CSV.replace("\n", "\r\n").encode()),  # BOM and CRLF
+    ],
+)
+def test_csv_files(tmp_path: Path, name: str, content: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    loaded = sources.load(str(path))
+    assert loaded.table.columns == ("a", "b", "target")
+    expected = np.array([[1, 2.5, 3], [4, np.nan, 6], [7, 8e-3, 9]])
+    np.testing.assert_array_equal(loaded.table.values, expected)
+    assert loaded.default_name == name.removesuffix(".gz").removesuffix(".csv")
+    assert loaded.description["type"] == "csv" and loaded.description["uri"] == str(path)
+    assert len(loaded.description["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"a,b\n1,2,3\n", "row 1: expected 2 values, got 3"),
+        (b"a,sex\n1,2\n3,male\n", "column 'sex' row 2: 'male' is not a number"),
+        (b"a,b\n\xff\xfe,1\n", "not UTF-8 text"),
+        (b"\x1f\x8bnot really gzip", "not a valid gzip file"),
+        (b"a,a\n1,2\n", "duplicate column 'a'"),
+    ],
+)
+def test_bad_csv_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        sources.load(str(path))
+
+
+def test_missing_file_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"cannot read .*nope\.csv: No such file"):
+        sources.load(str(tmp_path / "nope.csv"))
+
+
+@pytest.mark.parametrize("spec", ["http://example.invalid/x.csv", "ftp:x", "gs://bucket/key", "  "])
+def test_unknown_source(spec: str) -> None:
+    with pytest.raises(DataError, match="expected builtin:NAME, synthetic:KEY=VALUE"):
+        sources.load(spec)
+
+
+def test_builtin_diabetes_is_scikit_learns() -> None:
+    loaded = sources.load("builtin:diabetes")
+    bunch = load_diabetes(as_frame=False)
+    assert loaded.table.columns == (*bunch.feature_names, "target")
+    np.testing.assert_array_equal(loaded.table.values[:, :-1], bunch.data)
+    np.testing.assert_array_equal(loaded.table.values[:, -1], bunch.target)
+    assert loaded.description["name"] == "diabetes" and loaded.default_name == "diabetes"
+
+
+def test_unknown_builtin() -> None:
+    with pytest.raises(DataError, match="unknown builtin dataset 'boston'; available: diabetes"):
+        sources.load("builtin:boston")
+
+
+def test_synthetic_is_seeded_and_linear() -> None:
+    spec = "synthetic:rows=200,features=4,noise=0,seed=7"
+    first, again = sources.load(spec), sources.load(spec)
+    assert first.table.values.tobytes() == again.table.values.tobytes()
+    assert first.table.columns == ("x1", "x2", "x3", "x4", "target")
+    description = first.description
+    assert description["rows"] == 200 and description["seed"] == 7
+    x, y = first.table.values[:, :-1], first.table.values[:, -1]
+    np.testing.assert_allclose(x @ description["coefficients"] + description["intercept"], y, rtol=1e-12)
+    other = sources.load("synthetic:rows=200,features=4,noise=0,seed=8")
+    assert other.table.values.tobytes() != first.table.values.tobytes()
+
+
+def test_synthetic_defaults_and_missing_fraction() -> None:
+    default = sources.load("synthetic:")
+    assert default.table.values.shape == (1000, 6)
+    holes = sources.load("synthetic:rows=2000,features=2,missing=0.25,seed=1").table.values
+    fraction = np.isnan(holes[:, :-1]).mean()
+    assert 0.2 < fraction < 0.3 and not np.isnan(holes[:, -1]).any()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("synthetic:rows=1", "rows must be at least 2"),
+        ("synthetic:features=0", "features must be at least 1"),
+        ("synthetic:noise=-1", "noise must be >= 0"),
+        ("synthetic:seed=-3", "seed must be >= 0"),
+        ("synthetic:missing=1", r"missing must be in \[0, 1\)"),
+        ("synthetic:colour=red", "unknown parameter 'colour'; expected rows, features, noise, seed, missing"),
+        ("synthetic:rows=many", "rows='many' is not a valid integer"),
+        ("synthetic:noise", "'noise' needs a value"),
+    ],
+)
+def test_synthetic_grammar_errors(spec: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        sources.load(spec)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"x": 1, "y": 2}, {"x": "3", "y": null}, {"y": 4, "z": true}]',
+        "- {x: 1, y: 2}\n- {x: '3', y: null}\n- {y: 4, z: true}\n",
+    ],
+    ids=["json", "yaml"],
+)
+def test_inline_rows(text: str) -> None:
+    loaded = sources.load("inline", text)
+    assert loaded.table.columns == ("x", "y", "z")
+    expected = np.array([[1, 2, np.nan], [3, np.nan, np.nan], [np.nan, 4, 1]])
+    np.testing.assert_array_equal(loaded.table.values, expected)
+    assert loaded.description == {"type": "inline", "rows": 3}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"x": 1}', "inline rows must be a list of objects"),
+        ("[1, 2]", "inline rows must be a list of objects"),
+        ("[]", "the data has no rows"),
+        ('[{"x": 1, "y": {"a": 1}}]', "column 'y' row 1: {'a': 1} is not a number"),
+        ('[{"x": 1, "y": 2}, {"x": "big", "y": 3}]', "column 'x' row 2: 'big' is not a number"),
+        ("[{x: 1", "neither JSON nor YAML"),
+    ],
+)
+def test_inline_errors(text: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        sources.load("inline", text)
+
+
+def test_inline_needs_rows_and_rows_need_inline() -> None:
+    with pytest.raises(DataError, match="source 'inline' needs rows"):
+        sources.load("inline")
+    with pytest.raises(DataError, match="inline rows were given but the source is 'builtin:diabetes'"):
+        sources.load("builtin:diabetes", "[]")
+
+
+def test_credentials_never_reach_the_description() -> None:
+    assert sources._without_credentials("s3://user:secret@bucket/key.csv") == "s3://bucket/key.csv"
+    assert sources._without_credentials("/data/x.csv") == "/data/x.csv"
