@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the pinned cluster binaries from the Go module proxy into a cache outside the repo:
+#   ~/.cache/marina/bin-<kube>/   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+#   ~/.cache/marina/etcd-<v>/     etcd etcdctl
+#   ~/.cache/marina/coredns-<v>/  coredns
+#   ~/.cache/marina/minio-<v>/    minio
+# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause ...]   (default: all)
+# A folder counts as built only when its `.complete` stamp exists, so a killed build is redone.
+set -euo pipefail
+HACK="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=hack/lib/common.sh
+source "$HACK/lib/common.sh"
+
+export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" GOTOOLCHAIN=local
+STAGING_MODULES=(
+  api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap
+  code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib
+  dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy
+  kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin
+  sample-controller
+)
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
+# wrapper_module DIR MODULE_PATH GO_MOD_BODY: a throw-away main module that requires what we build.
+wrapper_module() {
+  local dir=$1 body=$2
+  mkdir -p "$dir"
+  printf 'module marina.local/build\n\ngo 1.24.0\n\n%s\n' "$body" >"$dir/go.mod"
+  : >"$dir/go.sum"
+}
+
+build_kube() {
+  local out="$MARINA_CACHE/bin-$KUBE_VERSION"
+  [[ -f $out/.complete ]] && return 0
+  local staging_version="v0${KUBE_VERSION#v1}" src="$MARINA_CACHE/src/kubernetes-$KUBE_VERSION"
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local replaces="" m
+  for m in "${STAGING_MODULES[@]}"; do replaces+="	k8s.io/$m => k8s.io/$m $staging_version"$'\n'; done
+  wrapper_module "$src" "godebug default=go1.24
+
+require k8s.io/kubernetes $KUBE_VERSION
+
+replace (
+$replaces)"
+  local pkgs=() c
+  for c in "${KUBE_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  log "building Kubernetes $KUBE_VERSION (${KUBE_COMMANDS[*]}) into $out"
+  (cd "$src" && go get "${pkgs[@]/%/@$KUBE_VERSION}" >/dev/null)
+  # Same stamp the Kubernetes release uses, so `kubectl version` and /version show the real release.
+  local ld="-s -w" p date
+  date=$(cd "$src" && go list -m -json k8s.io/kubernetes | sed -n 's/.*"Time": "\(.*\)".*/\1/p')
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ld+=" -X $p.gitCommit=go-module-proxy -X $p.buildDate=${date:-unknown}"
+  done
+  mkdir -p "$out"
+  (cd "$src" && go build -ldflags "$ld" -o "$out/" "${pkgs[@]}")
+  touch "$out/.complete"
+}
+
+build_etcd() {
+  local out="$MARINA_CACHE/etcd-$ETCD_VERSION" src="$MARINA_CACHE/src/etcd-$ETCD_VERSION"
+  [[ -f $out/.complete ]] && return 0
+  log "building etcd $ETCD_VERSION into $out"
+  wrapper_module "$src" ""
+  (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" >/dev/null)
+  mkdir -p "$out"
+  (cd "$src" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 \
+    && go build -ldflags "-s -w" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3)
+  touch "$out/.complete"
+}
+
+build_coredns() {
+  local out="$MARINA_CACHE/coredns-$COREDNS_VERSION" src="$MARINA_CACHE/src/coredns-$COREDNS_VERSION"
+  [[ -f $out/.complete ]] && return 0
+  log "building CoreDNS $COREDNS_VERSION into $out"
+  # CoreDNS' own go.mod carries replace directives, so build inside its module rather than a wrapper.
+  local dir
+  dir=$(cd /tmp && go mod download -json "github.com/coredns/coredns@$COREDNS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
+  mkdir -p "$out"
+  (cd "$src" && go build -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+    -o "$out/coredns" .)
+  touch "$out/.complete"
+}
+
+build_minio() {
+  local out="$MARINA_CACHE/minio-$MINIO_VERSION" src="$MARINA_CACHE/src/minio-$MINIO_VERSION"
+  [[ -f $out/.complete ]] && return 0
+  log "building MinIO $MINIO_VERSION into $out"
+  local dir
+  dir=$(cd /tmp && go mod download -json "github.com/minio/minio@$MINIO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
+  mkdir -p "$out"
+  (cd "$src" && go build -tags kqueue -ldflags "-s -w -X github.com/minio/minio/cmd.Version=$MINIO_VERSION \
+    -X github.com/minio/minio/cmd.ReleaseTag=$MINIO_VERSION" -o "$out/minio" .)
+  touch "$out/.complete"
+}
+
+build_pause() {
+  local out="$MARINA_CACHE/pause"
+  [[ -x $out/pause && $out/pause -nt $HACK/../images/pause/pause.c ]] && return 0
+  mkdir -p "$out"
+  gcc -Os -static -o "$out/pause" "$HACK/../images/pause/pause.c"
+}
+
+require_go
+targets=("$@")
+((${#targets[@]})) || targets=(pause kube etcd coredns minio)
+for t in "${targets[@]}"; do
+  start=$SECONDS
+  "build_$t"
+  log "$t ready ($((SECONDS - start))s)"
+done

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Stops the local cluster and removes what hack/cluster-up.sh created: its processes (by PID file), pod
+# containers and cgroups, mounts under its folders, pod network namespaces, the bridge, its iptables chains
+# and its state. Idempotent and safe after a killed run. Keeps $LOG_DIR and the build cache (~/.cache/marina).
+set -euo pipefail
+HACK="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=hack/lib/cluster.sh
+source "$HACK/lib/cluster.sh"
+require_root
+
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s.
+stop_pid() {
+  local pid=$1 i
+  kill "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+stop_component() {
+  local pid
+  if pid=$(pid_of "$1"); then
+    log "stopping $1 (pid $pid)"
+    stop_pid "$pid"
+  fi
+  rm -f "$RUN_DIR/$1.pid"
+}
+
+# Pod containers: kill their tasks through our containerd, then any shim still bound to our socket.
+stop_pods() {
+  if ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
+    local task
+    for task in $(ctr_k8s tasks ls -q 2>/dev/null); do
+      ctr_k8s tasks kill -a -s SIGKILL "$task" >/dev/null 2>&1 || true
+    done
+    sleep 1
+    for task in $(ctr_k8s tasks ls -q 2>/dev/null); do ctr_k8s tasks delete -f "$task" >/dev/null 2>&1 || true; done
+  fi
+  local pid
+  for pid in $(pgrep -f -- "-address $CONTAINERD_SOCK" || true); do stop_pid "$pid"; done
+  # Anything left in the kubelet's pod cgroups belongs to our pods.
+  local procs
+  for procs in $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null); do
+    for pid in $(<"$procs"); do kill -9 "$pid" 2>/dev/null || true; done
+  done
+}
+
+remove_cgroups() {
+  local root
+  for root in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+    [[ -d $root ]] || continue
+    find "$root" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+}
+
+unmount_all() {
+  local prefix target
+  for prefix in "$STATE_DIR" "$CONTAINERD_STATE" "$RUN_DIR"; do
+    # Deepest first; lazily if a mount is still busy.
+    for target in $(findmnt -rn -o TARGET | grep -E "^$prefix(/|$)" | sort -r); do
+      umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
+    done
+  done
+}
+
+# Pod network namespaces are the cni-* ones whose eth0 holds an address from our pod range.
+remove_netns() {
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
+    if ip -n "$ns" -4 addr show 2>/dev/null | grep -q "inet ${POD_CIDR%.*}\."; then
+      ip netns delete "$ns" 2>/dev/null || true
+    fi
+  done
+  local veth
+  for veth in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link delete "$veth" 2>/dev/null || true
+  done
+}
+
+# kube-proxy and the kubelet own the KUBE-* chains; they are ours unless another kube-proxy runs here.
+clean_iptables() {
+  if [[ -x $KUBE_BIN/kube-proxy ]] && ! pgrep -x kube-proxy >/dev/null; then
+    "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+    local table chain
+    for table in filter nat mangle; do
+      for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
+        iptables -t "$table" -S 2>/dev/null | grep -E "^-A [A-Z-]+ .*-j $chain( |$)" | grep -v "^-A $chain " \
+          | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$table" "$rule" 2>/dev/null || true; done
+        iptables -t "$table" -F "$chain" 2>/dev/null || true
+      done
+      for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
+        iptables -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  fi
+  while iptables -D FORWARD -j "$FORWARD_CHAIN" 2>/dev/null; do :; done
+  iptables -F "$FORWARD_CHAIN" 2>/dev/null || true
+  iptables -X "$FORWARD_CHAIN" 2>/dev/null || true
+}
+
+remove_network() {
+  ip route del "$SERVICE_CIDR" dev "$BRIDGE" 2>/dev/null || true
+  ip link delete "$BRIDGE" 2>/dev/null || true
+  if [[ -f $RUN_DIR/ip_forward.saved ]]; then
+    sysctl -qw "net.ipv4.ip_forward=$(<"$RUN_DIR/ip_forward.saved")"
+    rm -f "$RUN_DIR/ip_forward.saved"
+  fi
+}
+
+remove_state() {
+  local entry
+  if [[ -d $STATE_DIR ]]; then
+    for entry in "$STATE_DIR"/* "$STATE_DIR"/.[!.]*; do
+      [[ -e $entry && $entry != "$LOG_DIR" && $entry != "$LOG_DIR.prev" ]] && rm -rf "$entry"
+    done
+  fi
+  rm -rf "$CONTAINERD_STATE" "$RUN_DIR"
+  rm -f "$KUBECONFIG_PATH"
+}
+
+main() {
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    [[ ${COMPONENTS[i]} == containerd ]] && stop_pods
+    stop_component "${COMPONENTS[i]}"
+  done
+  stop_pods  # a killed run may have left shims and pod processes without a containerd
+  remove_netns
+  unmount_all
+  remove_cgroups
+  clean_iptables
+  remove_network
+  remove_state
+  log "cluster is down (logs kept in $LOG_DIR)"
+}
+
+main "$@"

@@ -1,0 +1,49 @@
+# Layout and addresses of the local cluster (sourced by the cluster scripts, never run).
+# Everything the cluster owns lives under these paths and ranges, so cluster-down can remove exactly that.
+# shellcheck shell=bash
+# shellcheck source=hack/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+STATE_DIR=/var/lib/marina-cluster          # certificates, etcd data, kubelet and containerd roots
+LOG_DIR=$STATE_DIR/logs                   # one log per component; kept by cluster-down for post-mortems
+RUN_DIR=/run/marina-cluster               # PID files, saved sysctls
+CONTAINERD_STATE=/run/marina-containerd
+CONTAINERD_SOCK=$CONTAINERD_STATE/containerd.sock
+CLUSTER_DIR=$MARINA_ROOT/.cluster         # git-ignored: kubeconfig and kubectl for users
+KUBECONFIG_PATH=$CLUSTER_DIR/kubeconfig
+
+NODE_NAME=marina
+BRIDGE=marina0
+POD_CIDR=10.244.0.0/24
+NODE_IP=10.244.0.1                        # the bridge's gateway address doubles as the node (and API) address
+SERVICE_CIDR=10.96.0.0/24
+API_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+CLUSTER_DOMAIN=cluster.local
+API_PORT=6443
+FORWARD_CHAIN=MARINA-FORWARD
+# Ports the components listen on (all on loopback or $NODE_IP); preflight wants them free.
+CLUSTER_PORTS=(6443 2379 2380 10248 10249 10250 10256 10257 10259)
+# Start order; cluster-down stops them in reverse.
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
+KUBE_BIN=$MARINA_CACHE/bin-$KUBE_VERSION
+ETCD_BIN=$MARINA_CACHE/etcd-$ETCD_VERSION
+COREDNS_BIN=$MARINA_CACHE/coredns-$COREDNS_VERSION
+MINIO_BIN=$MARINA_CACHE/minio-$MINIO_VERSION
+PAUSE_IMAGE=docker.io/library/marina-pause:dev
+
+ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
+kubectl_local() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+# pid_of NAME: the PID recorded for a component, printed only while that process still runs it.
+pid_of() {
+  local file="$RUN_DIR/$1.pid" pid
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1" || return 1
+  echo "$pid"
+}
+
+require_root() { ((EUID == 0)) || die "run as root (the kubelet, containerd and the network setup need it)"; }

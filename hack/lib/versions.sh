@@ -1,0 +1,7 @@
+# Pinned versions of everything the local cluster builds from source (sourced by hack/*.sh).
+# Changing one of these makes hack/build-binaries.sh rebuild into a new cache folder.
+KUBE_VERSION=v1.33.13        # k8s.io/kubernetes; staging modules are v0.33.13
+ETCD_VERSION=v3.5.35         # go.etcd.io/etcd/server/v3 (+ etcdctl)
+COREDNS_VERSION=v1.14.7       # github.com/coredns/coredns
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # github.com/minio/minio (no semver tags: newest commit, 2026-02-12)
+DEBIAN_SUITE=bookworm        # base image root file system (debootstrap)
