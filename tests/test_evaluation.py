@@ -1,0 +1,154 @@
+"""Metrics against scikit-learn's, k-fold splitting and the grid search's choice."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+from sklearn.linear_model import Ridge
+
+from marina import evaluation
+from marina.dataset import DataError
+
+
+def vectors(seed: int, size: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(3.0, 2.0, size)
+    return truth, truth + rng.normal(0.0, 0.5, size)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (evaluation.mean_squared_error, skm.mean_squared_error),
+        (evaluation.root_mean_squared_error, skm.root_mean_squared_error),
+        (evaluation.mean_absolute_error, skm.mean_absolute_error),
+        (evaluation.r2_score, skm.r2_score),
+    ],
+    ids=["mse", "rmse", "mae", "r2"],
+)
+def test_metrics_equal_scikit_learns(ours: Any, theirs: Any, seed: int) -> None:
+    truth, prediction = vectors(seed)
+    assert ours(truth, prediction) == pytest.approx(theirs(truth, prediction), rel=1e-12)
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [([2.0, 2.0, 2.0], 1.0), ([2.0, 2.0, 3.0], 0.0)])
+def test_r2_of_a_constant_target_matches_scikit_learn(prediction: list[float], expected: float) -> None:
+    truth = np.array([2.0, 2.0, 2.0])
+    assert evaluation.r2_score(truth, np.array(prediction)) == expected == skm.r2_score(truth, prediction)
+
+
+def test_regression_metrics_bundle() -> None:
+    truth, prediction = vectors(4)
+    result = evaluation.regression_metrics(truth, prediction)
+    assert set(result) == {"mse", "rmse", "mae", "r2"}
+    assert result["rmse"] == pytest.approx(np.sqrt(result["mse"]), rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("truth", "prediction", "message"),
+    [([1.0, 2.0], [1.0], "same length"), ([], [], "at least one row"), ([[1.0]], [[1.0]], "same length")],
+)
+def test_metric_input_errors(truth: list[Any], prediction: list[Any], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        evaluation.mean_squared_error(np.array(truth), np.array(prediction))
+
+
+@pytest.mark.parametrize(("rows", "folds"), [(10, 3), (12, 4), (7, 7), (101, 5)])
+def test_kfold_partitions_every_row_once(rows: int, folds: int) -> None:
+    pairs = evaluation.kfold_indices(rows, folds, seed=3)
+    assert len(pairs) == folds
+    validation = np.concatenate([v for _, v in pairs])
+    assert sorted(validation.tolist()) == list(range(rows))
+    sizes = sorted(len(v) for _, v in pairs)
+    assert sizes[-1] - sizes[0] <= 1
+    for train, valid in pairs:
+        assert not set(train.tolist()) & set(valid.tolist())
+        assert len(train) + len(valid) == rows
+    again = evaluation.kfold_indices(rows, folds, seed=3)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(pairs, again, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("rows", "folds", "message"), [(10, 1, "at least 2 folds"), (3, 5, "5 folds need at least 5")]
+)
+def test_kfold_errors(rows: int, folds: int, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        evaluation.kfold_indices(rows, folds, seed=0)
+
+
+def test_parameter_grid_order() -> None:
+    grid = evaluation.parameter_grid({"alpha": [0.1, 1.0], "l1_ratio": [0.2, 0.5]})
+    assert grid == [
+        {"alpha": 0.1, "l1_ratio": 0.2},
+        {"alpha": 0.1, "l1_ratio": 0.5},
+        {"alpha": 1.0, "l1_ratio": 0.2},
+        {"alpha": 1.0, "l1_ratio": 0.5},
+    ]
+
+
+class ShrunkMean:
+    """Predicts a constant: the training mean times `scale` — so the best scale is exactly 1."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.level = 0.0
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> ShrunkMean:
+        self.level = float(y.mean()) * self.scale
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(x.shape[0], self.level)
+
+
+def test_grid_search_picks_the_constructed_best() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 2)), rng.normal(10.0, 1.0, 60)
+    result = evaluation.grid_search(
+        lambda p: ShrunkMean(p["scale"]), [{"scale": s} for s in (0.0, 0.5, 1.0, 2.0)], x, y, folds=5, seed=1
+    )
+    assert result.best.parameters == {"scale": 1.0}
+    assert [len(c.fold_mse) for c in result.candidates] == [5, 5, 5, 5]
+    assert result.best.mean_mse == min(c.mean_mse for c in result.candidates)
+
+
+def test_grid_search_prefers_the_regularisation_that_generalises() -> None:
+    """Few rows, many features, few real ones: a moderate ridge penalty beats a tiny and a crushing one."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 30))
+    beta = np.zeros(30)
+    beta[:5] = [3.0, -2.0, 2.0, 1.0, -1.0]
+    y = x @ beta + rng.normal(0.0, 2.0, 40)
+    alphas = [1e-4, 10.0, 1e5]
+
+    def make(p: Mapping[str, Any]) -> Ridge:
+        return Ridge(alpha=p["alpha"])
+
+    result = evaluation.grid_search(make, [{"alpha": a} for a in alphas], x, y, folds=4, seed=0)
+    assert result.best.parameters["alpha"] == 10.0
+    # Our folds scored by hand with scikit-learn give the same means.
+    splits = evaluation.kfold_indices(40, 4, 0)
+    for candidate in result.candidates:
+        by_hand = [
+            skm.mean_squared_error(
+                y[v], Ridge(alpha=candidate.parameters["alpha"]).fit(x[t], y[t]).predict(x[v])
+            )
+            for t, v in splits
+        ]
+        assert candidate.mean_mse == pytest.approx(np.mean(by_hand), rel=1e-12)
+
+
+def test_grid_search_tie_keeps_the_first() -> None:
+    x, y = np.zeros((10, 1)), np.ones(10)
+    result = evaluation.grid_search(lambda p: ShrunkMean(1.0), [{"k": 1}, {"k": 2}], x, y, folds=2, seed=0)
+    assert result.best.parameters == {"k": 1}
+
+
+def test_grid_search_needs_a_grid() -> None:
+    with pytest.raises(DataError, match="grid is empty"):
+        evaluation.grid_search(lambda p: ShrunkMean(1.0), [], np.zeros((4, 1)), np.zeros(4), folds=2, seed=0)
