@@ -49,7 +49,7 @@ class ModelArtifact:
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ArtifactError("feature_names: names must be unique")
         values = [*self.coefficients, self.intercept]
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        if not all(_is_finite_number(v) for v in values):
             raise ArtifactError("coefficients: every coefficient and the intercept must be a finite number")
 
     @property
@@ -87,6 +87,11 @@ class ModelArtifact:
         return np.asarray(features, dtype=np.float64) @ coef + self.intercept
 
 
+def _is_finite_number(value: object) -> bool:
+    """JSON numbers only: a boolean is not a coefficient, and neither is NaN or infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -95,9 +100,10 @@ def verify(data: bytes, expected_sha256: str | None, source: str) -> None:
     if expected_sha256 is None:
         return
     actual = sha256_of(data)
-    if actual != expected_sha256.lower():
+    expected = expected_sha256.lower()
+    if actual != expected:
         raise ArtifactError(
-            f"sha256 mismatch for {source}: expected {expected_sha256.lower()}, got {actual}; refusing to use it"
+            f"sha256 mismatch for {source}: expected {expected}, got {actual}; refusing to use it"
         )
 
 
