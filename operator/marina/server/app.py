@@ -83,6 +83,13 @@ class ServingApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.requests.in_flight += 1
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.requests.in_flight -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
         endpoint = "unmatched"
         headers: list[tuple[bytes, bytes]] = []

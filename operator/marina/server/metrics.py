@@ -62,6 +62,7 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, int], _LatencySeries] = {}
+        self.in_flight = 0  # requests whose headers arrived and whose response is not sent yet
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         series = self._series.get((endpoint, status))
@@ -76,6 +77,9 @@ class RequestMetrics:
         return 0 if series is None else series.count
 
     def render(self) -> Iterable[str]:
+        yield "# HELP marina_http_requests_in_flight Requests being answered now (this scrape included)."
+        yield "# TYPE marina_http_requests_in_flight gauge"
+        yield f"marina_http_requests_in_flight {self.in_flight}"
         yield "# HELP marina_http_requests_total HTTP requests answered, by endpoint and status."
         yield "# TYPE marina_http_requests_total counter"
         for (endpoint, status), series in sorted(self._series.items()):

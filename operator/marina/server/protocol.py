@@ -44,7 +44,7 @@ def parse_json(body: bytes) -> Any:
 
 def _object(payload: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(payload, Mapping):
-        raise BadRequest(f"{what} must be a JSON object, got {type(payload).__name__}")
+        raise BadRequest(f"{what} must be a JSON object, got {_describe(payload)}")
     return payload
 
 
@@ -77,29 +77,31 @@ def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
     """JSON numbers (flat or nested, row-major) → an array of the tensor's datatype, checked.
 
     The array keeps the nesting's shape; callers check it against the declared or expected shape.
+    `what` names the values in messages ("input 'x' data", "instances").
     """
-    if not isinstance(data, list):
-        raise BadRequest(f"{what}: 'data' must be a JSON array, got {_describe(data)}")
     try:
         values = np.array(data)
     except ValueError:
-        raise BadRequest(f"{what}: 'data' is a ragged nested array; rows must have equal lengths") from None
+        raise BadRequest(f"{what} is a ragged nested array; rows must have equal lengths") from None
     if values.size == 0:
         return values.astype(DATATYPES[datatype])
     kind = values.dtype.kind
     if kind not in "iuf":
-        raise BadRequest(f"{what}: 'data' must hold only numbers, got {_kind_name(kind)}")
+        raise BadRequest(f"{what} must hold only numbers, got {_kind_name(kind)}")
     target = np.dtype(DATATYPES[datatype])
     if target.kind == "f":
-        converted = values.astype(target) if values.dtype != target else values
+        converted = values
+        if values.dtype != target:
+            with np.errstate(over="ignore"):
+                converted = values.astype(target)
         if not np.isfinite(converted).all():
-            raise BadRequest(f"{what}: 'data' holds NaN, infinite or too large values for {datatype}")
+            raise BadRequest(f"{what} holds NaN, infinite or too large values for {datatype}")
         return converted
     if kind == "f":
-        raise BadRequest(f"{what}: datatype {datatype} needs integers, got non-integer numbers")
+        raise BadRequest(f"{what} must be integers for {datatype}, got non-integer numbers")
     limits = np.iinfo(target)
     if values.min() < limits.min or values.max() > limits.max:
-        raise BadRequest(f"{what}: values out of range for {datatype} [{limits.min}, {limits.max}]")
+        raise BadRequest(f"{what} has values out of range for {datatype} [{limits.min}, {limits.max}]")
     return values.astype(target)
 
 
@@ -133,7 +135,7 @@ def _tensor(tensor: Any, index: int) -> tuple[str, list[int], np.ndarray]:
     datatype = _field(tensor, "datatype", str, what)
     if datatype not in DATATYPES:
         raise BadRequest(f"{what}: datatype '{datatype}' is not supported; use one of {SUPPORTED}")
-    values = numeric_array(tensor.get("data"), datatype, what)
+    values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data")
     expected = math.prod(shape)
     if values.size != expected:
         raise BadRequest(f"{what}: shape {shape} needs {expected} values, got {values.size}")
@@ -225,8 +227,13 @@ def encode_v2(model: ServedModel, predictions: np.ndarray, request_id: str | Non
 def decode_v1(payload: Any, model: ServedModel) -> np.ndarray:
     """`{"instances": [[x1, x2, ...], ...]}` or instances as objects keyed by feature name."""
     instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
-    if instances and all(isinstance(instance, Mapping) for instance in instances):
+    objects = sum(isinstance(instance, Mapping) for instance in instances)
+    if objects == len(instances) > 0:
         instances = [_row_from_object(instance, index, model) for index, instance in enumerate(instances)]
+    elif objects:
+        raise BadRequest(
+            "instances must be all lists of numbers or all objects keyed by feature name, not both"
+        )
     values = numeric_array(instances, "FP64", "instances")
     n = model.n_features
     shape = values.shape

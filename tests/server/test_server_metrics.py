@@ -1,0 +1,47 @@
+"""Running statistics merged batch by batch equal numpy's over all rows; the exposition is well formed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marina.server import metrics
+
+
+@pytest.mark.parametrize("batch_sizes", [[1] * 50, [1000, 1, 7000, 3, 9000], [0, 5, 0, 20000]])
+def test_running_statistics_equal_numpy(batch_sizes: list[int]) -> None:
+    rng = np.random.default_rng(7)
+    batches = [rng.normal(1e6, 3.0, size=(n, 4)) for n in batch_sizes]  # large offset: no cancellation
+    statistics = metrics.RunningStatistics(4)
+    for batch in batches:
+        statistics.add(batch)
+    everything = np.concatenate(batches)
+    summary = statistics.summary()
+    assert statistics.count == len(everything)
+    np.testing.assert_allclose(summary["mean"], everything.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(summary["variance"], everything.var(axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(summary["min"], everything.min(axis=0))
+    np.testing.assert_array_equal(summary["max"], everything.max(axis=0))
+
+
+def test_statistics_before_any_row_are_nan() -> None:
+    summary = metrics.RunningStatistics(2).summary()
+    assert all(np.isnan(values).all() for values in summary.values())
+
+
+def test_latency_histogram_is_cumulative_with_le_upper_bounds() -> None:
+    requests = metrics.RequestMetrics()
+    for seconds in (0.0001, 0.0003, 0.002, 10.0):
+        requests.observe("v2_infer", 200, seconds)
+    lines = list(requests.render())
+    bucket = 'marina_http_request_duration_seconds_bucket{endpoint="v2_infer",status="200",le="%s"} %d'
+    assert bucket % ("0.0001", 1) in lines  # le is inclusive
+    assert bucket % ("0.0005", 2) in lines
+    assert bucket % ("0.0025", 3) in lines
+    assert bucket % ("5.0", 3) in lines
+    assert bucket % ("+Inf", 4) in lines
+    assert 'marina_http_request_duration_seconds_count{endpoint="v2_infer",status="200"} 4' in lines
+
+
+def test_label_values_are_escaped() -> None:
+    assert metrics.labels(model='a"b\\c\nd') == '{model="a\\"b\\\\c\\nd"}'
