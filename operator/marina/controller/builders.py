@@ -1,0 +1,478 @@
+"""Pure functions from (settings, owner, typed spec) to complete Kubernetes manifests as dicts.
+
+Every Marina pod runs the one image as uid 65532 with a read-only root file system (an emptyDir
+at /tmp is its only writable place), gets the object-storage endpoint as a plain variable and the
+credentials only by reference to a Secret, and reports its result through the termination message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from marina.controller.dataset_spec import DatasetSpec
+from marina.controller.fields import Resources
+from marina.controller.modeldeployment_spec import Autoscaling, ModelDeploymentSpec
+from marina.controller.settings import Settings
+from marina.controller.trainingjob_spec import TrainingJobSpec
+
+GROUP = "marina.dev"
+API_VERSION = f"{GROUP}/v1alpha1"
+MANAGED_BY = "marina-operator"
+SERVER_PORT = 8080
+SERVICE_PORT = 80
+RUN_AS = 65532
+TMP_VOLUME = "tmp"
+INLINE_VOLUME = "inline-rows"
+INLINE_DIR = "/etc/marina/inline"
+INLINE_FILE = "rows.json"
+MODEL_URI = f"{GROUP}/model-uri"
+MODEL_SHA256 = f"{GROUP}/model-sha256"
+INPUTS_HASH = f"{GROUP}/inputs-hash"
+DEFAULT_JOB_RESOURCES: Resources = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+DEFAULT_SERVER_RESOURCES: Resources = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "512Mi"},
+}
+PRESTOP_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource that owns a child (its identity, for names, labels and ownerReferences)."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Owner:
+        meta = body["metadata"]
+        return cls(body["kind"], meta["name"], meta["namespace"], meta["uid"])
+
+    @property
+    def label_key(self) -> str:
+        return f"{GROUP}/{self.kind.lower()}"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    uri: str
+    sha256: str
+
+    @property
+    def version(self) -> str:
+        return self.sha256[:12]
+
+    def as_status(self) -> dict[str, str]:
+        return {"uri": self.uri, "sha256": self.sha256, "version": self.version}
+
+
+def short_hash(*parts: Any) -> str:
+    """A stable 10-hex-digit digest of JSON-able inputs: changed inputs give a new child name."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def child_name(owner: Owner, role: str, digest: str) -> str:
+    return f"{owner.name}-{role}-{digest}"
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "marina",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/instance": owner.name,
+        owner.label_key: owner.name,
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(
+    owner: Owner, name: str, component: str, annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def marina_container(
+    settings: Settings,
+    args: Sequence[str],
+    resources: Resources,
+    defaults: Resources,
+    extra_mounts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    return {
+        "name": "marina",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["marina"],
+        "args": list(args),
+        "env": [
+            {"name": "MARINA_S3_ENDPOINT", "value": settings.s3_endpoint},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "envFrom": [{"secretRef": {"name": settings.s3_secret}}],
+        "resources": resources or defaults,
+        "securityContext": container_security_context(),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}, *extra_mounts],
+    }
+
+
+def pod_spec(
+    containers: list[dict[str, Any]], volumes: Sequence[Mapping[str, Any]] = (), **extra: Any
+) -> dict[str, Any]:
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}, *volumes],
+        **extra,
+    }
+
+
+def job(
+    owner: Owner,
+    name: str,
+    component: str,
+    container: dict[str, Any],
+    *,
+    backoff_limit: int,
+    deadline_seconds: int,
+    digest: str,
+    volumes: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    meta = metadata(owner, name, component, {INPUTS_HASH: digest})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            # Exit code 1 is the command's own, already explained, error (bad data, bad
+            # parameters): retrying cannot help, so the Job fails at once with that message.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": "marina", "operator": "In", "values": [1]},
+                    }
+                ]
+            },
+            "template": {
+                "metadata": {"labels": labels(owner, component)},
+                "spec": pod_spec([container], volumes, restartPolicy="Never"),
+            },
+        },
+    }
+
+
+def prepare_args(spec: DatasetSpec, output: str, name: str, rows_file: str | None) -> list[str]:
+    args = [
+        "prepare",
+        "--source",
+        spec.source,
+        "--output",
+        output,
+        "--name",
+        name,
+        "--target",
+        spec.target,
+        "--test-fraction",
+        repr(spec.test_fraction),
+        "--seed",
+        str(spec.seed),
+        "--missing",
+        spec.missing,
+        "--result-file",
+        "/dev/termination-log",
+    ]
+    if spec.features is not None:
+        args += ["--features", ",".join(spec.features)]
+    if rows_file is not None:
+        args += ["--rows-file", rows_file]
+    return args
+
+
+def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any]:
+    name = child_name(owner, "prepare", digest)
+    output = settings.datasets_prefix(owner.namespace, owner.name)
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    rows_file = None
+    if spec.inline_rows is not None:
+        rows_file = f"{INLINE_DIR}/{INLINE_FILE}"
+        mounts.append({"name": INLINE_VOLUME, "mountPath": INLINE_DIR, "readOnly": True})
+        volumes.append({"name": INLINE_VOLUME, "configMap": {"name": name}})
+    container = marina_container(
+        settings,
+        prepare_args(spec, output, owner.name, rows_file),
+        spec.resources,
+        DEFAULT_JOB_RESOURCES,
+        mounts,
+    )
+    return job(
+        owner,
+        name,
+        "prepare",
+        container,
+        backoff_limit=2,
+        deadline_seconds=1800,
+        digest=digest,
+        volumes=volumes,
+    )
+
+
+def inline_rows_config_map(owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any] | None:
+    """The inline rows as a file for the preparation pod (too large for a command-line argument)."""
+    if spec.inline_rows is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, child_name(owner, "prepare", digest), "prepare"),
+        "data": {INLINE_FILE: spec.inline_rows},
+    }
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def train_args(spec: TrainingJobSpec, data_uri: str, output: str, name: str) -> list[str]:
+    model = spec.model
+    args = [
+        "train",
+        "--data",
+        data_uri,
+        "--output",
+        output,
+        "--name",
+        name,
+        "--penalty",
+        model.penalty,
+        "--alpha",
+        _number(model.alpha),
+        "--l1-ratio",
+        _number(model.l1_ratio),
+        "--solver",
+        model.solver,
+        "--result-file",
+        "/dev/termination-log",
+    ]
+    if model.standardize:
+        args.append("--standardize")
+    if not model.fit_intercept:
+        args.append("--no-fit-intercept")
+    if model.max_iter is not None:
+        args += ["--max-iter", str(model.max_iter)]
+    if model.tol is not None:
+        args += ["--tol", _number(model.tol)]
+    if spec.search is not None:
+        args += ["--search-alpha", ",".join(map(_number, spec.search.alphas)), "--cv", str(spec.search.folds)]
+        if spec.search.l1_ratios is not None:
+            args += ["--search-l1-ratio", ",".join(map(_number, spec.search.l1_ratios))]
+    return args
+
+
+def train_job(
+    settings: Settings, owner: Owner, spec: TrainingJobSpec, data_uri: str, digest: str
+) -> dict[str, Any]:
+    output = settings.models_prefix(owner.namespace, owner.name)
+    container = marina_container(
+        settings, train_args(spec, data_uri, output, owner.name), spec.resources, DEFAULT_JOB_RESOURCES
+    )
+    return job(
+        owner,
+        child_name(owner, "train", digest),
+        "train",
+        container,
+        backoff_limit=spec.backoff_limit,
+        deadline_seconds=spec.active_deadline_seconds,
+        digest=digest,
+    )
+
+
+def selector(owner: Owner) -> dict[str, str]:
+    return {owner.label_key: owner.name}
+
+
+def selector_string(owner: Owner) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(owner).items())
+
+
+def service_url(owner: Owner) -> str:
+    return f"http://{owner.name}.{owner.namespace}.svc.cluster.local:{SERVICE_PORT}"
+
+
+def server_container(
+    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ServedModel
+) -> dict[str, Any]:
+    args = [
+        "serve",
+        "--model",
+        model.uri,
+        "--sha256",
+        model.sha256,
+        "--name",
+        owner.name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(SERVER_PORT),
+    ]
+    container = marina_container(settings, args, spec.resources, DEFAULT_SERVER_RESOURCES)
+    probe = {
+        "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "periodSeconds": 2,
+        "timeoutSeconds": 2,
+        "failureThreshold": 2,
+    }
+    container.update(
+        {
+            "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+            "readinessProbe": probe,
+            "livenessProbe": {
+                "httpGet": {"path": "/v2/health/live", "port": "http"},
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+                "initialDelaySeconds": 10,
+            },
+            # Keep serving while the endpoint removal reaches every node's proxy, so a rollout
+            # never sends a request to a process that is already shutting down.
+            "lifecycle": {
+                "preStop": {
+                    "exec": {"command": ["python3", "-c", f"import time; time.sleep({PRESTOP_SECONDS})"]}
+                }
+            },
+        }
+    )
+    return container
+
+
+def deployment(
+    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ServedModel
+) -> dict[str, Any]:
+    pod_labels = {**labels(owner, "serve"), f"{GROUP}/model-version": model.version}
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, owner.name, "serve"),
+        "spec": {
+            "selector": {"matchLabels": selector(owner)},
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "revisionHistoryLimit": 5,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {MODEL_URI: model.uri, MODEL_SHA256: model.sha256},
+                },
+                "spec": pod_spec(
+                    [server_container(settings, owner, spec, model)], terminationGracePeriodSeconds=30
+                ),
+            },
+        },
+    }
+    if spec.autoscaling is None:
+        body["spec"]["replicas"] = spec.replicas  # the HPA owns the count when autoscaling
+    return body
+
+
+def deployed_model(deployment_body: Mapping[str, Any] | None) -> ServedModel | None:
+    """The model a Deployment's pod template asks for."""
+    if not deployment_body:
+        return None
+    annotations = deployment_body["spec"]["template"]["metadata"].get("annotations") or {}
+    if MODEL_URI not in annotations or MODEL_SHA256 not in annotations:
+        return None
+    return ServedModel(annotations[MODEL_URI], annotations[MODEL_SHA256])
+
+
+def service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, owner.name, "serve"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def horizontal_pod_autoscaler(owner: Owner, autoscaling: Autoscaling) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(owner, owner.name, "serve"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_percent,
+                        },
+                    },
+                }
+            ],
+        },
+    }

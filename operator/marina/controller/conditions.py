@@ -1,0 +1,117 @@
+"""Status conventions: `observedGeneration` and Ready/Reconciling/Stalled conditions.
+
+A reconciler reports one `Outcome`; this module turns it into the status patch (keeping each
+condition's lastTransitionTime while its status holds) and decides which event a transition earns.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
+
+
+class State(enum.Enum):
+    READY = "ready"  # desired state reached
+    PROGRESSING = "progressing"  # work under way (a Job running, a rollout)
+    WAITING = "waiting"  # blocked on something outside (missing Dataset, storage down): retried
+    FAILED = "failed"  # cannot succeed until the spec or the data changes: not retried
+    DEGRADED = "degraded"  # serving, but not what the spec asks for (rolled back)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    reason: str
+    message: str
+    fields: Mapping[str, Any] = field(default_factory=dict)  # status fields to set besides conditions
+
+    @property
+    def warning(self) -> bool:
+        return self.state in (State.WAITING, State.FAILED, State.DEGRADED)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _triple(state: State) -> tuple[bool, bool, bool]:
+    """(Ready, Reconciling, Stalled) for a state."""
+    return {
+        State.READY: (True, False, False),
+        State.PROGRESSING: (False, True, False),
+        State.WAITING: (False, True, False),
+        State.FAILED: (False, False, True),
+        State.DEGRADED: (True, False, True),
+    }[state]
+
+
+def conditions_for(
+    outcome: Outcome,
+    existing: Sequence[Mapping[str, Any]],
+    generation: int,
+    clock: Callable[[], str] = utc_now,
+) -> list[dict[str, Any]]:
+    by_type = {c.get("type"): c for c in existing}
+    result = []
+    for kind, value in zip((READY, RECONCILING, STALLED), _triple(outcome.state), strict=True):
+        status = "True" if value else "False"
+        previous = by_type.pop(kind, None)
+        unchanged = previous is not None and previous.get("status") == status
+        result.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": outcome.reason,
+                "message": outcome.message if value or kind == READY else "",
+                "lastTransitionTime": previous.get("lastTransitionTime", clock())
+                if unchanged and previous
+                else clock(),
+                "observedGeneration": generation,
+            }
+        )
+    result.extend(dict(c) for c in by_type.values())  # other writers' conditions stay
+    return result
+
+
+def status_patch(
+    outcome: Outcome, current: Mapping[str, Any] | None, generation: int, clock: Callable[[], str] = utc_now
+) -> dict[str, Any]:
+    current = current or {}
+    return {
+        **outcome.fields,
+        "observedGeneration": generation,
+        "conditions": conditions_for(outcome, current.get("conditions") or [], generation, clock),
+    }
+
+
+def ready_condition(status: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == READY:
+            return dict(condition)
+    return {}
+
+
+def is_ready(status: Mapping[str, Any] | None) -> bool:
+    return ready_condition(status).get("status") == "True"
+
+
+def needs_event(outcome: Outcome, current: Mapping[str, Any] | None) -> bool:
+    """An event marks each change of the Ready condition's (status, reason, message)."""
+    before = ready_condition(current)
+    ready = "True" if _triple(outcome.state)[0] else "False"
+    return (before.get("status"), before.get("reason"), before.get("message")) != (
+        ready,
+        outcome.reason,
+        outcome.message,
+    )
+
+
+def differs(patch: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """Whether writing `patch` would change the stored status (so no-op writes are skipped)."""
+    current = current or {}
+    return any(current.get(key) != value for key, value in patch.items())

@@ -1,0 +1,101 @@
+"""A Dataset's spec, parsed into the exact arguments of `marina prepare`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marina.controller.fields import Fields, InvalidSpec, Resources
+
+SOURCE_KINDS = ("builtin", "csv", "inline", "synthetic")
+BUILTINS = ("diabetes",)
+MISSING_POLICIES = ("drop", "mean", "median", "fail")
+S3_URI = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    source: str  # the `--source` value of `marina prepare`
+    inline_rows: str | None  # JSON list of row objects, for source `inline`
+    target: str
+    features: tuple[str, ...] | None
+    missing: str
+    test_fraction: float
+    seed: int
+    resources: Resources
+
+
+def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
+    fields = Fields(spec)
+    target = fields.string("target", "target")
+    assert target is not None
+    features = fields.strings("features")
+    if features is not None and target in features:
+        raise InvalidSpec(fields.where("features"), f"must not include the target column {target!r}")
+    source, inline_rows = _source(fields.section("source"), target, features)
+    split = fields.section("split")
+    return DatasetSpec(
+        source=source,
+        inline_rows=inline_rows,
+        target=target,
+        features=features,
+        missing=fields.section("cleaning").string("missing", "drop", choices=MISSING_POLICIES) or "drop",
+        test_fraction=split.number("testFraction", 0.2, minimum=0.0, maximum=1.0, exclusive=True),
+        seed=split.integer("seed", 42, minimum=0),
+        resources=fields.resources(),
+    )
+
+
+def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tuple[str, str | None]:
+    given = [kind for kind in SOURCE_KINDS if source.has(kind)]
+    if len(given) != 1:
+        raise InvalidSpec(
+            source.path, f"set exactly one of {', '.join(SOURCE_KINDS)} (got {given or 'none'})"
+        )
+    kind = given[0]
+    if kind == "builtin":
+        return f"builtin:{source.string('builtin', choices=BUILTINS)}", None
+    if kind == "csv":
+        return source.section("csv").required_string("uri", pattern=S3_URI), None
+    if kind == "synthetic":
+        return _synthetic(source.section("synthetic")), None
+    return "inline", _inline_rows(source.section("inline"), target, features)
+
+
+def _synthetic(synthetic: Fields) -> str:
+    params = {
+        "rows": synthetic.integer("rows", 1000, minimum=2),
+        "features": synthetic.integer("features", 5, minimum=1),
+        "noise": synthetic.number("noise", 0.1, minimum=0.0),
+        "seed": synthetic.integer("seed", 7, minimum=0),
+        "missing": synthetic.number("missing", 0.0, minimum=0.0),
+    }
+    if params["missing"] >= 1:
+        raise InvalidSpec(synthetic.where("missing"), f"must be below 1, got {params['missing']}")
+    return "synthetic:" + ",".join(f"{key}={value}" for key, value in params.items())
+
+
+def _inline_rows(inline: Fields, target: str, features: tuple[str, ...] | None) -> str:
+    columns = inline.strings("columns")
+    rows = inline.data.get("rows")
+    if columns is None:
+        raise InvalidSpec(inline.where("columns"), "is required")
+    if target not in columns:
+        raise InvalidSpec(inline.where("columns"), f"must include the target column {target!r}")
+    unknown = sorted(set(features or ()) - set(columns))
+    if unknown:
+        raise InvalidSpec(
+            "spec.features", f"names columns not in source.inline.columns: {', '.join(unknown)}"
+        )
+    if not isinstance(rows, list) or len(rows) < 2:
+        raise InvalidSpec(inline.where("rows"), "must be a list of at least 2 rows")
+    records = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise InvalidSpec(
+                f"{inline.where('rows')}[{index}]", f"must have {len(columns)} values, one per column"
+            )
+        records.append(dict(zip(columns, row, strict=True)))
+    return json.dumps(records, separators=(",", ":"))

@@ -1,0 +1,74 @@
+"""Dataset reconciliation: one preparation Job per distinct input; its result becomes the status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marina.controller import builders, dataset_spec
+from marina.controller.conditions import Outcome, State, is_ready
+from marina.controller.fields import InvalidSpec
+from marina.controller.kube import KubeApi
+from marina.controller.reconciler import forget_old_jobs, invalid, report, run_job, running_outcome
+from marina.controller.settings import Settings
+from marina.controller.termination import JobPhase, JobResult
+
+KIND = "Dataset"
+REFRESH_ANNOTATION = "marina.dev/refresh"  # change it to read a source again (e.g. a CSV replaced in place)
+RESULT_FIELDS = (
+    "version",
+    "sha256",
+    "uri",
+    "rows",
+    "trainRows",
+    "testRows",
+    "columns",
+    "target",
+    "statistics",
+)
+
+
+def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    return report(kube, body, decide(kube, settings, body))
+
+
+def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> str:
+    refresh = (body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION, "")
+    return builders.short_hash(spec, refresh)
+
+
+def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    try:
+        spec = dataset_spec.parse(body.get("spec"))
+    except InvalidSpec as error:
+        return invalid(error)
+    owner = builders.Owner.of(body)
+    digest = inputs_digest(spec, body)
+    status = body.get("status") or {}
+    if status.get("inputsHash") == digest and status.get("version") and is_ready(status):
+        return prepared(status)
+    job = builders.prepare_job(settings, owner, spec, digest)
+    job_name = job["metadata"]["name"]
+    result = run_job(kube, settings, owner, job, builders.inline_rows_config_map(owner, spec, digest))
+    if isinstance(result, Outcome):
+        return result
+    return from_job(kube, owner, result, job_name, digest)
+
+
+def from_job(kube: KubeApi, owner: builders.Owner, result: JobResult, job_name: str, digest: str) -> Outcome:
+    if result.phase is JobPhase.RUNNING:
+        return running_outcome(result, "Preparing", "is preparing the data", job_name, {"jobName": job_name})
+    if result.phase is JobPhase.FAILED:
+        return Outcome(
+            State.FAILED, "PrepareFailed", f"Job {job_name}: {result.error}", {"jobName": job_name}
+        )
+    fields = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
+    forget_old_jobs(kube, owner, "prepare", keep=job_name)
+    return prepared({**fields, "jobName": job_name, "inputsHash": digest})
+
+
+def prepared(fields: Mapping[str, Any]) -> Outcome:
+    features = max(len(fields.get("columns") or []) - 1, 0)
+    rows, uri = fields.get("rows"), fields.get("uri")
+    message = f"version {fields.get('version')}: {rows} rows, {features} features at {uri}"
+    return Outcome(State.READY, "Prepared", message, fields)

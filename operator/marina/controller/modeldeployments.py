@@ -1,0 +1,191 @@
+"""ModelDeployment reconciliation: a Deployment, a Service and an optional HPA serving one model.
+
+The rollout decision is a pure function of what is observed: the model the spec asks for, the
+model the Deployment's pods run, the model known to serve (status.model) and the model whose
+rollout already failed (status.failedModel, never retried until something new arrives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marina.controller import builders, modeldeployment_spec
+from marina.controller.builders import ServedModel
+from marina.controller.conditions import Outcome, State, ready_condition
+from marina.controller.fields import InvalidSpec
+from marina.controller.kube import KubeApi
+from marina.controller.modeldeployment_spec import ModelDeploymentSpec
+from marina.controller.reconciler import invalid, report
+from marina.controller.settings import Settings
+from marina.controller.termination import one_line, pod_problem, terminated_message
+
+KIND = "ModelDeployment"
+SPEC_HASH = "marina.dev/spec-hash"
+
+
+def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    return report(kube, body, decide(kube, settings, body))
+
+
+def model_of(value: Any) -> ServedModel | None:
+    if isinstance(value, Mapping) and value.get("uri") and value.get("sha256"):
+        return ServedModel(str(value["uri"]), str(value["sha256"]))
+    return None
+
+
+def desired_model(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> ServedModel | Outcome:
+    if spec.model.training_job is None:
+        assert spec.model.uri is not None and spec.model.sha256 is not None
+        return ServedModel(spec.model.uri, spec.model.sha256)
+    name = spec.model.training_job
+    training = kube.get(builders.API_VERSION, "TrainingJob", namespace, name)
+    if training is None:
+        return Outcome(
+            State.WAITING,
+            "TrainingJobNotFound",
+            f"TrainingJob {name} not found in namespace {namespace}; serving starts once it has a model",
+        )
+    model = model_of((training.get("status") or {}).get("model"))
+    if model is None:
+        why = ready_condition(training.get("status")).get("message") or "not trained yet"
+        return Outcome(State.WAITING, "ModelNotReady", f"TrainingJob {name} has no model yet: {why}")
+    return model
+
+
+def ensure(kube: KubeApi, desired: dict[str, Any], existing: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Apply `desired` unless the object already carries it (skipping no-op writes and their events)."""
+    digest = builders.short_hash(desired)
+    if existing and (existing["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
+        return dict(existing)
+    desired["metadata"].setdefault("annotations", {})[SPEC_HASH] = digest
+    return kube.apply(desired)
+
+
+def rollout_complete(deployment: Mapping[str, Any]) -> bool:
+    status = deployment.get("status") or {}
+    wanted = (deployment.get("spec") or {}).get("replicas", 1)
+    observed = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    return observed and all(
+        status.get(key, 0) == wanted for key in ("updatedReplicas", "replicas", "availableReplicas")
+    )
+
+
+def rollout_stuck(deployment: Mapping[str, Any]) -> bool:
+    status = deployment.get("status") or {}
+    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
+        return False
+    return any(
+        c.get("type") == "Progressing"
+        and c.get("status") == "False"
+        and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
+
+
+def rollout_failure_reason(
+    kube: KubeApi, owner: builders.Owner, model: ServedModel, deployment: Mapping[str, Any]
+) -> str:
+    """Why the new pods never became ready: their own words when they left any."""
+    selector = f"{builders.selector_string(owner)},{builders.GROUP}/model-version={model.version}"
+    for pod in kube.list("v1", "Pod", owner.namespace, selector):
+        said = terminated_message(pod) or pod_problem(pod)
+        if said:
+            return one_line(said, 512)
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing":
+            return one_line(str(condition.get("message", "progress deadline exceeded")), 512)
+    return "the new pods did not become ready in time"
+
+
+def rolled_back(serving: ServedModel, failed: ServedModel, reason: str) -> str:
+    return (
+        f"serving model {serving.version}: the rollout of model {failed.version} failed "
+        f"and was rolled back ({reason})"
+    )
+
+
+def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    try:
+        spec = modeldeployment_spec.parse(body.get("spec"))
+    except InvalidSpec as error:
+        return invalid(error)
+    owner = builders.Owner.of(body)
+    wanted = desired_model(kube, owner.namespace, spec)
+    if isinstance(wanted, Outcome):
+        return wanted
+    status = body.get("status") or {}
+    serving, failed = model_of(status.get("model")), model_of(status.get("failedModel"))
+    base = {"selector": builders.selector_string(owner), "url": builders.service_url(owner)}
+
+    ensure_companions(kube, owner, spec)
+    existing = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    running = builders.deployed_model(existing)
+    if existing and serving and running and running != serving and rollout_stuck(existing):
+        reason = rollout_failure_reason(kube, owner, running, existing)
+        ensure(kube, builders.deployment(settings, owner, spec, serving), existing)
+        failed_fields = {**running.as_status(), "reason": reason}
+        return Outcome(
+            State.DEGRADED,
+            "RolledBack",
+            rolled_back(serving, running, reason),
+            {**base, "failedModel": failed_fields},
+        )
+    # A model whose rollout failed is not tried again; anything new (or no fallback) is.
+    target = serving if (failed and serving and wanted == failed) else wanted
+    deployment = ensure(kube, builders.deployment(settings, owner, spec, target), existing)
+    return observe(kube, owner, deployment, target, status, base, wanted)
+
+
+def ensure_companions(kube: KubeApi, owner: builders.Owner, spec: ModelDeploymentSpec) -> None:
+    ensure(kube, builders.service(owner), kube.get("v1", "Service", owner.namespace, owner.name))
+    hpa = kube.get("autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace, owner.name)
+    if spec.autoscaling is not None:
+        ensure(kube, builders.horizontal_pod_autoscaler(owner, spec.autoscaling), hpa)
+    elif hpa is not None:
+        kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace, owner.name)
+
+
+def observe(
+    kube: KubeApi,
+    owner: builders.Owner,
+    deployment: Mapping[str, Any],
+    target: ServedModel,
+    status: Mapping[str, Any],
+    base: dict[str, Any],
+    wanted: ServedModel,
+) -> Outcome:
+    dep_status = deployment.get("status") or {}
+    fields = {
+        **base,
+        "replicas": dep_status.get("replicas", 0),
+        "readyReplicas": dep_status.get("readyReplicas", 0),
+    }
+    serving = model_of(status.get("model"))
+    running = builders.deployed_model(deployment)
+    if running != target or not rollout_complete(deployment):
+        problem = (
+            rollout_failure_reason(kube, owner, target, deployment) if rollout_stuck(deployment) else None
+        )
+        if problem and serving is None:
+            return Outcome(
+                State.FAILED, "RolloutFailed", f"model {target.version} never became ready: {problem}", fields
+            )
+        message = (
+            f"rolling out model {target.version}: {dep_status.get('updatedReplicas', 0)} updated, "
+            f"{dep_status.get('availableReplicas', 0)} available of {deployment['spec'].get('replicas', 1)}"
+        )
+        return Outcome(State.PROGRESSING, "RollingOut", message, fields)
+    fields["model"] = target.as_status()
+    if serving is not None and serving != target:
+        fields["previousModel"] = serving.as_status()
+    if target != wanted:  # holding the last good model after a failed rollout
+        reason = str((status.get("failedModel") or {}).get("reason", "not ready in time"))
+        return Outcome(State.DEGRADED, "RolledBack", rolled_back(target, wanted, reason), fields)
+    fields["failedModel"] = None
+    return Outcome(
+        State.READY,
+        "Available",
+        f"serving model {target.version} on {fields['readyReplicas']} ready replicas at {base['url']}",
+        fields,
+    )

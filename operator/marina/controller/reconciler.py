@@ -1,0 +1,84 @@
+"""What every reconciler shares: writing an Outcome into status (and an event on transitions),
+running a Job to completion, and serialising work per object."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from marina.controller import builders, preflight
+from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
+from marina.controller.kube import KubeApi
+from marina.controller.settings import Settings
+from marina.controller.termination import JobPhase, JobResult, job_result
+
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def lock_for(kind: str, namespace: str, name: str) -> threading.Lock:
+    """One lock per object: a watch event of a child and a change of the object never interleave."""
+    with _locks_guard:
+        return _locks.setdefault((kind, namespace, name), threading.Lock())
+
+
+def report(kube: KubeApi, body: Mapping[str, Any], outcome: Outcome) -> Outcome:
+    """Write the outcome into the status (only if it changes anything) and post an event on transitions."""
+    current = body.get("status") or {}
+    patch = status_patch(outcome, current, int(body["metadata"].get("generation") or 0))
+    if differs(patch, current):
+        kube.patch_status(body, patch)
+    if needs_event(outcome, current):
+        kube.event(body, "Warning" if outcome.warning else "Normal", outcome.reason, outcome.message)
+    return outcome
+
+
+def invalid(error: Exception) -> Outcome:
+    return Outcome(State.FAILED, "InvalidSpec", str(error))
+
+
+def run_job(
+    kube: KubeApi,
+    settings: Settings,
+    owner: builders.Owner,
+    job: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> JobResult | Outcome:
+    """Create the Job if needed and read its result; an Outcome when it cannot start or must be retried."""
+    name = job["metadata"]["name"]
+    existing = kube.get("batch/v1", "Job", owner.namespace, name)
+    if existing is None:
+        blocked = preflight.blocking_outcome(kube, settings, owner.namespace)
+        if blocked is not None:
+            return blocked
+        if extra is not None:
+            kube.create(extra)
+        kube.create(job)
+        return JobResult(JobPhase.RUNNING, {}, None)
+    pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
+    result = job_result(existing, pods)
+    if result.phase is JobPhase.FAILED and result.transient:
+        # Not the data's fault (storage down, credentials wrong): start over once it is fixed.
+        kube.delete("batch/v1", "Job", owner.namespace, name)
+        return Outcome(State.WAITING, "StorageUnavailable", f"{result.error}; retrying with a new Job")
+    return result
+
+
+def forget_old_jobs(kube: KubeApi, owner: builders.Owner, component: str, keep: str) -> None:
+    """Delete this owner's finished Jobs of earlier inputs (their results live on in storage)."""
+    selector = f"{owner.label_key}={owner.name},app.kubernetes.io/component={component}"
+    for job in kube.list("batch/v1", "Job", owner.namespace, selector):
+        if job["metadata"]["name"] != keep:
+            kube.delete("batch/v1", "Job", owner.namespace, job["metadata"]["name"])
+
+
+def running_outcome(
+    result: JobResult, reason: str, what: str, job_name: str, fields: Mapping[str, Any]
+) -> Outcome:
+    if result.error:
+        return Outcome(State.WAITING, "PodNotRunning", f"Job {job_name}: {result.error}", fields)
+    return Outcome(State.PROGRESSING, reason, f"Job {job_name} {what}", fields)
+
+
+Reconcile = Callable[[KubeApi, Settings, Mapping[str, Any]], Outcome]

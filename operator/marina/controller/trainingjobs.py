@@ -1,0 +1,112 @@
+"""TrainingJob reconciliation: one training Job per (spec, dataset version); the result is the status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marina.controller import builders, trainingjob_spec
+from marina.controller.conditions import Outcome, State, ready_condition
+from marina.controller.fields import InvalidSpec
+from marina.controller.kube import KubeApi
+from marina.controller.reconciler import forget_old_jobs, invalid, report, run_job, running_outcome
+from marina.controller.settings import Settings
+from marina.controller.termination import JobPhase, JobResult
+
+KIND = "TrainingJob"
+
+
+def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    return report(kube, body, decide(kube, settings, body))
+
+
+def dataset_input(
+    kube: KubeApi, settings: Settings, namespace: str, spec: trainingjob_spec.TrainingJobSpec
+) -> tuple[str, str] | Outcome:
+    """(version, uri) of the data to train on, or why there is none yet."""
+    dataset = kube.get(builders.API_VERSION, "Dataset", namespace, spec.dataset)
+    if dataset is None:
+        return Outcome(
+            State.WAITING,
+            "DatasetNotFound",
+            f"Dataset {spec.dataset} not found in namespace {namespace}; training starts once it exists",
+        )
+    if spec.dataset_version is not None:
+        return (
+            spec.dataset_version,
+            f"{settings.datasets_prefix(namespace, spec.dataset)}/{spec.dataset_version}",
+        )
+    status = dataset.get("status") or {}
+    if not status.get("version") or not status.get("uri"):
+        why = ready_condition(status).get("message") or "not prepared yet"
+        return Outcome(State.WAITING, "DatasetNotReady", f"Dataset {spec.dataset} has no version yet: {why}")
+    return str(status["version"]), str(status["uri"])
+
+
+def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    try:
+        spec = trainingjob_spec.parse(body.get("spec"))
+    except InvalidSpec as error:
+        return invalid(error)
+    owner = builders.Owner.of(body)
+    data = dataset_input(kube, settings, owner.namespace, spec)
+    if isinstance(data, Outcome):
+        return data
+    version, uri = data
+    digest = builders.short_hash(spec, version, uri)
+    status = body.get("status") or {}
+    if status.get("inputsHash") == digest and status.get("phase") == "Succeeded":
+        return trained(status)
+    job = builders.train_job(settings, owner, spec, uri, digest)
+    job_name = job["metadata"]["name"]
+    result = run_job(kube, settings, owner, job)
+    if isinstance(result, Outcome):
+        return result
+    return from_job(kube, owner, result, job_name, {"jobName": job_name, "datasetVersion": version}, digest)
+
+
+def job_times(kube: KubeApi, owner: builders.Owner, job_name: str) -> dict[str, str]:
+    job = kube.get("batch/v1", "Job", owner.namespace, job_name) or {}
+    status = job.get("status") or {}
+    return {key: status[key] for key in ("startTime", "completionTime") if status.get(key)}
+
+
+def from_job(
+    kube: KubeApi,
+    owner: builders.Owner,
+    result: JobResult,
+    job_name: str,
+    fields: dict[str, Any],
+    digest: str,
+) -> Outcome:
+    fields = {**fields, **job_times(kube, owner, job_name)}
+    if result.phase is JobPhase.RUNNING:
+        return running_outcome(result, "Training", "is training", job_name, {**fields, "phase": "Running"})
+    if result.phase is JobPhase.FAILED:
+        return Outcome(
+            State.FAILED, "TrainingFailed", f"Job {job_name}: {result.error}", {**fields, "phase": "Failed"}
+        )
+    summary = result.summary
+    fields.update(
+        {
+            "phase": "Succeeded",
+            "inputsHash": digest,
+            "metrics": {
+                k: v for k, v in (summary.get("metrics") or {}).items() if k in ("mse", "rmse", "mae", "r2")
+            },
+            "bestParameters": summary.get("bestParameters") or summary.get("parameters") or {},
+            "model": {"uri": summary.get("uri"), "sha256": summary.get("sha256")},
+        }
+    )
+    forget_old_jobs(kube, owner, "train", keep=job_name)
+    return trained(fields)
+
+
+def trained(fields: Mapping[str, Any]) -> Outcome:
+    metrics = fields.get("metrics") or {}
+    sha = str((fields.get("model") or {}).get("sha256", ""))
+    message = (
+        f"model {sha[:12]} on dataset version {fields.get('datasetVersion')}: "
+        f"r2={metrics.get('r2')}, rmse={metrics.get('rmse')}"
+    )
+    return Outcome(State.READY, "Trained", message, fields)
