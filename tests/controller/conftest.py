@@ -1,0 +1,166 @@
+"""Fakes for the controller's unit tests: an in-memory KubeApi and resource factories."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from marina.controller.settings import Settings
+
+Key = tuple[str, str, str, str]
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """JSON merge patch (RFC 7386): None deletes, dicts merge, everything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def matches(labels: Mapping[str, str], selector: str | None) -> bool:
+    if not selector:
+        return True
+    return all(labels.get(k) == v for k, v in (term.split("=", 1) for term in selector.split(",")))
+
+
+class FakeKube:
+    """Behaves like the API server for what the reconcilers use: objects, generations, status, events."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str, str]] = []  # (object name, type, reason, message)
+        self.applied: list[str] = []
+        self.deleted: list[str] = []
+        self._uids = itertools.count(1)
+
+    @staticmethod
+    def key(body: Mapping[str, Any]) -> Key:
+        meta = body["metadata"]
+        return body["apiVersion"], body["kind"], meta["namespace"], meta["name"]
+
+    def add(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(dict(body))
+        meta = stored["metadata"]
+        meta.setdefault("uid", f"uid-{next(self._uids)}")
+        meta.setdefault("generation", 1)
+        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        self.objects[self.key(stored)] = stored
+        return copy.deepcopy(stored)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(o)
+            for (v, k, ns, _), o in self.objects.items()
+            if (v, k, ns) == (api_version, kind, namespace)
+            and matches(o["metadata"].get("labels") or {}, label_selector)
+        ]
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        existing = self.objects.get(self.key(body))
+        return copy.deepcopy(existing) if existing else self.add(body)
+
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.applied.append(f"{body['kind']}/{body['metadata']['name']}")
+        existing = self.objects.get(self.key(body))
+        if existing is None:
+            return self.add(body)
+        changed = existing.get("spec") != body.get("spec")
+        existing["spec"] = copy.deepcopy(body.get("spec"))
+        existing["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
+        if changed:
+            existing["metadata"]["generation"] += 1
+        return copy.deepcopy(existing)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        if self.objects.pop((api_version, kind, namespace, name), None) is not None:
+            self.deleted.append(f"{kind}/{name}")
+
+    def patch_status(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        stored = self.objects[self.key(body)]
+        _merge(stored.setdefault("status", {}), status)
+
+    def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        self.events.append((body["metadata"]["name"], event_type, reason, message))
+
+    # Helpers to play the parts of the cluster's controllers and kubelet.
+    def set_status(
+        self, api_version: str, kind: str, name: str, status: Mapping[str, Any], namespace: str = "default"
+    ) -> None:
+        self.objects[(api_version, kind, namespace, name)]["status"] = copy.deepcopy(dict(status))
+
+    def finish_job(self, name: str, message: str, succeeded: bool = True, namespace: str = "default") -> None:
+        """The Job controller marks the Job, its pod terminated with `message` as termination message."""
+        condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
+        self.set_status(
+            "batch/v1",
+            "Job",
+            name,
+            {
+                "conditions": [condition],
+                "startTime": "2026-01-01T00:00:01Z",
+                **({"completionTime": "2026-01-01T00:00:09Z"} if succeeded else {}),
+            },
+            namespace,
+        )
+        terminated = {"exitCode": 0 if succeeded else 1, "message": message}
+        self.add(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"{name}-pod", "namespace": namespace, "labels": {"job-name": name}},
+                "status": {"containerStatuses": [{"name": "marina", "state": {"terminated": terminated}}]},
+            }
+        )
+
+    def add_resource(
+        self, kind: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "apiVersion": "marina.dev/v1alpha1",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": dict(spec),
+        }
+        if status is not None:
+            body["status"] = dict(status)
+        return self.add(body)
+
+    def current(self, kind: str, name: str) -> dict[str, Any]:
+        found = self.get("marina.dev/v1alpha1", kind, "default", name)
+        assert found is not None, f"{kind} {name} is gone"
+        return found
+
+    def jobs(self) -> list[str]:
+        return sorted(n for (_, k, _, n) in self.objects if k == "Job")
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    fake = FakeKube()
+    fake.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "marina-s3-credentials", "namespace": "default"},
+        }
+    )
+    return fake
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(probe_storage=False)

@@ -1,0 +1,387 @@
+"""Reconcilers against an in-memory API: Jobs created once per input, results into status, waits
+and failures reported with conditions and events, rollouts and rollbacks decided from observations."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import kopf
+import pytest
+
+from marina.controller import datasets, handlers, modeldeployments, preflight, trainingjobs
+from marina.controller.conditions import State
+from marina.controller.settings import Settings
+
+SHA_A, SHA_B = "a" * 64, "b" * 64
+PREPARED = {
+    "version": "0123456789abcdef",
+    "sha256": "0123456789abcdef" + "0" * 48,
+    "uri": "s3://marina/datasets/default/diabetes/0123456789abcdef",
+    "rows": 442,
+    "trainRows": 353,
+    "testRows": 89,
+    "columns": ["age", "bmi", "target"],
+    "target": "target",
+    "reused": False,
+    "statistics": {"age": {"mean": 0.0, "std": 0.05, "min": -0.1, "max": 0.1, "missing": 0}},
+}
+
+
+def trained(sha: str) -> dict[str, Any]:
+    return {
+        "uri": f"s3://marina/models/default/ridge/model-{sha}.json",
+        "sha256": sha,
+        "metrics": {"mse": 2900.0, "rmse": 53.85, "mae": 42.8, "r2": 0.45, "n": 89},
+        "bestParameters": {"alpha": 0.1},
+    }
+
+
+def conditions_of(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in body["status"]["conditions"]}
+
+
+def test_dataset_runs_one_job_and_reports_its_result(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert outcome.state is State.PROGRESSING and len(kube.jobs()) == 1
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert len(kube.jobs()) == 1  # the same inputs never start a second Job
+    kube.finish_job(kube.jobs()[0], json.dumps(PREPARED))
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    body = kube.current("Dataset", "diabetes")
+    assert outcome.state is State.READY
+    assert {k: body["status"][k] for k in ("version", "rows", "uri")} == {
+        k: PREPARED[k] for k in ("version", "rows", "uri")
+    }
+    assert body["status"]["statistics"]["age"]["std"] == 0.05
+    assert conditions_of(body)["Ready"] == ("True", "Prepared")
+    assert [e[1:3] for e in kube.events] == [("Normal", "Preparing"), ("Normal", "Prepared")]
+
+
+def test_changed_spec_prepares_a_new_version_and_drops_the_old_job(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    first = kube.jobs()[0]
+    kube.finish_job(first, json.dumps(PREPARED))
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    kube.objects[("marina.dev/v1alpha1", "Dataset", "default", "diabetes")]["spec"]["split"] = {"seed": 7}
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    second = [j for j in kube.jobs() if j != first][0]
+    kube.finish_job(second, json.dumps({**PREPARED, "version": "fedcba9876543210"}))
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert kube.jobs() == [second]
+    assert kube.current("Dataset", "diabetes")["status"]["version"] == "fedcba9876543210"
+
+
+def test_invalid_spec_fails_with_a_warning_naming_the_field(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "bad", {"source": {"builtin": "diabetes"}, "split": {"testFraction": 1.5}})
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "bad"))
+    assert outcome.state is State.FAILED and outcome.reason == "InvalidSpec"
+    assert conditions_of(kube.current("Dataset", "bad"))["Stalled"] == ("True", "InvalidSpec")
+    assert (
+        kube.events[0][1:3] == ("Warning", "InvalidSpec") and "spec.split.testFraction" in kube.events[0][3]
+    )
+    assert kube.jobs() == []
+    with pytest.raises(kopf.PermanentError):
+        handlers.raise_for(outcome, settings)
+
+
+def test_failed_preparation_is_stalled_with_the_commands_message(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "cities", {"source": {"csv": {"uri": "s3://marina/raw/cities.csv"}}})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
+    kube.finish_job(
+        kube.jobs()[0], json.dumps({"error": "column 'city' row 2: 'Paris' is not a number"}), False
+    )
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
+    assert (outcome.state, outcome.reason) == (State.FAILED, "PrepareFailed")
+    assert (
+        "'Paris' is not a number" in kube.current("Dataset", "cities")["status"]["conditions"][0]["message"]
+    )
+
+
+def test_storage_failure_retries_with_a_new_job(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    error = (
+        "cannot write s3://marina/x: object storage at http://minio:9000 unreachable (MaxRetryError: refused)"
+    )
+    kube.finish_job(kube.jobs()[0], json.dumps({"error": error}), False)
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "StorageUnavailable") and kube.jobs() == []
+    with pytest.raises(kopf.TemporaryError):
+        handlers.raise_for(outcome, settings)
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert len(kube.jobs()) == 1
+
+
+def test_missing_secret_waits_without_starting_a_job(kube: Any, settings: Settings) -> None:
+    kube.delete("v1", "Secret", "default", "marina-s3-credentials")
+    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "CredentialsMissing") and kube.jobs() == []
+    assert "marina-s3-credentials" in outcome.message
+
+
+def test_unreachable_storage_is_detected_before_starting(kube: Any) -> None:
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(s3_endpoint=f"http://127.0.0.1:{port}", probe_storage=True)
+    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "StorageUnavailable")
+    assert preflight.storage_problem(f"http://127.0.0.1:{port}") is not None
+
+
+def ready_dataset(kube: Any, version: str = PREPARED["version"]) -> None:
+    kube.add_resource(
+        "Dataset",
+        "diabetes",
+        {"source": {"builtin": "diabetes"}},
+        {"version": version, "uri": f"s3://marina/datasets/default/diabetes/{version}"},
+    )
+
+
+def test_trainingjob_waits_for_its_dataset_then_trains(kube: Any, settings: Settings) -> None:
+    kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}, "model": {"penalty": "l2"}})
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "DatasetNotFound")
+    ready_dataset(kube)
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    (job_name,) = kube.jobs()
+    args = kube.get("batch/v1", "Job", "default", job_name)["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert args[args.index("--data") + 1] == "s3://marina/datasets/default/diabetes/0123456789abcdef"
+    kube.finish_job(job_name, json.dumps(trained(SHA_A)))
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    status = kube.current("TrainingJob", "ridge")["status"]
+    assert outcome.state is State.READY and status["phase"] == "Succeeded"
+    assert status["metrics"] == {"mse": 2900.0, "rmse": 53.85, "mae": 42.8, "r2": 0.45}
+    assert status["model"] == {"uri": trained(SHA_A)["uri"], "sha256": SHA_A}
+    assert status["datasetVersion"] == "0123456789abcdef" and status["completionTime"]
+
+
+def test_new_dataset_version_retrains(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}})
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    kube.finish_job(kube.jobs()[0], json.dumps(trained(SHA_A)))
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    kube.set_status(
+        "marina.dev/v1alpha1",
+        "Dataset",
+        "diabetes",
+        {"version": "1111111111111111", "uri": "s3://marina/datasets/default/diabetes/1111111111111111"},
+    )
+    assert handlers.dataset_followers(kube, "default", "diabetes") == ["ridge"]
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    assert outcome.state is State.PROGRESSING and len(kube.jobs()) == 2
+    # the last good model stays in status while the new one trains
+    assert kube.current("TrainingJob", "ridge")["status"]["model"]["sha256"] == SHA_A
+
+
+def test_pinned_dataset_version_is_used_as_given(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    kube.add_resource(
+        "TrainingJob", "pinned", {"dataset": {"name": "diabetes", "version": "2222222222222222"}}
+    )
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "pinned"))
+    args = kube.get("batch/v1", "Job", "default", kube.jobs()[0])["spec"]["template"]["spec"]["containers"][
+        0
+    ]["args"]
+    assert args[args.index("--data") + 1] == "s3://marina/datasets/default/diabetes/2222222222222222"
+
+
+# ModelDeployment: the fake plays the Deployment controller through these helpers.
+def trained_job(kube: Any, sha: str) -> None:
+    model = trained(sha)
+    body = kube.get("marina.dev/v1alpha1", "TrainingJob", "default", "ridge")
+    status = {"phase": "Succeeded", "model": {"uri": model["uri"], "sha256": sha}}
+    if body is None:
+        kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}}, status)
+    else:
+        kube.set_status("marina.dev/v1alpha1", "TrainingJob", "ridge", status)
+
+
+def deployment_settles(kube: Any, ready: bool = True, stuck: bool = False) -> None:
+    body = kube.objects[("apps/v1", "Deployment", "default", "diabetes")]
+    replicas = body["spec"]["replicas"]
+    progressing = {
+        "type": "Progressing",
+        "status": "False" if stuck else "True",
+        "reason": "ProgressDeadlineExceeded" if stuck else "NewReplicaSetAvailable",
+        "message": 'ReplicaSet "diabetes-x" has timed out progressing.',
+    }
+    body["status"] = {
+        "observedGeneration": body["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas if ready else 1,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas if ready else replicas - 1,
+        "conditions": [progressing],
+    }
+
+
+def reconcile_md(kube: Any, settings: Settings) -> Any:
+    return modeldeployments.reconcile(kube, settings, kube.current("ModelDeployment", "diabetes"))
+
+
+@pytest.fixture
+def serving(kube: Any, settings: Settings) -> Any:
+    """A ModelDeployment serving model A on 2 replicas."""
+    trained_job(kube, SHA_A)
+    kube.add_resource("ModelDeployment", "diabetes", {"model": {"trainingJob": "ridge"}, "replicas": 2})
+    assert reconcile_md(kube, settings).reason == "RollingOut"
+    deployment_settles(kube)
+    assert reconcile_md(kube, settings).state is State.READY
+    return kube
+
+
+def test_first_rollout_creates_deployment_service_and_reports_url(serving: Any) -> None:
+    status = serving.current("ModelDeployment", "diabetes")["status"]
+    assert status["model"] == {"uri": trained(SHA_A)["uri"], "sha256": SHA_A, "version": SHA_A[:12]}
+    assert status["url"] == "http://diabetes.default.svc.cluster.local:80"
+    assert status["selector"] == "marina.dev/modeldeployment=diabetes"
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    assert serving.get("v1", "Service", "default", "diabetes") is not None
+    assert conditions_of(serving.current("ModelDeployment", "diabetes"))["Ready"] == ("True", "Available")
+
+
+def test_settled_deployment_is_not_rewritten(serving: Any, settings: Settings) -> None:
+    applied = len(serving.applied)
+    reconcile_md(serving, settings)
+    assert len(serving.applied) == applied
+
+
+def test_new_model_rolls_out_and_remembers_the_previous(serving: Any, settings: Settings) -> None:
+    trained_job(serving, SHA_B)
+    assert reconcile_md(serving, settings).reason == "RollingOut"
+    # until the rollout completes, status.model is still the one every ready pod serves
+    assert serving.current("ModelDeployment", "diabetes")["status"]["model"]["sha256"] == SHA_A
+    deployment_settles(serving)
+    assert reconcile_md(serving, settings).state is State.READY
+    status = serving.current("ModelDeployment", "diabetes")["status"]
+    assert (status["model"]["sha256"], status["previousModel"]["sha256"]) == (SHA_B, SHA_A)
+
+
+def test_stuck_rollout_rolls_back_and_says_why(serving: Any, settings: Settings) -> None:
+    trained_job(serving, SHA_B)
+    reconcile_md(serving, settings)
+    serving.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "diabetes-new",
+                "namespace": "default",
+                "labels": {"marina.dev/modeldeployment": "diabetes", "marina.dev/model-version": SHA_B[:12]},
+            },
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "marina",
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"exitCode": 1, "message": "sha256 mismatch"}},
+                    }
+                ]
+            },
+        }
+    )
+    deployment_settles(serving, ready=False, stuck=True)
+    outcome = reconcile_md(serving, settings)
+    assert (outcome.state, outcome.reason) == (State.DEGRADED, "RolledBack")
+    deployment = serving.get("apps/v1", "Deployment", "default", "diabetes")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["marina.dev/model-sha256"] == SHA_A
+    status = serving.current("ModelDeployment", "diabetes")["status"]
+    assert status["failedModel"]["sha256"] == SHA_B and status["failedModel"]["reason"] == "sha256 mismatch"
+    assert status["model"]["sha256"] == SHA_A
+    assert conditions_of(serving.current("ModelDeployment", "diabetes"))["Ready"] == ("True", "RolledBack")
+    assert serving.events[-1][1:3] == ("Warning", "RolledBack") and "sha256 mismatch" in serving.events[-1][3]
+    # the failed model is not tried again; the old one keeps serving, and the status stays put
+    deployment_settles(serving)
+    events = len(serving.events)
+    assert reconcile_md(serving, settings).reason == "RolledBack"
+    assert len(serving.events) == events
+    # a newer model is tried
+    trained_job(serving, "c" * 64)
+    assert reconcile_md(serving, settings).reason == "RollingOut"
+
+
+def test_first_rollout_that_never_gets_ready_fails(kube: Any, settings: Settings) -> None:
+    trained_job(kube, SHA_A)
+    kube.add_resource("ModelDeployment", "diabetes", {"model": {"trainingJob": "ridge"}})
+    reconcile_md(kube, settings)
+    deployment_settles(kube, ready=False, stuck=True)
+    outcome = reconcile_md(kube, settings)
+    assert (outcome.state, outcome.reason) == (State.FAILED, "RolloutFailed")
+
+
+def test_autoscaling_adds_and_removes_an_hpa(serving: Any, settings: Settings) -> None:
+    body = serving.objects[("marina.dev/v1alpha1", "ModelDeployment", "default", "diabetes")]
+    body["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3}
+    reconcile_md(serving, settings)
+    assert serving.get("autoscaling/v2", "HorizontalPodAutoscaler", "default", "diabetes") is not None
+    del body["spec"]["autoscaling"]
+    reconcile_md(serving, settings)
+    assert serving.get("autoscaling/v2", "HorizontalPodAutoscaler", "default", "diabetes") is None
+
+
+def test_waits_for_a_model(kube: Any, settings: Settings) -> None:
+    kube.add_resource("ModelDeployment", "diabetes", {"model": {"trainingJob": "ridge"}})
+    assert reconcile_md(kube, settings).reason == "TrainingJobNotFound"
+    kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}})
+    assert reconcile_md(kube, settings).reason == "ModelNotReady"
+    assert handlers.model_followers(kube, "default", "ridge") == ["diabetes"]
+
+
+def test_handlers_route_children_to_their_owner(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    job = {
+        "metadata": {
+            "ownerReferences": [
+                {
+                    "apiVersion": "marina.dev/v1alpha1",
+                    "kind": "Dataset",
+                    "name": "diabetes",
+                    "controller": True,
+                }
+            ]
+        }
+    }
+    assert handlers.owner_of(job) == ("Dataset", "diabetes")
+    assert (
+        handlers.owner_of(
+            {
+                "metadata": {
+                    "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "controller": True}
+                    ]
+                }
+            }
+        )
+        is None
+    )
+    assert handlers.reconcile_object(kube, settings, "Dataset", "default", "gone") is None
+    assert handlers.reconcile_object(kube, settings, "Dataset", "default", "diabetes") is not None
+
+
+@pytest.mark.parametrize(
+    ("ready", "stalled", "observed", "attention"),
+    [
+        ("True", "False", 2, False),
+        ("False", "True", 2, False),
+        ("False", "False", 2, True),
+        ("True", "False", 1, True),
+    ],
+)
+def test_timer_only_looks_at_unsettled_objects(
+    ready: str, stalled: str, observed: int, attention: bool
+) -> None:
+    status = {
+        "observedGeneration": observed,
+        "conditions": [{"type": "Ready", "status": ready}, {"type": "Stalled", "status": stalled}],
+    }
+    assert handlers.needs_attention(status, 2) is attention

@@ -1,0 +1,135 @@
+"""Conditions, events and Job results."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from marina.controller import conditions, termination
+from marina.controller.conditions import Outcome, State
+
+
+def clock() -> str:
+    return "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (State.READY, ("True", "False", "False")),
+        (State.PROGRESSING, ("False", "True", "False")),
+        (State.WAITING, ("False", "True", "False")),
+        (State.FAILED, ("False", "False", "True")),
+        (State.DEGRADED, ("True", "False", "True")),
+    ],
+)
+def test_states_map_to_ready_reconciling_stalled(state: State, expected: tuple[str, ...]) -> None:
+    patch = conditions.status_patch(Outcome(state, "Why", "because"), None, 3, clock)
+    assert tuple(c["status"] for c in patch["conditions"]) == expected
+    assert [c["type"] for c in patch["conditions"]] == ["Ready", "Reconciling", "Stalled"]
+    assert patch["observedGeneration"] == 3 and all(c["observedGeneration"] == 3 for c in patch["conditions"])
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    first = conditions.status_patch(Outcome(State.PROGRESSING, "Preparing", "a"), None, 1, lambda: "T1")
+    again = conditions.status_patch(Outcome(State.PROGRESSING, "Preparing", "b"), first, 1, lambda: "T2")
+    done = conditions.status_patch(Outcome(State.READY, "Prepared", "c"), again, 1, lambda: "T3")
+    assert [c["lastTransitionTime"] for c in again["conditions"]] == ["T1", "T1", "T1"]
+    assert [c["lastTransitionTime"] for c in done["conditions"]] == ["T3", "T3", "T1"]
+
+
+def test_events_follow_changes_of_ready_only() -> None:
+    outcome = Outcome(State.FAILED, "InvalidSpec", "spec.x: bad")
+    status = conditions.status_patch(outcome, None, 1, clock)
+    assert conditions.needs_event(outcome, None)
+    assert not conditions.needs_event(outcome, status)
+    assert conditions.needs_event(Outcome(State.READY, "Prepared", "ok"), status)
+    assert outcome.warning and not Outcome(State.READY, "Prepared", "ok").warning
+
+
+def test_differs_skips_no_op_writes() -> None:
+    status = conditions.status_patch(Outcome(State.READY, "Prepared", "ok", {"rows": 3}), None, 1, clock)
+    assert not conditions.differs(
+        conditions.status_patch(Outcome(State.READY, "Prepared", "ok", {"rows": 3}), status, 1, clock), status
+    )
+    assert conditions.differs({"rows": 4}, status)
+
+
+def pod(state: dict[str, Any], created: str = "2026-01-01T00:00:00Z", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p", "creationTimestamp": created},
+        "status": {"containerStatuses": [{"name": "marina", "state": state, **status}]},
+    }
+
+
+def job(kind: str | None) -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": kind,
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        }
+        if kind
+        else {}
+    }
+
+
+def test_success_reads_the_result_json() -> None:
+    summary = {"version": "abc", "rows": 442}
+    result = termination.job_result(job("Complete"), [pod({"terminated": {"message": json.dumps(summary)}})])
+    assert result.phase is termination.JobPhase.SUCCEEDED and result.summary == summary
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "transient"),
+    [
+        (
+            "{\"error\": \"column 'city' row 2: 'Paris' is not a number\"}",
+            "column 'city' row 2: 'Paris' is not a number",
+            False,
+        ),
+        (
+            '{"error": "cannot read s3://m/k: object storage at http://minio:9000 unreachable (MaxRetryError: x)"}',
+            "cannot read s3://m/k: object storage at http://minio:9000 unreachable (MaxRetryError: x)",
+            True,
+        ),
+        (
+            "Traceback (most recent call last):\n  ...\nImportError: no module",
+            "Traceback (most recent call last): ... ImportError: no module",
+            False,
+        ),
+    ],
+)
+def test_failure_reports_the_commands_own_words(message: str, error: str, transient: bool) -> None:
+    result = termination.job_result(job("Failed"), [pod({"terminated": {"exitCode": 1, "message": message}})])
+    assert result.phase is termination.JobPhase.FAILED
+    assert result.error == error and result.transient is transient
+
+
+def test_failure_without_a_message_uses_the_job_condition() -> None:
+    result = termination.job_result(job("Failed"), [])
+    assert result.error == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+
+
+def test_success_without_a_result_is_a_failure() -> None:
+    result = termination.job_result(job("Complete"), [pod({"terminated": {"message": ""}})])
+    assert result.phase is termination.JobPhase.FAILED and "no result JSON" in (result.error or "")
+
+
+def test_running_job_reports_a_stuck_pod() -> None:
+    waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "creds" not found'}}
+    result = termination.job_result(job(None), [pod(waiting)])
+    assert result.phase is termination.JobPhase.RUNNING
+    assert result.error == 'pod p: CreateContainerConfigError: secret "creds" not found'
+    assert termination.job_result(job(None), [pod({"running": {}})]).error is None
+
+
+def test_long_messages_are_cut_to_one_line() -> None:
+    assert len(termination.one_line("x " * 5000)) == termination.MESSAGE_LIMIT
