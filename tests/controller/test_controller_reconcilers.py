@@ -68,7 +68,7 @@ def test_changed_spec_prepares_a_new_version_and_drops_the_old_job(kube: Any, se
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     kube.objects[("marina.dev/v1alpha1", "Dataset", "default", "diabetes")]["spec"]["split"] = {"seed": 7}
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
-    second = [j for j in kube.jobs() if j != first][0]
+    second = next(j for j in kube.jobs() if j != first)
     kube.finish_job(second, json.dumps({**PREPARED, "version": "fedcba9876543210"}))
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     assert kube.jobs() == [second]

@@ -96,8 +96,8 @@ def test_success_reads_the_result_json() -> None:
             False,
         ),
         (
-            '{"error": "cannot read s3://m/k: object storage at http://minio:9000 unreachable (MaxRetryError: x)"}',
-            "cannot read s3://m/k: object storage at http://minio:9000 unreachable (MaxRetryError: x)",
+            '{"error": "cannot read s3://m/k: object storage at http://m:9 unreachable (Error: x)"}',
+            "cannot read s3://m/k: object storage at http://m:9 unreachable (Error: x)",
             True,
         ),
         (
