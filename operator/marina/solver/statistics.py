@@ -1,0 +1,246 @@
+"""Sufficient statistics of least squares, accumulated chunk by chunk and merged exactly.
+
+Every penalty Marina fits (none, l2, l1, elastic net) depends on the data only through the
+count, the means and the centred cross-products ``Σ(x-x̄)(x-x̄)ᵀ``, ``Σ(x-x̄)(y-ȳ)`` and
+``Σ(y-ȳ)²``. Keeping those lets data larger than memory train in O(d²) memory and lets
+sharded workers combine their parts by addition.
+
+Precision: the raw Gram ``XᵀX - n·x̄x̄ᵀ`` cancels catastrophically when features carry large
+offsets, so each block of rows is first shifted by a rough mean (the running mean, or the
+mean of the first rows) before the one BLAS call that forms its cross-products, and blocks
+are merged with Chan et al.'s pairwise update. The shift is applied to a small reused buffer,
+never to a copy of the whole ``X``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from marina.solver._validation import (
+    Array,
+    as_matrix,
+    as_vector,
+    check_n_features,
+    check_rows_match,
+    raise_non_finite,
+)
+from marina.solver.errors import ShapeMismatchError, StatisticsFormatError
+
+FORMAT = "marina.dev/sufficient-statistics/v1"
+
+#: Rows per block: about 8 MB of float64 per block, large enough for BLAS to run at full speed.
+BLOCK_ELEMENTS = 1 << 20
+#: Rows used to guess the shift of the first block.
+SHIFT_SAMPLE_ROWS = 1024
+
+
+def block_rows(n_features: int) -> int:
+    return max(64, BLOCK_ELEMENTS // max(n_features, 1))
+
+
+class SufficientStatistics:
+    """Count, means and centred cross-products of ``(X, y)``; add two to combine their rows.
+
+    >>> stats = SufficientStatistics(n_features=3)
+    >>> for X_chunk, y_chunk in chunks:        # doctest: +SKIP
+    ...     stats.update(X_chunk, y_chunk)
+    >>> LinearRegressor(penalty="l2").fit_statistics(stats)   # doctest: +SKIP
+    """
+
+    __slots__ = ("n_features", "n_samples", "x_mean", "xx", "xy", "y_mean", "yy")
+
+    def __init__(self, n_features: int) -> None:
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ShapeMismatchError(f"n_features must be a positive integer, got {n_features!r}")
+        self.n_features = n_features
+        self.n_samples = 0
+        self.x_mean: Array = np.zeros(n_features)
+        self.y_mean = 0.0
+        self.xx: Array = np.zeros((n_features, n_features))
+        self.xy: Array = np.zeros(n_features)
+        self.yy = 0.0
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(cls, X: ArrayLike, y: ArrayLike) -> SufficientStatistics:
+        """Statistics of an in-memory data set (streamed internally in blocks, no copy of X)."""
+        matrix = as_matrix(X)
+        if matrix.shape[1] == 0:
+            raise ShapeMismatchError(f"X must have at least one feature, got shape {matrix.shape}")
+        return cls(n_features=matrix.shape[1]).update(matrix, y)
+
+    def update(self, X: ArrayLike, y: ArrayLike) -> SufficientStatistics:
+        """Add a chunk of rows; returns ``self`` so calls chain."""
+        matrix, target = as_matrix(X), as_vector(y)
+        check_rows_match(matrix, target)
+        check_n_features(matrix, self.n_features, "these statistics")
+        step = block_rows(self.n_features)
+        buffer: Array | None = None
+        for start in range(0, matrix.shape[0], step):
+            block, block_y = matrix[start : start + step], target[start : start + step]
+            if buffer is None:
+                buffer = np.empty((min(step, matrix.shape[0]), self.n_features))
+            self._add_block(block, block_y, buffer[: block.shape[0]])
+        return self
+
+    def _add_block(self, X: Array, y: Array, buffer: Array) -> None:
+        x_shift, y_shift = self._shift_for(X, y)
+        shifted = np.subtract(X, x_shift, out=buffer)
+        shifted_y = y - y_shift
+        raw_xx = shifted.T @ shifted
+        raw_yy = float(shifted_y @ shifted_y)
+        if not (np.isfinite(raw_xx.diagonal()).all() and math.isfinite(raw_yy)):
+            raise_non_finite(X, y, row_offset=self.n_samples)
+        count = X.shape[0]
+        x_mean = shifted.sum(axis=0) / count
+        y_mean = float(shifted_y.sum()) / count
+        block = SufficientStatistics(self.n_features)
+        block.n_samples = count
+        block.x_mean = x_shift + x_mean
+        block.y_mean = y_shift + y_mean
+        block.xx = raw_xx - count * np.outer(x_mean, x_mean)
+        block.xy = shifted.T @ shifted_y - count * x_mean * y_mean
+        block.yy = raw_yy - count * y_mean * y_mean
+        self._absorb(block)
+
+    def _shift_for(self, X: Array, y: Array) -> tuple[Array, float]:
+        """A point near the data's centre: the running mean, else the mean of the first rows."""
+        if self.n_samples:
+            return self.x_mean, self.y_mean
+        x_shift = X[:SHIFT_SAMPLE_ROWS].mean(axis=0)
+        y_shift = float(y[:SHIFT_SAMPLE_ROWS].mean())
+        if not (np.isfinite(x_shift).all() and math.isfinite(y_shift)):
+            raise_non_finite(X, y, row_offset=self.n_samples)
+        return x_shift, y_shift
+
+    def _absorb(self, other: SufficientStatistics) -> None:
+        """Chan, Golub & LeVeque's pairwise update: exact in algebra, stable in floating point."""
+        if other.n_samples == 0:
+            return
+        if self.n_samples == 0:
+            self.n_samples, self.x_mean, self.y_mean = other.n_samples, other.x_mean.copy(), other.y_mean
+            self.xx, self.xy, self.yy = other.xx.copy(), other.xy.copy(), other.yy
+            return
+        total = self.n_samples + other.n_samples
+        weight = self.n_samples * other.n_samples / total
+        dx = other.x_mean - self.x_mean
+        dy = other.y_mean - self.y_mean
+        self.xx = self.xx + other.xx + weight * np.outer(dx, dx)
+        self.xy = self.xy + other.xy + weight * dx * dy
+        self.yy = self.yy + other.yy + weight * dy * dy
+        self.x_mean = self.x_mean + dx * (other.n_samples / total)
+        self.y_mean = self.y_mean + dy * (other.n_samples / total)
+        self.n_samples = total
+
+    # -- combining ------------------------------------------------------------------------
+
+    def copy(self) -> SufficientStatistics:
+        clone = SufficientStatistics(self.n_features)
+        clone._absorb(self)
+        return clone
+
+    def merge(self, other: SufficientStatistics) -> SufficientStatistics:
+        """A new object holding the rows of both (e.g. two shards of one data set)."""
+        if not isinstance(other, SufficientStatistics):
+            raise TypeError(f"can only merge SufficientStatistics, got {type(other).__name__}")
+        if other.n_features != self.n_features:
+            raise ShapeMismatchError(
+                f"cannot merge statistics of {self.n_features} features with {other.n_features} features"
+            )
+        merged = self.copy()
+        merged._absorb(other)
+        return merged
+
+    def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
+        return self.merge(other)
+
+    # -- derived moments ------------------------------------------------------------------
+
+    @property
+    def x_sum(self) -> Array:
+        return self.x_mean * self.n_samples
+
+    @property
+    def y_sum(self) -> float:
+        return self.y_mean * self.n_samples
+
+    @property
+    def gram(self) -> Array:
+        """Uncentred ``XᵀX`` (for fits without an intercept)."""
+        return self.xx + self.n_samples * np.outer(self.x_mean, self.x_mean)
+
+    @property
+    def xty(self) -> Array:
+        """Uncentred ``Xᵀy``."""
+        return self.xy + self.n_samples * self.x_mean * self.y_mean
+
+    @property
+    def yty(self) -> float:
+        """Uncentred ``yᵀy``."""
+        return self.yy + self.n_samples * self.y_mean * self.y_mean
+
+    @property
+    def x_std(self) -> Array:
+        """Population standard deviation of each feature (what StandardScaler divides by)."""
+        if self.n_samples == 0:
+            return np.zeros(self.n_features)
+        return np.sqrt(np.maximum(self.xx.diagonal(), 0.0) / self.n_samples)
+
+    # -- serialisation (JSON-safe; floats round-trip exactly through json) -----------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "n_samples": self.n_samples,
+            "n_features": self.n_features,
+            "x_mean": self.x_mean.tolist(),
+            "y_mean": float(self.y_mean),
+            "xx": self.xx.tolist(),
+            "xy": self.xy.tolist(),
+            "yy": float(self.yy),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Any) -> SufficientStatistics:
+        if not isinstance(document, dict):
+            raise StatisticsFormatError(f"statistics must be a JSON object, got {type(document).__name__}")
+        if document.get("format") != FORMAT:
+            raise StatisticsFormatError(f"format: expected {FORMAT!r}, got {document.get('format')!r}")
+        n_features = _integer(document, "n_features", minimum=1)
+        stats = cls(n_features)
+        stats.n_samples = _integer(document, "n_samples", minimum=0)
+        stats.x_mean = _floats(document, "x_mean", (n_features,))
+        stats.y_mean = float(_floats(document, "y_mean", ()))
+        stats.xx = _floats(document, "xx", (n_features, n_features))
+        stats.xy = _floats(document, "xy", (n_features,))
+        stats.yy = float(_floats(document, "yy", ()))
+        return stats
+
+    def __repr__(self) -> str:
+        return f"SufficientStatistics(n_features={self.n_features}, n_samples={self.n_samples})"
+
+
+def _integer(document: dict[str, Any], key: str, minimum: int) -> int:
+    value = document.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StatisticsFormatError(f"{key}: expected an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+def _floats(document: dict[str, Any], key: str, shape: tuple[int, ...]) -> Array:
+    if key not in document:
+        raise StatisticsFormatError(f"{key}: missing")
+    try:
+        array = np.asarray(document[key], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StatisticsFormatError(f"{key}: expected numbers of shape {shape}: {exc}") from exc
+    if array.shape != shape:
+        raise StatisticsFormatError(f"{key}: expected shape {shape}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise StatisticsFormatError(f"{key}: values must be finite")
+    return array
