@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -37,6 +39,7 @@ def prepare(table: Table, **options: object) -> tuple[dataset.PreparedDataset, d
         (["a", "y"], [], "the data has no rows"),
         ([], [], "the data has no columns"),
         (["a", "y"], [[1, [2]]], "column 'y' row 1: [2] is not a number"),
+        (["a\nb", "y"], [[1, 2]], "column 1 name 'a\\nb' contains a line break or control character"),
     ],
 )
 def test_table_from_records_names_the_bad_cell(
@@ -270,6 +273,31 @@ def test_csv_round_trips_every_float_exactly() -> None:
     content = dataset.to_csv(("a", "b", "y"), values)
     back = dataset._read_prepared_csv(content, ("a", "b", "y"), "train.csv")
     assert back.tobytes() == values.tobytes()
+
+
+def test_csv_is_the_csv_modules_format_with_quoted_names() -> None:
+    columns, values = ("size, m2", 'say "hi"', "y"), np.array([[1.0, -0.0, 1e-300], [2.5, 3.0, 1e300]])
+    content = dataset.to_csv(columns, values)
+    reference = io.StringIO()
+    csv.writer(reference, lineterminator="\n").writerows(
+        [columns, *([repr(v) for v in row] for row in values.tolist())]
+    )
+    assert content == reference.getvalue().encode()
+    assert dataset._read_prepared_csv(content, columns, "t.csv").tobytes() == values.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"a,y\n1.0,2.0\n", "header does not match"),
+        (b"x,y\n1.0\n", "every row must hold 2 finite numbers"),
+        (b"x,y\n1.0,nan\n", "every row must hold 2 finite numbers"),
+        (b"x,y\n1.0,two\n", "not a prepared dataset file"),
+    ],
+)
+def test_prepared_csv_must_be_complete(content: bytes, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        dataset._read_prepared_csv(content, ("x", "y"), "train.csv")
 
 
 def write_prepared(tmp_path: Path) -> tuple[dataset.PreparedDataset, dict[str, object], str, bool]:

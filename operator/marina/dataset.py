@@ -61,6 +61,8 @@ def check_columns(names: Iterable[object]) -> tuple[str, ...]:
     for position, name in enumerate(columns, start=1):
         if not name:
             raise DataError(f"column {position} has an empty name")
+        if not name.isprintable():
+            raise DataError(f"column {position} name {name!r} contains a line break or control character")
         if name in seen:
             raise DataError(f"duplicate column {name!r} (columns {seen[name]} and {position})")
         seen[name] = position
@@ -324,9 +326,11 @@ def statistics(dataset: PreparedDataset, report: CleaningReport) -> dict[str, An
 def to_csv(columns: Sequence[str], matrix: np.ndarray) -> bytes:
     """Canonical CSV: header, then `repr` of each float so values round-trip exactly."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([repr(v) for v in row] for row in matrix.tolist())
+    csv.writer(out, lineterminator="\n").writerow(columns)
+    if matrix.shape[0]:
+        # The repr of a nested list formats every float with repr in C: "[[1.0, 2.5], [3.0, 4.0]]".
+        out.write(repr(matrix.tolist())[2:-2].replace("], [", "\n").replace(", ", ","))
+        out.write("\n")
     return out.getvalue().encode()
 
 
@@ -444,10 +448,13 @@ def load(uri: str) -> StoredDataset:
 
 
 def _read_prepared_csv(content: bytes, columns: Sequence[str], name: str) -> np.ndarray:
-    rows = list(csv.reader(io.StringIO(content.decode())))
-    if not rows or tuple(rows[0]) != tuple(columns):
+    header, _, body = content.partition(b"\n")
+    if tuple(next(csv.reader([header.decode()]), [])) != tuple(columns):
         raise DataError(f"{name}: header does not match the dataset columns {', '.join(columns)}")
-    table = table_from_records(rows[0], rows[1:])
-    if np.isnan(table.values).any():
-        raise DataError(f"{name}: a prepared dataset must not contain missing values")
-    return table.values
+    try:
+        values = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
+    except ValueError as exc:
+        raise DataError(f"{name}: not a prepared dataset file: {exc}") from exc
+    if values.shape[1:] != (len(columns),) or not np.isfinite(values).all():
+        raise DataError(f"{name}: every row must hold {len(columns)} finite numbers")
+    return values
