@@ -1,0 +1,273 @@
+"""`marina train` end to end: prepare → train → artifact, checked against scikit-learn on the same split."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from marina import __version__, artifact, dataset, evaluation
+from marina.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def ok(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@pytest.fixture(scope="module")
+def diabetes(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The diabetes set prepared once (default split) for every test of this module."""
+    output = tmp_path_factory.mktemp("datasets")
+    assert main(["prepare", "--source", "builtin:diabetes", "--output", str(output)]) == 0
+    (folder,) = output.iterdir()
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Few rows and many features, most irrelevant: regularisation matters."""
+    output = tmp_path_factory.mktemp("synthetic")
+    source = "synthetic:rows=80,features=30,noise=8,seed=3"
+    assert main(["prepare", "--source", source, "--output", str(output), "--seed", "1"]) == 0
+    (folder,) = output.iterdir()
+    return str(folder)
+
+
+def read_split(folder: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a split back with numpy alone, as an outside user would."""
+    values = np.loadtxt(Path(folder) / name, delimiter=",", skiprows=1, dtype=np.float64)
+    return values[:, :-1], values[:, -1]
+
+
+def sklearn_metrics(estimator: Any, folder: str) -> dict[str, float]:
+    x_train, y_train = read_split(folder, "train.csv")
+    x_test, y_test = read_split(folder, "test.csv")
+    prediction = estimator.fit(x_train, y_train).predict(x_test)
+    mse = mean_squared_error(y_test, prediction)
+    return {
+        "mse": mse,
+        "rmse": np.sqrt(mse),
+        "mae": mean_absolute_error(y_test, prediction),
+        "r2": r2_score(y_test, prediction),
+    }
+
+
+def train(capsys: pytest.CaptureFixture[str], data: str, output: Path, *args: str) -> dict[str, Any]:
+    return ok(capsys, "train", "--data", data, "--output", str(output), *args)
+
+
+@pytest.mark.parametrize(
+    ("args", "reference"),
+    [
+        ((), LinearRegression()),
+        (("--penalty", "l2", "--alpha", "1.0"), Ridge(alpha=1.0)),
+        (("--penalty", "l2", "--alpha", "0.01", "--standardize"), Ridge(alpha=0.01)),
+        (("--no-intercept",), LinearRegression(fit_intercept=False)),
+    ],
+    ids=["ols", "ridge", "ridge-standardize", "no-intercept"],
+)
+def test_metrics_equal_scikit_learn_on_the_same_split(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str, args: tuple[str, ...], reference: Any
+) -> None:
+    summary = train(capsys, diabetes, tmp_path, *args)
+    expected = sklearn_metrics(reference, diabetes)
+    if "--standardize" in args:  # ridge on standardised features is a different model: compare coefficients
+        model = artifact.load(summary["uri"], summary["sha256"])
+        x_train, y_train = read_split(diabetes, "train.csv")
+        scale = x_train.std(axis=0)
+        fitted = Ridge(alpha=0.01).fit((x_train - x_train.mean(axis=0)) / scale, y_train)
+        np.testing.assert_allclose(model.coefficients, fitted.coef_ / scale, rtol=1e-6)
+        assert model.scaling == {"mean": x_train.mean(axis=0).tolist(), "scale": scale.tolist()}
+        return
+    assert summary["metrics"] == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "reference"),
+    [
+        (
+            ("--penalty", "l1", "--alpha", "0.1", "--tol", "1e-8"),
+            Lasso(alpha=0.1, tol=1e-8, max_iter=100_000),
+        ),
+        (
+            ("--penalty", "elasticnet", "--alpha", "0.01", "--l1-ratio", "0.3", "--tol", "1e-8"),
+            ElasticNet(alpha=0.01, l1_ratio=0.3, tol=1e-8, max_iter=100_000),
+        ),
+    ],
+    ids=["lasso", "elasticnet"],
+)
+def test_sparse_penalties_match_scikit_learn(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str, args: tuple[str, ...], reference: Any
+) -> None:
+    summary = train(capsys, diabetes, tmp_path, *args)
+    assert summary["metrics"] == pytest.approx(sklearn_metrics(reference, diabetes), rel=1e-4)
+
+
+def test_artifact_carries_lineage_and_round_trips(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str
+) -> None:
+    summary = train(capsys, diabetes, tmp_path, "--penalty", "l2", "--alpha", "0.5", "--name", "reg")
+    assert summary["uri"] == str(tmp_path / f"model-{summary['sha256']}.json")
+    model = artifact.load(summary["uri"], summary["sha256"])
+    stored = dataset.load(diabetes)
+    assert model.feature_names == list(stored.data.features) and model.target == "target"
+    assert model.dataset == {
+        "name": "diabetes",
+        "version": stored.version,
+        "sha256": stored.data.sha256,
+        "uri": diabetes,
+    }
+    assert model.feature_statistics == {
+        f: stored.description["statistics"]["train"][f] for f in model.feature_names
+    }
+    assert model.code_version == __version__
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", model.created)
+    assert model.hyperparameters["penalty"] == "l2" and model.hyperparameters["alpha"] == 0.5
+    assert "n_iter" in model.hyperparameters and model.scaling is None
+    assert summary["name"] == "reg" and summary["datasetVersion"] == stored.version
+    assert summary["bestParameters"] == model.hyperparameters
+    # The artifact alone reproduces the reported test metrics.
+    assert evaluation.regression_metrics(
+        stored.data.y_test, model.predict(stored.data.x_test)
+    ) == pytest.approx(summary["metrics"], rel=1e-12)
+    with pytest.raises(artifact.ArtifactError, match="sha256 mismatch"):
+        artifact.load(summary["uri"], "f" * 64)
+
+
+def test_grid_search_picks_the_cross_validated_best(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, synthetic: str
+) -> None:
+    alphas = [0.001, 1.0, 10.0, 100.0, 10_000.0]
+    summary = train(
+        capsys,
+        synthetic,
+        tmp_path,
+        "--penalty",
+        "l2",
+        "--search-alpha",
+        ",".join(map(str, alphas)),
+        "--cv",
+        "4",
+        "--seed",
+        "5",
+    )
+    x_train, y_train = read_split(synthetic, "train.csv")
+    folds = evaluation.kfold_indices(len(y_train), 4, 5)
+    by_hand = {
+        a: np.mean(
+            [
+                mean_squared_error(y_train[v], Ridge(alpha=a).fit(x_train[t], y_train[t]).predict(x_train[v]))
+                for t, v in folds
+            ]
+        )
+        for a in alphas
+    }
+    best = min(by_hand, key=by_hand.__getitem__)
+    assert best not in (alphas[0], alphas[-1])  # the example is built so that neither extreme wins
+    assert summary["bestParameters"]["alpha"] == best
+    assert summary["cv"]["folds"] == 4 and summary["cv"]["candidates"] == 5
+    assert summary["cv"]["bestMeanMse"] == pytest.approx(by_hand[best], rel=1e-6)
+    assert [r["alpha"] for r in summary["cvResults"]] == sorted(alphas, key=by_hand.__getitem__)
+    assert summary["metrics"] == pytest.approx(sklearn_metrics(Ridge(alpha=best), synthetic), rel=1e-6)
+    model = artifact.load(summary["uri"])
+    assert model.metrics["cv_mse"] == pytest.approx(by_hand[best], rel=1e-6)
+
+
+def test_elasticnet_grid_and_compact_result(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, synthetic: str
+) -> None:
+    alphas = ",".join(str(a) for a in np.geomspace(0.01, 10, 40).round(6))
+    result_file = tmp_path / "result.json"
+    summary = train(
+        capsys,
+        synthetic,
+        tmp_path,
+        "--penalty",
+        "elasticnet",
+        "--search-alpha",
+        alphas,
+        "--search-l1-ratio",
+        "0.1,0.5,0.9",
+        "--cv",
+        "3",
+        "--result-file",
+        str(result_file),
+    )
+    assert summary["cv"]["candidates"] == 120
+    assert summary["truncated"] == ["cvResults"] and "cvResults" not in summary
+    assert json.loads(result_file.read_text()) == summary and len(result_file.read_bytes()) < 4096
+    assert summary["bestParameters"]["l1_ratio"] in (0.1, 0.5, 0.9)
+
+
+def test_cv_alone_scores_the_single_configuration(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str
+) -> None:
+    summary = train(capsys, diabetes, tmp_path, "--cv", "3")
+    assert summary["cv"]["candidates"] == 1 and len(summary["cvResults"]) == 1
+    assert summary["metrics"] == pytest.approx(sklearn_metrics(LinearRegression(), diabetes), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--penalty", "huber"), "penalty: must be one of none, l2, l1, elasticnet"),
+        (("--alpha", "lots"), "--alpha: 'lots' is not a valid number"),
+        (("--max-iter", "1.5"), "--max-iter: '1.5' is not a valid integer"),
+        (("--search-alpha", "0.1,1"), "--search-alpha needs --penalty l2, l1 or elasticnet"),
+        (("--penalty", "l2", "--search-l1-ratio", "0.5"), "--search-l1-ratio needs --penalty elasticnet"),
+        (("--penalty", "l2", "--search-alpha", "0.1,-1"), "--search-alpha: -1.0 is negative"),
+        (("--penalty", "l2", "--search-alpha", ","), "--search-alpha: give at least one value"),
+        (("--cv", "1"), "--cv: need at least 2 folds"),
+        (("--cv", "5000"), "cv: 5000 folds need at least 5000 training rows, got 353"),
+        (("--solver", "magic"), "solver"),
+    ],
+)
+def test_errors_are_reported_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str, args: tuple[str, ...], message: str
+) -> None:
+    result_file = tmp_path / "result.json"
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        diabetes,
+        "--output",
+        str(tmp_path / "models"),
+        *args,
+        "--result-file",
+        str(result_file),
+    )
+    assert code == 1 and out == ""
+    assert err.startswith("marina train: error: ") and err.count("\n") == 1 and message in err
+    assert message in json.loads(result_file.read_text())["error"]
+    assert not (tmp_path / "models").exists()
+
+
+def test_missing_and_corrupted_datasets_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str
+) -> None:
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "nothing"), "--output", str(tmp_path))
+    assert code == 1 and "cannot read" in err and "dataset.json" in err
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("dataset.json", "train.csv", "test.csv"):
+        (copy / name).write_bytes((Path(diabetes) / name).read_bytes())
+    with (copy / "test.csv").open("a") as handle:
+        handle.write("0,0,0,0,0,0,0,0,0,0,1.0\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(copy), "--output", str(tmp_path))
+    assert code == 1 and "is corrupted" in err
