@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FEATURES, Client
 
+from conftest import FEATURES, Client
 from marina import __version__
 from marina.artifact import ModelArtifact
 from marina.server.model import ServedModel
@@ -231,7 +232,7 @@ BAD_V2_REQUESTS: list[tuple[str, Any, str]] = [
     (
         "FP32 overflow",
         {"inputs": [tensor([1e39, 1, 1], datatype="FP32")]},
-        "input 'input-0' data holds NaN, infinite or too large values for FP32",
+        "input 'input-0' data holds values too large for FP32",
     ),
     (
         "unknown feature",
@@ -436,3 +437,75 @@ def test_metrics_count_requests_and_input_statistics(client: Client, served: Ser
             f"marina_feature_max{labels} {float(column.max())!r}",
         }
     assert expected <= lines, sorted(expected - lines)
+
+
+def binary_request(datatype: str, dtype: str, binary_output: bool) -> tuple[bytes, dict[str, str]]:
+    """A request in Triton's binary tensor data extension, as tritonclient sends it by default."""
+    raw = np.array(ROWS, dtype=dtype).tobytes()
+    header: dict[str, Any] = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [2, 3],
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ]
+    }
+    if binary_output:
+        header["parameters"] = {"binary_data_output": True}
+    encoded = json.dumps(header).encode()
+    return encoded + raw, {"Inference-Header-Content-Length": str(len(encoded))}
+
+
+@pytest.mark.parametrize(
+    ("datatype", "dtype"), [("FP32", "<f4"), ("FP64", "<f8"), ("INT64", "<i8"), ("UINT8", "u1")]
+)
+@pytest.mark.parametrize("binary_output", [False, True])
+def test_v2_binary_tensor_extension(
+    client: Client,
+    served: ServedModel,
+    artifact: ModelArtifact,
+    datatype: str,
+    dtype: str,
+    binary_output: bool,
+) -> None:
+    body, headers = binary_request(datatype, dtype, binary_output)
+    response = client.post(INFER, content=body, headers=headers)
+    expected = artifact.predict(np.array(ROWS, dtype=dtype))
+    assert response.status_code == 200
+    if not binary_output:
+        assert response.json() == v2_response(served, expected.tolist())
+        return
+    length = int(response.headers["inference-header-content-length"])
+    assert json.loads(response.content[:length]) == {
+        "model_name": "diabetes",
+        "model_version": served.version,
+        "outputs": [
+            {"name": "predict", "datatype": "FP64", "shape": [2], "parameters": {"binary_data_size": 16}}
+        ],
+    }
+    np.testing.assert_array_equal(np.frombuffer(response.content[length:], dtype="<f8"), expected)
+
+
+@pytest.mark.parametrize(
+    ("cut", "header_length", "error"),
+    [
+        (0, "9999", "Inference-Header-Content-Length is 9999 but the body has only {size} bytes"),
+        (0, "abc", "Inference-Header-Content-Length must be a byte count, got 'abc'"),
+        (4, None, "input 'input-0': binary_data_size 24 runs past the end of the body's binary part"),
+    ],
+)
+def test_v2_binary_tensor_errors(client: Client, cut: int, header_length: str | None, error: str) -> None:
+    body, headers = binary_request("FP32", "<f4", False)
+    body = body[: len(body) - cut]
+    headers["Inference-Header-Content-Length"] = header_length or headers["Inference-Header-Content-Length"]
+    response = client.post(INFER, content=body, headers=headers)
+    assert (response.status_code, response.json()) == (400, {"error": error.format(size=len(body))})
+
+
+def test_v2_binary_nan_is_rejected(client: Client) -> None:
+    body, headers = binary_request("FP32", "<f4", False)
+    body = body[:-4] + np.array([np.nan], dtype="<f4").tobytes()
+    response = client.post(INFER, content=body, headers=headers)
+    assert response.json() == {"error": "input 'input-0' binary data holds NaN or infinite values"}

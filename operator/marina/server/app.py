@@ -17,6 +17,7 @@ from typing import Any
 from marina import __version__
 from marina.server import jsoncodec, metrics, protocol
 from marina.server.errors import (
+    BadRequest,
     MethodNotAllowed,
     NotFound,
     NotReady,
@@ -30,11 +31,13 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Response = tuple[int, bytes, bytes]
-Handler = Callable[["ServingApp", "Route", bytes], Response]
+Headers = list[tuple[bytes, bytes]]
+Response = tuple[int, bytes, Headers]  # status, body, headers except content-length
+Handler = Callable[["ServingApp", "Route", bytes, Scope], Response]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-JSON = b"application/json"
+JSON: Headers = [(b"content-type", b"application/json")]
+BINARY_HEADER_LENGTH = b"inference-header-content-length"
 GET, POST = ("GET",), ("POST",)
 log = logging.getLogger("marina.server")
 
@@ -54,6 +57,18 @@ class Route:
 
 def _json(value: Any, status: int = 200) -> Response:
     return status, jsoncodec.dumps(value), JSON
+
+
+def _binary_header_length(scope: Scope) -> int | None:
+    """Triton's binary tensor extension: the JSON part's length, when the body carries binary data."""
+    for name, value in scope["headers"]:
+        if name == BINARY_HEADER_LENGTH:
+            if not value.isdigit():
+                raise BadRequest(
+                    f"Inference-Header-Content-Length must be a byte count, got {value.decode()!r}"
+                )
+            return int(value)
+    return None
 
 
 class ServingApp:
@@ -92,7 +107,6 @@ class ServingApp:
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
         endpoint = "unmatched"
-        headers: list[tuple[bytes, bytes]] = []
         try:
             route = resolve(scope["path"])
             endpoint = route.endpoint
@@ -102,17 +116,17 @@ class ServingApp:
                     route.methods,
                 )
             body = await self._read_body(scope, receive) if route.methods == POST else b""
-            status, content, content_type = route.handler(self, route, body)
+            status, content, headers = route.handler(self, route, body, scope)
         except _ClientGone:
             return
         except ServingError as error:
-            status, content, content_type = _json({"error": str(error)}, status_of(error))
+            status, content, headers = _json({"error": str(error)}, status_of(error))
             if isinstance(error, MethodNotAllowed):
-                headers.append((b"allow", ", ".join(error.allowed).encode()))
+                headers = [*headers, (b"allow", ", ".join(error.allowed).encode())]
         except Exception:  # a bug, not a bad request: log it, answer 500, keep serving
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
-            status, content, content_type = _json({"error": "internal server error"}, 500)
-        headers += [(b"content-type", content_type), (b"content-length", str(len(content)).encode())]
+            status, content, headers = _json({"error": "internal server error"}, 500)
+        headers = [*headers, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
         self.requests.observe(endpoint, status, perf_counter() - started)
@@ -166,44 +180,61 @@ class ServingApp:
             )
         return model
 
-    def live(self, route: Route, body: bytes) -> Response:
+    def live(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"live": True})
 
-    def ready(self, route: Route, body: bytes) -> Response:
+    def ready(self, route: Route, body: bytes, scope: Scope) -> Response:
         if self.model is None or self.draining:
             raise NotReady(
                 "the model is not loaded yet" if self.model is None else "the server is shutting down"
             )
         return _json({"ready": True})
 
-    def server_metadata(self, route: Route, body: bytes) -> Response:
+    def server_metadata(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"name": "marina", "version": __version__, "extensions": []})
 
-    def model_metadata(self, route: Route, body: bytes) -> Response:
+    def model_metadata(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json(self.served(route).v2_metadata())
 
-    def model_ready(self, route: Route, body: bytes) -> Response:
+    def model_ready(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"name": self.served(route).name, "ready": True})
 
-    def infer(self, route: Route, body: bytes) -> Response:
+    def infer(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
-        features, request_id = protocol.decode_v2(protocol.parse_json(body), model)
-        predictions = model.predict(features)
-        self._record(features, predictions)
-        return 200, protocol.encode_v2(model, predictions, request_id), JSON
+        header, binary = protocol.split_binary(body, _binary_header_length(scope))
+        request = protocol.decode_v2(protocol.parse_json(header), model, binary)
+        predictions = model.predict(request.features)
+        self._record(request.features, predictions)
+        content, header_length = protocol.encode_v2(
+            model, predictions, request.request_id, request.binary_output
+        )
+        if header_length is None:
+            return 200, content, JSON
+        return (
+            200,
+            content,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (BINARY_HEADER_LENGTH, str(header_length).encode()),
+            ],
+        )
 
-    def v1_models(self, route: Route, body: bytes) -> Response:
+    def v1_models(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"models": [] if self.model is None else [self.model.name]})
 
-    def predict(self, route: Route, body: bytes) -> Response:
+    def predict(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
         features = protocol.decode_v1(protocol.parse_json(body), model)
         predictions = model.predict(features)
         self._record(features, predictions)
         return 200, protocol.encode_v1(predictions), JSON
 
-    def metrics(self, route: Route, body: bytes) -> Response:
-        return 200, metrics.render(self.requests, self.model_metrics), metrics.CONTENT_TYPE
+    def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
+        return (
+            200,
+            metrics.render(self.requests, self.model_metrics),
+            [(b"content-type", metrics.CONTENT_TYPE)],
+        )
 
     def _record(self, features: Any, predictions: Any) -> None:
         if self.model_metrics is not None:
@@ -224,11 +255,22 @@ V2_MODEL_ROUTES: dict[str, tuple[str, tuple[str, ...], Handler]] = {
 }
 
 
+ROUTE_CACHE_SIZE = 256
+_route_cache: dict[str, Route] = dict(STATIC_ROUTES)
+
+
 def resolve(path: str) -> Route:
-    """Path → route; model names and versions are path segments, never part of the metrics label."""
-    route = STATIC_ROUTES.get(path)
-    if route is not None:
-        return route
+    """Path → route, remembered for the few paths a server sees (bounded: paths come from clients)."""
+    route = _route_cache.get(path)
+    if route is None:
+        route = _parse(path)
+        if len(_route_cache) < ROUTE_CACHE_SIZE:
+            _route_cache[path] = route
+    return route
+
+
+def _parse(path: str) -> Route:
+    """Model names and versions are path segments, never part of the metrics label."""
     if path.startswith("/v2/models/"):
         name, _, rest = path[len("/v2/models/") :].partition("/")
         version = None

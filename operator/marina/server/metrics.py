@@ -115,7 +115,7 @@ class RunningStatistics:
         self._pending_rows = 0
 
     def add(self, batch: np.ndarray) -> None:
-        """Queue a (rows, width) batch; cheap enough for every request."""
+        """Queue a (rows, width) batch (or rows values when width is 1); cheap enough for every request."""
         rows = len(batch)
         if rows:
             self._pending.append(batch)
@@ -172,7 +172,7 @@ class ModelMetrics:
 
     def record(self, features: np.ndarray, predictions: np.ndarray) -> None:
         self.features.add(features)
-        self.predictions.add(predictions.reshape(-1, 1))
+        self.predictions.add(predictions)  # 1-D: reshaped to one column when merged
 
     def render(self) -> Iterable[str]:
         model = escape_label(self.model)

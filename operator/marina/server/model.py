@@ -68,8 +68,11 @@ class ServedModel:
         return version in (self.version, self.sha256)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Vectorised: the same arithmetic as `ModelArtifact.predict`, so results are identical."""
-        predictions: np.ndarray = features @ self.coefficients + self.intercept
+        """Vectorised: the same products and sums as `ModelArtifact.predict` (tests check equality).
+
+        `dot` rather than `@`: the same BLAS call for 2-D by 1-D, with less overhead per call.
+        """
+        predictions: np.ndarray = features.dot(self.coefficients) + self.intercept
         return predictions
 
     def v2_metadata(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -90,12 +90,13 @@ def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
         raise BadRequest(f"{what} must hold only numbers, got {_kind_name(kind)}")
     target = np.dtype(DATATYPES[datatype])
     if target.kind == "f":
-        converted = values
-        if values.dtype != target:
-            with np.errstate(over="ignore"):
-                converted = values.astype(target)
-        if not np.isfinite(converted).all():
-            raise BadRequest(f"{what} holds NaN, infinite or too large values for {datatype}")
+        if values.dtype == target:
+            return values
+        with np.errstate(over="ignore"):
+            converted = values.astype(target)
+        # JSON numbers are finite (see jsoncodec); only a narrowing cast can overflow
+        if target.itemsize < 8 and not np.isfinite(converted).all():
+            raise BadRequest(f"{what} holds values too large for {datatype}")
         return converted
     if kind == "f":
         raise BadRequest(f"{what} must be integers for {datatype}, got non-integer numbers")
@@ -126,7 +127,55 @@ def _shape(tensor: Mapping[str, Any], what: str) -> list[int]:
     return shape
 
 
-def _tensor(tensor: Any, index: int) -> tuple[str, list[int], np.ndarray]:
+class BinaryTensors:
+    """The binary part of a request (Triton's binary tensor data extension), read in input order."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data)
+        self.offset = 0
+
+    def take(self, tensor: Mapping[str, Any], datatype: str, what: str) -> np.ndarray:
+        size = tensor["parameters"]["binary_data_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"{what}: 'binary_data_size' must be a non-negative integer, got {size!r}")
+        if self.offset + size > len(self.data):
+            raise BadRequest(f"{what}: binary_data_size {size} runs past the end of the body's binary part")
+        dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+        if size % dtype.itemsize:
+            raise BadRequest(
+                f"{what}: binary_data_size {size} is not a multiple of {dtype.itemsize} ({datatype})"
+            )
+        values = np.frombuffer(self.data[self.offset : self.offset + size], dtype=dtype)
+        self.offset += size
+        if dtype.kind == "f" and not np.isfinite(values).all():
+            raise BadRequest(f"{what} binary data holds NaN or infinite values")
+        return values.astype(dtype.newbyteorder("="))
+
+    def check_consumed(self) -> None:
+        if self.offset != len(self.data):
+            raise BadRequest(
+                f"the body has {len(self.data) - self.offset} bytes of binary data no input claims"
+            )
+
+
+def split_binary(body: bytes, header_length: int | None) -> tuple[bytes, BinaryTensors]:
+    """Body → (JSON part, binary part) using the Inference-Header-Content-Length header."""
+    if header_length is None:
+        return body, BinaryTensors(b"")
+    if header_length > len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length is {header_length} but the body has only {len(body)} bytes"
+        )
+    view = memoryview(body)
+    return bytes(view[:header_length]), BinaryTensors(view[header_length:])
+
+
+def _has_binary_data(tensor: Mapping[str, Any]) -> bool:
+    parameters = tensor.get("parameters")
+    return isinstance(parameters, Mapping) and "binary_data_size" in parameters
+
+
+def _tensor(tensor: Any, index: int, binary: BinaryTensors) -> tuple[str, list[int], np.ndarray]:
     """One v2 input tensor → (name, shape, flat values of its datatype)."""
     tensor = _object(tensor, f"inputs[{index}]")
     name = _field(tensor, "name", str, f"inputs[{index}]")
@@ -135,32 +184,43 @@ def _tensor(tensor: Any, index: int) -> tuple[str, list[int], np.ndarray]:
     datatype = _field(tensor, "datatype", str, what)
     if datatype not in DATATYPES:
         raise BadRequest(f"{what}: datatype '{datatype}' is not supported; use one of {SUPPORTED}")
-    values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data")
+    if "data" not in tensor and _has_binary_data(tensor):
+        values = binary.take(tensor, datatype, what)
+    else:
+        values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data")
     expected = math.prod(shape)
     if values.size != expected:
         raise BadRequest(f"{what}: shape {shape} needs {expected} values, got {values.size}")
     return name, shape, values
 
 
-def decode_v2(payload: Any, model: ServedModel) -> tuple[np.ndarray, str | None]:
-    """An inference request → (float64 matrix, request id).
+class V2Request(NamedTuple):
+    features: np.ndarray  # float64, (rows, n_features), in the model's feature order
+    request_id: str | None
+    binary_output: bool  # answer with the prediction tensor as binary data after the JSON
+
+
+def decode_v2(payload: Any, model: ServedModel, binary: BinaryTensors | None = None) -> V2Request:
+    """An inference request (its JSON part, and the binary part if any) → features and options.
 
     Two input forms: one tensor of shape [rows, n_features] (any name), or one tensor per
     feature named after it with shape [rows] or [rows, 1] (the form MLServer and Triton clients
-    build from a data frame).
+    build from a data frame). Tensor data is JSON or, per input, binary (`binary_data_size`).
     """
     request = _object(payload, "inference request")
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f"field 'id' must be a JSON string, got {_describe(request_id)}")
-    _check_requested_outputs(request.get("outputs"))
+    binary_output = _binary_output_requested(request)
     inputs = _field(request, "inputs", list, "inference request")
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
-    tensors = [_tensor(tensor, index) for index, tensor in enumerate(inputs)]
+    binary = binary or BinaryTensors(b"")
+    tensors = [_tensor(tensor, index, binary) for index, tensor in enumerate(inputs)]
+    binary.check_consumed()
     if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
-        return _matrix_from_single(tensors[0], model), request_id
-    return _matrix_from_columns(tensors, model), request_id
+        return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output)
+    return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output)
 
 
 def _matrix_from_single(tensor: tuple[str, list[int], np.ndarray], model: ServedModel) -> np.ndarray:
@@ -200,25 +260,44 @@ def _matrix_from_columns(tensors: list[tuple[str, list[int], np.ndarray]], model
     return np.column_stack(columns).astype(np.float64, copy=False)
 
 
-def _check_requested_outputs(outputs: Any) -> None:
+def _parameter(holder: Mapping[str, Any], key: str) -> Any:
+    parameters = holder.get("parameters")
+    return parameters.get(key) if isinstance(parameters, Mapping) else None
+
+
+def _binary_output_requested(request: Mapping[str, Any]) -> bool:
+    """Checks the requested outputs; binary if the request or the requested output asks for it."""
+    binary = _parameter(request, "binary_data_output") is True
+    outputs = request.get("outputs")
     if outputs is None:
-        return
+        return binary
     if not isinstance(outputs, list):
         raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
     for index, output in enumerate(outputs):
-        name = _field(_object(output, f"outputs[{index}]"), "name", str, f"outputs[{index}]")
+        output = _object(output, f"outputs[{index}]")
+        name = _field(output, "name", str, f"outputs[{index}]")
         if name != OUTPUT_NAME:
             raise BadRequest(f"unknown output '{name}'; this model has one output, '{OUTPUT_NAME}'")
+        binary = _parameter(output, "binary_data") is True or binary
+    return binary
 
 
-def encode_v2(model: ServedModel, predictions: np.ndarray, request_id: str | None) -> bytes:
+def encode_v2(
+    model: ServedModel, predictions: np.ndarray, request_id: str | None, binary: bool = False
+) -> tuple[bytes, int | None]:
+    """Response body, and the JSON header's length when the tensor follows as binary data."""
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if request_id is not None:
         response["id"] = request_id
-    response["outputs"] = [
-        {"name": OUTPUT_NAME, "datatype": "FP64", "shape": [len(predictions)], "data": predictions.tolist()}
-    ]
-    return jsoncodec.dumps(response)
+    output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP64", "shape": [len(predictions)]}
+    response["outputs"] = [output]
+    if not binary:
+        output["data"] = predictions.tolist()
+        return jsoncodec.dumps(response), None
+    raw = predictions.astype("<f8", copy=False).tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    header = jsoncodec.dumps(response)
+    return header + raw, len(header)
 
 
 # ---------------------------------------------------------------- KServe v1
