@@ -1,0 +1,166 @@
+"""Fixtures for Marina's end-to-end tests: the operator deployed in the cluster, a namespace with the
+credentials Secret, and `Marina`, a small client for applying resources and waiting on their status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "manifests" / "samples"
+DIABETES_ROW = [
+    0.0380759,
+    0.0506801,
+    0.0616962,
+    0.0218724,
+    -0.0442235,
+    -0.0348208,
+    -0.0434008,
+    -0.0025923,
+    0.0199075,
+    -0.0176461,
+]
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Any, images: None, minio: Any) -> None:
+    """CRDs, MinIO and the operator deployed by hack/deploy.sh, as a user would."""
+    log = REPO / ".cluster" / "deploy.log"
+    with log.open("w") as out:
+        result = subprocess.run(
+            ["bash", str(REPO / "hack" / "deploy.sh"), "default"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        pytest.fail(f"hack/deploy.sh failed (exit {result.returncode}):\n{tail}", pytrace=False)
+
+
+@dataclass
+class Marina:
+    """kubectl for one namespace, plus waiting on Marina's status conventions."""
+
+    cluster: Any
+    namespace: str
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return str(self.cluster.kubectl("-n", self.namespace, *args, stdin=stdin))
+
+    def try_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [
+            "bash",
+            str(REPO / "hack" / "kubectl.sh"),
+            "--kubeconfig",
+            str(self.cluster.kubeconfig),
+            "-n",
+            self.namespace,
+            *args,
+        ]
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120, check=False)
+
+    def apply(self, *documents: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+
+    def sample(self, kind: str) -> dict[str, Any]:
+        return dict(yaml.safe_load((SAMPLES / f"marina.dev_v1alpha1_{kind.lower()}.yaml").read_text()))
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", kind, name, "-o", "json")))
+
+    def exists(self, kind: str, name: str) -> bool:
+        return self.try_kubectl("get", kind, name, "-o", "name").returncode == 0
+
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(self.get(kind, name).get("status") or {})
+
+    def condition(self, kind: str, name: str, kind_of_condition: str = "Ready") -> dict[str, Any]:
+        for condition in self.status(kind, name).get("conditions") or []:
+            if condition["type"] == kind_of_condition:
+                return dict(condition)
+        return {}
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 300, every: float = 1.0) -> Any:
+        """Poll `check` until it returns something truthy; fail with `what` and the last status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
+            time.sleep(every)
+
+    def wait_ready(self, kind: str, name: str, timeout: float = 300) -> dict[str, Any]:
+        result = self.try_kubectl(
+            "wait", "--for=condition=Ready", f"{kind}/{name}", f"--timeout={int(timeout)}s"
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"{kind}/{name} not Ready: {json.dumps(self.status(kind, name), indent=1)}", pytrace=False
+            )
+        return self.status(kind, name)
+
+    def wait_reason(self, kind: str, name: str, reason: str, timeout: float = 300) -> dict[str, Any]:
+        return dict(
+            self.wait_for(
+                f"{kind}/{name} Ready reason {reason} (now {self.condition(kind, name)})",
+                lambda: (c := self.condition(kind, name)).get("reason") == reason and c,
+                timeout,
+            )
+        )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        items = json.loads(
+            self.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
+        )["items"]
+        return list(items)
+
+    def service_url(self, name: str) -> str:
+        """Where the test process reaches a Service: its ClusterIP (this host runs kube-proxy)."""
+        if not self.cluster.local:
+            pytest.fail(
+                "the e2e tests reach Services through their ClusterIP: they need the local cluster",
+                pytrace=False,
+            )
+        ip = self.kubectl("get", "service", name, "-o", "jsonpath={.spec.clusterIP}").strip()
+        return f"http://{ip}:80"
+
+
+@pytest.fixture(scope="module")
+def marina(cluster: Any, operator: None, minio: Any) -> Iterator[Marina]:
+    """A namespace of its own (per test module) holding the credentials Secret."""
+    name = f"marina-e2e-{uuid.uuid4().hex[:6]}"
+    client = Marina(cluster, name)
+    cluster.kubectl("create", "namespace", name)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": minio.secret_name, "namespace": name},
+        "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key},
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+    try:
+        yield client
+    finally:
+        if not os.environ.get("MARINA_E2E_KEEP"):
+            cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def storage_env(minio: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """marina.storage in the test process talks to the cluster's MinIO."""
+    for key, value in minio.environment().items():
+        monkeypatch.setenv(key, value)

@@ -1,0 +1,237 @@
+"""The samples end to end on the real cluster: prepare, train, serve, roll out, roll back, delete.
+
+The tests of this module share one namespace and run in order: each starts from what the previous
+one left (the diabetes pipeline Ready and serving)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from marina import storage
+
+ROW = [
+    0.0380759,
+    0.0506801,
+    0.0616962,
+    0.0218724,
+    -0.0442235,
+    -0.0348208,
+    -0.0434008,
+    -0.0025923,
+    0.0199075,
+    -0.0176461,
+]
+
+
+def predict(url: str, model: str, rows: list[list[float]], timeout: float = 5) -> list[float]:
+    body = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), len(rows[0])],
+                "datatype": "FP64",
+                "data": [v for row in rows for v in row],
+            }
+        ]
+    }
+    request = urllib.request.Request(
+        f"{url}/v2/models/{model}/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return [float(v) for v in json.load(response)["outputs"][0]["data"]]
+
+
+def read_split(uri: str, name: str, columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray]:
+    reader = csv.DictReader(io.StringIO(storage.read_bytes(f"{uri}/{name}").decode()))
+    rows = list(reader)
+    features = [c for c in columns if c != target]
+    return (
+        np.array([[float(r[c]) for c in features] for r in rows]),
+        np.array([float(r[target]) for r in rows]),
+    )
+
+
+def local_ridge(dataset_status: dict[str, Any], alpha: float) -> tuple[Ridge, dict[str, float]]:
+    """scikit-learn fitted on the very split the operator's Job trained on (read back from MinIO)."""
+    columns, target, uri = dataset_status["columns"], dataset_status["target"], dataset_status["uri"]
+    x_train, y_train = read_split(uri, "train.csv", columns, target)
+    x_test, y_test = read_split(uri, "test.csv", columns, target)
+    model = Ridge(alpha=alpha).fit(x_train, y_train)
+    predicted = model.predict(x_test)
+    mse = mean_squared_error(y_test, predicted)
+    return model, {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": mean_absolute_error(y_test, predicted),
+        "r2": r2_score(y_test, predicted),
+    }
+
+
+def close(a: float, b: float, tolerance: float = 1e-6) -> bool:
+    return abs(a - b) <= tolerance * max(1.0, abs(b))
+
+
+@pytest.fixture(scope="module")
+def pipeline(marina: Any) -> Any:
+    """The three samples applied and Ready."""
+    marina.apply(*(marina.sample(kind) for kind in ("Dataset", "TrainingJob", "ModelDeployment")))
+    marina.wait_ready("dataset", "diabetes", timeout=300)
+    marina.wait_ready("trainingjob", "diabetes", timeout=300)
+    marina.wait_ready("modeldeployment", "diabetes", timeout=300)
+    return marina
+
+
+def test_samples_train_the_same_model_as_scikit_learn(pipeline: Any, storage_env: None) -> None:
+    dataset = pipeline.status("dataset", "diabetes")
+    assert (
+        len(dataset["version"]) == 16
+        and dataset["rows"] == 442
+        and dataset["trainRows"] + dataset["testRows"] == 442
+    )
+    training = pipeline.status("trainingjob", "diabetes")
+    assert training["phase"] == "Succeeded" and training["datasetVersion"] == dataset["version"]
+    model, metrics = local_ridge(dataset, alpha=0.1)
+    for name, value in metrics.items():
+        assert close(training["metrics"][name], value), (name, training["metrics"][name], value)
+    assert storage.exists(training["model"]["uri"])
+
+    serving = pipeline.status("modeldeployment", "diabetes")
+    assert serving["model"]["sha256"] == training["model"]["sha256"]
+    assert serving["url"] == f"http://diabetes.{pipeline.namespace}.svc.cluster.local:80"
+    assert serving["readyReplicas"] == 2
+    (prediction,) = predict(pipeline.service_url("diabetes"), "diabetes", [ROW])
+    assert close(prediction, float(model.predict(np.array([ROW]))[0]))
+
+
+def test_new_alpha_rolls_out_while_every_request_succeeds(pipeline: Any, storage_env: None) -> None:
+    old_sha = pipeline.status("trainingjob", "diabetes")["model"]["sha256"]
+    url = pipeline.service_url("diabetes")
+    before = predict(url, "diabetes", [ROW])[0]
+    failures: list[str] = []
+    answers: list[float] = []
+    stop = threading.Event()
+
+    def client() -> None:  # bounded: at most 20,000 requests or 8 minutes
+        deadline = time.monotonic() + 480
+        while not stop.is_set() and len(answers) + len(failures) < 20_000 and time.monotonic() < deadline:
+            try:
+                answers.append(predict(url, "diabetes", [ROW])[0])
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                failures.append(repr(error))
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        pipeline.kubectl(
+            "patch",
+            "trainingjob",
+            "diabetes",
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"model": {"alpha": 1.0}}}),
+        )
+        new_sha = pipeline.wait_for(
+            "a new model",
+            lambda: (
+                (sha := (pipeline.status("trainingjob", "diabetes").get("model") or {}).get("sha256"))
+                != old_sha
+                and sha
+            ),
+            timeout=300,
+        )
+        pipeline.wait_for(
+            "the new model served on every ready replica",
+            lambda: (
+                pipeline.status("modeldeployment", "diabetes").get("model", {}).get("sha256") == new_sha
+                and pipeline.condition("modeldeployment", "diabetes")["status"] == "True"
+            ),
+            timeout=300,
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    status = pipeline.status("modeldeployment", "diabetes")
+    assert status["previousModel"]["sha256"] == old_sha
+    assert failures == [], (
+        f"{len(failures)} of {len(failures) + len(answers)} requests failed: {failures[:5]}"
+    )
+    after = predict(url, "diabetes", [ROW])[0]
+    _, metrics = local_ridge(pipeline.status("dataset", "diabetes"), alpha=1.0)
+    assert close(pipeline.status("trainingjob", "diabetes")["metrics"]["mse"], metrics["mse"])
+    assert before != after and before in answers and after in answers  # both models answered
+    assert len(answers) > 50
+
+
+def test_broken_rollout_keeps_the_old_model_serving_and_says_why(pipeline: Any) -> None:
+    model = pipeline.status("trainingjob", "diabetes")["model"]
+    pipeline.apply(
+        {
+            "apiVersion": "marina.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "pinned", "namespace": pipeline.namespace},
+            "spec": {
+                "model": {"uri": model["uri"], "sha256": model["sha256"]},
+                "replicas": 1,
+                "rollout": {"progressDeadlineSeconds": 15},
+            },
+        }
+    )
+    pipeline.wait_ready("modeldeployment", "pinned", timeout=180)
+    url = pipeline.service_url("pinned")
+    good = predict(url, "pinned", [ROW])
+    wrong = "0" * 64
+    pipeline.kubectl(
+        "patch",
+        "modeldeployment",
+        "pinned",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"model": {"sha256": wrong}}}),
+    )
+    ready = pipeline.wait_reason("modeldeployment", "pinned", "RolledBack", timeout=240)
+    status = pipeline.status("modeldeployment", "pinned")
+    assert status["model"]["sha256"] == model["sha256"]
+    assert status["failedModel"]["sha256"] == wrong
+    assert "sha256" in status["failedModel"]["reason"], status["failedModel"]
+    assert ready["status"] == "True" and wrong[:12] in ready["message"]
+    assert predict(url, "pinned", [ROW]) == good
+    warnings = [
+        e for e in pipeline.events("pinned") if e["type"] == "Warning" and e["reason"] == "RolledBack"
+    ]
+    assert warnings and "sha256" in warnings[0]["message"]
+
+
+def test_deleting_resources_removes_children_but_keeps_stored_objects(
+    pipeline: Any, storage_env: None
+) -> None:
+    dataset_uri = pipeline.status("dataset", "diabetes")["uri"]
+    model_uri = pipeline.status("trainingjob", "diabetes")["model"]["uri"]
+    pipeline.kubectl("delete", "modeldeployment", "diabetes", "pinned")
+    pipeline.kubectl("delete", "trainingjob", "diabetes")
+    pipeline.kubectl("delete", "dataset", "diabetes")
+    pipeline.wait_for(
+        "children to be garbage-collected",
+        lambda: (
+            not any(
+                pipeline.kubectl(
+                    "get", kind, "-l", "app.kubernetes.io/managed-by=marina-operator", "-o", "name"
+                ).strip()
+                for kind in ("deployments", "services", "jobs")
+            )
+        ),
+        timeout=120,
+    )
+    assert storage.exists(f"{dataset_uri}/train.csv") and storage.exists(f"{dataset_uri}/test.csv")
+    assert storage.exists(model_uri)
