@@ -123,7 +123,12 @@ def register(config: Settings, kube_factory: Callable[[], KubeApi] = Kube) -> No
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-        settings.posting.level = logging.WARNING
+        # The re-check timer makes kopf keep a finalizer on each object (so it can stop the timer
+        # before the object goes); children still go by ownerReferences. Delete Marina's objects
+        # before the operator (hack/undeploy.sh does).
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        # Marina posts its own events on each transition; kopf's per-retry events would only repeat them.
+        settings.posting.enabled = False
         settings.execution.max_workers = 8
         settings.networking.connect_timeout = 10
         settings.watching.server_timeout = 300
