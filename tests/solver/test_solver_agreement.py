@@ -9,10 +9,9 @@ import pytest
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from solver_data import Dataset, synthetic
 
 from marina.solver import LinearRegressor
-
-from solver_data import Dataset, synthetic
 
 # penalty -> (scikit-learn model, our keyword arguments); alphas chosen so several coefficients
 # are non-zero and several are zero on both data sets.

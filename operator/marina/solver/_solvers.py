@@ -277,6 +277,14 @@ def _solve_gd(problem: Problem, penalty: Penalty, options: Options) -> Solution:
     lipschitz = (float(np.linalg.eigvalsh(problem.gram)[-1]) + penalty.l2) / m
     rate = options.learning_rate if options.learning_rate is not None else 1.0 / max(lipschitz, EPS)
     theta = np.zeros(len(problem.xty))
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and explained below
+        return _descend(problem, penalty, options, theta, rate, lipschitz)
+
+
+def _descend(
+    problem: Problem, penalty: Penalty, options: Options, theta: Array, rate: float, lipschitz: float
+) -> Solution:
+    m = problem.n_samples
     for n_iter in range(1, options.max_iter + 1):
         gradient = (problem.gram @ theta - problem.xty) / m
         gradient += (penalty.l2 / m) * theta + (penalty.l1 / m) * np.sign(theta)
@@ -293,7 +301,7 @@ def _solve_gd(problem: Problem, penalty: Penalty, options: Options) -> Solution:
         f"gradient descent stopped at max_iter={options.max_iter} before the largest step fell "
         f"below tol x the largest coefficient; raise max_iter or learning_rate",
         ConvergenceWarning,
-        stacklevel=5,
+        stacklevel=6,
     )
     return Solution(theta, options.max_iter, "gd")
 

@@ -51,15 +51,20 @@ class SufficientStatistics:
     >>> LinearRegressor(penalty="l2").fit_statistics(stats)   # doctest: +SKIP
     """
 
-    __slots__ = ("n_features", "n_samples", "x_mean", "xx", "xy", "y_mean", "yy")
+    __slots__ = ("n_features", "n_samples", "x_delta", "x_shift", "xx", "xy", "y_delta", "y_shift", "yy")
 
     def __init__(self, n_features: int) -> None:
         if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
             raise ShapeMismatchError(f"n_features must be a positive integer, got {n_features!r}")
         self.n_features = n_features
         self.n_samples = 0
-        self.x_mean: Array = np.zeros(n_features)
-        self.y_mean = 0.0
+        # The means are kept as shift + delta: a fixed point near the data (the first rows'
+        # mean) plus a small, precise offset. Means at 1e9 that differ in the 8th digit would
+        # otherwise lose those digits on every merge.
+        self.x_shift: Array = np.zeros(n_features)
+        self.x_delta: Array = np.zeros(n_features)
+        self.y_shift = 0.0
+        self.y_delta = 0.0
         self.xx: Array = np.zeros((n_features, n_features))
         self.xy: Array = np.zeros(n_features)
         self.yy = 0.0
@@ -80,61 +85,63 @@ class SufficientStatistics:
         check_rows_match(matrix, target)
         check_n_features(matrix, self.n_features, "these statistics")
         step = block_rows(self.n_features)
-        buffer: Array | None = None
+        buffer = np.empty((min(step, matrix.shape[0]), self.n_features))
         for start in range(0, matrix.shape[0], step):
             block, block_y = matrix[start : start + step], target[start : start + step]
-            if buffer is None:
-                buffer = np.empty((min(step, matrix.shape[0]), self.n_features))
             self._add_block(block, block_y, buffer[: block.shape[0]])
         return self
 
     def _add_block(self, X: Array, y: Array, buffer: Array) -> None:
-        x_shift, y_shift = self._shift_for(X, y)
-        shifted = np.subtract(X, x_shift, out=buffer)
-        shifted_y = y - y_shift
-        raw_xx = shifted.T @ shifted
-        raw_yy = float(shifted_y @ shifted_y)
+        if self.n_samples == 0:
+            self._choose_shift(X, y)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
+            shifted = np.subtract(X, self.x_shift, out=buffer)
+            shifted_y = y - self.y_shift
+            raw_xx = shifted.T @ shifted
+            raw_yy = float(shifted_y @ shifted_y)
         if not (np.isfinite(raw_xx.diagonal()).all() and math.isfinite(raw_yy)):
             raise_non_finite(X, y, row_offset=self.n_samples)
         count = X.shape[0]
-        x_mean = shifted.sum(axis=0) / count
-        y_mean = float(shifted_y.sum()) / count
+        x_delta = shifted.sum(axis=0) / count
+        y_delta = float(shifted_y.sum()) / count
         block = SufficientStatistics(self.n_features)
         block.n_samples = count
-        block.x_mean = x_shift + x_mean
-        block.y_mean = y_shift + y_mean
-        block.xx = raw_xx - count * np.outer(x_mean, x_mean)
-        block.xy = shifted.T @ shifted_y - count * x_mean * y_mean
-        block.yy = raw_yy - count * y_mean * y_mean
+        block.x_shift, block.y_shift = self.x_shift, self.y_shift
+        block.x_delta, block.y_delta = x_delta, y_delta
+        block.xx = raw_xx - count * np.outer(x_delta, x_delta)
+        block.xy = shifted.T @ shifted_y - count * x_delta * y_delta
+        block.yy = raw_yy - count * y_delta * y_delta
         self._absorb(block)
 
-    def _shift_for(self, X: Array, y: Array) -> tuple[Array, float]:
-        """A point near the data's centre: the running mean, else the mean of the first rows."""
-        if self.n_samples:
-            return self.x_mean, self.y_mean
+    def _choose_shift(self, X: Array, y: Array) -> None:
+        """A point near the data's centre: the mean of the first rows."""
         x_shift = X[:SHIFT_SAMPLE_ROWS].mean(axis=0)
         y_shift = float(y[:SHIFT_SAMPLE_ROWS].mean())
         if not (np.isfinite(x_shift).all() and math.isfinite(y_shift)):
             raise_non_finite(X, y, row_offset=self.n_samples)
-        return x_shift, y_shift
+        self.x_shift, self.y_shift = x_shift, y_shift
+        self.x_delta, self.y_delta = np.zeros(self.n_features), 0.0
 
     def _absorb(self, other: SufficientStatistics) -> None:
         """Chan, Golub & LeVeque's pairwise update: exact in algebra, stable in floating point."""
         if other.n_samples == 0:
             return
         if self.n_samples == 0:
-            self.n_samples, self.x_mean, self.y_mean = other.n_samples, other.x_mean.copy(), other.y_mean
+            self.n_samples = other.n_samples
+            self.x_shift, self.x_delta = other.x_shift.copy(), other.x_delta.copy()
+            self.y_shift, self.y_delta = other.y_shift, other.y_delta
             self.xx, self.xy, self.yy = other.xx.copy(), other.xy.copy(), other.yy
             return
         total = self.n_samples + other.n_samples
         weight = self.n_samples * other.n_samples / total
-        dx = other.x_mean - self.x_mean
-        dy = other.y_mean - self.y_mean
+        # Difference of the means: shifts first (exact when they are close), then the deltas.
+        dx = (other.x_shift - self.x_shift) + (other.x_delta - self.x_delta)
+        dy = (other.y_shift - self.y_shift) + (other.y_delta - self.y_delta)
         self.xx = self.xx + other.xx + weight * np.outer(dx, dx)
         self.xy = self.xy + other.xy + weight * dx * dy
         self.yy = self.yy + other.yy + weight * dy * dy
-        self.x_mean = self.x_mean + dx * (other.n_samples / total)
-        self.y_mean = self.y_mean + dy * (other.n_samples / total)
+        self.x_delta = self.x_delta + dx * (other.n_samples / total)
+        self.y_delta = self.y_delta + dy * (other.n_samples / total)
         self.n_samples = total
 
     # -- combining ------------------------------------------------------------------------
@@ -162,12 +169,20 @@ class SufficientStatistics:
     # -- derived moments ------------------------------------------------------------------
 
     @property
+    def x_mean(self) -> Array:
+        return self.x_shift + self.x_delta
+
+    @property
+    def y_mean(self) -> float:
+        return self.y_shift + self.y_delta
+
+    @property
     def x_sum(self) -> Array:
-        return self.x_mean * self.n_samples
+        return (self.x_shift + self.x_delta) * self.n_samples
 
     @property
     def y_sum(self) -> float:
-        return self.y_mean * self.n_samples
+        return (self.y_shift + self.y_delta) * self.n_samples
 
     @property
     def gram(self) -> Array:
@@ -198,8 +213,10 @@ class SufficientStatistics:
             "format": FORMAT,
             "n_samples": self.n_samples,
             "n_features": self.n_features,
-            "x_mean": self.x_mean.tolist(),
-            "y_mean": float(self.y_mean),
+            "x_shift": self.x_shift.tolist(),
+            "x_delta": self.x_delta.tolist(),
+            "y_shift": float(self.y_shift),
+            "y_delta": float(self.y_delta),
             "xx": self.xx.tolist(),
             "xy": self.xy.tolist(),
             "yy": float(self.yy),
@@ -214,8 +231,10 @@ class SufficientStatistics:
         n_features = _integer(document, "n_features", minimum=1)
         stats = cls(n_features)
         stats.n_samples = _integer(document, "n_samples", minimum=0)
-        stats.x_mean = _floats(document, "x_mean", (n_features,))
-        stats.y_mean = float(_floats(document, "y_mean", ()))
+        stats.x_shift = _floats(document, "x_shift", (n_features,))
+        stats.x_delta = _floats(document, "x_delta", (n_features,))
+        stats.y_shift = float(_floats(document, "y_shift", ()))
+        stats.y_delta = float(_floats(document, "y_delta", ()))
         stats.xx = _floats(document, "xx", (n_features, n_features))
         stats.xy = _floats(document, "xy", (n_features,))
         stats.yy = float(_floats(document, "yy", ()))
