@@ -93,7 +93,7 @@ def test_v2_infer_zero_rows(client: Client, served: ServedModel) -> None:
     [
         ("/v2/health/live", {"live": True}),
         ("/v2/health/ready", {"ready": True}),
-        ("/v2", {"name": "marina", "version": __version__, "extensions": []}),
+        ("/v2", {"name": "marina", "version": __version__, "extensions": ["binary_tensor_data"]}),
         ("/v2/models/diabetes/ready", {"name": "diabetes", "ready": True}),
         ("/v1/models", {"models": ["diabetes"]}),
         ("/v1/models/diabetes", {"name": "diabetes", "ready": True}),

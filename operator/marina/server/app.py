@@ -191,7 +191,7 @@ class ServingApp:
         return _json({"ready": True})
 
     def server_metadata(self, route: Route, body: bytes, scope: Scope) -> Response:
-        return _json({"name": "marina", "version": __version__, "extensions": []})
+        return _json({"name": "marina", "version": __version__, "extensions": ["binary_tensor_data"]})
 
     def model_metadata(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json(self.served(route).v2_metadata())
