@@ -81,7 +81,6 @@ class ServingApp:
         self.requests = metrics.RequestMetrics()
         self.model: ServedModel | None = None
         self.model_metrics: metrics.ModelMetrics | None = None
-        self.draining = False
         if model is not None:
             self.load(model)
 
@@ -160,7 +159,6 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.draining = True
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -184,10 +182,8 @@ class ServingApp:
         return _json({"live": True})
 
     def ready(self, route: Route, body: bytes, scope: Scope) -> Response:
-        if self.model is None or self.draining:
-            raise NotReady(
-                "the model is not loaded yet" if self.model is None else "the server is shutting down"
-            )
+        if self.model is None:
+            raise NotReady("the model is not loaded yet")
         return _json({"ready": True})
 
     def server_metadata(self, route: Route, body: bytes, scope: Scope) -> Response:

@@ -7,6 +7,7 @@ unreachable exits non-zero with one clear line instead of answering with the wro
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import re
 import sys
@@ -115,5 +116,6 @@ def serve(app: ServingApp, host: str, port: int, log_level: str = "info") -> int
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = uvicorn.Server(config)
+    gc.freeze()  # start-up objects (modules, the model) leave the collector's view: shorter pauses
     server.run()
     return 0 if server.started else 1
