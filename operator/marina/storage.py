@@ -10,6 +10,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 ENDPOINT_ENV = "MARINA_S3_ENDPOINT"
@@ -80,7 +81,9 @@ def _client(settings: S3Settings | None = None):  # type: ignore[no-untyped-def]
     from minio import Minio
 
     s = settings or S3Settings.from_environment()
-    return Minio(s.endpoint, access_key=s.access_key, secret_key=s.secret_key, secure=s.secure, region=s.region)
+    return Minio(
+        s.endpoint, access_key=s.access_key, secret_key=s.secret_key, secure=s.secure, region=s.region
+    )
 
 
 def _describe(exc: Exception, what: str) -> StorageError:
@@ -114,7 +117,7 @@ def read_bytes(uri: str) -> bytes:
             response.release_conn()
     except StorageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the SDK raises many unrelated types
+    except Exception as exc:  # the SDK raises many unrelated types
         raise _describe(exc, f"cannot read {uri}") from exc
 
 
@@ -133,13 +136,24 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     location = parse_s3(uri)
     try:
         client = _client()
-        if not client.bucket_exists(location.bucket):
-            client.make_bucket(location.bucket)
-        client.put_object(location.bucket, location.key, io.BytesIO(data), len(data), content_type=content_type)
+        _ensure_bucket(client, location.bucket)
+        body = io.BytesIO(data)
+        client.put_object(location.bucket, location.key, body, len(data), content_type=content_type)
     except StorageError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # the SDK raises many unrelated types
         raise _describe(exc, f"cannot write {uri}") from exc
+
+
+def _ensure_bucket(client: Any, bucket: str) -> None:
+    """Create the bucket when missing; another writer creating it at the same moment is fine."""
+    if client.bucket_exists(bucket):
+        return
+    try:
+        client.make_bucket(bucket)
+    except Exception as exc:
+        if getattr(exc, "code", None) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
 
 
 def exists(uri: str) -> bool:
@@ -151,7 +165,7 @@ def exists(uri: str) -> bool:
         return True
     except StorageError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # the SDK raises many unrelated types
         if getattr(exc, "code", None) in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
             return False
         raise _describe(exc, f"cannot check {uri}") from exc
