@@ -146,9 +146,9 @@ def test_large_schemas_are_truncated_to_fit(capsys: pytest.CaptureFixture[str], 
         ),
         (
             ["--source", "builtin:diabetes", "--test-fraction", "half"],
-            "--test-fraction: 'half' is not a valid float",
+            "--test-fraction: 'half' is not a valid number",
         ),
-        (["--source", "builtin:diabetes", "--seed", "x"], "--seed: 'x' is not a valid int"),
+        (["--source", "builtin:diabetes", "--seed", "x"], "--seed: 'x' is not a valid integer"),
         (
             ["--source", "builtin:diabetes", "--missing", "guess"],
             "missing: must be one of drop, mean, median, fail",
@@ -177,3 +177,33 @@ def test_errors_are_reported_on_one_line(
 def test_missing_output_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_prepare(capsys, "--source", "builtin:diabetes")
     assert code == 1 and "--output is required" in err
+
+
+def test_an_unexpected_failure_still_reports_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(spec: str, inline_rows: str | None = None) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("marina.sources.load", broken)
+    result_file = tmp_path / "result.json"
+    code, _, err = run_prepare(
+        capsys, "--source", "builtin:diabetes", "--output", str(tmp_path), "--result-file", str(result_file)
+    )
+    assert code == 1 and "Traceback" in err  # the stack trace helps whoever fixes the bug
+    assert json.loads(result_file.read_text()) == {"error": "unexpected RuntimeError: boom second line"}
+
+
+def test_an_unwritable_result_file_fails_the_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_prepare(
+        capsys,
+        "--source",
+        "synthetic:rows=20",
+        "--output",
+        str(tmp_path / "s"),
+        "--result-file",
+        str(tmp_path / "missing-folder" / "result.json"),
+    )
+    assert code == 1 and json.loads(out)["rows"] == 20 and "cannot write the result file" in err

@@ -7,6 +7,7 @@ the fixture builds it when missing and FAILS, never skips, when it cannot.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -299,3 +300,36 @@ def test_s3_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, s3_env: MinioS
         r"unreachable",
     ):
         storage.write_bytes("s3://marina/x", b"x")
+
+
+def test_prepare_then_train_round_trip_over_s3(
+    s3_env: MinioServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from marina import artifact, dataset
+    from marina.cli import main
+
+    bucket = f"s3://roundtrip-{secrets.token_hex(4)}"
+    prepare = [
+        "prepare",
+        "--source",
+        "synthetic:rows=200,features=3,seed=2",
+        "--output",
+        f"{bucket}/datasets",
+    ]
+    assert main(prepare) == 0
+    prepared = json.loads(capsys.readouterr().out)
+    assert prepared["uri"] == f"{bucket}/datasets/{prepared['version']}" and prepared["reused"] is False
+    assert main(prepare) == 0
+    assert json.loads(capsys.readouterr().out)["reused"] is True
+    assert dataset.load(prepared["uri"]).data.sha256 == prepared["sha256"]
+
+    assert main(["train", "--data", prepared["uri"], "--output", f"{bucket}/models", "--penalty", "l2"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["uri"] == f"{bucket}/models/model-{trained['sha256']}.json"
+    model = artifact.load(trained["uri"], trained["sha256"])
+    assert model.dataset["uri"] == prepared["uri"] and model.metrics["r2"] > 0.9
+    source = prepared["uri"] + "/train.csv"
+    csv_copy = f"{bucket}/raw/copy.csv"
+    storage.write_bytes(csv_copy, storage.read_bytes(source))
+    assert main(["prepare", "--source", csv_copy, "--output", f"{bucket}/datasets"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == prepared["trainRows"]

@@ -26,14 +26,12 @@ result file.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from marina import dataset, results, sources, storage
 from marina.dataset import DataError, PrepareOptions
 
 DROPPABLE = ("statistics", "columns")
-T = TypeVar("T")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -67,17 +65,10 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     return PrepareOptions(
         target=args.target.strip(),
         features=features,
-        test_fraction=parse_number(args.test_fraction, "--test-fraction", float),
-        seed=parse_number(args.seed, "--seed", int),
+        test_fraction=results.parse_value(args.test_fraction, "--test-fraction", float),
+        seed=results.parse_value(args.seed, "--seed", int),
         missing=args.missing.strip().lower(),
     )
-
-
-def parse_number(text: str, flag: str, kind: Callable[[str], T]) -> T:
-    try:
-        return kind(text)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{flag}: {text!r} is not a valid {getattr(kind, '__name__', 'value')}") from exc
 
 
 def inline_text(args: argparse.Namespace) -> str | None:

@@ -12,7 +12,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from marina.artifact import ArtifactError
 from marina.dataset import DataError
@@ -21,6 +21,16 @@ from marina.storage import StorageError
 RESULT_LIMIT = 4096
 MESSAGE_LIMIT = 1024
 EXPECTED_ERRORS = (DataError, StorageError, ArtifactError)
+T = TypeVar("T")
+
+
+def parse_value(text: str, flag: str, kind: Callable[[str], T]) -> T:
+    """Flag values are parsed here rather than by argparse, so a bad one still reaches the result file."""
+    try:
+        return kind(text.strip())
+    except (TypeError, ValueError) as exc:
+        name = "integer" if kind is int else "number"
+        raise DataError(f"{flag}: {text!r} is not a valid {name}") from exc
 
 
 def encode(summary: dict[str, Any]) -> str:

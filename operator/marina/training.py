@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +46,6 @@ from marina.solver.errors import SolverError
 PENALTIES = ("none", "l2", "l1", "elasticnet")
 DEFAULT_FOLDS = 5
 DROPPABLE = ("cvResults", "warnings", "trainMetrics")
-T = TypeVar("T")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -131,18 +130,10 @@ class TrainOptions:
         return evaluation.parameter_grid(axes)
 
 
-def parse_value(text: str, flag: str, kind: Callable[[str], T]) -> T:
-    try:
-        return kind(text.strip())
-    except (TypeError, ValueError) as exc:
-        name = "integer" if kind is int else "number"
-        raise DataError(f"{flag}: {text!r} is not a valid {name}") from exc
-
-
 def parse_list(text: str | None, flag: str) -> tuple[float, ...]:
     if text is None:
         return ()
-    values = tuple(parse_value(part, flag, float) for part in text.split(",") if part.strip())
+    values = tuple(results.parse_value(part, flag, float) for part in text.split(",") if part.strip())
     if not values:
         raise DataError(f"{flag}: give at least one value, like 0.1,1,10")
     return values
@@ -155,25 +146,25 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         raise DataError("--output is required")
     parameters: dict[str, Any] = {
         "penalty": args.penalty.strip().lower(),
-        "alpha": parse_value(args.alpha, "--alpha", float),
-        "l1_ratio": parse_value(args.l1_ratio, "--l1-ratio", float),
+        "alpha": results.parse_value(args.alpha, "--alpha", float),
+        "l1_ratio": results.parse_value(args.l1_ratio, "--l1-ratio", float),
         "solver": args.solver.strip().lower(),
         "fit_intercept": not args.no_intercept,
         "standardize": bool(args.standardize),
-        "tol": parse_value(args.tol, "--tol", float),
+        "tol": results.parse_value(args.tol, "--tol", float),
     }
     if args.max_iter is not None:
-        parameters["max_iter"] = parse_value(args.max_iter, "--max-iter", int)
+        parameters["max_iter"] = results.parse_value(args.max_iter, "--max-iter", int)
     if args.learning_rate is not None:
-        parameters["learning_rate"] = parse_value(args.learning_rate, "--learning-rate", float)
+        parameters["learning_rate"] = results.parse_value(args.learning_rate, "--learning-rate", float)
     return TrainOptions(
         data=args.data,
         output=args.output,
         parameters=parameters,
         search_alpha=parse_list(args.search_alpha, "--search-alpha"),
         search_l1_ratio=parse_list(args.search_l1_ratio, "--search-l1-ratio"),
-        folds=None if args.cv is None else parse_value(args.cv, "--cv", int),
-        seed=parse_value(args.seed, "--seed", int),
+        folds=None if args.cv is None else results.parse_value(args.cv, "--cv", int),
+        seed=results.parse_value(args.seed, "--seed", int),
         name=(args.name or "").strip(),
     )
 
