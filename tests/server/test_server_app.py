@@ -509,3 +509,16 @@ def test_v2_binary_nan_is_rejected(client: Client) -> None:
     body = body[:-4] + np.array([np.nan], dtype="<f4").tobytes()
     response = client.post(INFER, content=body, headers=headers)
     assert response.json() == {"error": "input 'input-0' binary data holds NaN or infinite values"}
+
+
+def test_unexpected_failure_is_500_and_the_server_keeps_serving(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: ServedModel, features: np.ndarray) -> np.ndarray:
+        raise RuntimeError("bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ServedModel, "predict", broken)
+        response = client.post(PREDICT, json={"instances": ROWS})
+    assert (response.status_code, response.json()) == (500, {"error": "internal server error"})
+    assert client.post(PREDICT, json={"instances": ROWS}).status_code == 200
