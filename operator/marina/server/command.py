@@ -17,7 +17,7 @@ from marina.server.app import DEFAULT_MAX_BODY_BYTES, ServingApp
 from marina.server.model import ServedModel, default_name, is_valid_name
 from marina.storage import StorageError
 
-GRACEFUL_SHUTDOWN_SECONDS = 30
+GRACEFUL_SHUTDOWN_SECONDS = 20  # inside the pod's 30 s grace period, after its 5 s preStop sleep
 log = logging.getLogger("marina.server")
 
 
