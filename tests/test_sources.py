@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from marina import sources
-from marina.dataset import DataError
+from marina.dataset import DataError, table_from_records
 from marina.storage import StorageError
 
 CSV = "a,b,target\n1,2.5,3\n\n4,,6\n7,8e-3,9\n"
@@ -160,3 +163,34 @@ def test_inline_needs_rows_and_rows_need_inline() -> None:
 def test_credentials_never_reach_the_description() -> None:
     assert sources._without_credentials("s3://user:secret@bucket/key.csv") == "s3://bucket/key.csv"
     assert sources._without_credentials("/data/x.csv") == "/data/x.csv"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b,y\n1,2,3\n4.5,-6e-7,8\n",
+        "a,b,y\r\n1,2,3\r\n\r\n 4.5 , -6e-7 ,8\r\n",
+        '"a","b,c",y\n"1",2,3\n',
+        "a,b,y\n1,#2,3\n",
+        "a,b,y\n1,2,3\n4,5\n",
+        "a,b,y\n1,NA,3\n",
+    ],
+    ids=["plain", "crlf-blank-spaces", "quoted", "hash", "ragged", "missing"],
+)
+def test_fast_and_careful_csv_paths_agree(text: str) -> None:
+    """The numpy fast path must give exactly what the csv-module path gives, or defer to it."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        expected = table_from_records(rows[0], rows[1:])
+    except DataError as exc:
+        with pytest.raises(DataError, match=re.escape(str(exc))):
+            sources.parse_csv(text.encode())
+        return
+    table = sources.parse_csv(text.encode())
+    assert table.columns == expected.columns
+    assert table.values.tobytes() == expected.values.tobytes()
+
+
+def test_infinity_found_by_the_fast_path_names_the_row() -> None:
+    with pytest.raises(DataError, match="column 'b' row 2: inf is not a finite number"):
+        sources.parse_csv(b"a,b\n1,2\n\n3,1e999\n")

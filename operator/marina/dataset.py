@@ -91,6 +91,13 @@ def table_from_records(columns: Sequence[object], records: Sequence[Sequence[obj
     return Table(names, values.reshape(len(records), len(names)))
 
 
+def numeric_table(columns: Sequence[object], values: np.ndarray) -> Table:
+    """A table from an already numeric matrix, with the same column and finiteness checks."""
+    names = check_columns(columns)
+    _reject_infinite(values, names)
+    return Table(names, values)
+
+
 def _number(cell: object, column: str, row: int) -> float:
     if cell is None:
         return math.nan
