@@ -84,33 +84,32 @@ class SufficientStatistics:
         matrix, target = as_matrix(X), as_vector(y)
         check_rows_match(matrix, target)
         check_n_features(matrix, self.n_features, "these statistics")
-        step = block_rows(self.n_features)
-        buffer = np.empty((min(step, matrix.shape[0]), self.n_features))
+        step = block_rows(self.n_features + 1)
+        buffer = np.empty((min(step, matrix.shape[0]), self.n_features + 1))
         for start in range(0, matrix.shape[0], step):
             block, block_y = matrix[start : start + step], target[start : start + step]
             self._add_block(block, block_y, buffer[: block.shape[0]])
         return self
 
     def _add_block(self, X: Array, y: Array, buffer: Array) -> None:
+        """One BLAS call (syrk) on the shifted block ``[X - x_shift | y - y_shift]``."""
         if self.n_samples == 0:
             self._choose_shift(X, y)
+        d = self.n_features
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
-            shifted = np.subtract(X, self.x_shift, out=buffer)
-            shifted_y = y - self.y_shift
-            raw_xx = shifted.T @ shifted
-            raw_yy = float(shifted_y @ shifted_y)
-        if not (np.isfinite(raw_xx.diagonal()).all() and math.isfinite(raw_yy)):
+            np.subtract(X, self.x_shift, out=buffer[:, :d])
+            np.subtract(y, self.y_shift, out=buffer[:, d])
+            raw = buffer.T @ buffer
+        if not np.isfinite(raw.diagonal()).all():
             raise_non_finite(X, y, row_offset=self.n_samples)
         count = X.shape[0]
-        x_delta = shifted.sum(axis=0) / count
-        y_delta = float(shifted_y.sum()) / count
-        block = SufficientStatistics(self.n_features)
+        delta = buffer.sum(axis=0) / count
+        centred = raw - count * np.outer(delta, delta)
+        block = SufficientStatistics(d)
         block.n_samples = count
         block.x_shift, block.y_shift = self.x_shift, self.y_shift
-        block.x_delta, block.y_delta = x_delta, y_delta
-        block.xx = raw_xx - count * np.outer(x_delta, x_delta)
-        block.xy = shifted.T @ shifted_y - count * x_delta * y_delta
-        block.yy = raw_yy - count * y_delta * y_delta
+        block.x_delta, block.y_delta = delta[:d], float(delta[d])
+        block.xx, block.xy, block.yy = centred[:d, :d], centred[:d, d], float(centred[d, d])
         self._absorb(block)
 
     def _choose_shift(self, X: Array, y: Array) -> None:
