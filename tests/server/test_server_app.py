@@ -504,6 +504,21 @@ def test_v2_binary_tensor_errors(client: Client, cut: int, header_length: str | 
     assert (response.status_code, response.json()) == (400, {"error": error.format(size=len(body))})
 
 
+def test_v2_binary_data_without_the_header_is_rejected(client: Client) -> None:
+    body, _ = binary_request("FP32", "<f4", False)
+    response = client.post(INFER, content=body)
+    assert response.status_code == 400  # the JSON part is followed by bytes: not JSON
+
+
+def test_v2_binary_size_without_the_header_is_rejected(client: Client) -> None:
+    tensor = {"name": "input-0", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}
+    response = client.post(INFER, json={"inputs": [tensor]})
+    assert response.json() == {
+        "error": "input 'input-0' has binary_data_size but the request has no "
+        "Inference-Header-Content-Length header"
+    }
+
+
 def test_v2_binary_nan_is_rejected(client: Client) -> None:
     body, headers = binary_request("FP32", "<f4", False)
     body = body[:-4] + np.array([np.nan], dtype="<f4").tobytes()

@@ -122,7 +122,7 @@ def is_matrix_shape(shape: Sequence[int], n_features: int) -> bool:
 
 def _shape(tensor: Mapping[str, Any], what: str) -> list[int]:
     shape: list[int] = _field(tensor, "shape", list, what)
-    if not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape):
+    if not all(type(dim) is int and dim >= 0 for dim in shape):  # `type is`: booleans are not sizes
         raise BadRequest(f"{what}: 'shape' must be a list of non-negative integers, got {shape}")
     return shape
 
@@ -158,10 +158,10 @@ class BinaryTensors:
             )
 
 
-def split_binary(body: bytes, header_length: int | None) -> tuple[bytes, BinaryTensors]:
-    """Body → (JSON part, binary part) using the Inference-Header-Content-Length header."""
+def split_binary(body: bytes, header_length: int | None) -> tuple[bytes, BinaryTensors | None]:
+    """Body → (JSON part, binary part or None) using the Inference-Header-Content-Length header."""
     if header_length is None:
-        return body, BinaryTensors(b"")
+        return body, None
     if header_length > len(body):
         raise BadRequest(
             f"Inference-Header-Content-Length is {header_length} but the body has only {len(body)} bytes"
@@ -175,7 +175,7 @@ def _has_binary_data(tensor: Mapping[str, Any]) -> bool:
     return isinstance(parameters, Mapping) and "binary_data_size" in parameters
 
 
-def _tensor(tensor: Any, index: int, binary: BinaryTensors) -> tuple[str, list[int], np.ndarray]:
+def _tensor(tensor: Any, index: int, binary: BinaryTensors | None) -> tuple[str, list[int], np.ndarray]:
     """One v2 input tensor → (name, shape, flat values of its datatype)."""
     tensor = _object(tensor, f"inputs[{index}]")
     name = _field(tensor, "name", str, f"inputs[{index}]")
@@ -185,6 +185,10 @@ def _tensor(tensor: Any, index: int, binary: BinaryTensors) -> tuple[str, list[i
     if datatype not in DATATYPES:
         raise BadRequest(f"{what}: datatype '{datatype}' is not supported; use one of {SUPPORTED}")
     if "data" not in tensor and _has_binary_data(tensor):
+        if binary is None:
+            raise BadRequest(
+                f"{what} has binary_data_size but the request has no Inference-Header-Content-Length header"
+            )
         values = binary.take(tensor, datatype, what)
     else:
         values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data")
@@ -215,9 +219,9 @@ def decode_v2(payload: Any, model: ServedModel, binary: BinaryTensors | None = N
     inputs = _field(request, "inputs", list, "inference request")
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
-    binary = binary or BinaryTensors(b"")
     tensors = [_tensor(tensor, index, binary) for index, tensor in enumerate(inputs)]
-    binary.check_consumed()
+    if binary is not None:
+        binary.check_consumed()
     if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
         return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output)
     return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output)
