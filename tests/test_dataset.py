@@ -342,6 +342,16 @@ def test_different_existing_object_is_refused_not_overwritten(tmp_path: Path) ->
     assert (folder / "train.csv").read_text() == "something else\n"
 
 
+def test_a_manifest_for_other_content_is_refused_not_overwritten(tmp_path: Path) -> None:
+    _, _, uri, _ = write_prepared(tmp_path)
+    manifest = Path(uri) / "dataset.json"
+    manifest.write_text(manifest.read_text().replace('"sha256": "', '"sha256": "0'))
+    altered = manifest.read_bytes()
+    with pytest.raises(DataError, match="describes different content; refusing to overwrite it"):
+        write_prepared(tmp_path)
+    assert manifest.read_bytes() == altered
+
+
 def test_load_detects_corruption(tmp_path: Path) -> None:
     _, _, uri, _ = write_prepared(tmp_path)
     train = Path(uri) / "train.csv"

@@ -398,6 +398,8 @@ def write(dataset: PreparedDataset, description: dict[str, Any], output: str) ->
     folder = storage.join(output, dataset.version)
     manifest_uri = storage.join(folder, MANIFEST_NAME)
     if storage.exists(manifest_uri):
+        if _stored_sha256(manifest_uri) != dataset.sha256:
+            raise DataError(f"{manifest_uri} describes different content; refusing to overwrite it")
         return folder, True
     for name, content in ((TRAIN_NAME, dataset.train_csv), (TEST_NAME, dataset.test_csv)):
         uri = storage.join(folder, name)
@@ -408,6 +410,13 @@ def write(dataset: PreparedDataset, description: dict[str, Any], output: str) ->
     body = json.dumps(description, indent=2, sort_keys=True, allow_nan=False).encode()
     storage.write_bytes(manifest_uri, body + b"\n", "application/json")
     return folder, False
+
+
+def _stored_sha256(manifest_uri: str) -> str | None:
+    try:
+        return str(json.loads(storage.read_bytes(manifest_uri))["sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
