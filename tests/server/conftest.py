@@ -16,12 +16,21 @@ from marina.server.app import ServingApp
 from marina.server.model import ServedModel
 
 FEATURES = ["age", "bmi", "bp"]
+TRAINING: dict[str, dict[str, Any]] = {  # the training split's statistics, as `marina train` records them
+    "age": {"count": 100, "mean": 2.0, "std": 2.0, "min": 0.0, "max": 9.0, "missing": 0},
+    "bmi": {"count": 100, "mean": 5.0, "std": 0.0, "min": 5.0, "max": 5.0, "missing": 0},
+    "bp": {"count": 100, "mean": 7.5, "std": 3.0, "min": 1.0, "max": 20.0, "missing": 2},
+}
 
 
 @pytest.fixture(scope="session")
 def artifact() -> ModelArtifact:
     return ModelArtifact(
-        coefficients=[1.5, -2.0, 0.25], intercept=3.0, feature_names=FEATURES, dataset={"name": "diabetes"}
+        coefficients=[1.5, -2.0, 0.25],
+        intercept=3.0,
+        feature_names=FEATURES,
+        dataset={"name": "diabetes"},
+        feature_statistics={name: TRAINING[name] for name in FEATURES},
     )
 
 

@@ -436,7 +436,17 @@ def test_metrics_count_requests_and_input_statistics(client: Client, served: Ser
             f"marina_feature_min{labels} {float(column.min())!r}",
             f"marina_feature_max{labels} {float(column.max())!r}",
         }
+    expected |= {
+        'marina_feature_training_mean{model="diabetes",feature="age"} 2.0',
+        'marina_feature_training_std{model="diabetes",feature="bp"} 3.0',
+        'marina_feature_training_max{model="diabetes",feature="bp"} 20.0',
+        'marina_feature_mean_shift_stds{model="diabetes",feature="age"} 1.0',  # (4 - 2) / 2
+        'marina_feature_mean_shift_stds{model="diabetes",feature="bp"} -0.5',  # (6 - 7.5) / 3
+    }
     assert expected <= lines, sorted(expected - lines)
+    assert not any(
+        line.startswith('marina_feature_mean_shift_stds{model="diabetes",feature="bmi"}') for line in lines
+    )
 
 
 def binary_request(datatype: str, dtype: str, binary_output: bool) -> tuple[bytes, dict[str, str]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from marina.artifact import ModelArtifact
-from marina.server.model import ServedModel, default_name, is_valid_name
+from marina.server.model import ServedModel, default_name, is_valid_name, training_statistics
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,12 @@ def test_predictions_equal_the_artifact_bit_for_bit(rows: int, n_features: int) 
     features = rng.normal(scale=1e3, size=(rows, n_features))
     served = ServedModel.from_artifact(artifact, "m", "memory")
     np.testing.assert_array_equal(served.predict(features), artifact.predict(features))
+
+
+def test_training_statistics_keep_finite_numbers_only() -> None:
+    raw = {
+        "a": {"mean": 1, "std": 0.5, "min": float("nan"), "max": True, "missing": 3},
+        "b": "not statistics",
+        "c": {"count": 10},
+    }
+    assert training_statistics(raw, ["a", "b", "c", "d"]) == {"a": {"mean": 1.0, "std": 0.5}}

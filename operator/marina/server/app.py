@@ -85,9 +85,7 @@ class ServingApp:
             self.load(model)
 
     def load(self, model: ServedModel) -> None:
-        self.model_metrics = metrics.ModelMetrics(
-            model.name, model.version, model.sha256, model.feature_names
-        )
+        self.model_metrics = metrics.ModelMetrics(model)
         self.model = model
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from marina.server.model import TRAINING_STATISTICS, ServedModel
+
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001,
     0.00025,
@@ -164,9 +166,10 @@ class RunningStatistics:
 class ModelMetrics:
     """Model identity plus running statistics of its input features and of its predictions."""
 
-    def __init__(self, model: str, version: str, sha256: str, feature_names: Sequence[str]) -> None:
-        self.model, self.version, self.sha256 = model, version, sha256
-        self.feature_names = tuple(feature_names)
+    def __init__(self, served: ServedModel) -> None:
+        self.model, self.version, self.sha256 = served.name, served.version, served.sha256
+        self.feature_names = served.feature_names
+        self.training = served.training_statistics
         self.features = RunningStatistics(len(self.feature_names))
         self.predictions = RunningStatistics(1)
 
@@ -189,7 +192,28 @@ class ModelMetrics:
         yield "# TYPE marina_model_features gauge"
         yield f'marina_model_features{{model="{model}"}} {len(self.feature_names)}'
         yield from self._render_statistics("feature", self.features, self.feature_names)
+        yield from self._render_training()
         yield from self._render_statistics("prediction", self.predictions, None)
+
+    def _render_training(self) -> Iterable[str]:
+        """Training statistics from the artifact, and how far the serving mean has moved from them."""
+        model = escape_label(self.model)
+        for stat in TRAINING_STATISTICS:
+            metric = f"marina_feature_training_{stat}"
+            yield f"# HELP {metric} Training split's {stat} of each feature, from the model artifact."
+            yield f"# TYPE {metric} gauge"
+            for name, stats in self.training.items():
+                if stat in stats:
+                    yield f'{metric}{{model="{model}",feature="{escape_label(name)}"}} {number(stats[stat])}'
+        metric = "marina_feature_mean_shift_stds"
+        yield f"# HELP {metric} (serving mean - training mean) / training std per feature: input drift."
+        yield f"# TYPE {metric} gauge"
+        serving_mean = dict(zip(self.feature_names, self.features.summary()["mean"], strict=True))
+        for name, stats in self.training.items():
+            mean, std = serving_mean[name], stats.get("std", 0.0)
+            if "mean" in stats and std > 0 and not np.isnan(mean):
+                shift = (float(mean) - stats["mean"]) / std
+                yield f'{metric}{{model="{model}",feature="{escape_label(name)}"}} {number(shift)}'
 
     def _render_statistics(
         self, kind: str, statistics: RunningStatistics, names: Sequence[str] | None

@@ -6,8 +6,10 @@ the artifact's feature order and describes itself for metadata endpoints.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ VERSION_LENGTH = 12
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 PLATFORM = "marina_linear"
 OUTPUT_NAME = "predict"
+TRAINING_STATISTICS = ("mean", "std", "min", "max")
 
 
 def is_valid_name(name: str) -> bool:
@@ -33,6 +36,30 @@ def default_name(artifact: ModelArtifact) -> str:
     return "model"
 
 
+def training_statistics(raw: Mapping[str, Any], feature_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The training split's finite mean/std/min/max per feature, as the artifact records them.
+
+    Exported next to the serving statistics so drift is one PromQL expression away; anything
+    missing or malformed is skipped rather than refusing a model that predicts fine.
+    """
+    result: dict[str, dict[str, float]] = {}
+    for name in feature_names:
+        stats = raw.get(name)
+        if not isinstance(stats, Mapping):
+            continue
+        numbers = {
+            key: float(value)
+            for key, value in stats.items()
+            if key in TRAINING_STATISTICS
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        }
+        if numbers:
+            result[name] = numbers
+    return result
+
+
 @dataclass(frozen=True)
 class ServedModel:
     name: str
@@ -41,6 +68,7 @@ class ServedModel:
     coefficients: np.ndarray
     intercept: float
     source: str
+    training_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -53,6 +81,7 @@ class ServedModel:
             coefficients,
             float(artifact.intercept),
             source,
+            training_statistics(artifact.feature_statistics, artifact.feature_names),
         )
 
     @property
