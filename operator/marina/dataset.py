@@ -249,31 +249,42 @@ def prepare(table: Table, options: PrepareOptions) -> tuple[PreparedDataset, Cle
     features, data = select_columns(table, options)
     columns = (*features, options.target)
     missing = np.isnan(data)
-    if options.missing == "fail" and missing.any():
-        row, col = (int(i) for i in np.argwhere(missing)[0])
-        raise DataError(f"column {columns[col]!r} row {row + 1}: missing value (missing policy 'fail')")
-    keep = ~missing[:, -1]  # a row without a target teaches nothing: always dropped
-    if options.missing == "drop":
-        keep &= ~missing.any(axis=1)
-    missing_by_column = _count_missing(missing, columns)
-    data, missing = data[keep], missing[keep]
+    keep = _rows_to_keep(missing, columns, options.missing)
+    data, kept_missing = data[keep], missing[keep]
     if data.shape[0] < 2:
         raise DataError(f"only {data.shape[0]} usable row(s) after removing missing values; need at least 2")
     train_index, test_index = split_indices(data.shape[0], options.test_fraction, options.seed)
     train, test = data[train_index], data[test_index]
+    fills: dict[str, float] = {}
+    imputed_train: dict[str, int] = {}
+    imputed_test: dict[str, int] = {}
+    if options.missing in ("mean", "median"):
+        values = _fill_values(train, columns, options.missing)
+        train, test = _impute(train, values), _impute(test, values)
+        fills = {name: float(value) for name, value in zip(features, values[:-1], strict=True)}
+        imputed_train = _count_missing(kept_missing[train_index], columns)
+        imputed_test = _count_missing(kept_missing[test_index], columns)
     report = CleaningReport(
         strategy=options.missing,
         rows_in=table.rows,
         rows_dropped=int((~keep).sum()),
-        missing_by_column=missing_by_column,
+        missing_by_column=_count_missing(missing, columns),
+        fill_values=fills,
+        imputed_train=imputed_train,
+        imputed_test=imputed_test,
     )
-    if options.missing in ("mean", "median"):
-        fills = _fill_values(train, columns, options.missing)
-        report.fill_values.update({c: float(v) for c, v in zip(columns, fills, strict=True) if c in features})
-        report.imputed_train.update(_count_missing(missing[train_index], columns))
-        report.imputed_test.update(_count_missing(missing[test_index], columns))
-        train, test = _impute(train, fills), _impute(test, fills)
     return PreparedDataset(features, options.target, train, test), report
+
+
+def _rows_to_keep(missing: np.ndarray, columns: Sequence[str], strategy: str) -> np.ndarray:
+    """Rows without a target teach nothing and are always dropped; the policy decides the rest."""
+    if strategy == "fail" and missing.any():
+        row, col = (int(i) for i in np.argwhere(missing)[0])
+        raise DataError(f"column {columns[col]!r} row {row + 1}: missing value (missing policy 'fail')")
+    keep: np.ndarray = ~missing[:, -1]
+    if strategy == "drop":
+        keep &= ~missing.any(axis=1)
+    return keep
 
 
 def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
