@@ -39,19 +39,46 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--source",
+        metavar="SPEC",
         help="builtin:diabetes | synthetic:rows=N,features=N,noise=F,seed=N,missing=F | "
         "inline | s3://bucket/key.csv | local CSV path (required)",
     )
-    add("--output", help="folder or s3:// prefix; the dataset goes to <output>/<version>/ (required)")
-    add("--target", default="target", help="target column (default: target)")
-    add("--name", help="dataset name recorded in dataset.json (default: from the source)")
-    add("--test-fraction", default="0.2", help="share of rows held out for testing, in (0, 1) (default: 0.2)")
-    add("--seed", default="42", help="seed of the train/test split (default: 42)")
-    add("--missing", default="drop", help="missing values: drop | mean | median | fail (default: drop)")
-    add("--features", help="comma-separated feature columns to keep (default: every column but the target)")
-    add("--inline-rows", help='rows for --source inline, as a JSON/YAML list of objects: [{"x":1,"y":2}]')
-    add("--rows-file", help="file or s3:// object holding the rows for --source inline")
-    add("--result-file", help="also write the result JSON here (the operator uses /dev/termination-log)")
+    add(
+        "--output",
+        metavar="DIR_OR_S3",
+        help="folder or s3:// prefix; the dataset goes to <output>/<version>/ (required)",
+    )
+    add("--target", metavar="COLUMN", default="target", help="target column (default: target)")
+    add("--name", metavar="NAME", help="dataset name recorded in dataset.json (default: from the source)")
+    add(
+        "--test-fraction",
+        metavar="F",
+        default="0.2",
+        help="share of rows held out for testing, in (0, 1) (default: 0.2)",
+    )
+    add("--seed", metavar="N", default="42", help="seed of the train/test split (default: 42)")
+    add(
+        "--missing",
+        metavar="POLICY",
+        default="drop",
+        help="missing values: drop | mean | median | fail (default: drop)",
+    )
+    add(
+        "--features",
+        metavar="A,B,C",
+        help="comma-separated feature columns to keep (default: every column but the target)",
+    )
+    add(
+        "--inline-rows",
+        metavar="JSON",
+        help='rows for --source inline, as a JSON/YAML list of objects: [{"x":1,"y":2}]',
+    )
+    add("--rows-file", metavar="PATH_OR_S3", help="file or s3:// object holding the rows for --source inline")
+    add(
+        "--result-file",
+        metavar="PATH",
+        help="also write the result JSON here (the operator uses /dev/termination-log)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

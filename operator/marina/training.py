@@ -51,12 +51,26 @@ DROPPABLE = ("cvResults", "warnings", "trainMetrics")
 def configure(parser: argparse.ArgumentParser) -> None:
     # Values are parsed in `run` (not by argparse types) so that every bad value reaches the result file.
     add = parser.add_argument
-    add("--data", help="versioned dataset folder or s3:// prefix written by `marina prepare` (required)")
-    add("--output", help="folder or s3:// prefix for the model artifact (required)")
-    add("--penalty", default="none", help="none | l2 | l1 | elasticnet (default: none)")
-    add("--alpha", default="1.0", help="penalty strength, scikit-learn's scaling (default: 1.0)")
-    add("--l1-ratio", default="0.5", help="elastic-net mix: 0 is ridge, 1 is lasso (default: 0.5)")
-    add("--solver", default="auto", help="solver of marina.solver.LinearRegressor (default: auto)")
+    add(
+        "--data",
+        metavar="DIR_OR_S3",
+        help="versioned dataset folder or s3:// prefix written by `marina prepare` (required)",
+    )
+    add("--output", metavar="DIR_OR_S3", help="folder or s3:// prefix for the model artifact (required)")
+    add("--penalty", metavar="NAME", default="none", help="none | l2 | l1 | elasticnet (default: none)")
+    add("--alpha", metavar="F", default="1.0", help="penalty strength, scikit-learn's scaling (default: 1.0)")
+    add(
+        "--l1-ratio",
+        metavar="F",
+        default="0.5",
+        help="elastic-net mix: 0 is ridge, 1 is lasso (default: 0.5)",
+    )
+    add(
+        "--solver",
+        metavar="NAME",
+        default="auto",
+        help="solver of marina.solver.LinearRegressor (default: auto)",
+    )
     add(
         "--standardize",
         action="store_true",
@@ -69,15 +83,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fit without an intercept",
     )
-    add("--name", help="name of the model (the TrainingJob), reported in the result")
-    add("--max-iter", help="iteration limit of the iterative solvers (default: the solver's)")
-    add("--tol", default="1e-4", help="convergence tolerance of the iterative solvers (default: 1e-4)")
-    add("--learning-rate", help="step size of the gradient-descent solver (default: the solver's)")
-    add("--search-alpha", help="comma-separated alphas to cross-validate, e.g. 0.01,0.1,1")
-    add("--search-l1-ratio", help="comma-separated l1 ratios to cross-validate (elasticnet only)")
-    add("--cv", help=f"cross-validation folds (default: {DEFAULT_FOLDS} when searching)")
-    add("--seed", default="42", help="seed of the cross-validation folds (default: 42)")
-    add("--result-file", help="also write the result JSON here (the operator uses /dev/termination-log)")
+    add("--name", metavar="NAME", help="name of the model (the TrainingJob), reported in the result")
+    add("--max-iter", metavar="N", help="iteration limit of the iterative solvers (default: the solver's)")
+    add(
+        "--tol",
+        metavar="F",
+        default="1e-4",
+        help="convergence tolerance of the iterative solvers (default: 1e-4)",
+    )
+    add(
+        "--learning-rate",
+        metavar="F",
+        help="step size of the gradient-descent solver (default: the solver's)",
+    )
+    add("--search-alpha", metavar="A,B,C", help="comma-separated alphas to cross-validate, e.g. 0.01,0.1,1")
+    add(
+        "--search-l1-ratio",
+        metavar="A,B,C",
+        help="comma-separated l1 ratios to cross-validate (elasticnet only)",
+    )
+    add("--cv", metavar="K", help=f"cross-validation folds (default: {DEFAULT_FOLDS} when searching)")
+    add("--seed", metavar="N", default="42", help="seed of the cross-validation folds (default: 42)")
+    add(
+        "--result-file",
+        metavar="PATH",
+        help="also write the result JSON here (the operator uses /dev/termination-log)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
