@@ -12,8 +12,9 @@ import pytest
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from marina import __version__, artifact, dataset, evaluation
+from marina import __version__, artifact, dataset, evaluation, training
 from marina.cli import main
+from marina.solver import SufficientStatistics
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -271,3 +272,59 @@ def test_missing_and_corrupted_datasets_are_refused(
         handle.write("0,0,0,0,0,0,0,0,0,0,1.0\n")
     code, _, err = run_cli(capsys, "train", "--data", str(copy), "--output", str(tmp_path))
     assert code == 1 and "is corrupted" in err
+
+
+def train_options(**parameters: Any) -> training.TrainOptions:
+    base = {
+        "penalty": "l2",
+        "alpha": 1.0,
+        "l1_ratio": 0.5,
+        "solver": "auto",
+        "fit_intercept": True,
+        "standardize": False,
+        "tol": 1e-10,
+        "max_iter": 100_000,
+    }
+    return training.TrainOptions(
+        data="-",
+        output="-",
+        parameters={**base, **parameters},
+        folds=4,
+        seed=3,
+        search_alpha=(0.01, 0.3, 3.0),
+    )
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {},
+        {"fit_intercept": False},
+        {"standardize": True},
+        {"penalty": "l1"},
+        {"penalty": "elasticnet", "l1_ratio": 0.4},
+        {"solver": "qr"},
+    ],
+    ids=["ridge", "no-intercept", "standardize", "lasso", "elasticnet", "qr-uses-rows"],
+)
+def test_search_from_fold_statistics_equals_refitting_on_rows(parameters: dict[str, Any]) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 6)) * [1, 10, 0.1, 1, 5, 1] + [0, 50, -3, 0, 0, 1000]
+    y = x @ rng.normal(size=6) + rng.normal(0, 2.0, 300)
+    options = train_options(**parameters)
+    fast = training.cross_validated_search(options, x, y)
+    slow = evaluation.grid_search(
+        lambda p: training.make_model({**options.parameters, **p}), options.grid(), x, y, folds=4, seed=3
+    )
+    assert fast.best.parameters == slow.best.parameters
+    for ours, reference in zip(fast.candidates, slow.candidates, strict=True):
+        assert ours.fold_mse == pytest.approx(reference.fold_mse, rel=1e-8)
+
+
+def test_validation_mse_from_statistics_equals_the_direct_one() -> None:
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(50, 3)) + 7.0, rng.normal(size=50) + 3.0
+    coef, intercept = np.array([0.5, -1.0, 2.0]), 0.25
+    stats = SufficientStatistics.from_arrays(x, y)
+    direct = float(np.mean((y - x @ coef - intercept) ** 2))
+    assert training.validation_mse(coef, intercept, stats) == pytest.approx(direct, rel=1e-12)

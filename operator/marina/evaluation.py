@@ -135,6 +135,18 @@ def cross_validate(
     return tuple(scores)
 
 
+FoldScorer = Callable[[Parameters], tuple[float, ...]]
+
+
+def search(grid: Sequence[Parameters], score: FoldScorer, folds: int) -> SearchResult:
+    """Score every grid point; the lowest mean MSE wins, the earliest on a tie."""
+    if not grid:
+        raise DataError("search: the parameter grid is empty")
+    candidates = tuple(CandidateScore(dict(point), score(point)) for point in grid)
+    best = min(candidates, key=lambda c: c.mean_mse)  # min keeps the first of equal scores
+    return SearchResult(best, candidates, folds)
+
+
 def grid_search(
     make_model: Callable[[Parameters], Regressor],
     grid: Sequence[Parameters],
@@ -143,13 +155,8 @@ def grid_search(
     folds: int,
     seed: int,
 ) -> SearchResult:
-    """Score every grid point on the same folds; the lowest mean MSE wins, the earliest on a tie."""
-    if not grid:
-        raise DataError("search: the parameter grid is empty")
+    """Fit and score every grid point on the same seeded folds, for any estimator."""
     splits = kfold_indices(x.shape[0], folds, seed)
-    candidates = tuple(
-        CandidateScore(dict(point), cross_validate(functools.partial(make_model, point), x, y, splits))
-        for point in grid
+    return search(
+        grid, lambda point: cross_validate(functools.partial(make_model, point), x, y, splits), folds
     )
-    best = min(candidates, key=lambda c: c.mean_mse)  # min keeps the first of equal scores
-    return SearchResult(best, candidates, folds)
