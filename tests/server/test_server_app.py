@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from server_helpers import FEATURES, Client
 
-from conftest import FEATURES, Client
 from marina import __version__
 from marina.artifact import ModelArtifact
 from marina.server.model import ServedModel
