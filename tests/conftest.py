@@ -1,0 +1,279 @@
+"""Session fixtures for tests that need a real Kubernetes cluster.
+
+`cluster` uses `$KUBECONFIG` when it reaches a cluster (kind, k3d, a cloud cluster), else the local
+cluster's `.cluster/kubeconfig`, else brings the local cluster up with `hack/cluster-up.sh` once per
+session. `images` makes sure `marina:dev` and `minio:dev` are in the cluster, `minio` runs MinIO
+and tells the test process how to reach it. Without a cluster a test fails with the reason; it is
+never skipped. Tests under tests/cluster and tests/e2e get the `cluster` marker automatically.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+LOCAL_KUBECONFIG = REPO / ".cluster" / "kubeconfig"
+LOCAL_API_SERVER = "https://10.244.0.1:6443"  # hack/lib/cluster.sh: NODE_IP and API_PORT
+CLUSTER_TEST_FOLDERS = {"cluster", "e2e"}
+MINIO_NAMESPACE = "marina-system"
+MINIO_SECRET = "marina-s3-credentials"
+LOG_TAIL_LINES = 40
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        relative = Path(str(item.path)).resolve().relative_to(TESTS)
+        if relative.parts and relative.parts[0] in CLUSTER_TEST_FOLDERS:
+            item.add_marker(pytest.mark.cluster)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A reachable cluster: its kubeconfig; `local` when it is ours (the host reaches its ClusterIPs)."""
+
+    kubeconfig: Path
+    local: bool
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+        """Runs kubectl against this cluster and returns stdout; fails the test with stderr on error."""
+        command = [*_kubectl_command(), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+
+@dataclass(frozen=True, repr=False)
+class MinioEndpoint:
+    """Where MinIO answers: `url` from the test process, `cluster_url` from pods (via cluster DNS)."""
+
+    url: str
+    cluster_url: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    namespace: str = MINIO_NAMESPACE
+    secret_name: str = MINIO_SECRET
+
+    def __repr__(self) -> str:  # never print credentials
+        return f"MinioEndpoint(url={self.url!r}, cluster_url={self.cluster_url!r})"
+
+    def environment(self) -> dict[str, str]:
+        """The variables marina.storage reads, for use from the test process."""
+        return {
+            "MARINA_S3_ENDPOINT": self.url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+
+def _kubectl_command() -> list[str]:
+    return ["bash", str(REPO / "hack" / "kubectl.sh")]
+
+
+def _api_server(kubeconfig: Path) -> str | None:
+    """The server URL of the kubeconfig's current context, read without contacting it."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(kubeconfig.read_text())
+        context = next(c["context"] for c in document["contexts"] if c["name"] == document["current-context"])
+        return str(
+            next(c["cluster"]["server"] for c in document["clusters"] if c["name"] == context["cluster"])
+        )
+    except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError):
+        return None
+
+
+def _reachable(kubeconfig: Path) -> str | None:
+    """None when the cluster answers /version within a few seconds, else the reason it does not."""
+    from kubernetes import client, config
+
+    try:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        client.VersionApi(api).get_code(_request_timeout=5)
+        return None
+    except Exception as error:  # any failure means "not usable"; report it
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+def _run_script(script: str, log_name: str, args: Sequence[str] = ()) -> None:
+    """Runs a hack/ script with its output in .cluster/<log_name>; fails the test with the log's tail."""
+    log = REPO / ".cluster" / log_name
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        result = subprocess.run(
+            ["bash", str(REPO / "hack" / script), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+        pytest.fail(
+            f"hack/{script} failed (exit {result.returncode}); full log {log}:\n{tail}", pytrace=False
+        )
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """A reachable Kubernetes cluster, brought up locally when none is configured."""
+    reasons = []
+    configured = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    candidates = [Path(configured)] if configured else []
+    candidates.append(LOCAL_KUBECONFIG)
+    for kubeconfig in candidates:
+        if not kubeconfig.is_file():
+            reasons.append(f"{kubeconfig}: no such file")
+            continue
+        reason = _reachable(kubeconfig)
+        if reason is None:
+            return _use(kubeconfig)
+        reasons.append(f"{kubeconfig}: {reason}")
+    if os.geteuid() != 0:
+        pytest.fail(
+            "no reachable cluster (" + "; ".join(reasons) + ") and bringing up the local one needs root: "
+            "run `sudo make cluster-up` or point KUBECONFIG at a cluster",
+            pytrace=False,
+        )
+    _run_script("cluster-up.sh", "cluster-up.log")
+    reason = _reachable(LOCAL_KUBECONFIG)
+    if reason is not None:
+        pytest.fail(f"hack/cluster-up.sh succeeded but the cluster does not answer: {reason}", pytrace=False)
+    return _use(LOCAL_KUBECONFIG)
+
+
+def _use(kubeconfig: Path) -> Cluster:
+    os.environ["KUBECONFIG"] = str(kubeconfig)  # kubectl and clients started by tests see the same cluster
+    return Cluster(kubeconfig=kubeconfig, local=_api_server(kubeconfig) == LOCAL_API_SERVER)
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Cluster) -> ApiClient:
+    """A kubernetes.client.ApiClient for the session's cluster."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def images(cluster: Cluster, kube: ApiClient) -> None:
+    """marina:dev and minio:dev are in the cluster: built and loaded here, or already on a remote cluster."""
+    if cluster.local:
+        _run_script("images.sh", "images.log")
+        return
+    from kubernetes import client
+
+    names = {
+        name
+        for node in client.CoreV1Api(kube).list_node().items
+        for image in node.status.images or []
+        for name in image.names or []
+    }
+    missing = [
+        image
+        for image in ("marina:dev", "minio:dev")
+        if not any(name.endswith(f"/{image}") or name == image for name in names)
+    ]
+    if missing:
+        pytest.fail(
+            f"images {missing} are not on the cluster's nodes: for kind run `make kind-up`", pytrace=False
+        )
+
+
+@pytest.fixture(scope="session")
+def minio(cluster: Cluster, kube: ApiClient, images: None) -> Iterator[MinioEndpoint]:
+    """MinIO running in marina-system; on the local cluster the test process reaches its ClusterIP directly,
+    elsewhere through `kubectl port-forward` for the session."""
+    from kubernetes import client
+
+    _run_script("minio-up.sh", "minio-up.log")
+    core = client.CoreV1Api(kube)
+    secret = core.read_namespaced_secret(MINIO_SECRET, MINIO_NAMESPACE).data
+    keys = {
+        name: base64.b64decode(secret[name]).decode()
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    cluster_url = f"http://minio.{MINIO_NAMESPACE}.svc.cluster.local:9000"
+    forward = None
+    if cluster.local:
+        url = f"http://{core.read_namespaced_service('minio', MINIO_NAMESPACE).spec.cluster_ip}:9000"
+    else:
+        forward, url = _port_forward(cluster)
+    try:
+        yield MinioEndpoint(
+            url=url,
+            cluster_url=cluster_url,
+            access_key=keys["AWS_ACCESS_KEY_ID"],
+            secret_key=keys["AWS_SECRET_ACCESS_KEY"],
+        )
+    finally:
+        if forward is not None:
+            forward.terminate()
+            forward.wait(timeout=10)
+
+
+def _port_forward(cluster: Cluster) -> tuple[subprocess.Popen[str], str]:
+    command = [
+        *_kubectl_command(),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "-n",
+        MINIO_NAMESPACE,
+        "port-forward",
+        "svc/minio",
+        "127.0.0.1::9000",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    first_line = process.stdout.readline()
+    match = re.search(r"127\.0\.0\.1:(\d+)", first_line)
+    if match is None:
+        process.terminate()
+        pytest.fail(f"kubectl port-forward to MinIO failed: {first_line.strip()}", pytrace=False)
+    return process, f"http://127.0.0.1:{match.group(1)}"
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, kube: ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+    from kubernetes import client
+
+    name = f"marina-test-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def s3_namespace(namespace: str, kube: ApiClient, minio: MinioEndpoint) -> str:
+    """A fresh namespace holding the marina-s3-credentials Secret (with MARINA_S3_ENDPOINT) for envFrom."""
+    from kubernetes import client
+
+    body: dict[str, Any] = {
+        "metadata": {"name": minio.secret_name, "namespace": namespace},
+        "stringData": {
+            "AWS_ACCESS_KEY_ID": minio.access_key,
+            "AWS_SECRET_ACCESS_KEY": minio.secret_key,
+            "MARINA_S3_ENDPOINT": minio.cluster_url,
+        },
+    }
+    client.CoreV1Api(kube).create_namespaced_secret(namespace, body)
+    return namespace
