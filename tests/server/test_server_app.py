@@ -217,7 +217,7 @@ BAD_V2_REQUESTS: list[tuple[str, Any, str]] = [
     (
         "fraction as INT32",
         {"inputs": [tensor([1.5, 2, 3], datatype="INT32")]},
-        "input 'input-0' data must be integers for INT32, got non-integer numbers",
+        "input 'input-0' data must be JSON integers for INT32, got numbers with a fraction or exponent",
     ),
     (
         "INT8 overflow",

@@ -99,7 +99,9 @@ def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
             raise BadRequest(f"{what} holds values too large for {datatype}")
         return converted
     if kind == "f":
-        raise BadRequest(f"{what} must be integers for {datatype}, got non-integer numbers")
+        raise BadRequest(
+            f"{what} must be JSON integers for {datatype}, got numbers with a fraction or exponent"
+        )
     limits = np.iinfo(target)
     if values.min() < limits.min or values.max() > limits.max:
         raise BadRequest(f"{what} has values out of range for {datatype} [{limits.min}, {limits.max}]")
