@@ -74,11 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help='rows for --source inline, as a JSON/YAML list of objects: [{"x":1,"y":2}]',
     )
     add("--rows-file", metavar="PATH_OR_S3", help="file or s3:// object holding the rows for --source inline")
-    add(
-        "--result-file",
-        metavar="PATH",
-        help="also write the result JSON here (the operator uses /dev/termination-log)",
-    )
+    results.add_result_file(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ result file and exits 1, so the operator can copy the message into the resource'
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import traceback
@@ -31,6 +32,14 @@ def parse_value(text: str, flag: str, kind: Callable[[str], T]) -> T:
     except (TypeError, ValueError) as exc:
         name = "integer" if kind is int else "number"
         raise DataError(f"{flag}: {text!r} is not a valid {name}") from exc
+
+
+def add_result_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--result-file",
+        metavar="PATH",
+        help="also write the result JSON here (the operator uses /dev/termination-log)",
+    )
 
 
 def encode(summary: dict[str, Any]) -> str:

@@ -106,11 +106,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add("--cv", metavar="K", help=f"cross-validation folds (default: {DEFAULT_FOLDS} when searching)")
     add("--seed", metavar="N", default="42", help="seed of the cross-validation folds (default: 42)")
-    add(
-        "--result-file",
-        metavar="PATH",
-        help="also write the result JSON here (the operator uses /dev/termination-log)",
-    )
+    results.add_result_file(parser)
 
 
 def run(args: argparse.Namespace) -> int:
