@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -104,3 +105,37 @@ def test_large_offsets_keep_full_precision() -> None:
     centred = X - X.mean(axis=0)
     stats = chunked(X, rng.standard_normal(4000), 500)
     np.testing.assert_allclose(stats.xx, centred.T @ centred, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6], ids=["read-in-place", "shifted-blocks"])
+@pytest.mark.parametrize("penalty", ["none", "l1"])
+def test_fit_never_copies_x(offset: float, penalty: str) -> None:
+    """The in-memory fit streams X in small blocks: its extra memory is a small fraction of X."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((40_000, 50)) + offset
+    y = rng.standard_normal(40_000)
+    tracemalloc.start()
+    try:
+        LinearRegressor(penalty=penalty, alpha=0.01).fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.2 * X.nbytes
+
+
+def test_streaming_memory_is_one_chunk_plus_d_squared() -> None:
+    rng = np.random.default_rng(9)
+    chunk, d = 20_000, 40
+    stats = SufficientStatistics(d)
+    X_chunk = np.empty((chunk, d))
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            rng.standard_normal(out=X_chunk)
+            X_chunk += 1e5  # force the shifted path: the one that needs a buffer
+            stats.update(X_chunk, X_chunk[:, 0] * 2.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert stats.n_samples == 5 * chunk
+    assert peak <= 0.5 * (X_chunk.nbytes + d * d * 8)  # beyond the caller's chunk itself
