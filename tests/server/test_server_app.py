@@ -210,6 +210,16 @@ BAD_V2_REQUESTS: list[tuple[str, Any, str]] = [
         "input 'input-0' data must hold only numbers, got booleans",
     ),
     (
+        "a boolean among numbers",
+        {"inputs": [tensor([1, True, 3.5])]},
+        "input 'input-0' data must hold only numbers, got booleans",
+    ),
+    (
+        "a boolean in nested rows",
+        {"inputs": [tensor([[1, 2, 3], [4, False, 6]], [2, 3])]},
+        "input 'input-0' data must hold only numbers, got booleans",
+    ),
+    (
         "ragged",
         {"inputs": [tensor([[1, 2, 3], [4, 5]], [2, 3])]},
         "input 'input-0' data is a ragged nested array; rows must have equal lengths",
@@ -307,6 +317,12 @@ BAD_V1_REQUESTS: list[tuple[str, Any, str]] = [
         "instances: expected shape [rows, 3] (lists of 3 numbers), got [3]",
     ),
     ("strings", {"instances": [["a", "b", "c"]]}, "instances must hold only numbers, got strings"),
+    ("a boolean", {"instances": [[1, 2, True]]}, "instances must hold only numbers, got booleans"),
+    (
+        "a boolean in an object",
+        {"instances": [{"age": 1, "bmi": 2, "bp": False}]},
+        "instances must hold only numbers, got booleans",
+    ),
     ("missing feature", {"instances": [{"age": 1, "bmi": 2}]}, "instances[0]: missing features bp"),
     (
         "unknown feature",

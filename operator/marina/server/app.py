@@ -196,7 +196,8 @@ class ServingApp:
     def infer(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
         header, binary = protocol.split_binary(body, _binary_header_length(scope))
-        request = protocol.decode_v2(protocol.parse_json(header), model, binary)
+        payload = protocol.parse_json(header)
+        request = protocol.decode_v2(payload, model, binary, protocol.may_hold_booleans(header))
         predictions = model.predict(request.features)
         self._record(request.features, predictions)
         content, header_length = protocol.encode_v2(
@@ -218,7 +219,7 @@ class ServingApp:
 
     def predict(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
-        features = protocol.decode_v1(protocol.parse_json(body), model)
+        features = protocol.decode_v1(protocol.parse_json(body), model, protocol.may_hold_booleans(body))
         predictions = model.predict(features)
         self._record(features, predictions)
         return 200, protocol.encode_v1(predictions), JSON

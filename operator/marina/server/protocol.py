@@ -73,11 +73,22 @@ def _describe(value: Any) -> str:
     return "null" if value is None else _json_type(type(value))
 
 
-def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
+def may_hold_booleans(body: bytes) -> bool:
+    """Whether a JSON body could contain `true`/`false` at all: a fast scan that spares most requests
+    the walk over their numbers (numpy would silently read a boolean among numbers as 0 or 1)."""
+    return b"true" in body or b"false" in body
+
+
+def _holds_booleans(data: list[Any]) -> bool:
+    return any(type(value) is bool or (type(value) is list and _holds_booleans(value)) for value in data)
+
+
+def numeric_array(data: Any, datatype: str, what: str, check_booleans: bool = True) -> np.ndarray:
     """JSON numbers (flat or nested, row-major) → an array of the tensor's datatype, checked.
 
     The array keeps the nesting's shape; callers check it against the declared or expected shape.
-    `what` names the values in messages ("input 'x' data", "instances").
+    `what` names the values in messages ("input 'x' data", "instances"). `check_booleans=False`
+    is for callers who know the body has no `true`/`false` (see `may_hold_booleans`).
     """
     try:
         values = np.array(data)
@@ -86,7 +97,7 @@ def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
     if values.size == 0:
         return values.astype(DATATYPES[datatype])
     kind = values.dtype.kind
-    if kind not in "iuf":
+    if kind not in "iuf" or (check_booleans and _holds_booleans(data)):
         raise BadRequest(f"{what} must hold only numbers, got {_kind_name(kind)}")
     target = np.dtype(DATATYPES[datatype])
     if target.kind == "f":
@@ -109,9 +120,8 @@ def numeric_array(data: Any, datatype: str, what: str) -> np.ndarray:
 
 
 def _kind_name(kind: str) -> str:
-    return {"b": "booleans", "U": "strings", "S": "strings", "O": "nulls, objects or mixed types"}.get(
-        kind, f"numpy kind {kind!r}"
-    )
+    names = {"U": "strings", "S": "strings", "O": "nulls, objects or mixed types"}
+    return names.get(kind, "booleans")  # numbers with booleans among them parse as numbers
 
 
 # ---------------------------------------------------------------- Open Inference Protocol v2
@@ -177,7 +187,9 @@ def _has_binary_data(tensor: Mapping[str, Any]) -> bool:
     return isinstance(parameters, Mapping) and "binary_data_size" in parameters
 
 
-def _tensor(tensor: Any, index: int, binary: BinaryTensors | None) -> tuple[str, list[int], np.ndarray]:
+def _tensor(
+    tensor: Any, index: int, binary: BinaryTensors | None, check_booleans: bool
+) -> tuple[str, list[int], np.ndarray]:
     """One v2 input tensor → (name, shape, flat values of its datatype)."""
     tensor = _object(tensor, f"inputs[{index}]")
     name = _field(tensor, "name", str, f"inputs[{index}]")
@@ -193,7 +205,7 @@ def _tensor(tensor: Any, index: int, binary: BinaryTensors | None) -> tuple[str,
             )
         values = binary.take(tensor, datatype, what)
     else:
-        values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data")
+        values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data", check_booleans)
     expected = math.prod(shape)
     if values.size != expected:
         raise BadRequest(f"{what}: shape {shape} needs {expected} values, got {values.size}")
@@ -206,7 +218,9 @@ class V2Request(NamedTuple):
     binary_output: bool  # answer with the prediction tensor as binary data after the JSON
 
 
-def decode_v2(payload: Any, model: ServedModel, binary: BinaryTensors | None = None) -> V2Request:
+def decode_v2(
+    payload: Any, model: ServedModel, binary: BinaryTensors | None = None, check_booleans: bool = True
+) -> V2Request:
     """An inference request (its JSON part, and the binary part if any) → features and options.
 
     Two input forms: one tensor of shape [rows, n_features] (any name), or one tensor per
@@ -221,7 +235,7 @@ def decode_v2(payload: Any, model: ServedModel, binary: BinaryTensors | None = N
     inputs = _field(request, "inputs", list, "inference request")
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
-    tensors = [_tensor(tensor, index, binary) for index, tensor in enumerate(inputs)]
+    tensors = [_tensor(tensor, index, binary, check_booleans) for index, tensor in enumerate(inputs)]
     if binary is not None:
         binary.check_consumed()
     if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
@@ -309,7 +323,7 @@ def encode_v2(
 # ---------------------------------------------------------------- KServe v1
 
 
-def decode_v1(payload: Any, model: ServedModel) -> np.ndarray:
+def decode_v1(payload: Any, model: ServedModel, check_booleans: bool = True) -> np.ndarray:
     """`{"instances": [[x1, x2, ...], ...]}` or instances as objects keyed by feature name."""
     instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
     objects = sum(isinstance(instance, Mapping) for instance in instances)
@@ -319,7 +333,7 @@ def decode_v1(payload: Any, model: ServedModel) -> np.ndarray:
         raise BadRequest(
             "instances must be all lists of numbers or all objects keyed by feature name, not both"
         )
-    values = numeric_array(instances, "FP64", "instances")
+    values = numeric_array(instances, "FP64", "instances", check_booleans)
     n = model.n_features
     shape = values.shape
     if is_matrix_shape(shape, n) or shape == (0,):
