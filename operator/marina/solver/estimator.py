@@ -9,8 +9,14 @@ Penalties (n = rows, w = coefficients, the intercept is never penalised):
                   + ½·alpha·(1 - l1_ratio)·‖w‖²                     (ElasticNet)
 
 The intercept is handled by centring outside the solvers; ``standardize=True`` fits on
-features divided by their standard deviation and folds the scaling back, so ``coef_`` is
-always in the original units.
+features divided by their (population) standard deviation, like ``StandardScaler`` in front
+of the scikit-learn model, and folds the scaling back, so ``coef_`` is always in the original
+units.
+
+Gradient descent (``solver="gd"``) is the seed's update θj := θj - rate·(∂J/∂θj + λ2·θj +
+λ1·sgn(θj)) with J = 1/(2m)·Σ(h(x) - y)², where λ1 = alpha·l1_ratio (alpha for ``l1``) and
+λ2 = alpha·(1 - l1_ratio) for ``elasticnet``, λ2 = alpha/m for ``l2`` (so alpha keeps Ridge's
+meaning), and ``learning_rate`` is the seed's step (its alpha; default: 1/L, the largest safe step).
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ from marina.solver._validation import (
     raise_non_finite,
 )
 from marina.solver.errors import (
-    IncompatibleSolverError,
     InvalidParameterError,
     NotFittedError,
     TooFewRowsError,
@@ -144,10 +149,6 @@ class LinearRegressor:
         if not isinstance(statistics, SufficientStatistics):
             raise InvalidParameterError(
                 f"statistics: expected SufficientStatistics, got {type(statistics).__name__}"
-            )
-        if solver == "qr":
-            raise IncompatibleSolverError(
-                "solver: 'qr' needs the rows; fit_statistics supports 'normal', 'cd', 'gd' or 'auto'"
             )
         self._check_row_count(statistics.n_samples)
         return self._fit(statistics, solver, None)
