@@ -163,3 +163,12 @@ def test_sigterm_lets_the_in_flight_request_finish(server: ServerProcess, artifa
     # uvicorn >= 0.29 shuts down gracefully, then re-raises SIGTERM so the exit status says why
     assert server.process.wait(timeout=20) in (0, -signal.SIGTERM)
     server.wait_for_line("Application shutdown complete")
+
+
+def test_the_server_never_imports_the_operator_stack() -> None:
+    code = (
+        "import sys; from marina.cli import build_parser; build_parser(['serve']); "
+        "print(sorted(m for m in ('kopf', 'kubernetes', 'sklearn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
