@@ -103,9 +103,9 @@ clean_iptables() {
 remove_network() {
   ip route del "$SERVICE_CIDR" dev "$BRIDGE" 2>/dev/null || true
   ip link delete "$BRIDGE" 2>/dev/null || true
-  if [[ -f $RUN_DIR/ip_forward.saved ]]; then
-    sysctl -qw "net.ipv4.ip_forward=$(<"$RUN_DIR/ip_forward.saved")"
-    rm -f "$RUN_DIR/ip_forward.saved"
+  if [[ -f $RUN_DIR/sysctl.saved ]]; then
+    sysctl -q -p "$RUN_DIR/sysctl.saved" || true
+    rm -f "$RUN_DIR/sysctl.saved"
   fi
 }
 
@@ -116,6 +116,7 @@ remove_state() {
       [[ -e $entry && $entry != "$LOG_DIR" && $entry != "$LOG_DIR.prev" ]] && rm -rf "$entry"
     done
   fi
+  if [[ -f $RUN_DIR/created-var-log-pods ]]; then rm -rf /var/log/pods /var/log/containers; fi
   rm -rf "$CONTAINERD_STATE" "$RUN_DIR"
   rm -f "$KUBECONFIG_PATH"
 }

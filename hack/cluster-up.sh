@@ -62,8 +62,10 @@ setup_network() {
   # Host-to-ClusterIP traffic leaves with the node address and never follows the default route.
   ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$NODE_IP"
   mkdir -p "$RUN_DIR"
-  [[ -f $RUN_DIR/ip_forward.saved ]] || sysctl -n net.ipv4.ip_forward >"$RUN_DIR/ip_forward.saved"
+  # The kubelet and we change these; cluster-down puts the saved values back.
+  [[ -f $RUN_DIR/sysctl.saved ]] || sysctl "${SAVED_SYSCTLS[@]}" >"$RUN_DIR/sysctl.saved"
   sysctl -qw net.ipv4.ip_forward=1  # pod -> Service -> pod is routed through the node
+  [[ -d /var/log/pods ]] || touch "$RUN_DIR/created-var-log-pods"  # the kubelet's fixed pod log folder
   # Forwarding is only for the pod range: anything crossing its border is dropped, so nothing leaves the node.
   iptables -N "$FORWARD_CHAIN" 2>/dev/null || iptables -F "$FORWARD_CHAIN"
   iptables -A "$FORWARD_CHAIN" -s "$POD_CIDR" -d "$POD_CIDR" -j ACCEPT
@@ -131,6 +133,8 @@ state = "$CONTAINERD_STATE"
   sandbox_image = "$PAUSE_IMAGE"
   stream_server_address = "127.0.0.1"
   enable_selinux = false
+  # Lowering oom_score_adj needs CAP_SYS_RESOURCE, which sandboxed machines may not grant even to root.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -138,6 +142,7 @@ state = "$CONTAINERD_STATE"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$CONTAINERD_STATE/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE_DIR/cni/net.d"
@@ -245,7 +250,9 @@ clusterCIDR: $POD_CIDR
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 nodePortAddresses: ["$NODE_IP/32"]
-conntrack: {maxPerCore: 0}
+# Leave the host's conntrack and route_localnet settings alone.
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+iptables: {localhostNodePorts: false}
 EOF
   start kube-proxy "$KUBE_BIN/kube-proxy" --config "$STATE_DIR/kube-proxy.yaml" --v=1
 }

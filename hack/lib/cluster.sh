@@ -27,6 +27,10 @@ CLUSTER_PORTS=(6443 2379 2380 10248 10249 10250 10256 10257 10259)
 # Start order; cluster-down stops them in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
+# Host settings the cluster changes (ip_forward by cluster-up, the rest by the kubelet), restored by cluster-down.
+SAVED_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
 KUBE_BIN=$MARINA_CACHE/bin-$KUBE_VERSION
 ETCD_BIN=$MARINA_CACHE/etcd-$ETCD_VERSION
 COREDNS_BIN=$MARINA_CACHE/coredns-$COREDNS_VERSION
