@@ -104,7 +104,11 @@ class FakeKube:
 
     def finish_job(self, name: str, message: str, succeeded: bool = True, namespace: str = "default") -> None:
         """The Job controller marks the Job, its pod terminated with `message` as termination message."""
-        condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
+        condition = {
+            "type": "Complete" if succeeded else "Failed",
+            "status": "True",
+            "lastTransitionTime": "2026-01-01T00:00:09Z",
+        }
         self.set_status(
             "batch/v1",
             "Job",

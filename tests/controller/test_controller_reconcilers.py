@@ -11,7 +11,7 @@ import kopf
 import pytest
 
 from marina.controller import datasets, handlers, modeldeployments, preflight, trainingjobs
-from marina.controller.conditions import State
+from marina.controller.conditions import State, utc_now
 from marina.controller.settings import Settings
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -333,7 +333,7 @@ def test_waits_for_a_model(kube: Any, settings: Settings) -> None:
     kube.add_resource("ModelDeployment", "diabetes", {"model": {"trainingJob": "ridge"}})
     assert reconcile_md(kube, settings).reason == "TrainingJobNotFound"
     kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}})
-    assert reconcile_md(kube, settings).reason == "ModelNotReady"
+    assert reconcile_md(kube, settings).reason == "WaitingForModel"
     assert handlers.model_followers(kube, "default", "ridge") == ["diabetes"]
 
 
@@ -385,3 +385,17 @@ def test_timer_only_looks_at_unsettled_objects(
         "conditions": [{"type": "Ready", "status": ready}, {"type": "Stalled", "status": stalled}],
     }
     assert handlers.needs_attention(status, 2) is attention
+
+
+def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    (job_name,) = kube.jobs()
+    kube.finish_job(
+        job_name, json.dumps({"error": "cannot read s3://m/k: access denied (AccessDenied)"}), False
+    )
+    job = kube.objects[("batch/v1", "Job", "default", job_name)]
+    job["status"]["conditions"][0]["lastTransitionTime"] = utc_now()  # it just failed
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "StorageUnavailable")
+    assert kube.jobs() == [job_name]  # kept until the retry delay has passed

@@ -40,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_environment()
     namespaces = list(args.namespace) or list(settings.namespaces)
     clusterwide = args.all_namespaces or not namespaces
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    kopf.configure(verbose=args.verbose)
+    kopf.configure(verbose=args.verbose)  # kopf sets up logging (one handler, its format)
     handlers.register(settings)
     logging.getLogger(__name__).info(
         "marina operator: image=%s storage=%s secret=%s scope=%s",

@@ -48,8 +48,12 @@ def desired_model(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> S
         )
     model = model_of((training.get("status") or {}).get("model"))
     if model is None:
-        why = ready_condition(training.get("status")).get("message") or "not trained yet"
-        return Outcome(State.WAITING, "ModelNotReady", f"TrainingJob {name} has no model yet: {why}")
+        why = ready_condition(training.get("status")).get("reason") or "not trained yet"
+        return Outcome(
+            State.PROGRESSING,
+            "WaitingForModel",
+            f"TrainingJob {name} has no model yet ({why}); serving starts when it has one",
+        )
     return model
 
 

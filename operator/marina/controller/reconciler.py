@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from marina.controller import builders, preflight
 from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
 from marina.controller.kube import KubeApi
 from marina.controller.settings import Settings
-from marina.controller.termination import JobPhase, JobResult, job_result
+from marina.controller.termination import JobPhase, JobResult, failed_at, job_result
 
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -59,8 +60,11 @@ def run_job(
     pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
     result = job_result(existing, pods)
     if result.phase is JobPhase.FAILED and result.transient:
-        # Not the data's fault (storage down, credentials wrong): start over once it is fixed.
-        kube.delete("batch/v1", "Job", owner.namespace, name)
+        # Not the data's fault (storage down, credentials wrong): a new Job after a pause, until fixed.
+        failed = failed_at(existing)
+        waited = (datetime.now(UTC) - failed).total_seconds() if failed else settings.retry_delay_seconds
+        if waited >= settings.retry_delay_seconds:
+            kube.delete("batch/v1", "Job", owner.namespace, name)
         return Outcome(State.WAITING, "StorageUnavailable", f"{result.error}; retrying with a new Job")
     return result
 

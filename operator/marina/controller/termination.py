@@ -11,6 +11,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 MESSAGE_LIMIT = 1024
@@ -62,6 +63,16 @@ def job_failure_reason(job: Mapping[str, Any]) -> str:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
             return one_line(f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}")
     return "the Job failed"
+
+
+def failed_at(job: Mapping[str, Any]) -> datetime | None:
+    """When the Job was marked Failed (the start of the wait before a retry)."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            stamp = condition.get("lastTransitionTime")
+            if stamp:
+                return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return None
 
 
 def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:

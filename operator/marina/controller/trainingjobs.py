@@ -38,8 +38,13 @@ def dataset_input(
         )
     status = dataset.get("status") or {}
     if not status.get("version") or not status.get("uri"):
-        why = ready_condition(status).get("message") or "not prepared yet"
-        return Outcome(State.WAITING, "DatasetNotReady", f"Dataset {spec.dataset} has no version yet: {why}")
+        why = ready_condition(status).get("reason") or "not prepared yet"
+        # Upstream work in progress: followed by its events (and the re-check timer), not an error.
+        return Outcome(
+            State.PROGRESSING,
+            "WaitingForDataset",
+            f"Dataset {spec.dataset} has no version yet ({why}); training starts when it has one",
+        )
     return str(status["version"]), str(status["uri"])
 
 
