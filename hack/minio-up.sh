@@ -10,7 +10,7 @@ source "$HACK/lib/cluster.sh"
 NAMESPACE=marina-system
 k() { bash "$HACK/kubectl.sh" "$@"; }
 
-k apply -f "$MARINA_ROOT/manifests/minio/namespace.yaml" >/dev/null
+k apply -f "$MARINA_ROOT/manifests/minio/base/namespace.yaml" >/dev/null
 if ! k -n "$NAMESPACE" get secret marina-s3-credentials >/dev/null 2>&1; then
   log "creating Secret $NAMESPACE/marina-s3-credentials with random credentials"
   # Through stdin, so the values never appear in a process list or a log.
