@@ -139,3 +139,14 @@ def test_streaming_memory_is_one_chunk_plus_d_squared() -> None:
         tracemalloc.stop()
     assert stats.n_samples == 5 * chunk
     assert peak <= 0.5 * (X_chunk.nbytes + d * d * 8)  # beyond the caller's chunk itself
+
+
+@pytest.mark.parametrize("params", PENALTIES, ids=lambda p: p["penalty"])
+def test_partial_fit_equals_fit(params: dict) -> None:
+    X, y = synthetic(n=500, d=5, seed=6)
+    model = LinearRegressor(**params)
+    for start in range(0, 500, 120):
+        model.partial_fit(X[start : start + 120], y[start : start + 120])
+    whole = LinearRegressor(**params).fit(X, y)
+    assert model.statistics_ is not None and model.statistics_.n_samples == 500
+    np.testing.assert_allclose(model.coef_, whole.coef_, rtol=0, atol=1e-10 * np.abs(whole.coef_).max())

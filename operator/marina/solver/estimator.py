@@ -76,6 +76,7 @@ class LinearRegressor:
     n_iter_: int
     solver_: str
     n_features_in_: int
+    statistics_: SufficientStatistics | None = None
 
     def __init__(
         self,
@@ -150,6 +151,15 @@ class LinearRegressor:
             raise InvalidParameterError(
                 f"statistics: expected SufficientStatistics, got {type(statistics).__name__}"
             )
+        self._check_row_count(statistics.n_samples)
+        return self._fit(statistics, solver, None)
+
+    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> LinearRegressor:
+        """Add a chunk of rows to ``statistics_`` and refit from all rows seen so far."""
+        solver = self._validated_solver()
+        matrix = as_matrix(X)
+        statistics = self.statistics_ or SufficientStatistics(n_features=max(matrix.shape[1], 1))
+        self.statistics_ = statistics.update(matrix, y)
         self._check_row_count(statistics.n_samples)
         return self._fit(statistics, solver, None)
 

@@ -87,46 +87,18 @@ class SufficientStatistics:
         matrix, target = as_matrix(X), as_vector(y)
         check_rows_match(matrix, target)
         check_n_features(matrix, self.n_features, "these statistics")
-        step = block_rows(self.n_features + 1)
-        buffer: Array | None = None
+        if matrix.shape[0] == 0:
+            return self
+        if self.n_samples == 0:
+            self._choose_shift(matrix, target)
+        products = _Products(self.n_features, self.x_shift, self.y_shift, rows=matrix.shape[0])
+        step = products.block_rows
         for start in range(0, matrix.shape[0], step):
             block, block_y = matrix[start : start + step], target[start : start + step]
-            if self.n_samples == 0:
-                self._choose_shift(block, block_y)
-            if self.x_shift.any() and buffer is None:
-                buffer = np.empty((min(step, matrix.shape[0]), self.n_features + 1))
-            self._add_block(block, block_y, None if buffer is None else buffer[: block.shape[0]])
+            if not products.add(block, block_y):
+                raise_non_finite(block, block_y, row_offset=self.n_samples + start)
+        self._absorb(products.centred())
         return self
-
-    def _add_block(self, X: Array, y: Array, buffer: Array | None) -> None:
-        """Cross-products of one block of rows with one BLAS syrk call (plus a thin gemm)."""
-        d, count = self.n_features, X.shape[0]
-        with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
-            if buffer is not None:  # offsets matter: form [X - x_shift | y - y_shift] in a small buffer
-                np.subtract(X, self.x_shift, out=buffer[:, :d])
-                np.subtract(y, self.y_shift, out=buffer[:, d])
-                raw = buffer.T @ buffer
-                sums = buffer.sum(axis=0)
-            else:  # offsets are small: read X where it is, no copy at all
-                target = np.empty((count, 2))
-                np.subtract(y, self.y_shift, out=target[:, 0])
-                target[:, 1] = 1.0
-                cross = X.T @ target
-                raw = np.empty((d + 1, d + 1))
-                raw[:d, :d] = X.T @ X
-                raw[:d, d] = raw[d, :d] = cross[:, 0]
-                raw[d, d] = target[:, 0] @ target[:, 0]
-                sums = np.append(cross[:, 1], target[:, 0].sum())
-        if not (np.isfinite(raw.diagonal()).all() and np.isfinite(sums).all()):
-            raise_non_finite(X, y, row_offset=self.n_samples)
-        delta = sums / count
-        centred = raw - count * np.outer(delta, delta)
-        block = SufficientStatistics(d)
-        block.n_samples = count
-        block.x_shift, block.y_shift = self.x_shift, self.y_shift
-        block.x_delta, block.y_delta = delta[:d], float(delta[d])
-        block.xx, block.xy, block.yy = centred[:d, :d], centred[:d, d], float(centred[d, d])
-        self._absorb(block)
 
     def _choose_shift(self, X: Array, y: Array) -> None:
         """Shift the columns whose mean dwarfs their spread (in the first rows) by that mean.
@@ -286,3 +258,60 @@ def _floats(document: dict[str, Any], key: str, shape: tuple[int, ...]) -> Array
     if not np.isfinite(array).all():
         raise StatisticsFormatError(f"{key}: values must be finite")
     return array
+
+
+class _Products:
+    """Raw cross-products of shifted rows, accumulated block by block with one syrk per block.
+
+    Columns with a shift are copied, block by block, into a small buffer ``[X - x_shift |
+    y - y_shift]`` whose syrk yields everything at once; without shifts X is read in place
+    (syrk for XᵀX, one thin gemm for Xᵀy and the column sums). Centring happens once per
+    chunk, in ``centred``: the shift keeps x̄ - shift small, so nothing cancels.
+    """
+
+    def __init__(self, n_features: int, x_shift: Array, y_shift: float, rows: int) -> None:
+        self.n_features, self.x_shift, self.y_shift = n_features, x_shift, y_shift
+        self.count = 0
+        self.raw = np.zeros((n_features + 1, n_features + 1))
+        self.sums = np.zeros(n_features + 1)
+        self.shifted = bool(x_shift.any())
+        self.block_rows = block_rows(n_features + 1)
+        width = n_features + 1 if self.shifted else 2
+        self.buffer = np.empty((min(self.block_rows, rows), width))
+
+    def add(self, X: Array, y: Array) -> bool:
+        """Add one block; False when its products are not finite (NaN, infinity or overflow)."""
+        d, count = self.n_features, X.shape[0]
+        buffer = self.buffer[:count]
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by the caller
+            if self.shifted:
+                np.subtract(X, self.x_shift, out=buffer[:, :d])
+                np.subtract(y, self.y_shift, out=buffer[:, d])
+                raw = buffer.T @ buffer
+                sums = buffer.sum(axis=0)
+            else:
+                np.subtract(y, self.y_shift, out=buffer[:, 0])
+                buffer[:, 1] = 1.0
+                cross = buffer.T @ X  # first, so that the syrk below finds the block in cache
+                raw = np.empty_like(self.raw)
+                raw[:d, :d] = X.T @ X
+                raw[:d, d] = raw[d, :d] = cross[0]
+                raw[d, d] = buffer[:, 0] @ buffer[:, 0]
+                sums = np.append(cross[1], buffer[:, 0].sum())
+        if not (np.isfinite(raw.diagonal()).all() and np.isfinite(sums).all()):
+            return False
+        self.raw += raw
+        self.sums += sums
+        self.count += count
+        return True
+
+    def centred(self) -> SufficientStatistics:
+        d = self.n_features
+        delta = self.sums / self.count
+        centred = self.raw - self.count * np.outer(delta, delta)
+        stats = SufficientStatistics(d)
+        stats.n_samples = self.count
+        stats.x_shift, stats.y_shift = self.x_shift, self.y_shift
+        stats.x_delta, stats.y_delta = delta[:d], float(delta[d])
+        stats.xx, stats.xy, stats.yy = centred[:d, :d], centred[:d, d], float(centred[d, d])
+        return stats
