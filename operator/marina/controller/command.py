@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -50,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         "all namespaces" if clusterwide else ",".join(namespaces),
     )
     kopf.run(
+        # Named explicitly: kopf would otherwise ask the passwd database for a user name, and the
+        # image's uid 65532 has no entry there.
+        identity=os.environ.get("POD_NAME") or socket.gethostname(),
         standalone=True,
         clusterwide=clusterwide,
         namespaces=[] if clusterwide else namespaces,
