@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import socket
+from typing import Any, cast
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     kopf.run(
         # Named explicitly: kopf would otherwise ask the passwd database for a user name, and the
         # image's uid 65532 has no entry there.
-        identity=os.environ.get("POD_NAME") or socket.gethostname(),
+        identity=cast(Any, os.environ.get("POD_NAME") or socket.gethostname()),
         standalone=True,
         clusterwide=clusterwide,
         namespaces=[] if clusterwide else namespaces,
