@@ -88,3 +88,22 @@ def test_well_conditioned_uses_cholesky() -> None:
     assert model.solver_ == "normal"
     coef, _ = svd_reference(X, y)
     np.testing.assert_allclose(model.coef_, coef, rtol=1e-7)
+
+
+@pytest.mark.parametrize("design", DESIGNS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("alpha", [1e-9, 1.0])
+def test_ridge_objective_no_worse_than_svd_of_augmented_system(design, alpha: float) -> None:
+    """Ridge = least squares on [Xc; √alpha·I]; a tiny alpha leaves it as ill-conditioned as OLS."""
+    X, y = design(np.random.default_rng(15))
+    x_mean, y_mean = X.mean(axis=0), y.mean()
+    augmented = np.vstack([X - x_mean, np.sqrt(alpha) * np.eye(X.shape[1])])
+    target = np.concatenate([y - y_mean, np.zeros(X.shape[1])])
+    reference = np.linalg.lstsq(augmented, target, rcond=None)[0]
+
+    def objective(coef: Array) -> float:
+        residual = y - y_mean - (X - x_mean) @ coef
+        return float(residual @ residual + alpha * coef @ coef)
+
+    for solver in ("normal", "qr"):
+        model = LinearRegressor(penalty="l2", alpha=alpha, solver=solver).fit(X, y)
+        assert objective(model.coef_) <= objective(reference) * (1 + 1e-9) + 1e-12
