@@ -83,15 +83,19 @@ remove_netns() {
 clean_iptables() {
   if [[ -x $KUBE_BIN/kube-proxy ]] && ! pgrep -x kube-proxy >/dev/null; then
     "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-    local table chain
-    for table in filter nat mangle; do
-      for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
-        iptables -t "$table" -S 2>/dev/null | grep -E "^-A [A-Z-]+ .*-j $chain( |$)" | grep -v "^-A $chain " \
-          | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$table" "$rule" 2>/dev/null || true; done
-        iptables -t "$table" -F "$chain" 2>/dev/null || true
-      done
-      for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
-        iptables -t "$table" -X "$chain" 2>/dev/null || true
+    local tool table chain rule
+    for tool in iptables ip6tables; do
+      for table in filter nat mangle; do
+        for chain in $($tool -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
+          # Unhook the chain from wherever it is jumped to, then empty it; delete once all are empty.
+          while read -r rule; do
+            [[ -n $rule ]] && eval "$tool -t $table ${rule/#-A/-D}" 2>/dev/null || true
+          done < <($tool -t "$table" -S | grep -E -- "-j $chain( |\$)" | grep -v "^-A $chain " || true)
+          $tool -t "$table" -F "$chain" 2>/dev/null || true
+        done
+        for chain in $($tool -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/ {print $2}'); do
+          $tool -t "$table" -X "$chain" 2>/dev/null || true
+        done
       done
     done
   fi
