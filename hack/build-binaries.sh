@@ -5,7 +5,7 @@
 #   ~/.cache/marina/coredns-<v>/  coredns
 #   ~/.cache/marina/minio-<v>/    minio
 # Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause ...]   (default: all)
-# A folder counts as built only when its `.complete` stamp exists, so a killed build is redone.
+# Each build goes to <folder>.partial and is renamed when complete, so a killed build is simply redone.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/lib/common.sh
@@ -27,6 +27,13 @@ wrapper_module() {
   mkdir -p "$dir"
   printf 'module marina.local/build\n\ngo 1.24.0\n\n%s\n' "$body" >"$dir/go.mod"
   : >"$dir/go.sum"
+}
+
+# finish OUT: publishes OUT.partial as OUT.
+finish() {
+  touch "$1.partial/.complete"
+  rm -rf "$1"
+  mv "$1.partial" "$1"
 }
 
 build_kube() {
@@ -53,9 +60,9 @@ $replaces)"
     ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ld+=" -X $p.gitCommit=go-module-proxy -X $p.buildDate=${date:-unknown}"
   done
-  mkdir -p "$out"
-  (cd "$src" && go build -ldflags "$ld" -o "$out/" "${pkgs[@]}")
-  touch "$out/.complete"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && go build -ldflags "$ld" -o "$out.partial/" "${pkgs[@]}")
+  finish "$out"
 }
 
 build_etcd() {
@@ -64,10 +71,10 @@ build_etcd() {
   log "building etcd $ETCD_VERSION into $out"
   wrapper_module "$src" ""
   (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" >/dev/null)
-  mkdir -p "$out"
-  (cd "$src" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 \
-    && go build -ldflags "-s -w" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3)
-  touch "$out/.complete"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && go build -ldflags "-s -w" -o "$out.partial/etcd" go.etcd.io/etcd/server/v3 \
+    && go build -ldflags "-s -w" -o "$out.partial/etcdctl" go.etcd.io/etcd/etcdctl/v3)
+  finish "$out"
 }
 
 build_coredns() {
@@ -78,10 +85,10 @@ build_coredns() {
   local dir
   dir=$(cd /tmp && go mod download -json "github.com/coredns/coredns@$COREDNS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
-  mkdir -p "$out"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
   (cd "$src" && go build -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
-    -o "$out/coredns" .)
-  touch "$out/.complete"
+    -o "$out.partial/coredns" .)
+  finish "$out"
 }
 
 build_minio() {
@@ -91,17 +98,17 @@ build_minio() {
   local dir
   dir=$(cd /tmp && go mod download -json "github.com/minio/minio@$MINIO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
-  mkdir -p "$out"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
   (cd "$src" && go build -tags kqueue -ldflags "-s -w -X github.com/minio/minio/cmd.Version=$MINIO_VERSION \
-    -X github.com/minio/minio/cmd.ReleaseTag=$MINIO_VERSION" -o "$out/minio" .)
-  touch "$out/.complete"
+    -X github.com/minio/minio/cmd.ReleaseTag=$MINIO_VERSION" -o "$out.partial/minio" .)
+  finish "$out"
 }
 
 build_pause() {
-  local out="$MARINA_CACHE/pause"
-  [[ -x $out/pause && $out/pause -nt $HACK/../images/pause/pause.c ]] && return 0
+  local out="$MARINA_CACHE/pause" src="$HACK/../images/pause"
+  [[ -x $out/pause && $out/pause -nt $src/pause.go ]] && return 0
   mkdir -p "$out"
-  gcc -Os -static -o "$out/pause" "$HACK/../images/pause/pause.c"
+  (cd "$src" && go build -ldflags "-s -w" -o "$out/pause" .)
 }
 
 require_go

@@ -1,0 +1,3 @@
+module marina.local/pause
+
+go 1.24
