@@ -112,6 +112,7 @@ build_pause() {
 }
 
 require_go
+lock build 7
 targets=("$@")
 ((${#targets[@]})) || targets=(pause kube etcd coredns minio)
 for t in "${targets[@]}"; do

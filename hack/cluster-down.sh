@@ -126,6 +126,7 @@ remove_state() {
 }
 
 main() {
+  lock cluster 8
   local i
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     [[ ${COMPONENTS[i]} == containerd ]] && stop_pods

@@ -94,7 +94,7 @@ EOF
 # start NAME COMMAND...: runs a component in its own session with its log under $LOG_DIR and a PID file.
 start() {
   local name=$1; shift
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
   echo $! >"$RUN_DIR/$name.pid"
   log "started $name (pid $!, log $LOG_DIR/$name.log)"
 }
@@ -272,6 +272,7 @@ start_dns() {
 
 main() {
   require_root
+  lock cluster 8
   if all_running && node_ready; then
     print_usage_hint
     return 0

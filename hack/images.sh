@@ -75,6 +75,7 @@ load() {
 
 main() {
   require_root
+  lock images 9
   local load_images=1
   [[ ${1:-} == --no-load ]] && load_images=0
   mkdir -p "$MARINA_CACHE/images"

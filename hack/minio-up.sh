@@ -13,8 +13,9 @@ k() { bash "$HACK/kubectl.sh" "$@"; }
 k apply -f "$MARINA_ROOT/manifests/minio/base/namespace.yaml" >/dev/null
 if ! k -n "$NAMESPACE" get secret marina-s3-credentials >/dev/null 2>&1; then
   log "creating Secret $NAMESPACE/marina-s3-credentials with random credentials"
-  # Through stdin, so the values never appear in a process list or a log.
-  k apply -f - >/dev/null <<SECRET
+  # Through stdin, so the values never appear in a process list or a log; `create` so that of two
+  # concurrent runs only the first one's credentials are ever stored.
+  k create -f - >/dev/null 2>&1 <<SECRET || k -n "$NAMESPACE" get secret marina-s3-credentials >/dev/null
 apiVersion: v1
 kind: Secret
 metadata: {name: marina-s3-credentials, namespace: $NAMESPACE}

@@ -20,7 +20,7 @@ ensure_dockerd() {
   setsid dockerd --data-root "$DOCKER_DATA_ROOT" --exec-root "$DOCKER_EXEC_ROOT" \
     --pidfile "$DOCKER_EXEC_ROOT/dockerd.pid" -H "$DOCKER_HOST" --bridge none --iptables=false \
     --ip-masq=false --ip-forward=false --userland-proxy=false \
-    >>"$MARINA_CACHE/dockerd.log" 2>&1 </dev/null &
+    >>"$MARINA_CACHE/dockerd.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
   DOCKERD_STARTED=1
   local i
   for ((i = 0; i < 60; i++)); do
