@@ -27,7 +27,7 @@ bash "$HACK/minio-up.sh"
 # The credentials travel from marina-system to each workload namespace through a pipe: never printed.
 copy_secret() {
   local namespace=$1
-  k create namespace "$namespace" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k get namespace "$namespace" >/dev/null 2>&1 || k create namespace "$namespace" >/dev/null
   k -n "$SYSTEM" get secret "$SECRET" -o json | python3 -c '
 import json, sys
 secret = json.load(sys.stdin)

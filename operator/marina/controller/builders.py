@@ -374,6 +374,7 @@ def server_container(
     container = marina_container(settings, args, spec.resources, DEFAULT_SERVER_RESOURCES)
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "initialDelaySeconds": 1,
         "periodSeconds": 2,
         "timeoutSeconds": 2,
         "failureThreshold": 2,

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     namespaces = list(args.namespace) or list(settings.namespaces)
     clusterwide = args.all_namespaces or not namespaces
     kopf.configure(verbose=args.verbose)  # kopf sets up logging (one handler, its format)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # no line per liveness probe
     handlers.register(settings)
     logging.getLogger(__name__).info(
         "marina operator: image=%s storage=%s secret=%s scope=%s",

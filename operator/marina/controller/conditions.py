@@ -101,14 +101,10 @@ def is_ready(status: Mapping[str, Any] | None) -> bool:
 
 
 def needs_event(outcome: Outcome, current: Mapping[str, Any] | None) -> bool:
-    """An event marks each change of the Ready condition's (status, reason, message)."""
+    """An event marks each change of the Ready condition's status or reason (not every new count)."""
     before = ready_condition(current)
     ready = "True" if _triple(outcome.state)[0] else "False"
-    return (before.get("status"), before.get("reason"), before.get("message")) != (
-        ready,
-        outcome.reason,
-        outcome.message,
-    )
+    return (before.get("status"), before.get("reason")) != (ready, outcome.reason)
 
 
 def differs(patch: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:

@@ -110,8 +110,6 @@ def from_job(
 def trained(fields: Mapping[str, Any]) -> Outcome:
     metrics = fields.get("metrics") or {}
     sha = str((fields.get("model") or {}).get("sha256", ""))
-    message = (
-        f"model {sha[:12]} on dataset version {fields.get('datasetVersion')}: "
-        f"r2={metrics.get('r2')}, rmse={metrics.get('rmse')}"
-    )
+    scores = ", ".join(f"{key}={metrics[key]:.6g}" for key in ("r2", "rmse", "mae") if key in metrics)
+    message = f"model {sha[:12]} on dataset version {fields.get('datasetVersion')}: {scores}"
     return Outcome(State.READY, "Trained", message, fields)
