@@ -4,6 +4,7 @@
 >>> model = LinearRegressor(penalty="l2", alpha=1.0).fit(X, y)   # doctest: +SKIP
 """
 
+from marina.solver._solvers import PENALTIES, SOLVERS
 from marina.solver.errors import (
     ConvergenceWarning,
     DivergenceError,
@@ -20,6 +21,8 @@ from marina.solver.estimator import LinearRegressor
 from marina.solver.statistics import SufficientStatistics
 
 __all__ = [
+    "PENALTIES",
+    "SOLVERS",
     "ConvergenceWarning",
     "DivergenceError",
     "IncompatibleSolverError",
