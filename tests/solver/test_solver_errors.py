@@ -52,6 +52,13 @@ def test_invalid_parameters(params: dict[str, Any], error: type[SolverError], me
         LinearRegressor().set_params(**params)
 
 
+def test_rejected_set_params_leaves_model_unchanged() -> None:
+    model = LinearRegressor(penalty="l1", alpha=0.5)
+    with pytest.raises(IncompatibleSolverError):
+        model.set_params(alpha=2.0, solver="normal")
+    assert (model.alpha, model.solver) == (0.5, "auto")
+
+
 def test_unknown_parameter_name() -> None:
     with pytest.raises(InvalidParameterError, match=r"unknown parameter.* lambda_; valid ones are penalty"):
         LinearRegressor().set_params(lambda_=1.0)

@@ -111,9 +111,15 @@ class LinearRegressor:
         if unknown:
             valid = ", ".join(self._PARAMETER_CONSTRAINTS)
             raise InvalidParameterError(f"unknown parameter(s) {', '.join(unknown)}; valid ones are {valid}")
+        previous = self.get_params()
         for name, value in params.items():
             setattr(self, name, value)
-        self._validated_solver()
+        try:
+            self._validated_solver()
+        except InvalidParameterError:
+            for name, value in previous.items():  # a rejected change leaves the model as it was
+                setattr(self, name, value)
+            raise
         return self
 
     def _validated_solver(self) -> str:
