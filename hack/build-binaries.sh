@@ -77,31 +77,30 @@ build_etcd() {
   finish "$out"
 }
 
-build_coredns() {
-  local out="$MARINA_CACHE/coredns-$COREDNS_VERSION" src="$MARINA_CACHE/src/coredns-$COREDNS_VERSION"
+# build_in_module OUT MODULE VERSION BINARY GO_BUILD_FLAGS...: builds the main package at a module's root inside
+# a copy of that module, so its own go.mod (with its replace directives) decides the dependencies.
+build_in_module() {
+  local out=$1 module=$2 version=$3 binary=$4; shift 4
   [[ -f $out/.complete ]] && return 0
-  log "building CoreDNS $COREDNS_VERSION into $out"
-  # CoreDNS' own go.mod carries replace directives, so build inside its module rather than a wrapper.
-  local dir
-  dir=$(cd /tmp && go mod download -json "github.com/coredns/coredns@$COREDNS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  log "building $module $version into $out"
+  local src dir
+  src=$MARINA_CACHE/src/$(basename "$out")
+  dir=$(cd /tmp && go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
   rm -rf "$out.partial" && mkdir -p "$out.partial"
-  (cd "$src" && go build -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
-    -o "$out.partial/coredns" .)
+  (cd "$src" && go build "$@" -o "$out.partial/$binary" .)
   finish "$out"
 }
 
+build_coredns() {
+  build_in_module "$MARINA_CACHE/coredns-$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_VERSION" coredns \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+}
+
 build_minio() {
-  local out="$MARINA_CACHE/minio-$MINIO_VERSION" src="$MARINA_CACHE/src/minio-$MINIO_VERSION"
-  [[ -f $out/.complete ]] && return 0
-  log "building MinIO $MINIO_VERSION into $out"
-  local dir
-  dir=$(cd /tmp && go mod download -json "github.com/minio/minio@$MINIO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
-  rm -rf "$out.partial" && mkdir -p "$out.partial"
-  (cd "$src" && go build -tags kqueue -ldflags "-s -w -X github.com/minio/minio/cmd.Version=$MINIO_VERSION \
-    -X github.com/minio/minio/cmd.ReleaseTag=$MINIO_VERSION" -o "$out.partial/minio" .)
-  finish "$out"
+  local v=$MINIO_VERSION
+  build_in_module "$MARINA_CACHE/minio-$v" github.com/minio/minio "$v" minio \
+    -tags kqueue -ldflags "-s -w -X github.com/minio/minio/cmd.Version=$v -X github.com/minio/minio/cmd.ReleaseTag=$v"
 }
 
 build_pause() {
