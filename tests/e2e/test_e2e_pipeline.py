@@ -174,6 +174,36 @@ def test_new_alpha_rolls_out_while_every_request_succeeds(pipeline: Any, storage
     assert len(answers) > 50
 
 
+def test_scale_subresource_and_category(pipeline: Any) -> None:
+    pipeline.kubectl("scale", "modeldeployment", "diabetes", "--replicas=3")
+    pipeline.wait_for(
+        "3 ready replicas",
+        lambda: (
+            (status := pipeline.status("modeldeployment", "diabetes")).get("readyReplicas") == 3
+            and status.get("replicas") == 3
+        ),
+        timeout=120,
+    )
+    scale = json.loads(
+        pipeline.kubectl(
+            "get",
+            "--raw",
+            f"/apis/marina.dev/v1alpha1/namespaces/{pipeline.namespace}/modeldeployments/diabetes/scale",
+        )
+    )
+    assert (
+        scale["spec"]["replicas"] == 3
+        and scale["status"]["selector"] == "marina.dev/modeldeployment=diabetes"
+    )
+    listed = pipeline.kubectl("get", "marina", "-o", "name").split()
+    assert {
+        "dataset.marina.dev/diabetes",
+        "trainingjob.marina.dev/diabetes",
+        "modeldeployment.marina.dev/diabetes",
+    } <= set(listed)
+    pipeline.kubectl("scale", "modeldeployment", "diabetes", "--replicas=2")
+
+
 def test_broken_rollout_keeps_the_old_model_serving_and_says_why(pipeline: Any) -> None:
     model = pipeline.status("trainingjob", "diabetes")["model"]
     pipeline.apply(
