@@ -36,5 +36,8 @@ stop_dockerd_if_started() {
   local pid i
   pid=$(dockerd_pid) || return 0
   kill "$pid"
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # dockerd leaves its network namespace handle mounted under its exec-root.
+  local target
+  for target in $(findmnt -rn -o TARGET | grep "^$DOCKER_EXEC_ROOT/" | sort -r); do umount "$target" || true; done
 }
