@@ -286,6 +286,7 @@ main() {
   if [[ -d $LOG_DIR ]]; then rm -rf "$LOG_DIR.prev" && mv "$LOG_DIR" "$LOG_DIR.prev"; fi
   mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$CLUSTER_DIR/bin" "$MARINA_CACHE/images"
   ln -sf "$KUBE_BIN/kubectl" "$CLUSTER_DIR/bin/kubectl"
+  ln -sfn "$LOG_DIR" "$CLUSTER_DIR/logs"
   log "starting the cluster (state $STATE_DIR, logs $LOG_DIR)"
   generate_pki
   setup_network

@@ -53,6 +53,7 @@ build_marina() {
   log "building marina:dev (FROM $BASE_IMAGE)"
   DOCKER_BUILDKIT=0 docker build -q --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     -f "$MARINA_ROOT/images/marina/Dockerfile" -t marina:dev "$context" >/dev/null
+  docker image prune -f >/dev/null  # earlier builds of marina:dev, now untagged (the layer cache stays)
 }
 
 build_minio() {
