@@ -36,8 +36,8 @@ LOG_TAIL_LINES = 40
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        relative = Path(str(item.path)).resolve().relative_to(TESTS)
-        if relative.parts and relative.parts[0] in CLUSTER_TEST_FOLDERS:
+        path = Path(str(item.path)).resolve()
+        if path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in CLUSTER_TEST_FOLDERS:
             item.add_marker(pytest.mark.cluster)
 
 
