@@ -45,7 +45,8 @@ def test_events_follow_changes_of_ready_only() -> None:
     status = conditions.status_patch(outcome, None, 1, clock)
     assert conditions.needs_event(outcome, None)
     assert not conditions.needs_event(outcome, status)
-    assert not conditions.needs_event(Outcome(State.FAILED, "InvalidSpec", "spec.y: bad"), status)  # same reason
+    same_reason = Outcome(State.FAILED, "InvalidSpec", "spec.y: bad")
+    assert not conditions.needs_event(same_reason, status)
     assert conditions.needs_event(Outcome(State.READY, "Prepared", "ok"), status)
     assert outcome.warning and not Outcome(State.READY, "Prepared", "ok").warning
 
