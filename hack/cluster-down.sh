@@ -66,12 +66,19 @@ unmount_all() {
 }
 
 # Pod network namespaces are the cni-* ones whose eth0 holds an address from our pod range.
-remove_netns() {
+remove_pod_networks() {
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
     if ip -n "$ns" -4 addr show 2>/dev/null | grep -q "inet ${POD_CIDR%.*}\."; then
       ip netns delete "$ns" 2>/dev/null || true
     fi
+  done
+  # libcni's result cache: our network's entries and the loopback entries of the same sandboxes.
+  local result id
+  for result in /var/lib/cni/results/marina-*-eth0; do
+    [[ -e $result ]] || continue
+    id=${result#/var/lib/cni/results/marina-}
+    rm -f "$result" "/var/lib/cni/results/cni-loopback-${id%-eth0}-lo"
   done
   local veth
   for veth in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
@@ -120,7 +127,10 @@ remove_state() {
       [[ -e $entry && $entry != "$LOG_DIR" && $entry != "$LOG_DIR.prev" ]] && rm -rf "$entry"
     done
   fi
-  if [[ -f $RUN_DIR/created-var-log-pods ]]; then rm -rf /var/log/pods /var/log/containers; fi
+  local dir
+  if [[ -f $RUN_DIR/created-dirs ]]; then
+    while read -r dir; do rm -rf "$dir"; done <"$RUN_DIR/created-dirs"
+  fi
   rm -rf "$CONTAINERD_STATE" "$RUN_DIR"
   rm -f "$KUBECONFIG_PATH"
 }
@@ -133,7 +143,7 @@ main() {
     stop_component "${COMPONENTS[i]}"
   done
   stop_pods  # a killed run may have left shims and pod processes without a containerd
-  remove_netns
+  remove_pod_networks
   unmount_all
   remove_cgroups
   clean_iptables

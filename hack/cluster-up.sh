@@ -65,7 +65,6 @@ setup_network() {
   # The kubelet and we change these; cluster-down puts the saved values back.
   [[ -f $RUN_DIR/sysctl.saved ]] || sysctl "${SAVED_SYSCTLS[@]}" >"$RUN_DIR/sysctl.saved"
   sysctl -qw net.ipv4.ip_forward=1  # pod -> Service -> pod is routed through the node
-  [[ -d /var/log/pods ]] || touch "$RUN_DIR/created-var-log-pods"  # the kubelet's fixed pod log folder
   # Forwarding is only for the pod range: anything crossing its border is dropped, so nothing leaves the node.
   iptables -N "$FORWARD_CHAIN" 2>/dev/null || iptables -F "$FORWARD_CHAIN"
   iptables -A "$FORWARD_CHAIN" -s "$POD_CIDR" -d "$POD_CIDR" -j ACCEPT
@@ -288,6 +287,8 @@ main() {
   ln -sf "$KUBE_BIN/kubectl" "$CLUSTER_DIR/bin/kubectl"
   ln -sfn "$LOG_DIR" "$CLUSTER_DIR/logs"
   log "starting the cluster (state $STATE_DIR, logs $LOG_DIR)"
+  local dir
+  for dir in "${HOST_DIRS[@]}"; do [[ -e $dir ]] || echo "$dir" >>"$RUN_DIR/created-dirs"; done
   generate_pki
   setup_network
   start_containerd

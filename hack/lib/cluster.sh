@@ -31,6 +31,10 @@ COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-schedule
 SAVED_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
+# Fixed host folders the kubelet and CNI use whatever their configuration; removed by cluster-down only when
+# cluster-up found them absent.
+HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni)
+
 KUBE_BIN=$MARINA_CACHE/bin-$KUBE_VERSION
 ETCD_BIN=$MARINA_CACHE/etcd-$ETCD_VERSION
 COREDNS_BIN=$MARINA_CACHE/coredns-$COREDNS_VERSION
