@@ -51,9 +51,14 @@ build_marina() {
   find "$context/operator" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] && cp -p /etc/ssl/certs/ca-certificates.crt "$context/images/marina/build-ca/ca.crt"
   log "building marina:dev (FROM $BASE_IMAGE)"
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' marina:dev 2>/dev/null || true)
   DOCKER_BUILDKIT=0 docker build -q --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     -f "$MARINA_ROOT/images/marina/Dockerfile" -t marina:dev "$context" >/dev/null
-  docker image prune -f >/dev/null  # earlier builds of marina:dev, now untagged (the layer cache stays)
+  # Drop the superseded build; its layers shared with the new one (dependencies) stay cached.
+  if [[ -n $previous && $previous != $(docker image inspect -f '{{.Id}}' marina:dev) ]]; then
+    docker rmi "$previous" >/dev/null 2>&1 || true
+  fi
 }
 
 build_minio() {
