@@ -72,7 +72,10 @@ class Marina:
         return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120, check=False)
 
     def apply(self, *documents: dict[str, Any]) -> None:
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+        # JSON, not YAML: kubectl's YAML reads strings such as `y` or `on` as booleans.
+        self.kubectl(
+            "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
+        )
 
     def sample(self, kind: str) -> dict[str, Any]:
         return dict(yaml.safe_load((SAMPLES / f"marina.dev_v1alpha1_{kind.lower()}.yaml").read_text()))
