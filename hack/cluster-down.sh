@@ -8,24 +8,28 @@ HACK="$(cd "$(dirname "$0")" && pwd)"
 source "$HACK/lib/cluster.sh"
 require_root
 
-# stop_pid PID: SIGTERM, then SIGKILL after 10 s.
-stop_pid() {
-  local pid=$1 i
-  kill "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+# stop NAME...: SIGTERM to each running component, SIGKILL to those still running after 3 s (all state is
+# deleted next, so nothing needs a graceful shutdown).
+stop() {
+  local name pid pids=() i
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      log "stopping $name (pid $pid)"
+      kill "$pid" 2>/dev/null && pids+=("$pid")
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+  done
+  for ((i = 0; i < 30; i++)); do
+    any_alive "${pids[@]}" || return 0
     sleep 0.1
   done
-  kill -9 "$pid" 2>/dev/null || true
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
-stop_component() {
+any_alive() {
   local pid
-  if pid=$(pid_of "$1"); then
-    log "stopping $1 (pid $pid)"
-    stop_pid "$pid"
-  fi
-  rm -f "$RUN_DIR/$1.pid"
+  for pid in "$@"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
 }
 
 # Pod containers: kill their tasks through our containerd, then any shim still bound to our socket.
@@ -39,7 +43,7 @@ stop_pods() {
     for task in $(ctr_k8s tasks ls -q 2>/dev/null); do ctr_k8s tasks delete -f "$task" >/dev/null 2>&1 || true; done
   fi
   local pid
-  for pid in $(pgrep -f -- "-address $CONTAINERD_SOCK" || true); do stop_pid "$pid"; done
+  for pid in $(pgrep -f -- "-address $CONTAINERD_SOCK" || true); do kill -9 "$pid" 2>/dev/null || true; done
   # Anything left in the kubelet's pod cgroups belongs to our pods.
   local procs
   for procs in $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null); do
@@ -137,11 +141,10 @@ remove_state() {
 
 main() {
   lock cluster 8
-  local i
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    [[ ${COMPONENTS[i]} == containerd ]] && stop_pods
-    stop_component "${COMPONENTS[i]}"
-  done
+  # Everything but containerd at once; then the pods, while containerd can still kill them; then containerd.
+  stop kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
+  stop_pods
+  stop containerd
   stop_pods  # a killed run may have left shims and pod processes without a containerd
   remove_pod_networks
   unmount_all
