@@ -235,8 +235,10 @@ def _port_forward(cluster: Cluster) -> tuple[subprocess.Popen[str], str]:
         "-n",
         MINIO_NAMESPACE,
         "port-forward",
+        "--address",
+        "127.0.0.1",
         "svc/minio",
-        "127.0.0.1::9000",
+        ":9000",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
