@@ -6,9 +6,11 @@ node (no registry), so a failure here points at the cluster or the images, not a
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from kubernetes.client import ApiClient
 import marina
 from marina import storage
 
+VERSIONS = Path(__file__).resolve().parents[2] / "hack" / "lib" / "versions.sh"
 WAIT_SECONDS = 180
 MARINA_IMAGE = "marina:dev"
 
@@ -108,6 +111,14 @@ def test_node_is_ready(kube: ApiClient) -> None:
         for node in nodes
     }
     assert "True" in ready.values(), f"no node is Ready: {ready}"
+
+
+def test_api_server_reports_its_release(kube: ApiClient, cluster: Any) -> None:
+    version = client.VersionApi(kube).get_code().git_version
+    assert re.fullmatch(r"v1\.\d+\.\d+.*", version), f"unstamped build: {version}"
+    if cluster.local:  # built here from the pinned module version
+        pinned = re.search(r"^KUBE_VERSION=(\S+)", VERSIONS.read_text(), re.MULTILINE)
+        assert pinned and version == pinned.group(1)
 
 
 def test_cluster_dns_runs(kube: ApiClient) -> None:
