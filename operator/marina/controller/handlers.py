@@ -33,6 +33,7 @@ PLURALS = {
     trainingjobs.KIND: "trainingjobs",
     modeldeployments.KIND: "modeldeployments",
 }
+KOPF_PREFIX = f"kopf.{GROUP}"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
 
 
@@ -121,8 +122,10 @@ def register(config: Settings, kube_factory: Callable[[], KubeApi] = Kube) -> No
 
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        # kopf ignores every annotation under its storage prefix when it looks for changes, so its
+        # prefix must not be marina.dev (users set marina.dev/refresh to re-read a Dataset's source).
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
         # The re-check timer makes kopf keep a finalizer on each object (so it can stop the timer
         # before the object goes); children still go by ownerReferences. Delete Marina's objects
         # before the operator (hack/undeploy.sh does).
