@@ -11,7 +11,18 @@ log() { printf '[undeploy] %s\n' "$*" >&2; }
 
 if k get crd datasets.marina.dev >/dev/null 2>&1; then
   log "Marina resources in every namespace (children are garbage-collected with them)"
-  k delete modeldeployments,trainingjobs,datasets --all --all-namespaces --wait=true --timeout=120s >/dev/null || true
+  available=$(k -n marina-system get deployment marina-operator -o jsonpath='{.status.availableReplicas}' 2>/dev/null || true)
+  k delete modeldeployments,trainingjobs,datasets --all --all-namespaces --wait=true \
+    --timeout="$([[ ${available:-0} -gt 0 ]] && echo 60s || echo 5s)" >/dev/null 2>&1 || true
+  # Without a running operator nobody removes Marina's finalizer; drop it so nothing hangs.
+  for kind in modeldeployments trainingjobs datasets; do
+    k get "$kind" --all-namespaces -o jsonpath='{range .items[*]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' |
+      while read -r namespace name; do
+        [[ -n $name ]] || continue
+        log "removing the finalizer of $kind $namespace/$name (no operator answered)"
+        k -n "$namespace" patch "$kind" "$name" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true
+      done
+  done
 fi
 log "operator"
 k delete -k "$ROOT/manifests/operator" --ignore-not-found --wait=true >/dev/null || true
