@@ -301,8 +301,10 @@ def test_stuck_rollout_rolls_back_and_says_why(serving: Any, settings: Settings)
     assert conditions_of(serving.current("ModelDeployment", "diabetes"))["Ready"] == ("True", "RolledBack")
     assert serving.events[-1][1:3] == ("Warning", "RolledBack") and "sha256 mismatch" in serving.events[-1][3]
     # the failed model is not tried again; the old one keeps serving, and the status stays put
-    deployment_settles(serving)
+    # while the Deployment converges back to the old pods and after
     events = len(serving.events)
+    assert reconcile_md(serving, settings).reason == "RolledBack"
+    deployment_settles(serving)
     assert reconcile_md(serving, settings).reason == "RolledBack"
     assert len(serving.events) == events
     # a newer model is tried

@@ -167,6 +167,9 @@ def observe(
     }
     serving = model_of(status.get("model"))
     running = builders.deployed_model(deployment)
+    if target != wanted:  # holding the last good model after a failed rollout (its pods never left)
+        reason = str((status.get("failedModel") or {}).get("reason", "not ready in time"))
+        return Outcome(State.DEGRADED, "RolledBack", rolled_back(target, wanted, reason), fields)
     if running != target or not rollout_complete(deployment):
         problem = (
             rollout_failure_reason(kube, owner, target, deployment) if rollout_stuck(deployment) else None
@@ -183,9 +186,6 @@ def observe(
     fields["model"] = target.as_status()
     if serving is not None and serving != target:
         fields["previousModel"] = serving.as_status()
-    if target != wanted:  # holding the last good model after a failed rollout
-        reason = str((status.get("failedModel") or {}).get("reason", "not ready in time"))
-        return Outcome(State.DEGRADED, "RolledBack", rolled_back(target, wanted, reason), fields)
     fields["failedModel"] = None
     return Outcome(
         State.READY,
