@@ -135,3 +135,22 @@ def test_running_job_reports_a_stuck_pod() -> None:
 
 def test_long_messages_are_cut_to_one_line() -> None:
     assert len(termination.one_line("x " * 5000)) == termination.MESSAGE_LIMIT
+
+
+def test_api_errors_become_one_clear_line() -> None:
+    from marina.controller.kube import Kube
+
+    class Forbidden(Exception):
+        status = 403
+
+        def summary(self) -> str:
+            return 'events "x." is forbidden: namespace x is being terminated'
+
+    error = Kube._fail("post event Prepared on x/y", Forbidden("HTTP response body: {...}\nheaders"))
+    assert (
+        str(error)
+        == 'post event Prepared on x/y: 403 events "x." is forbidden: namespace x is being terminated'
+    )
+    assert (
+        str(Kube._fail("get Job x/y", OSError("connection reset\nmore"))) == "get Job x/y: connection reset"
+    )

@@ -177,6 +177,7 @@ def test_new_alpha_rolls_out_while_every_request_succeeds(pipeline: Any, storage
     finally:
         stop.set()
         thread.join(timeout=30)
+    print(f"rollout: {len(answers)} requests answered, {len(failures)} failed")
     status = pipeline.status("modeldeployment", "diabetes")
     assert status["previousModel"]["sha256"] == old_sha
     assert failures == [], (

@@ -62,7 +62,7 @@ class Kube:
         status = getattr(exc, "status", None)
         summary = getattr(exc, "summary", None)
         detail = summary() if callable(summary) else str(exc).splitlines()[0]
-        return KubeError(f"{action}: {status or ''} {detail}".strip())
+        return KubeError(f"{action}: {f'{status} ' if status else ''}{detail}")
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
@@ -177,4 +177,4 @@ class Kube:
         try:
             self._client.create(self._resource("v1", "Event"), body=event, namespace=meta["namespace"])
         except Exception as exc:  # an event is best effort; the status already says it
-            log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+            log.warning("%s", self._fail(f"post event {reason} on {meta['namespace']}/{meta['name']}", exc))
