@@ -40,7 +40,7 @@ preflight() {
   free_gb=$(df -P --block-size=1G /var/lib | awk 'NR==2 {print $4}')
   ((free_gb >= 10)) || die "only ${free_gb} GiB free under /var/lib; the cluster and its images need 10 GiB"
   free_gb=$(mkdir -p "$MARINA_CACHE" && df -P --block-size=1G "$MARINA_CACHE" | awk 'NR==2 {print $4}')
-  ((free_gb >= 6)) || die "only ${free_gb} GiB free for $MARINA_CACHE; a cold build needs 6 GiB"
+  ((free_gb >= 10)) || die "only ${free_gb} GiB free for $MARINA_CACHE; a cold build needs 10 GiB (with Go's caches)"
   local port busy=()
   for port in "${CLUSTER_PORTS[@]}"; do
     ss -Hltn "sport = :$port" | grep -q . && busy+=("$port")
