@@ -100,15 +100,13 @@ def model_followers(kube: KubeApi, namespace: str, training_job: str) -> list[st
 
 def needs_attention(status: Mapping[str, Any] | None, generation: int) -> bool:
     """Still working or waiting (so worth a periodic look); settled objects are left alone."""
-    ready = ready_condition(status)
+    status = status or {}
+    ready = ready_condition(status).get("status") == "True"
     stalled = any(
-        c.get("type") == "Stalled" and c.get("status") == "True"
-        for c in (status or {}).get("conditions") or []
+        c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or []
     )
-    settled = (ready.get("status") == "True" or stalled) and (status or {}).get(
-        "observedGeneration"
-    ) == generation
-    return not settled
+    current = status.get("observedGeneration") == generation
+    return not (current and (ready or stalled))
 
 
 def register(config: Settings, kube_factory: Callable[[], KubeApi] = Kube) -> None:
