@@ -399,5 +399,5 @@ def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings
     job = kube.objects[("batch/v1", "Job", "default", job_name)]
     job["status"]["conditions"][0]["lastTransitionTime"] = utc_now()  # it just failed
     outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
-    assert (outcome.state, outcome.reason) == (State.WAITING, "StorageUnavailable")
+    assert (outcome.state, outcome.reason) == (State.WAITING, "StorageAccessDenied")
     assert kube.jobs() == [job_name]  # kept until the retry delay has passed

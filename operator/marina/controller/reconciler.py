@@ -65,7 +65,8 @@ def run_job(
         waited = (datetime.now(UTC) - failed).total_seconds() if failed else settings.retry_delay_seconds
         if waited >= settings.retry_delay_seconds:
             kube.delete("batch/v1", "Job", owner.namespace, name)
-        return Outcome(State.WAITING, "StorageUnavailable", f"{result.error}; retrying with a new Job")
+        reason = "StorageAccessDenied" if "access denied" in (result.error or "") else "StorageUnavailable"
+        return Outcome(State.WAITING, reason, f"{result.error}; retrying with a new Job")
     return result
 
 
