@@ -138,9 +138,9 @@ def test_new_alpha_rolls_out_while_every_request_succeeds(pipeline: Any, storage
     answers: list[float] = []
     stop = threading.Event()
 
-    def client() -> None:  # bounded: at most 20,000 requests or 8 minutes
+    def client() -> None:  # bounded: at most 60,000 requests or 8 minutes
         deadline = time.monotonic() + 480
-        while not stop.is_set() and len(answers) + len(failures) < 20_000 and time.monotonic() < deadline:
+        while not stop.is_set() and len(answers) + len(failures) < 60_000 and time.monotonic() < deadline:
             try:
                 answers.append(predict(url, "diabetes", [ROW])[0])
             except (urllib.error.URLError, OSError, ValueError) as error:
