@@ -18,18 +18,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "manifests" / "samples"
-DIABETES_ROW = [
-    0.0380759,
-    0.0506801,
-    0.0616962,
-    0.0218724,
-    -0.0442235,
-    -0.0348208,
-    -0.0434008,
-    -0.0025923,
-    0.0199075,
-    -0.0176461,
-]
 
 
 @pytest.fixture(scope="session")
