@@ -17,6 +17,14 @@ all_running() {
   for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || return 1; done
 }
 
+# The checkout's own copy of the admin kubeconfig and kubectl, also when another checkout started the cluster.
+link_checkout() {
+  mkdir -p "$CLUSTER_DIR/bin"
+  install -m 600 "$ADMIN_KUBECONFIG" "$KUBECONFIG_PATH"
+  ln -sf "$KUBE_BIN/kubectl" "$CLUSTER_DIR/bin/kubectl"
+  ln -sfn "$LOG_DIR" "$CLUSTER_DIR/logs"
+}
+
 print_usage_hint() {
   echo "cluster is up (node $NODE_NAME, API https://$NODE_IP:$API_PORT). Use it with:"
   echo "  export KUBECONFIG=$KUBECONFIG_PATH PATH=$CLUSTER_DIR/bin:\$PATH"
@@ -180,7 +188,7 @@ start_control_plane() {
     --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range 30000-32767 \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --allow-privileged=true --profiling=false --v=1
-  write_kubeconfig "$KUBECONFIG_PATH" admin
+  write_kubeconfig "$ADMIN_KUBECONFIG" admin
   wait_for "kube-apiserver readiness" 120 curl -fsS --cacert "$PKI/ca.crt" \
     --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://$NODE_IP:$API_PORT/readyz"
 
@@ -273,6 +281,7 @@ main() {
   require_root
   lock cluster 8
   if all_running && node_ready; then
+    link_checkout
     print_usage_hint
     return 0
   fi
@@ -284,7 +293,6 @@ main() {
   bash "$HACK/build-binaries.sh" pause kube etcd coredns
   if [[ -d $LOG_DIR ]]; then rm -rf "$LOG_DIR.prev" && mv "$LOG_DIR" "$LOG_DIR.prev"; fi
   mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$CLUSTER_DIR/bin" "$MARINA_CACHE/images"
-  ln -sf "$KUBE_BIN/kubectl" "$CLUSTER_DIR/bin/kubectl"
   ln -sfn "$LOG_DIR" "$CLUSTER_DIR/logs"
   log "starting the cluster (state $STATE_DIR, logs $LOG_DIR)"
   local dir
@@ -297,6 +305,7 @@ main() {
   wait_for "kubelet: node $NODE_NAME Ready" 180 node_ready
   start_dns
   log "cluster ready in $((SECONDS - STARTED))s"
+  link_checkout
   print_usage_hint
 }
 

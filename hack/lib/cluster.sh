@@ -11,6 +11,9 @@ CONTAINERD_STATE=/run/marina-containerd
 CONTAINERD_SOCK=$CONTAINERD_STATE/containerd.sock
 CLUSTER_DIR=$MARINA_ROOT/.cluster         # git-ignored: kubeconfig and kubectl for users
 KUBECONFIG_PATH=$CLUSTER_DIR/kubeconfig
+# The cluster is one per machine but checkouts are many: the admin kubeconfig lives with the cluster's state
+# and every checkout's .cluster/kubeconfig is a copy of it.
+ADMIN_KUBECONFIG=$STATE_DIR/admin.kubeconfig
 
 NODE_NAME=marina
 BRIDGE=marina0
@@ -42,7 +45,7 @@ MINIO_BIN=$MARINA_CACHE/minio-$MINIO_VERSION
 PAUSE_IMAGE=docker.io/library/marina-pause:dev
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
-kubectl_local() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+kubectl_local() { "$KUBE_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
 
 # pid_of NAME: the PID recorded for a component, printed only while that process still runs it.
 pid_of() {
