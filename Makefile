@@ -4,16 +4,19 @@ PYTHON ?= python3
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit lint typecheck bench cluster-up cluster-down cluster-status \
+.PHONY: help deps install test test-unit lint typecheck bench cluster-up cluster-down cluster-status \
         images deploy undeploy demo kind-up kind-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+deps: ## install the Debian packages and Python packages Marina needs (idempotent)
+	bash hack/install-deps.sh
+
 install: ## install Marina and its development tools into the current Python
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
-test: ## run every test, bringing the local cluster up when no cluster is reachable
+test: deps ## run every test, bringing the local cluster up when no cluster is reachable
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit: ## run only the tests that need no cluster
@@ -47,7 +50,7 @@ deploy: ## install CRDs, MinIO and the operator into the current cluster
 undeploy: ## remove the operator, MinIO and CRDs (stored models stay in MinIO's volume)
 	bash hack/undeploy.sh
 
-demo: ## cluster, images, operator, MinIO, samples — ending in real predictions
+demo: deps ## cluster, images, operator, MinIO, samples — ending in real predictions
 	bash hack/demo.sh
 
 kind-up: ## (with Docker and internet) create a kind cluster and load Marina's images
