@@ -4,7 +4,13 @@
 #   ~/.cache/marina/etcd-<v>/     etcd etcdctl
 #   ~/.cache/marina/coredns-<v>/  coredns
 #   ~/.cache/marina/minio-<v>/    minio
-# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause ...]   (default: all)
+# and, for kind (hack/kind/node-image.sh; not part of the default set):
+#   ~/.cache/marina/kubeadm-<kube>/               kubeadm (same release and version stamp as bin-<kube>)
+#   ~/.cache/marina/kind-<v>/                     kind
+#   ~/.cache/marina/crictl-<v>/                   crictl
+#   ~/.cache/marina/local-path-provisioner-<v>/   local-path-provisioner
+# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner ...]
+#        (default: pause kube etcd coredns minio)
 # Each build goes to <folder>.partial and is renamed when complete, so a killed build is simply redone.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
@@ -108,6 +114,59 @@ build_pause() {
   [[ -x $out/pause && $out/pause -nt $src/pause.go ]] && return 0
   mkdir -p "$out"
   (cd "$src" && go build -ldflags "-s -w" -o "$out/pause" .)
+}
+
+# build_kubeadm: kubeadm from k8s.io/kubernetes at $KUBE_VERSION, stamped like build_kube's binaries, in its own
+# cache folder (bin-<kube> keeps its meaning) and its own wrapper module; Go's build cache is shared with build_kube.
+build_kubeadm() {
+  local out="$MARINA_CACHE/kubeadm-$KUBE_VERSION"
+  [[ -f $out/.complete ]] && return 0
+  local staging_version="v0${KUBE_VERSION#v1}" src="$MARINA_CACHE/src/kubeadm-$KUBE_VERSION"
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local replaces="" m
+  for m in "${STAGING_MODULES[@]}"; do replaces+="	k8s.io/$m => k8s.io/$m $staging_version"$'\n'; done
+  wrapper_module "$src" "godebug default=go1.24
+
+require k8s.io/kubernetes $KUBE_VERSION
+
+replace (
+$replaces)"
+  log "building kubeadm $KUBE_VERSION into $out"
+  (cd "$src" && go get "k8s.io/kubernetes/cmd/kubeadm@$KUBE_VERSION" >/dev/null)
+  local ld="-s -w" p date
+  date=$(cd "$src" && go list -m -json k8s.io/kubernetes | sed -n 's/.*"Time": "\(.*\)".*/\1/p')
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ld+=" -X $p.gitCommit=go-module-proxy -X $p.buildDate=${date:-unknown}"
+  done
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && go build -ldflags "$ld" -o "$out.partial/" k8s.io/kubernetes/cmd/kubeadm)
+  finish "$out"
+}
+
+# build_kind: the kind CLI, built inside its own module so its go.mod decides the dependencies.
+build_kind() {
+  build_in_module "$MARINA_CACHE/kind-$KIND_VERSION" sigs.k8s.io/kind "$KIND_VERSION" kind -ldflags "-s -w"
+}
+
+# build_crictl: crictl (cri-tools), which `kind load` runs inside the node.
+build_crictl() {
+  local out="$MARINA_CACHE/crictl-$CRICTL_VERSION" src="$MARINA_CACHE/src/crictl-$CRICTL_VERSION" dir
+  [[ -f $out/.complete ]] && return 0
+  log "building crictl $CRICTL_VERSION into $out"
+  dir=$(cd /tmp && go mod download -json "sigs.k8s.io/cri-tools@$CRICTL_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && go build -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    -o "$out.partial/crictl" ./cmd/crictl)
+  finish "$out"
+}
+
+# build_local_path_provisioner: rancher's local-path-provisioner, kind's default StorageClass provisioner.
+build_local_path_provisioner() {
+  local v=$LOCAL_PATH_PROVISIONER_VERSION
+  build_in_module "$MARINA_CACHE/local-path-provisioner-$v" github.com/rancher/local-path-provisioner "$v" \
+    local-path-provisioner -ldflags "-s -w -X main.VERSION=$v"
 }
 
 require_go

@@ -5,3 +5,6 @@ ETCD_VERSION=v3.5.35         # go.etcd.io/etcd/server/v3 (+ etcdctl)
 COREDNS_VERSION=v1.14.7       # github.com/coredns/coredns
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # github.com/minio/minio (no semver tags: newest commit, 2026-02-12)
 DEBIAN_SUITE=bookworm        # base image root file system (debootstrap)
+KIND_VERSION=v0.30.0          # sigs.k8s.io/kind: the last release whose CI still covered cgroup v1 hosts (kind#4077)
+CRICTL_VERSION=v1.34.0        # sigs.k8s.io/cri-tools (crictl, used by `kind load` inside the node)
+LOCAL_PATH_PROVISIONER_VERSION=v0.0.30   # github.com/rancher/local-path-provisioner (kind's default StorageClass)

@@ -1,0 +1,3 @@
+module marina.local/kind-runtime
+
+go 1.24
