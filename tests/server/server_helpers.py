@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,3 +43,69 @@ class Client:
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", path, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_metric(url: str, line: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in httpx.get(url).text.splitlines():
+        assert time.monotonic() < deadline, f"{line!r} never appeared at {url}"
+        time.sleep(0.02)
+
+
+class ServerProcess:
+    """`marina serve` in a child process on a free loopback port, its output read line by line."""
+
+    def __init__(self, path: str, sha256: str, *flags: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "marina.cli",
+                "serve",
+                "--model",
+                path,
+                "--sha256",
+                sha256,
+                "--name",
+                "dm",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *flags,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.output):
+            try:
+                self.output.append(self.lines.get(timeout=max(deadline - time.monotonic(), 0.001)))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line with {text!r} in {timeout} s; output:\n{''.join(self.output)}"
+                ) from None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()

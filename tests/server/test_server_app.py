@@ -12,6 +12,7 @@ from server_helpers import FEATURES, Client
 
 from marina import __version__
 from marina.artifact import ModelArtifact
+from marina.server.limits import ServerLimits
 from marina.server.model import ServedModel
 from marina.server.protocol import DATATYPES
 
@@ -392,7 +393,7 @@ def test_wrong_method_is_405(client: Client, method: str, path: str, allowed: st
 
 
 def test_oversized_body_is_413(served: ServedModel, make_client: Callable[..., Client]) -> None:
-    client = make_client(served, max_body_bytes=100)
+    client = make_client(served, limits=ServerLimits(max_body_bytes=100))
     response = client.post(INFER, json={"inputs": v2_inputs("flat", "FP64", ROWS * 10)})
     assert response.status_code == 413
     assert response.json()["error"].endswith("exceeds the limit of 100 bytes")

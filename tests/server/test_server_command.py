@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from server_helpers import ServerProcess, wait_for_metric
 
 from marina.artifact import ModelArtifact
 from marina.cli import main
@@ -58,71 +56,6 @@ def test_rejects_bad_flags(artifact_file: tuple[str, str], flags: list[str]) -> 
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--model", artifact_file[0], *flags])
     assert exit_info.value.code == 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_metric(url: str, line: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while line not in httpx.get(url).text.splitlines():
-        assert time.monotonic() < deadline, f"{line!r} never appeared at {url}"
-        time.sleep(0.02)
-
-
-class ServerProcess:
-    """`marina serve` in a child process on a free loopback port, its output read line by line."""
-
-    def __init__(self, path: str, sha256: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "marina.cli",
-                "serve",
-                "--model",
-                path,
-                "--sha256",
-                sha256,
-                "--name",
-                "dm",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def wait_for_line(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.output):
-            try:
-                self.output.append(self.lines.get(timeout=max(deadline - time.monotonic(), 0.001)))
-            except queue.Empty:
-                raise AssertionError(
-                    f"no line with {text!r} in {timeout} s; output:\n{''.join(self.output)}"
-                ) from None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
 
 
 @pytest.fixture

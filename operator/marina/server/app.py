@@ -8,11 +8,14 @@ Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
+
+import numpy as np
 
 from marina import __version__
 from marina.server import jsoncodec, metrics, protocol
@@ -21,10 +24,13 @@ from marina.server.errors import (
     MethodNotAllowed,
     NotFound,
     NotReady,
+    Overloaded,
     PayloadTooLarge,
+    RequestTimeout,
     ServingError,
     status_of,
 )
+from marina.server.limits import BodyBudget, BodyReservation, ServerLimits
 from marina.server.model import ServedModel
 
 Scope = MutableMapping[str, Any]
@@ -35,7 +41,6 @@ Headers = list[tuple[bytes, bytes]]
 Response = tuple[int, bytes, Headers]  # status, body, headers except content-length
 Handler = Callable[["ServingApp", "Route", bytes, Scope], Response]
 
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 JSON: Headers = [(b"content-type", b"application/json")]
 BINARY_HEADER_LENGTH = b"inference-header-content-length"
 GET, POST = ("GET",), ("POST",)
@@ -59,6 +64,42 @@ def _json(value: Any, status: int = 200) -> Response:
     return status, jsoncodec.dumps(value), JSON
 
 
+def _finite(predictions: np.ndarray) -> np.ndarray:
+    """Predictions as they are, or a 400 naming the first row whose prediction overflowed or is NaN."""
+    if np.isfinite(predictions).all():
+        return predictions
+    bad = np.flatnonzero(~np.isfinite(predictions))
+    raise BadRequest(
+        f"row {int(bad[0])}: the prediction is {predictions[bad[0]]} (inputs not finite or too large for "
+        f"float64); {bad.size} of {predictions.size} rows affected, nothing was predicted"
+    )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _busy(size: int) -> str:
+    return (
+        f"the server is holding as many request bodies as its memory allows; a body of {size} bytes "
+        "does not fit now, retry shortly"
+    )
+
+
+def _error_headers(error: ServingError) -> Headers:
+    """What the status alone does not say: allowed methods, when to retry, that the body is abandoned."""
+    if isinstance(error, MethodNotAllowed):
+        return [(b"allow", ", ".join(error.allowed).encode())]
+    if isinstance(error, Overloaded):
+        return [(b"retry-after", b"1"), (b"connection", b"close")]
+    if isinstance(error, PayloadTooLarge | RequestTimeout):
+        return [(b"connection", b"close")]  # the rest of the body is never read
+    return []
+
+
 def _binary_header_length(scope: Scope) -> int | None:
     """Triton's binary tensor extension: the JSON part's length, when the body carries binary data."""
     for name, value in scope["headers"]:
@@ -74,10 +115,10 @@ def _binary_header_length(scope: Scope) -> int | None:
 class ServingApp:
     """Serves one model. Not ready (503 on model endpoints) until `load` is called."""
 
-    def __init__(
-        self, model: ServedModel | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    ) -> None:
-        self.max_body_bytes = max_body_bytes
+    def __init__(self, model: ServedModel | None = None, limits: ServerLimits | None = None) -> None:
+        self.limits = limits or ServerLimits()
+        self.max_body_bytes = self.limits.max_body_bytes
+        self.budget = BodyBudget(self.limits.body_budget_bytes)
         self.requests = metrics.RequestMetrics()
         self.model: ServedModel | None = None
         self.model_metrics: metrics.ModelMetrics | None = None
@@ -104,6 +145,7 @@ class ServingApp:
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
         endpoint = "unmatched"
+        reservation = self.budget.reservation()
         try:
             route = resolve(scope["path"])
             endpoint = route.endpoint
@@ -112,44 +154,54 @@ class ServingApp:
                     f"method {scope['method']} is not allowed on {scope['path']}; use {route.methods[0]}",
                     route.methods,
                 )
-            body = await self._read_body(scope, receive) if route.methods == POST else b""
+            body = await self._read_body(scope, receive, reservation) if route.methods == POST else b""
             status, content, headers = route.handler(self, route, body, scope)
         except _ClientGone:
             return
         except ServingError as error:
             status, content, headers = _json({"error": str(error)}, status_of(error))
-            if isinstance(error, MethodNotAllowed):
-                headers = [*headers, (b"allow", ", ".join(error.allowed).encode())]
+            headers = [*headers, *_error_headers(error)]
         except Exception:  # a bug, not a bad request: log it, answer 500, keep serving
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             status, content, headers = _json({"error": "internal server error"}, 500)
+        finally:
+            reservation.release()
         headers = [*headers, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
         self.requests.observe(endpoint, status, perf_counter() - started)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive, reservation: BodyReservation) -> bytes:
+        """The whole body, within the size limit, the memory budget and the body timeout."""
         limit = self.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise PayloadTooLarge(
-                    f"request body of {int(value)} bytes exceeds the limit of {limit} bytes"
-                )
+        declared = _declared_length(scope)
+        if declared is not None:
+            if declared > limit:
+                raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+            if not reservation.grow(declared):
+                raise Overloaded(_busy(declared))
+        timeout = self.limits.body_timeout_seconds
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk: bytes = message.get("body", b"")
-            if not chunks and not message.get("more_body") and len(chunk) <= limit:
-                return chunk
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                    if declared is None and not reservation.grow(len(chunk)):
+                        raise Overloaded(_busy(size))
+                    if not message.get("more_body"):
+                        return b"".join([*chunks, chunk]) if chunks else chunk
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {timeout:g} s ({size} bytes received)"
+            ) from None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -198,7 +250,7 @@ class ServingApp:
         header, binary = protocol.split_binary(body, _binary_header_length(scope))
         payload = protocol.parse_json(header)
         request = protocol.decode_v2(payload, model, binary, protocol.may_hold_booleans(header))
-        predictions = model.predict(request.features)
+        predictions = _finite(model.predict(request.features))
         self._record(request.features, predictions)
         content, header_length = protocol.encode_v2(
             model, predictions, request.request_id, request.binary_output
@@ -220,7 +272,7 @@ class ServingApp:
     def predict(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
         features = protocol.decode_v1(protocol.parse_json(body), model, protocol.may_hold_booleans(body))
-        predictions = model.predict(features)
+        predictions = _finite(model.predict(features))
         self._record(features, predictions)
         return 200, protocol.encode_v1(predictions), JSON
 

@@ -11,9 +11,11 @@ import gc
 import logging
 import re
 import sys
+import warnings
 
 from marina import artifact
-from marina.server.app import DEFAULT_MAX_BODY_BYTES, ServingApp
+from marina.server import limits
+from marina.server.app import ServingApp
 from marina.server.model import ServedModel, default_name, is_valid_name
 from marina.storage import StorageError
 
@@ -42,6 +44,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
+    return number
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -62,11 +71,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    defaults = limits.ServerLimits()
     parser.add_argument(
         "--max-body-bytes",
         type=_positive,
-        default=DEFAULT_MAX_BODY_BYTES,
-        help=f"reject larger request bodies with 413 (default: {DEFAULT_MAX_BODY_BYTES})",
+        default=defaults.max_body_bytes,
+        help=f"reject larger request bodies with 413 (default: {defaults.max_body_bytes})",
+    )
+    parser.add_argument(
+        "--body-budget-bytes",
+        type=_positive,
+        help="request-body bytes held at once before answering 503 (default: from the cgroup memory limit)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=defaults.header_timeout_seconds,
+        help=f"seconds to send the headers, else 408 (default: {defaults.header_timeout_seconds:g})",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=defaults.body_timeout_seconds,
+        help=f"seconds to send the body, else 408 (default: {defaults.body_timeout_seconds:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=defaults.max_connections,
+        help=f"connections served at once; more get 503 (default: {defaults.max_connections})",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -81,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Overflowing inputs are answered with a 400 naming the row; numpy's warning would only add noise.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="marina.server.model")
     try:
         model = load_model(args.model, args.sha256, args.name)
     except (artifact.ArtifactError, StorageError, OSError) as exc:
@@ -96,19 +131,48 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         args.port,
     )
-    return serve(ServingApp(model, args.max_body_bytes), args.host, args.port, args.log_level)
+    try:
+        server_limits = limits_from_args(args)
+    except ValueError as exc:
+        print(f"marina serve: {exc}", file=sys.stderr)
+        return 2
+    log.info(
+        "limits: bodies up to %d bytes, %d bytes of bodies at once, headers within %g s, bodies within %g s",
+        server_limits.max_body_bytes,
+        server_limits.body_budget_bytes,
+        server_limits.header_timeout_seconds,
+        server_limits.body_timeout_seconds,
+    )
+    return serve(ServingApp(model, limits=server_limits), args.host, args.port, args.log_level)
+
+
+def limits_from_args(args: argparse.Namespace) -> limits.ServerLimits:
+    """The flags, with the body budget derived from this container's memory limit unless given."""
+    budget = args.body_budget_bytes or limits.body_budget(
+        limits.memory_limit_bytes(), limits.resident_bytes(), args.max_body_bytes
+    )
+    return limits.ServerLimits(
+        max_body_bytes=args.max_body_bytes,
+        body_budget_bytes=budget,
+        header_timeout_seconds=args.header_timeout,
+        body_timeout_seconds=args.body_timeout,
+        max_connections=args.max_connections,
+    )
 
 
 def serve(app: ServingApp, host: str, port: int, log_level: str = "info") -> int:
     """Run uvicorn (uvloop and httptools when installed) until SIGTERM/SIGINT; in-flight requests finish."""
     import uvicorn
 
+    from marina.server.connection import guarded_protocol
+
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        http=guarded_protocol(app.limits),
+        limit_concurrency=app.limits.max_connections,
         lifespan="on",
         access_log=False,
         log_level=log_level,

@@ -33,6 +33,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     5.0,
 )
 FLUSH_ROWS = 8192
+#: Rows with a value beyond this magnitude are left out of the running statistics (and counted):
+#: their squares, summed over up to 1e10 rows, would overflow float64 and turn the moments into NaN.
+STATISTICS_MAGNITUDE = 1e144
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -115,6 +118,7 @@ class RunningStatistics:
         self._max = np.full(width, -np.inf)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        self.out_of_range = 0  # rows left out because a value exceeded STATISTICS_MAGNITUDE
 
     def add(self, batch: np.ndarray) -> None:
         """Queue a (rows, width) batch (or rows values when width is 1); cheap enough for every request."""
@@ -130,10 +134,22 @@ class RunningStatistics:
             return
         batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
         self._pending, self._pending_rows = [], 0
-        self._merge(batch.reshape(len(batch), self.width))
+        self._merge(self._in_range(batch.reshape(len(batch), self.width)))
+
+    def _in_range(self, batch: np.ndarray) -> np.ndarray:
+        """The rows whose every value is finite and within STATISTICS_MAGNITUDE."""
+        inside = np.abs(batch) <= STATISTICS_MAGNITUDE  # False for NaN too
+        if inside.all():
+            return batch
+        keep = inside.all(axis=1)
+        self.out_of_range += int(len(batch) - keep.sum())
+        kept: np.ndarray = batch[keep]
+        return kept
 
     def _merge(self, batch: np.ndarray) -> None:
         count_b = len(batch)
+        if count_b == 0:
+            return
         mean_b = batch.mean(axis=0)
         m2_b = ((batch - mean_b) ** 2).sum(axis=0)
         count = self._count + count_b
@@ -229,6 +245,10 @@ class ModelMetrics:
         yield f"# TYPE {metric} gauge"
         for label_set in series:
             yield f"{metric}{{{label_set}}} {count}"
+        metric = f"marina_{kind}_rows_out_of_range_total"
+        yield f"# HELP {metric} Rows left out of the statistics: a value beyond ±{STATISTICS_MAGNITUDE:g}."
+        yield f"# TYPE {metric} counter"
+        yield f'{metric}{{model="{escape_label(self.model)}"}} {statistics.out_of_range}'
         for stat, text in (
             ("mean", "Running mean"),
             ("variance", "Running population variance"),
