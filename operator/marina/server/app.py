@@ -8,8 +8,8 @@ Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from time import perf_counter
@@ -26,7 +26,6 @@ from marina.server.errors import (
     NotReady,
     Overloaded,
     PayloadTooLarge,
-    RequestTimeout,
     ServingError,
     status_of,
 )
@@ -41,6 +40,7 @@ Headers = list[tuple[bytes, bytes]]
 Response = tuple[int, bytes, Headers]  # status, body, headers except content-length
 Handler = Callable[["ServingApp", "Route", bytes, Scope], Response]
 
+CLIENT_CLOSED_REQUEST = 499
 JSON: Headers = [(b"content-type", b"application/json")]
 BINARY_HEADER_LENGTH = b"inference-header-content-length"
 GET, POST = ("GET",), ("POST",)
@@ -65,8 +65,12 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def _finite(predictions: np.ndarray) -> np.ndarray:
-    """Predictions as they are, or a 400 naming the first row whose prediction overflowed or is NaN."""
-    if np.isfinite(predictions).all():
+    """Predictions as they are, or a 400 naming the first row whose prediction overflowed or is NaN.
+
+    ``p·p`` is finite whenever every prediction is below 1e154: one BLAS call (0.5 µs for one row
+    against 3 µs for ``isfinite().all()``); only when it is not are the rows checked one by one.
+    """
+    if math.isfinite(predictions.dot(predictions)) or np.isfinite(predictions).all():
         return predictions
     bad = np.flatnonzero(~np.isfinite(predictions))
     raise BadRequest(
@@ -95,7 +99,7 @@ def _error_headers(error: ServingError) -> Headers:
         return [(b"allow", ", ".join(error.allowed).encode())]
     if isinstance(error, Overloaded):
         return [(b"retry-after", b"1"), (b"connection", b"close")]
-    if isinstance(error, PayloadTooLarge | RequestTimeout):
+    if isinstance(error, PayloadTooLarge):
         return [(b"connection", b"close")]  # the rest of the body is never read
     return []
 
@@ -156,7 +160,8 @@ class ServingApp:
                 )
             body = await self._read_body(scope, receive, reservation) if route.methods == POST else b""
             status, content, headers = route.handler(self, route, body, scope)
-        except _ClientGone:
+        except _ClientGone:  # nobody to answer; counted as nginx does, 499 "client closed request"
+            self.requests.observe(endpoint, CLIENT_CLOSED_REQUEST, perf_counter() - started)
             return
         except ServingError as error:
             status, content, headers = _json({"error": str(error)}, status_of(error))
@@ -172,7 +177,7 @@ class ServingApp:
         self.requests.observe(endpoint, status, perf_counter() - started)
 
     async def _read_body(self, scope: Scope, receive: Receive, reservation: BodyReservation) -> bytes:
-        """The whole body, within the size limit, the memory budget and the body timeout."""
+        """The whole body, within the size limit and the memory budget."""
         limit = self.max_body_bytes
         declared = _declared_length(scope)
         if declared is not None:
@@ -180,28 +185,21 @@ class ServingApp:
                 raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
             if not reservation.grow(declared):
                 raise Overloaded(_busy(declared))
-        timeout = self.limits.body_timeout_seconds
         chunks: list[bytes] = []
         size = 0
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk: bytes = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-                    if declared is None and not reservation.grow(len(chunk)):
-                        raise Overloaded(_busy(size))
-                    if not message.get("more_body"):
-                        return b"".join([*chunks, chunk]) if chunks else chunk
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"the request body did not arrive within {timeout:g} s ({size} bytes received)"
-            ) from None
+        while True:  # the connection layer (server.connection) bounds how long this may take
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            if declared is None and not reservation.grow(len(chunk)):
+                raise Overloaded(_busy(size))
+            if not message.get("more_body"):
+                return b"".join([*chunks, chunk]) if chunks else chunk
+            chunks.append(chunk)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

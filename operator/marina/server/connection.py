@@ -1,17 +1,24 @@
-"""uvicorn's httptools connection with the two limits it lacks: time to send headers, bytes of headers.
+"""uvicorn's httptools connection with the limits it lacks: time to send headers and body, header bytes.
 
-uvicorn closes idle keep-alive connections but lets a client take forever over its request line and
-headers, and keeps every header it is sent. A client that trickles headers would hold a connection
-(and its memory) for as long as it likes. Here the clock starts when a connection opens or finishes a
-response, and the headers must be complete within the timeout and the byte limit, else the client gets
-408 or 431 and the connection is closed. Idle keep-alive connections stay uvicorn's business: the
-clock restarts with the first byte of the next request. Imported only by `marina serve`, after uvicorn.
+uvicorn closes idle keep-alive connections but lets a client take forever over its request line,
+headers and body, and keeps every header it is sent. A client that trickles bytes would hold a
+connection (and its memory, and its share of the body budget) for as long as it likes. Here:
+
+- the header clock starts when a connection opens (or the next request's first byte arrives); the
+  headers must be complete within the timeout and the byte limit, else 408 or 431;
+- the body clock starts only when a read ends with the headers complete but the body not, so the
+  usual request, which arrives whole in one read, never arms a timer; the body must then be complete
+  within the timeout, else 408.
+
+Each refusal closes the connection; the app sees a disconnect and frees the request's budget.
+Idle keep-alive connections stay uvicorn's business. Imported only by `marina serve`, after uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -29,14 +36,17 @@ def _refusal(status: int, reason: str, message: str) -> bytes:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """One connection; `limits` is set on the subclass `guarded_protocol` makes for a server."""
+    """One connection; `limits` and `on_refusal` are set on the subclass `guarded_protocol` makes."""
 
     limits: ServerLimits = ServerLimits()
+    on_refusal: Callable[[int], None] = staticmethod(lambda status: None)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._body_pending = False  # headers complete, body not yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -44,7 +54,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_clock()
+        self._stop_body_clock()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._body_pending and self._body_timer is None and not self.transport.is_closing():
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_seconds, self._body_too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -63,6 +79,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_header_clock()
         if not self.transport.is_closing():
+            self._body_pending = True
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -70,6 +87,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._body_pending = False
+        self._stop_body_clock()
         if not self.transport.is_closing():
             super().on_message_complete()
 
@@ -95,12 +114,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         timeout = self.limits.header_timeout_seconds
         self._refuse(408, "Request Timeout", f"the request headers did not arrive within {timeout:g} s")
 
+    def _stop_body_clock(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or not self._body_pending:
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # answered already (the rest of the body was not wanted)
+            return
+        timeout = self.limits.body_timeout_seconds
+        self._refuse(408, "Request Timeout", f"the request body did not arrive within {timeout:g} s")
+
     def _refuse(self, status: int, reason: str, message: str) -> None:
         self._stop_header_clock()
+        self._stop_body_clock()
+        self.on_refusal(status)
         self.transport.write(_refusal(status, reason, message))
         self.transport.close()
 
 
-def guarded_protocol(limits: ServerLimits) -> type[GuardedHttpToolsProtocol]:
+def guarded_protocol(
+    limits: ServerLimits, on_refusal: Callable[[int], None]
+) -> type[GuardedHttpToolsProtocol]:
     """The connection class uvicorn instantiates per connection, bound to this server's limits."""
-    return type("MarinaHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+    namespace = {"limits": limits, "on_refusal": staticmethod(on_refusal)}
+    return type("MarinaHttpProtocol", (GuardedHttpToolsProtocol,), namespace)

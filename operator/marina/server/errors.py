@@ -39,15 +39,10 @@ class Overloaded(ServingError):
     """Answering now would take more memory than the server may use; the client should retry."""
 
 
-class RequestTimeout(ServingError):
-    """The client did not send the whole request in time."""
-
-
 STATUS_BY_ERROR: dict[type[ServingError], int] = {
     BadRequest: 400,
     NotFound: 404,
     MethodNotAllowed: 405,
-    RequestTimeout: 408,
     PayloadTooLarge: 413,
     NotReady: 503,
     Overloaded: 503,

@@ -68,6 +68,11 @@ class RequestMetrics:
     def __init__(self) -> None:
         self._series: dict[tuple[str, int], _LatencySeries] = {}
         self.in_flight = 0  # requests whose headers arrived and whose response is not sent yet
+        self._refused: dict[int, int] = {}  # connections refused before the app saw a request
+
+    def refuse(self, status: int) -> None:
+        """A connection closed by the server's limits (slow or oversized headers, a stalled body)."""
+        self._refused[status] = self._refused.get(status, 0) + 1
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         series = self._series.get((endpoint, status))
@@ -89,6 +94,10 @@ class RequestMetrics:
         yield "# TYPE marina_http_requests_total counter"
         for (endpoint, status), series in sorted(self._series.items()):
             yield f"marina_http_requests_total{labels(endpoint=endpoint, status=str(status))} {series.count}"
+        yield "# HELP marina_http_connections_refused_total Connections closed by the limits, by status."
+        yield "# TYPE marina_http_connections_refused_total counter"
+        for status, count in sorted(self._refused.items()):
+            yield f"marina_http_connections_refused_total{labels(status=str(status))} {count}"
         name = "marina_http_request_duration_seconds"
         yield f"# HELP {name} Time from request start to response sent, by endpoint and status."
         yield f"# TYPE {name} histogram"
