@@ -91,12 +91,27 @@ def test_missing_dataset_recovers_once_created(marina: Any) -> None:
     assert status["metrics"]["r2"] > 0.9
 
 
-def test_csv_with_a_text_column_names_the_column(marina: Any, storage_env: None) -> None:
-    uri = f"s3://marina/e2e/{marina.namespace}/cities.csv"
+@pytest.mark.parametrize("cell", ["Paris", "unreachable"])
+def test_csv_with_a_text_column_names_the_column_and_fails_once(
+    marina: Any, storage_env: None, cell: str
+) -> None:
+    """A bad cell is the data's fault whatever it reads: the Job fails by its exit code (podFailurePolicy),
+    the Dataset is Stalled, and no new Job is made. A cell reading `unreachable` once made the operator
+    retry forever, when retrying was decided by searching the message for words."""
+    name = f"cities-{cell.lower()}"
+    uri = f"s3://marina/e2e/{marina.namespace}/{name}.csv"
     storage.write_bytes(
-        uri, b"rooms,city,price\n3,Paris,100\n4,Lyon,120\n2,Nice,90\n5,Lille,150\n", "text/csv"
+        uri, f"rooms,city,price\n3,{cell},100\n4,Lyon,120\n2,Nice,90\n5,Lille,150\n".encode(), "text/csv"
     )
-    marina.apply(resource("Dataset", "cities", {"source": {"csv": {"uri": uri}}, "target": "price"}))
-    ready = marina.wait_reason("dataset", "cities", "PrepareFailed", timeout=180)
-    assert "column 'city'" in ready["message"] and "'Paris' is not a number" in ready["message"]
-    assert any(e["type"] == "Warning" and "city" in e["message"] for e in marina.events("cities"))
+    marina.apply(resource("Dataset", name, {"source": {"csv": {"uri": uri}}, "target": "price"}))
+    ready = marina.wait_reason("dataset", name, "PrepareFailed", timeout=180)
+    assert "column 'city'" in ready["message"] and f"'{cell}' is not a number" in ready["message"]
+    assert marina.condition("dataset", name, "Stalled")["status"] == "True"
+    assert marina.condition("dataset", name, "Reconciling")["status"] == "False"
+    assert any(e["type"] == "Warning" and "city" in e["message"] for e in marina.events(name))
+    jobs = json.loads(marina.kubectl("get", "jobs", "-l", f"marina.dev/dataset={name}", "-o", "json"))[
+        "items"
+    ]
+    assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]
+    failed = [c for c in jobs[0]["status"].get("conditions", []) if c["type"] == "Failed"]
+    assert failed and failed[0]["reason"] == "PodFailurePolicy", jobs[0]["status"]
