@@ -8,6 +8,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from bounds import (
+    condition,
+    duality_gap_tolerance,
+    intercept_tolerance,
+    normal_equations_tolerance,
+    product_tolerance,
+    scaled_error,
+)
 from solver_data import Dataset, synthetic
 
 from marina.solver import LinearRegressor, SufficientStatistics
@@ -18,6 +26,21 @@ PENALTIES = [
     {"penalty": "l1", "alpha": 0.05, "tol": 1e-12, "max_iter": 100_000},
     {"penalty": "elasticnet", "alpha": 0.05, "l1_ratio": 0.3, "tol": 1e-12, "max_iter": 100_000},
 ]
+
+
+def gram_tolerance(X: np.ndarray, params: dict) -> float:
+    """Two fits from differently accumulated statistics: the Gram's rounding (n·eps, scaled) times κ²,
+    plus twice what the duality-gap stopping rule leaves for the coordinate-descent penalties."""
+    kappa, (n, d) = condition(X), X.shape
+    tolerance = normal_equations_tolerance(kappa, n, d)
+    if "tol" in params:
+        tolerance += 2 * duality_gap_tolerance(params["tol"], kappa)
+    return tolerance
+
+
+def assert_same_fit(X: np.ndarray, a: LinearRegressor, b: LinearRegressor, tolerance: float) -> None:
+    assert scaled_error(X, a.coef_, b.coef_) <= tolerance
+    assert abs(a.intercept_ - b.intercept_) <= intercept_tolerance(X, b.coef_, b.intercept_, tolerance)
 
 
 def chunked(X: np.ndarray, y: np.ndarray, size: int) -> SufficientStatistics:
@@ -34,21 +57,25 @@ def test_streaming_equals_in_memory(dataset: Dataset, params: dict, standardize:
     X, y = dataset
     whole = LinearRegressor(standardize=standardize, **params).fit(X, y)
     streamed = LinearRegressor(standardize=standardize, **params).fit_statistics(chunked(X, y, chunk))
-    scale = max(1.0, float(np.abs(whole.coef_).max()))
-    np.testing.assert_allclose(streamed.coef_, whole.coef_, rtol=0, atol=1e-10 * scale)
-    assert streamed.intercept_ == pytest.approx(whole.intercept_, rel=1e-10, abs=1e-10 * scale)
+    assert_same_fit(X, streamed, whole, gram_tolerance(X, params))
 
 
 def test_moments_match_numpy(dataset: Dataset) -> None:
     X, y = dataset
     stats = chunked(X, y, 100)
-    centred = X - X.mean(axis=0)
-    np.testing.assert_allclose(stats.xx, centred.T @ centred, rtol=1e-12, atol=1e-12 * np.abs(stats.xx).max())
-    np.testing.assert_allclose(stats.xy, centred.T @ (y - y.mean()), rtol=1e-11, atol=1e-9)
-    np.testing.assert_allclose(stats.gram, X.T @ X, rtol=1e-12)
-    np.testing.assert_allclose(stats.xty, X.T @ y, rtol=1e-12)
-    np.testing.assert_allclose(stats.x_sum, X.sum(axis=0), rtol=0, atol=1e-12 * np.abs(X).sum())
-    assert stats.yty == pytest.approx(float(y @ y), rel=1e-12)
+    centred, y_centred = X - X.mean(axis=0), y - y.mean()
+    # Both sides are computed products: each carries up to the product bound (stats from shifted rows).
+    shifted = X - stats.x_shift
+    assert np.all(np.abs(stats.xx - centred.T @ centred) <= 2 * product_tolerance(shifted, shifted))
+    shifted_y = y - stats.y_shift
+    assert np.all(
+        np.abs(stats.xy - centred.T @ y_centred) <= 2 * product_tolerance(shifted, shifted_y[:, None])[:, 0]
+    )
+    assert np.all(np.abs(stats.gram - X.T @ X) <= 2 * product_tolerance(X, X))
+    assert np.all(np.abs(stats.xty - X.T @ y) <= 2 * product_tolerance(X, y[:, None])[:, 0])
+    ones = np.ones((len(y), 1))
+    assert np.all(np.abs(stats.x_sum - X.sum(axis=0)) <= 2 * product_tolerance(X, ones)[:, 0])
+    assert abs(stats.yty - float(y @ y)) <= 2 * product_tolerance(y[:, None], y[:, None])[0, 0]
     assert stats.n_samples == len(y)
 
 
@@ -66,12 +93,17 @@ def test_merged_shards_equal_whole(n_shards: int) -> None:
         merged = merged + shard
     whole = SufficientStatistics.from_arrays(X, y)
     assert merged.n_samples == whole.n_samples
-    for name in ("x_mean", "xx", "xy"):
-        np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), rtol=1e-11, atol=1e-9)
+    # Chan's merge is exact in exact arithmetic; in floating point each side stays within the
+    # product bound of the centred cross-products (shifted by the whole set's shift).
+    shifted = np.column_stack([X - whole.x_shift, y - whole.y_shift])
+    bound = 2 * product_tolerance(shifted, shifted)
+    assert np.all(np.abs(merged.xx - whole.xx) <= bound[:-1, :-1])
+    assert np.all(np.abs(merged.xy - whole.xy) <= bound[:-1, -1])
+    assert np.all(np.abs(merged.x_mean - whole.x_mean) <= np.diag(bound)[:-1] ** 0.5 / len(y))
     for params in PENALTIES:
         a = LinearRegressor(**params).fit_statistics(merged)
         b = LinearRegressor(**params).fit(X, y)
-        np.testing.assert_allclose(a.coef_, b.coef_, rtol=0, atol=1e-9 * max(1.0, np.abs(b.coef_).max()))
+        assert_same_fit(X, a, b, gram_tolerance(X, params))
 
 
 def test_merge_leaves_operands_unchanged_and_accepts_empty() -> None:
@@ -104,7 +136,9 @@ def test_large_offsets_keep_full_precision() -> None:
     X = 1e9 + rng.standard_normal((4000, 4))
     centred = X - X.mean(axis=0)
     stats = chunked(X, rng.standard_normal(4000), 500)
-    np.testing.assert_allclose(stats.xx, centred.T @ centred, rtol=1e-9, atol=1e-6)
+    # Without the shift the error would be n·eps·|X|ᵀ|X| ≈ n·eps·1e18, far above the spread of 1.
+    shifted = X - stats.x_shift
+    assert np.all(np.abs(stats.xx - centred.T @ centred) <= 2 * product_tolerance(shifted, shifted))
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6], ids=["read-in-place", "shifted-blocks"])
@@ -149,4 +183,4 @@ def test_partial_fit_equals_fit(params: dict) -> None:
         model.partial_fit(X[start : start + 120], y[start : start + 120])
     whole = LinearRegressor(**params).fit(X, y)
     assert model.statistics_ is not None and model.statistics_.n_samples == 500
-    np.testing.assert_allclose(model.coef_, whole.coef_, rtol=0, atol=1e-10 * np.abs(whole.coef_).max())
+    assert_same_fit(X, model, whole, gram_tolerance(X, params))

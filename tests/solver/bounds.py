@@ -1,0 +1,151 @@
+"""Tolerances of the solver tests, each derived from a floating-point error bound.
+
+A test that compares two floating-point results may only demand what rounding allows: the
+bounds below are standard first-order results (Higham, *Accuracy and Stability of Numerical
+Algorithms*, 2nd ed., §3, §19-20) with the dimension factors written out and a safety factor
+``SAFETY`` for the constants the theory leaves open. Nothing here depends on the BLAS kernel:
+a different ``OPENBLAS_CORETYPE`` or thread count reorders sums, which these bounds cover.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+EPS = float(np.finfo(np.float64).eps)
+#: Constant factor on every bound: the theory gives "c·n·eps" with c of order one.
+SAFETY = 10.0
+
+
+def condition(X: Array, fit_intercept: bool = True) -> float:
+    """κ of the design as the solvers see it: centred (with an intercept), columns scaled to unit norm."""
+    design = X - X.mean(axis=0) if fit_intercept else X
+    norms = np.linalg.norm(design, axis=0)
+    scaled = design / np.where(norms > 0, norms, 1.0)
+    singular = np.linalg.svd(scaled, compute_uv=False)
+    return float(singular[0] / singular[-1]) if singular[-1] > 0 else float("inf")
+
+
+def residual_tolerance(X: Array, y: Array, coef: Array, intercept: float) -> float:
+    """Rounding in evaluating ‖y - Xw - b‖ itself: ≲ n·eps·(‖|X|·|w|‖ + √n·|b| + ‖y‖).
+
+    Each residual entry sums d+2 terms, so its error is ≤ (d+2)·eps·(|x|ᵀ|w| + |b| + |y|); the
+    2-norm over n rows adds at most √n of those. Comparing two residual norms must allow this
+    much even when both solutions are exact (e.g. |X| ≈ 1e7 and b ≈ -2.5e7 give ~1e-8 relative).
+    """
+    d = X.shape[1]
+    magnitude = np.abs(X) @ np.abs(coef) + abs(intercept) + np.abs(y)
+    return SAFETY * (d + 2) * EPS * float(np.linalg.norm(magnitude))
+
+
+def least_squares_tolerance(kappa: float, n: int, d: int, relative_residual: float) -> float:
+    """Relative forward error of a backward-stable least-squares solve (QR, SVD).
+
+    Perturbation theory (Wedin; Higham Thm 20.1): ‖Δw‖/‖w‖ ≲ c·n·d·eps·(κ + κ²·‖r‖/(‖X‖‖w‖)),
+    κ of the column-scaled design, r the least-squares residual.
+    """
+    return SAFETY * n * d * EPS * (kappa + kappa**2 * relative_residual)
+
+
+def normal_equations_tolerance(kappa: float, n: int, d: int) -> float:
+    """Relative forward error of Cholesky on the scaled Gram: c·(n + d²)·eps·κ².
+
+    Forming XᵀX rounds each entry by ≤ n·eps·|X|ᵀ|X| (Jacobi-scaled: n·eps), Cholesky adds
+    d²·eps (Higham Thm 10.3), and the Gram's condition number is κ².
+    """
+    return SAFETY * (n + d * d) * EPS * kappa**2
+
+
+def step_tolerance(tol: float, kappa: float, d: int) -> float:
+    """Scaled coefficient error of gradient descent stopped when its largest step ≤ tol·max|θ|.
+
+    With step 1/L the gradient is ≤ L·√d·tol·‖θ‖, and the error ≤ ‖gradient‖/μ = κ²·√d·tol·‖θ‖.
+    """
+    return SAFETY * tol * float(np.sqrt(d)) * max(kappa**2, 1.0)
+
+
+def gram_residual_tolerance(X: Array, y: Array, coef: Array, fit_intercept: bool = True) -> float:
+    """Extra residual a Gram-only (streaming) solve may leave, beyond the evaluation rounding.
+
+    The centred Gram carries rounding ≈ n·eps·‖A‖² (A the centred rows with unit-norm columns),
+    so the scaled coefficients v come out with relative error ≲ min(normal-equations bound,
+    √(n·eps)): directions with singular value below √(n·eps)·‖A‖ are unresolved, and cost at
+    most that much residual each. The residual moves by ≤ ‖A‖·‖Δv‖ ≤ √d·‖Δv‖.
+    """
+    n, d = X.shape
+    design = X - X.mean(axis=0) if fit_intercept else X
+    scaled_coef = float(np.linalg.norm(np.linalg.norm(design, axis=0) * coef))
+    kappa = condition(X, fit_intercept)
+    relative = min(normal_equations_tolerance(kappa, n, d), SAFETY * float(np.sqrt(n * EPS)))
+    return float(np.sqrt(d)) * relative * scaled_coef + residual_tolerance(X, y, coef, 0.0)
+
+
+def scaled_error(X: Array, coef: Array, exact: Array, fit_intercept: bool = True) -> float:
+    """max_j |w_j - ŵ_j|·‖x_j‖ over max_j |ŵ_j|·‖x_j‖ (centred columns): the normwise relative
+    error the bounds above speak of, in units where every column matters equally."""
+    design = X - X.mean(axis=0) if fit_intercept else X
+    norms = np.linalg.norm(design, axis=0)
+    return float(np.max(np.abs(coef - exact) * norms) / max(float(np.max(np.abs(exact) * norms)), EPS))
+
+
+def effective_condition(X: Array) -> float:
+    """s_1/s_k (singular values) of the centred design, k its numerical rank (lstsq's max(n, d)·eps cut).
+
+    A minimum-norm solution of a rank-deficient problem is as sensitive as this κ (Higham §20.3).
+    """
+    singular = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
+    kept = singular[singular > max(X.shape) * EPS * singular[0]]
+    return float(kept[0] / kept[-1])
+
+
+def intercept_tolerance(X: Array, coef: Array, intercept: float, relative: float) -> float:
+    """How far the intercept ȳ - x̄·w moves when every scaled coefficient moves by ``relative``.
+
+    |Δw_j| ≤ relative·max_k |w_k|·‖x_k‖ / ‖x_j‖ (centred norms), so |Δb| ≤ Σ_j |x̄_j|·|Δw_j|,
+    plus the rounding of the sum itself.
+    """
+    mean, norms = X.mean(axis=0), np.linalg.norm(X - X.mean(axis=0), axis=0)
+    norms = np.where(norms > 0, norms, 1.0)
+    largest = float(np.max(np.abs(coef) * norms))
+    moved = relative * largest * float(np.sum(np.abs(mean) / norms))
+    return moved + SAFETY * X.shape[1] * EPS * (abs(intercept) + float(np.abs(mean) @ np.abs(coef)))
+
+
+def duality_gap_tolerance(tol: float, kappa: float) -> float:
+    """Scaled coefficient error of a solver stopped at duality gap ≤ tol·‖y‖² (scikit-learn's rule).
+
+    The objective is s_min²-strongly convex in the scaled coefficients v, so
+    ½s_min²‖v - v*‖² ≤ gap and ‖v - v*‖ ≤ √(2·tol)·‖y‖/s_min ≈ √(2·tol)·κ·‖v*‖ (‖y‖ ≈ s_max‖v*‖
+    up to the residual, which a factor SAFETY covers).
+    """
+    return SAFETY * float(np.sqrt(2 * tol)) * kappa
+
+
+def relative_residual(X: Array, y: Array, coef: Array, intercept: float) -> float:
+    """‖r‖/(‖A‖·‖v‖) in scaled units (A centred, unit-norm columns; v = ‖x_j‖·w_j): the factor on κ²."""
+    centred = X - X.mean(axis=0)
+    norms = np.linalg.norm(centred, axis=0)
+    scaled = centred / np.where(norms > 0, norms, 1.0)
+    size = float(np.linalg.norm(scaled, 2)) * float(np.linalg.norm(norms * coef))
+    return float(np.linalg.norm(y - X @ coef - intercept)) / max(size, EPS)
+
+
+def prediction_tolerance(X: Array, coef: Array, intercept: float, relative: float) -> float:
+    """Largest change of x·w + b over the rows when the scaled coefficients move by ``relative``."""
+    norms = np.linalg.norm(X - X.mean(axis=0), axis=0)
+    norms = np.where(norms > 0, norms, 1.0)
+    largest = float(np.max(np.abs(coef) * norms))
+    spread = float(np.max(np.abs(X - X.mean(axis=0)) @ (1.0 / norms)))
+    return relative * largest * spread + intercept_tolerance(X, coef, intercept, relative)
+
+
+def product_tolerance(A: Array, B: Array) -> Array:
+    """Elementwise rounding of a computed AᵀB, however the BLAS orders the sums: n·eps·|A|ᵀ|B|.
+
+    (Higham Lemma 3.5, gamma_n ≈ n·eps.) Centred cross-products formed as Σ(x-s)(x-s)ᵀ - n·δδᵀ
+    obey the same bound with A, B the shifted rows.
+    """
+    bound: Array = SAFETY * A.shape[0] * EPS * (np.abs(A).T @ np.abs(B))
+    return bound
