@@ -6,7 +6,8 @@ Every solver minimises, on data already centred (and scaled) by the caller,
 
 given as a ``Problem`` (Gram matrix ``XᵀX``, ``Xᵀy``, ``yᵀy``, row count and, when the rows
 are in memory, access to them) and a ``Penalty``; the estimator maps user-facing ``alpha``
-and ``l1_ratio`` onto ``l1``/``l2`` and folds the intercept and scaling back afterwards.
+and ``l1_ratio`` onto ``l1``/``l2`` and folds the intercept and scaling back afterwards (the
+QR path, which refines against the raw rows, returns its own intercept).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from marina.solver._validation import Array
 from marina.solver.errors import ConvergenceWarning, DivergenceError, IncompatibleSolverError
 from marina.solver.statistics import block_rows
 
-#: Above this condition number of the Jacobi-scaled Gram matrix the normal equations lose more
-#: than about eight digits, so the solve falls back to QR/SVD.
-MAX_NORMAL_CONDITION = 1e8
+#: Above this condition number of the Jacobi-scaled Gram matrix (κ² of the scaled design)
+#: Cholesky's error bound c·κ²·eps passes 1e-9, so the solve falls back to QR (or, without
+#: rows, to an eigen-decomposition).
+MAX_NORMAL_CONDITION = 1e6
+#: Refinement sweeps at most; each gains about -log10(κ·eps) digits, so a few suffice.
+MAX_REFINEMENT_SWEEPS = 30
 EPS = float(np.finfo(np.float64).eps)
 
 PENALTIES = ("none", "l2", "l1", "elasticnet")
@@ -42,24 +46,33 @@ class Penalty:
 
 @dataclass(frozen=True)
 class Rows:
-    """The rows themselves, transformed block by block as ``(X - x_offset) / x_scale``."""
+    """The rows themselves, as stored; the model is ``intercept + X·(coef / x_scale)``."""
 
     X: Array
     y: Array
     x_offset: Array
     y_offset: float
     x_scale: Array
+    intercept: bool
 
-    def blocks(self, out: Array) -> Iterator[Array]:
-        """Fill ``out`` with ``[transformed X | y - y_offset]`` block by block; yield the filled part."""
+    def blocks(self, out: Array, column_scale: Array, ones: float) -> Iterator[Array]:
+        """Fill ``out`` block by block with ``[ones | (X - x_offset)/(x_scale·column_scale) | y - y_offset]``.
+
+        The ``ones`` column is there only with an intercept; each filled block is yielded.
+        """
         n_features = self.X.shape[1]
+        first = int(self.intercept)
+        features = slice(first, first + n_features)
+        divisor = self.x_scale * column_scale
         step = out.shape[0]
         for start in range(0, self.X.shape[0], step):
             block = self.X[start : start + step]
             filled = out[: block.shape[0]]
-            np.subtract(block, self.x_offset, out=filled[:, :n_features])
-            filled[:, :n_features] /= self.x_scale
-            np.subtract(self.y[start : start + step], self.y_offset, out=filled[:, n_features])
+            if self.intercept:
+                filled[:, 0] = ones
+            np.subtract(block, self.x_offset, out=filled[:, features])
+            filled[:, features] /= divisor
+            np.subtract(self.y[start : start + step], self.y_offset, out=filled[:, -1])
             yield filled
 
 
@@ -81,9 +94,12 @@ class Options:
 
 @dataclass(frozen=True)
 class Solution:
+    """Coefficients in solver units; ``intercept`` when the solver determined it itself."""
+
     coef: Array
     n_iter: int
     solver: str
+    intercept: float | None = None
 
 
 def resolve_solver(solver: str, penalty: str) -> str:
@@ -106,7 +122,11 @@ def solve(problem: Problem, penalty: Penalty, solver: str, options: Options) -> 
 
 
 def _solve_normal(problem: Problem, penalty: Penalty, options: Options) -> Solution:
-    """Cholesky on the Jacobi-scaled ``XᵀX + l2·I``; QR/SVD when that is ill-conditioned."""
+    """Cholesky on the Jacobi-scaled ``XᵀX + l2·I``; QR when that is ill-conditioned.
+
+    Cholesky's error grows like κ(scaled Gram)·eps = κ²·eps, so above ``MAX_NORMAL_CONDITION``
+    the rows (when at hand) go to the QR path, whose error grows like κ·eps and is refined away.
+    """
     system = problem.gram + penalty.l2 * np.eye(problem.gram.shape[0])
     jacobi = _jacobi(system)
     scaled = system * np.outer(jacobi, jacobi)
@@ -121,36 +141,112 @@ def _solve_normal(problem: Problem, penalty: Penalty, options: Options) -> Solut
             return Solution(z * jacobi, 1, "normal")
     if problem.rows is not None:
         return _solve_qr(problem, penalty, options)
-    return _solve_gram_svd(problem, penalty)
+    return _solve_gram_eigen(problem, penalty)
 
 
 def _solve_qr(problem: Problem, penalty: Penalty, options: Options) -> Solution:
-    """Tall-skinny QR of ``[X | y]`` block by block, then an SVD least-squares solve on R.
+    """Householder QR of the centred, column-scaled rows; refined against the raw rows.
 
-    R has the singular values of X, so the minimum-norm solution from R equals the careful
-    SVD solve on the centred data (same cut-off as ``numpy.linalg.lstsq`` on the full X),
-    while memory stays at one block.
+    The tall-skinny QR of ``[1 | (X - x̄)/s | y - ȳ]`` is built block by block (memory: one
+    block). A numerically rank-deficient R (smallest singular value ≤ max(n, d)·eps x the largest,
+    after column scaling)
+    gets the minimum-norm solution from an SVD of R, the careful ``lstsq`` answer on centred
+    data; a full-rank one seeds iterative refinement (``_refine``), which reaches the
+    least-squares solution of the rows as stored to about eps·κ where plain QR stops at κ·eps
+    plus κ²·eps·‖r‖/(‖X‖‖w‖).
     """
     rows = problem.rows
     if rows is None:
         raise IncompatibleSolverError(
             "solver: 'qr' needs the rows; fit_statistics supports 'normal', 'cd', 'gd' or 'auto'"
         )
-    n_features = problem.gram.shape[0]
-    width = n_features + 1
+    basis = _Basis.of(problem, rows)
+    triangle = _scaled_triangle(rows, basis, penalty)
+    width = basis.width
+    upper, qty = triangle[:width, :width], triangle[:width, width]
+    if _rank_deficient(upper, max(problem.n_samples, width)):
+        return Solution(_minimum_norm(upper, qty, basis, problem.n_samples), 1, "qr")
+    intercept, coef = basis.parameters(_solve_upper(upper, qty))
+    return _refine(rows, basis, upper, penalty, intercept, coef)
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """The preconditioning change of variables ``B = [1/√n | (X - x̄)/(x_scale·c)]`` of the rows.
+
+    ``B`` spans the same space as the model's columns ``[1 | X/x_scale]``, but with the
+    offsets removed and unit column norms, so its R factor is as well conditioned as the problem
+    allows. The parameters stay in the solver's units: ``intercept`` (original units) and
+    ``coef`` (per scaled feature); ``v`` denotes coordinates in the basis B.
+    """
+
+    intercept: bool
+    offset: Array  # x̄ / x_scale: the feature offsets in solver units
+    column_scale: Array  # c: norms of the centred solver-unit columns (never zero)
+    sqrt_n: float
+    y_offset: float
+
+    @classmethod
+    def of(cls, problem: Problem, rows: Rows) -> _Basis:
+        """Column norms from the (centred) Gram, floored where centring leaves only rounding."""
+        n = problem.n_samples
+        offset = rows.x_offset / rows.x_scale
+        centred_norm = np.sqrt(np.maximum(problem.gram.diagonal(), 0.0))
+        raw_norm = np.hypot(centred_norm, math.sqrt(n) * offset)
+        noise = max(n, problem.gram.shape[0] + 1) * EPS * raw_norm
+        scale = np.maximum(centred_norm, noise)
+        return cls(rows.intercept, offset, np.where(scale > 0, scale, 1.0), math.sqrt(n), rows.y_offset)
+
+    @property
+    def width(self) -> int:
+        return len(self.column_scale) + int(self.intercept)
+
+    def parameters(self, v: Array) -> tuple[float, Array]:
+        """(intercept, coef) of coordinates ``v`` of B, relative to ``y_offset``."""
+        if not self.intercept:
+            return 0.0, v / self.column_scale
+        coef = v[1:] / self.column_scale
+        return self.y_offset + v[0] / self.sqrt_n - float(self.offset @ coef), coef
+
+    def coordinates(self, gradient_b: float, gradient_coef: Array) -> Array:
+        """``D⁻¹Tᵀg``: a gradient in the model's variables, expressed in the basis B."""
+        scaled = gradient_coef / self.column_scale
+        if not self.intercept:
+            return scaled
+        return np.concatenate(
+            [[gradient_b / self.sqrt_n], scaled - gradient_b * self.offset / self.column_scale]
+        )
+
+    def corrected(self, intercept: float, coef: Array, dv: Array) -> tuple[float, Array]:
+        """The parameters moved by ``dv`` (coordinates in B): ``T·D⁻¹·dv``."""
+        if not self.intercept:
+            return 0.0, coef + dv / self.column_scale
+        d_coef = dv[1:] / self.column_scale
+        return intercept + dv[0] / self.sqrt_n - float(self.offset @ d_coef), coef + d_coef
+
+    def size(self, intercept: float, coef: Array) -> float:
+        """‖v‖ of the parameters: the norm in which refinement measures its corrections."""
+        scaled = coef * self.column_scale
+        if not self.intercept:
+            return float(np.linalg.norm(scaled))
+        centred = intercept - self.y_offset + float(self.offset @ coef)
+        return float(np.hypot(np.linalg.norm(scaled), self.sqrt_n * centred))
+
+
+def _scaled_triangle(rows: Rows, basis: _Basis, penalty: Penalty) -> Array:
+    """R of ``[B | y - ȳ]`` (plus ``√l2/c`` ridge rows), by tall-skinny QR one block at a time."""
+    width = basis.width + 1
     buffer = np.zeros((width + block_rows(width), width))
-    for block in rows.blocks(buffer[width:]):
+    for block in rows.blocks(buffer[width:], basis.column_scale, 1.0 / basis.sqrt_n):
         stacked = buffer[: width + block.shape[0]]
         buffer[:width] = _triangle(stacked)
     triangle = buffer[:width]
     if penalty.l2 > 0:
+        n_features = len(basis.column_scale)
         ridge = np.zeros((n_features, width))
-        ridge[:, :n_features] = math.sqrt(penalty.l2) * np.eye(n_features)
+        ridge[:, width - 1 - n_features : width - 1] = np.diag(math.sqrt(penalty.l2) / basis.column_scale)
         triangle = _triangle(np.vstack([triangle, ridge]))
-    rcond = EPS * max(problem.n_samples, n_features)
-    upper, rhs = triangle[:n_features, :n_features], triangle[:n_features, n_features]
-    coef: Array = np.linalg.lstsq(upper, rhs, rcond=rcond)[0]
-    return Solution(coef, 1, "qr")
+    return triangle
 
 
 def _triangle(matrix: Array) -> Array:
@@ -158,16 +254,161 @@ def _triangle(matrix: Array) -> Array:
     return np.asarray(np.linalg.qr(matrix, mode="r"), dtype=np.float64)
 
 
-def _solve_gram_svd(problem: Problem, penalty: Penalty) -> Solution:
-    """Minimum-norm solution from the eigen-decomposition of the Gram matrix (no rows at hand)."""
+def _rank_deficient(upper: Array, size: int) -> bool:
+    """Smallest singular value of R ≤ max(n, d)·eps x the largest: such a direction is rounding."""
+    singular_values = np.linalg.svd(upper, compute_uv=False)
+    return bool(singular_values[-1] <= size * EPS * singular_values[0])
+
+
+def _minimum_norm(upper: Array, qty: Array, basis: _Basis, n_samples: int) -> Array:
+    """Minimum-norm coefficients (solver units) from an SVD of R, as ``lstsq`` on centred data."""
+    start = int(basis.intercept)
+    unscaled = upper[start:, start:] * basis.column_scale
+    rcond = EPS * max(n_samples, len(basis.column_scale))
+    return np.asarray(np.linalg.lstsq(unscaled, qty[start:], rcond=rcond)[0], dtype=np.float64)
+
+
+def _refine(
+    rows: Rows, basis: _Basis, upper: Array, penalty: Penalty, intercept: float, coef: Array
+) -> Solution:
+    """Iterative refinement: gradients of the raw rows in double-double, corrections from R.
+
+    Each sweep computes ``g = Aᵀ(y - b - Xw) - l2·coef`` to about twice working precision and
+    steps by ``(RᵀR)⁻¹g`` in the basis B (corrected semi-normal equations). Because R comes from
+    QR of B, not from the Gram, the error contracts by about κ(B)·eps per sweep; the fixed point
+    is the least-squares solution of the stored rows, free of the rounding of the centring.
+    Sweeps stop once a correction is at rounding level or stops shrinking.
+    """
+    previous = math.inf
+    sweeps = 0
+    while sweeps < MAX_REFINEMENT_SWEEPS:
+        gradient_b, gradient_coef = _gradient(rows, intercept, coef)
+        gradient_coef -= penalty.l2 * coef
+        dv = _solve_upper(upper, _solve_lower(upper.T, basis.coordinates(gradient_b, gradient_coef)))
+        step = float(np.linalg.norm(dv))
+        if not step < previous:
+            break
+        intercept, coef = basis.corrected(intercept, coef, dv)
+        sweeps += 1
+        previous = step
+        if step <= EPS * basis.size(intercept, coef):
+            break
+    return Solution(coef, max(sweeps, 1), "qr", intercept if basis.intercept else None)
+
+
+def _gradient(rows: Rows, intercept: float, coef: Array) -> tuple[float, Array]:
+    """``(Σr, Xᵀr / x_scale)`` for ``r = y - intercept - X·coef/x_scale``, in double-double."""
+    weights = coef / rows.x_scale
+    step = block_rows(rows.X.shape[1] + 2)
+    total = _DoubleDouble(rows.X.shape[1] + 1)
+    for start in range(0, rows.X.shape[0], step):
+        X, y = rows.X[start : start + step], rows.y[start : start + step]
+        residual, residual_low = _residual(X, y, intercept, weights)
+        with_ones = np.column_stack([np.ones(len(y)), X])
+        products, errors = _two_product(with_ones, residual[:, None])
+        errors += with_ones * residual_low[:, None]
+        total.add(*_compensated_sum(products.T, errors.T))
+    gradient = total.value()
+    return float(gradient[0]), gradient[1:] / rows.x_scale
+
+
+def _residual(X: Array, y: Array, intercept: float, weights: Array) -> tuple[Array, Array]:
+    """``y - intercept - X·weights`` row by row as an unevaluated sum ``high + low``."""
+    products, errors = _two_product(X, -weights)
+    terms = np.column_stack([y, np.full(len(y), -intercept), products])
+    carried = np.column_stack([np.zeros((len(y), 2)), errors])
+    total, error = _compensated_sum(terms, carried)
+    high = total + error
+    return high, error - (high - total)
+
+
+# -- compensated arithmetic (error-free transformations, Ogita-Rump-Oishi) ------------------
+
+#: Dekker's splitter 2^27 + 1: a·SPLITTER splits a double into two 26-bit halves.
+_SPLITTER = 134217729.0
+
+
+class _DoubleDouble:
+    """A running sum held as ``high + low`` (about 32 significant digits)."""
+
+    def __init__(self, size: int) -> None:
+        self.high, self.low = np.zeros(size), np.zeros(size)
+
+    def add(self, high: Array, low: Array) -> None:
+        self.high, error = _two_sum(self.high, high)
+        self.low += error + low
+
+    def value(self) -> Array:
+        total: Array = self.high + self.low
+        return total
+
+
+def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """``a + b`` exactly as ``sum + error`` (Knuth)."""
+    total = a + b
+    b_virtual = total - a
+    return total, (a - (total - b_virtual)) + (b - b_virtual)
+
+
+def _two_product(a: Array, b: Array) -> tuple[Array, Array]:
+    """``a·b`` exactly as ``product + error`` (Dekker; numpy has no fused multiply-add)."""
+    product = a * b
+    a_high, a_low = _split(a)
+    b_high, b_low = _split(b)
+    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return product, error
+
+
+def _split(a: Array) -> tuple[Array, Array]:
+    scaled = _SPLITTER * a
+    high = scaled - (scaled - a)
+    return high, a - high
+
+
+def _compensated_sum(terms: Array, errors: Array) -> tuple[Array, Array]:
+    """Sum along the last axis to about twice working precision: pairwise TwoSum, errors alongside.
+
+    The result ``(sum, error)`` is exact up to eps·|Σ| plus (log₂(k)·eps)²·Σ|terms|.
+    """
+    while terms.shape[-1] > 1:
+        half = terms.shape[-1] // 2
+        total, error = _two_sum(terms[..., :half], terms[..., half : 2 * half])
+        error += errors[..., :half] + errors[..., half : 2 * half]
+        if terms.shape[-1] % 2:
+            total = np.concatenate([total, terms[..., -1:]], axis=-1)
+            error = np.concatenate([error, errors[..., -1:]], axis=-1)
+        terms, errors = total, error
+    return terms[..., 0], errors[..., 0]
+
+
+def _solve_gram_eigen(problem: Problem, penalty: Penalty) -> Solution:
+    """Minimum-norm solution from the eigen-decomposition of the scaled Gram (no rows at hand).
+
+    The Gram squares the condition number, and its entries carry rounding of up to about
+    n·eps relative (Jacobi-scaled), so eigenvalues below ``max(n, d)·eps·λ_max`` are
+    indistinguishable from zero and are dropped. Accuracy: relative error ≲ c·n·eps·κ² in the
+    scaled coefficients while κ² < 1/(n·eps); directions beyond are lost, as if rank-deficient.
+    """
     system = problem.gram + penalty.l2 * np.eye(problem.gram.shape[0])
     jacobi = _jacobi(system)
     eigenvalues, vectors = np.linalg.eigh(system * np.outer(jacobi, jacobi))
-    cutoff = max(eigenvalues[-1], 0.0) * 10 * EPS * len(eigenvalues)
+    cutoff = max(eigenvalues[-1], 0.0) * EPS * max(problem.n_samples, len(eigenvalues))
     keep = eigenvalues > cutoff
     basis = vectors[:, keep]
-    z = basis @ ((basis.T @ (problem.xty * jacobi)) / eigenvalues[keep])
-    return Solution(z * jacobi, 1, "svd")
+    z = jacobi * (basis @ ((basis.T @ (problem.xty * jacobi)) / eigenvalues[keep]))
+    return Solution(_without_component_along(z, jacobi[:, None] * vectors[:, ~keep]), 1, "svd")
+
+
+def _without_component_along(z: Array, null_space: Array) -> Array:
+    """``z`` projected off the dropped directions: the minimum-norm solution in solver units.
+
+    The directions were dropped in Jacobi-scaled coordinates; mapped back they are not
+    orthogonal to ``z``, and removing their component gives what ``lstsq`` gives on the rows.
+    """
+    if null_space.shape[1] == 0:
+        return z
+    component = np.linalg.lstsq(null_space, z, rcond=None)[0]
+    return np.asarray(z - null_space @ component, dtype=np.float64)
 
 
 def _jacobi(system: Array) -> Array:
