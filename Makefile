@@ -18,9 +18,11 @@ install: ## install Marina and its development tools into the current Python
 
 test: deps ## run every test, bringing the local cluster up when no cluster is reachable
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	for threads in 1 2; do OPENBLAS_NUM_THREADS=$$threads $(PYTHON) -m pytest tests/solver -q || exit 1; done  # tolerances hold for any BLAS summation order
 
 test-unit: ## run only the tests that need no cluster
 	$(PYTHON) -m pytest -m 'not cluster' $(PYTEST_ARGS)
+	for threads in 1 2; do OPENBLAS_NUM_THREADS=$$threads $(PYTHON) -m pytest tests/solver -q || exit 1; done  # tolerances hold for any BLAS summation order
 
 lint: ## ruff
 	$(PYTHON) -m ruff check operator tests benchmarks
