@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from marina import dataset
+from marina.contract import SpecError
 from marina.dataset import DataError, PrepareOptions, Table
 
 
@@ -68,11 +70,13 @@ def test_table_from_records_reads_numbers_and_missing_tokens() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"test_fraction": 0.0}, "test fraction: must be between 0 and 1"),
-        ({"test_fraction": 1.0}, "test fraction: must be between 0 and 1"),
-        ({"test_fraction": 1.5}, "test fraction: must be between 0 and 1"),
-        ({"test_fraction": -0.1}, "test fraction: must be between 0 and 1"),
-        ({"seed": -1}, "seed: must be a non-negative integer"),
+        ({"test_fraction": 0.0}, "test fraction: must be in (0, 1), got 0.0"),
+        ({"test_fraction": 1.0}, "test fraction: must be in (0, 1), got 1.0"),
+        ({"test_fraction": 1.5}, "test fraction: must be in (0, 1), got 1.5"),
+        ({"test_fraction": -0.1}, "test fraction: must be in (0, 1), got -0.1"),
+        ({"test_fraction": "half"}, "test fraction: must be a number, got 'half'"),
+        ({"seed": -1}, "seed: must be in [0, inf), got -1"),
+        ({"seed": 1.5}, "seed: must be an integer, got 1.5"),
         ({"missing": "zero"}, "missing: must be one of drop, mean, median, fail"),
         ({"features": ()}, "features: the list of feature columns is empty"),
         ({"features": ("a", "y")}, "features: the target column 'y' cannot also be a feature"),
@@ -81,7 +85,7 @@ def test_table_from_records_reads_numbers_and_missing_tokens() -> None:
     ],
 )
 def test_options_are_validated(options: dict[str, object], message: str) -> None:
-    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         PrepareOptions(**{"target": "y", **options})  # type: ignore[arg-type]
 
 

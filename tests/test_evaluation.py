@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 from sklearn.linear_model import Ridge
 
 from marina import evaluation
+from marina.contract import SpecError
 from marina.dataset import DataError
 
 
@@ -54,7 +55,7 @@ def test_regression_metrics_bundle() -> None:
     [([1.0, 2.0], [1.0], "same length"), ([], [], "at least one row"), ([[1.0]], [[1.0]], "same length")],
 )
 def test_metric_input_errors(truth: list[Any], prediction: list[Any], message: str) -> None:
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(evaluation.EvaluationError, match=message):  # a bug of the caller, not bad data
         evaluation.mean_squared_error(np.array(truth), np.array(prediction))
 
 
@@ -74,10 +75,11 @@ def test_kfold_partitions_every_row_once(rows: int, folds: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("rows", "folds", "message"), [(10, 1, "at least 2 folds"), (3, 5, "5 folds need at least 5")]
+    ("rows", "folds", "error", "message"),
+    [(10, 1, SpecError, "at least 2 folds"), (3, 5, DataError, "5 folds need at least 5")],
 )
-def test_kfold_errors(rows: int, folds: int, message: str) -> None:
-    with pytest.raises(DataError, match=message):
+def test_kfold_errors(rows: int, folds: int, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         evaluation.kfold_indices(rows, folds, seed=0)
 
 
@@ -150,5 +152,5 @@ def test_grid_search_tie_keeps_the_first() -> None:
 
 
 def test_grid_search_needs_a_grid() -> None:
-    with pytest.raises(DataError, match="grid is empty"):
+    with pytest.raises(evaluation.EvaluationError, match="grid is empty"):
         evaluation.grid_search(lambda p: ShrunkMean(1.0), [], np.zeros((4, 1)), np.zeros(4), folds=2, seed=0)

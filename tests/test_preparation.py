@@ -25,7 +25,7 @@ def prepare_ok(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -
     assert code == 0, err
     assert out.count("\n") == 1
     summary: dict[str, Any] = json.loads(out)
-    assert json.loads(result_file.read_text()) == summary
+    assert json.loads(result_file.read_text()) == summary and summary.pop("format") == "marina.dev/result/v1"
     assert len(result_file.read_bytes()) < 4096
     return summary
 
@@ -126,51 +126,67 @@ def test_large_schemas_are_truncated_to_fit(capsys: pytest.CaptureFixture[str], 
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "kind", "message"),
     [
         (
             ["--source", "inline", "--inline-rows", '[{"x": 1, "sex": "male", "target": 1}]'],
+            "data",
             "column 'sex' row 1: 'male' is not a number",
         ),
         (
+            ["--source", "inline", "--inline-rows", '[{"x": 1, "city": "unreachable", "target": 1}]'],
+            "data",  # words in the data never make a failure look like a storage outage
+            "column 'city' row 1: 'unreachable' is not a number",
+        ),
+        (
             ["--source", "builtin:diabetes", "--target", "price"],
+            "data",
             "target column 'price' not found; columns are: age",
         ),
         (
             ["--source", "synthetic:rows=20,missing=0.2", "--missing", "fail"],
+            "data",
             "column 'x1' row 1: missing value",
         ),
         (
             ["--source", "builtin:diabetes", "--test-fraction", "1.5"],
-            "test fraction: must be between 0 and 1",
+            "spec",
+            "--test-fraction: must be in (0, 1), got 1.5",
         ),
         (
             ["--source", "builtin:diabetes", "--test-fraction", "half"],
+            "spec",
             "--test-fraction: 'half' is not a valid number",
         ),
-        (["--source", "builtin:diabetes", "--seed", "x"], "--seed: 'x' is not a valid integer"),
+        (["--source", "builtin:diabetes", "--seed", "x"], "spec", "--seed: 'x' is not a valid integer"),
         (
             ["--source", "builtin:diabetes", "--missing", "guess"],
-            "missing: must be one of drop, mean, median, fail",
+            "spec",
+            "--missing: must be one of drop, mean, median, fail",
         ),
-        (["--source", "mongodb://db/x"], "unknown source 'mongodb://db/x'"),
-        (["--source", "/nonexistent/data.csv"], "cannot read /nonexistent/data.csv"),
-        (["--output", "x"], "--source is required"),
-        (["--source", "inline", "--inline-rows", "[]", "--rows-file", "r"], "either with --inline-rows or"),
+        (["--source", "mongodb://db/x"], "spec", "unknown source 'mongodb://db/x'"),
+        (["--source", "/nonexistent/data.csv"], "storage-not-found", "cannot read /nonexistent/data.csv"),
+        (["--output", "x"], "spec", "--source is required"),
+        (
+            ["--source", "inline", "--inline-rows", "[]", "--rows-file", "r"],
+            "spec",
+            "either with --inline-rows or",
+        ),
     ],
 )
-def test_errors_are_reported_on_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+def test_errors_are_reported_on_one_line_with_their_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], kind: str, message: str
 ) -> None:
     result_file = tmp_path / "result.json"
     if "--output" not in args:
         args = [*args, "--output", str(tmp_path / "s")]
     code, out, err = run_prepare(capsys, *args, "--result-file", str(result_file))
-    assert code == 1 and out == ""
+    assert code == 1 and out == ""  # a permanent failure: the Job fails at once
     assert err.startswith("marina prepare: error: ") and err.count("\n") == 1
     assert message in err
-    error = json.loads(result_file.read_text())["error"]
-    assert message in error and err.strip().endswith(error)
+    result = json.loads(result_file.read_text())
+    assert result["format"] == "marina.dev/result/v1" and result["error"]["kind"] == kind
+    assert message in result["error"]["message"] and err.strip().endswith(result["error"]["message"])
     assert not (tmp_path / "s").exists()  # nothing half-written
 
 
@@ -190,8 +206,11 @@ def test_an_unexpected_failure_still_reports_one_line(
     code, _, err = run_prepare(
         capsys, "--source", "builtin:diabetes", "--output", str(tmp_path), "--result-file", str(result_file)
     )
-    assert code == 1 and "Traceback" in err  # the stack trace helps whoever fixes the bug
-    assert json.loads(result_file.read_text()) == {"error": "unexpected RuntimeError: boom second line"}
+    assert code == 70 and "Traceback" in err  # EX_SOFTWARE; the stack trace helps whoever fixes the bug
+    assert json.loads(result_file.read_text()) == {
+        "format": "marina.dev/result/v1",
+        "error": {"kind": "internal", "message": "unexpected RuntimeError: boom second line"},
+    }
 
 
 def test_an_unwritable_result_file_fails_the_command(
@@ -206,4 +225,4 @@ def test_an_unwritable_result_file_fails_the_command(
         "--result-file",
         str(tmp_path / "missing-folder" / "result.json"),
     )
-    assert code == 1 and json.loads(out)["rows"] == 20 and "cannot write the result file" in err
+    assert code == 70 and json.loads(out)["rows"] == 20 and "cannot write the result file" in err

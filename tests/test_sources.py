@@ -13,8 +13,9 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from marina import sources
+from marina.contract import SpecError
 from marina.dataset import DataError, table_from_records
-from marina.storage import StorageError
+from marina.storage import StorageNotFound
 
 CSV = "a,b,target\n1,2.5,3\n\n4,,6\n7,8e-3,9\n"
 
@@ -58,13 +59,13 @@ def test_bad_csv_files(tmp_path: Path, content: bytes, message: str) -> None:
 
 
 def test_missing_file_is_a_storage_error(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match=r"cannot read .*nope\.csv: No such file"):
+    with pytest.raises(StorageNotFound, match=r"cannot read .*nope\.csv: No such file"):
         sources.load(str(tmp_path / "nope.csv"))
 
 
 @pytest.mark.parametrize("spec", ["http://example.invalid/x.csv", "ftp:x", "gs://bucket/key", "  "])
 def test_unknown_source(spec: str) -> None:
-    with pytest.raises(DataError, match="expected builtin:NAME, synthetic:KEY=VALUE"):
+    with pytest.raises(SpecError, match="expected builtin:NAME, synthetic:KEY=VALUE"):
         sources.load(spec)
 
 
@@ -78,7 +79,7 @@ def test_builtin_diabetes_is_scikit_learns() -> None:
 
 
 def test_unknown_builtin() -> None:
-    with pytest.raises(DataError, match="unknown builtin dataset 'boston'; available: diabetes"):
+    with pytest.raises(SpecError, match="unknown builtin dataset 'boston'; available: diabetes"):
         sources.load("builtin:boston")
 
 
@@ -106,18 +107,19 @@ def test_synthetic_defaults_and_missing_fraction() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("synthetic:rows=1", "rows must be at least 2"),
-        ("synthetic:features=0", "features must be at least 1"),
-        ("synthetic:noise=-1", "noise must be >= 0"),
-        ("synthetic:seed=-3", "seed must be >= 0"),
-        ("synthetic:missing=1", r"missing must be in \[0, 1\)"),
+        ("synthetic:rows=1", r"rows: must be in \[2, 10000000\], got 1"),
+        ("synthetic:rows=20000000", r"rows: must be in \[2, 10000000\], got 20000000"),
+        ("synthetic:features=0", r"features: must be in \[1, 1000\], got 0"),
+        ("synthetic:noise=-1", r"noise: must be in \[0, inf\), got -1.0"),
+        ("synthetic:seed=-3", r"seed: must be in \[0, inf\), got -3"),
+        ("synthetic:missing=1", r"missing: must be in \[0, 1\), got 1.0"),
         ("synthetic:colour=red", "unknown parameter 'colour'; expected rows, features, noise, seed, missing"),
         ("synthetic:rows=many", "rows='many' is not a valid integer"),
         ("synthetic:noise", "'noise' needs a value"),
     ],
 )
 def test_synthetic_grammar_errors(spec: str, message: str) -> None:
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(SpecError, match=message):
         sources.load(spec)
 
 
@@ -154,9 +156,9 @@ def test_inline_errors(text: str, message: str) -> None:
 
 
 def test_inline_needs_rows_and_rows_need_inline() -> None:
-    with pytest.raises(DataError, match="source 'inline' needs rows"):
+    with pytest.raises(SpecError, match="source 'inline' needs rows"):
         sources.load("inline")
-    with pytest.raises(DataError, match="inline rows were given but the source is 'builtin:diabetes'"):
+    with pytest.raises(SpecError, match="inline rows were given but the source is 'builtin:diabetes'"):
         sources.load("builtin:diabetes", "[]")
 
 

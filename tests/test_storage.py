@@ -1,29 +1,31 @@
-"""The storage module: local paths, s3:// URIs, settings from the environment, clear errors.
+"""The storage module: local paths, s3:// URIs, settings from the environment, typed errors.
 
-The s3:// tests run against a real MinIO server started on a free loopback port. Its binary is the
-one `hack/build-binaries.sh minio` builds into the cache (the same pinned build the cluster uses);
-the fixture builds it when missing and FAILS, never skips, when it cannot.
+The s3:// tests run against a real MinIO server started on a free loopback port (tests/minio_server.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import secrets
-import socket
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from minio.error import InvalidResponseError, S3Error, ServerError
+from urllib3 import HTTPResponse
+from urllib3.exceptions import MaxRetryError
 
 from marina import storage
-from marina.storage import StorageError
+from marina.contract import FailureKind
+from marina.storage import (
+    InvalidLocation,
+    StorageAccessDenied,
+    StorageError,
+    StorageNotConfigured,
+    StorageNotFound,
+    StorageRejected,
+    StorageUnavailable,
+)
+from minio_server import MinioServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_NAMES = (storage.ACCESS_KEY_ENV, storage.SECRET_KEY_ENV)
@@ -55,7 +57,7 @@ def test_parse_s3() -> None:
 
 @pytest.mark.parametrize("uri", ["s3://bucket", "s3://bucket/", "s3:///key", "http://bucket/key"])
 def test_parse_s3_rejects_incomplete_uris(uri: str) -> None:
-    with pytest.raises(StorageError, match="expected s3://bucket/key"):
+    with pytest.raises(InvalidLocation, match="expected s3://bucket/key"):
         storage.parse_s3(uri)
 
 
@@ -72,11 +74,19 @@ def test_local_write_read_exists(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "deep" / "folder").iterdir()] == ["object.bin"]  # no temp file left
 
 
+def test_local_list_folder(tmp_path: Path) -> None:
+    for name in ("b/x", "a/y", "c.csv"):
+        storage.write_bytes(str(tmp_path / name), b"")
+    assert storage.list_folder(str(tmp_path)) == ["a", "b", "c.csv"]
+    with pytest.raises(StorageNotFound, match="cannot list"):
+        storage.list_folder(str(tmp_path / "nothing"))
+
+
 def test_local_errors_say_which_object(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match=r"cannot read .*missing\.json: No such file or directory"):
+    with pytest.raises(StorageNotFound, match=r"cannot read .*missing\.json: No such file or directory"):
         storage.read_bytes(str(tmp_path / "missing.json"))
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StorageError, match=r"cannot write .*file/child"):
+    with pytest.raises(InvalidLocation, match=r"cannot write .*file/child"):
         storage.write_bytes(str(tmp_path / "file" / "child"), b"x")
 
 
@@ -100,7 +110,7 @@ def test_settings_errors(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], m
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(StorageError, match=message):
+    with pytest.raises(StorageNotConfigured, match=message):
         storage.S3Settings.from_environment()
 
 
@@ -123,26 +133,73 @@ def test_settings_from_environment_hide_secrets(
     assert "very-secret-value" not in repr(settings) and "AKIDEXAMPLE" not in repr(settings)
 
 
-@dataclass
-class CodedError(Exception):
-    code: str
+def s3_error(code: str, status: int) -> S3Error:
+    return S3Error(HTTPResponse(body=b"", status=status), code, "said the server", "/b/k", "req", "host")
 
 
 @pytest.mark.parametrize(
-    ("code", "message"),
+    ("error", "expected", "message"),
     [
-        ("NoSuchKey", "what: not found (NoSuchKey)"),
-        ("NoSuchBucket", "what: not found (NoSuchBucket)"),
-        ("AccessDenied", "what: access denied (AccessDenied); check the credentials Secret"),
+        (s3_error("NoSuchKey", 404), StorageNotFound, "what: not found (NoSuchKey)"),
+        (s3_error("NoSuchBucket", 404), StorageNotFound, "what: not found (NoSuchBucket)"),
+        (s3_error("AccessDenied", 403), StorageAccessDenied, "what: access denied (AccessDenied)"),
         (
-            "SignatureDoesNotMatch",
-            "what: access denied (SignatureDoesNotMatch); check the credentials Secret",
+            s3_error("SignatureDoesNotMatch", 403),
+            StorageAccessDenied,
+            "access denied (SignatureDoesNotMatch)",
         ),
-        ("SlowDown", "what: object storage answered SlowDown"),
+        (s3_error("InvalidAccessKeyId", 403), StorageAccessDenied, "access denied (InvalidAccessKeyId)"),
+        (s3_error("SlowDown", 503), StorageUnavailable, "what: object storage answered SlowDown"),
+        (s3_error("XMinioStorageFull", 507), StorageUnavailable, "object storage answered XMinioStorageFull"),
+        (s3_error("ServiceUnavailable", 503), StorageUnavailable, "answered ServiceUnavailable"),
+        (s3_error("InternalError", 500), StorageUnavailable, "answered InternalError"),
+        (s3_error("XMinioSomethingNew", 502), StorageUnavailable, "answered XMinioSomethingNew"),
+        (s3_error("InvalidBucketName", 400), StorageRejected, "answered InvalidBucketName"),
+        (
+            ServerError("server failed with HTTP status code 503", 503),
+            StorageUnavailable,
+            "answered HTTP 503",
+        ),
+        (ServerError("server failed with HTTP status code 400", 400), StorageRejected, "answered HTTP 400"),
+        (InvalidResponseError(502, "text/html", "<html>"), StorageUnavailable, "answered HTTP 502"),
+        (InvalidResponseError(403, "text/html", "<html>"), StorageAccessDenied, "access denied"),
+        (MaxRetryError(None, "/b/k", "too many 503 error responses"), StorageUnavailable, "unreachable"),
+        (
+            ConnectionRefusedError("refused"),
+            StorageUnavailable,
+            "unreachable (ConnectionRefusedError: refused)",
+        ),
+        (ValueError("Bucket name does not follow S3 standards"), InvalidLocation, "Bucket name does not"),
     ],
 )
-def test_sdk_errors_are_described(code: str, message: str) -> None:
-    assert str(storage._describe(CodedError(code), "what")) == message
+def test_sdk_errors_are_typed_by_what_went_wrong(
+    error: Exception, expected: type[StorageError], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(storage.ENDPOINT_ENV, "http://127.0.0.1:1")
+    described = storage._describe(error, "what")
+    assert type(described) is expected and message in str(described)
+    assert str(described).count("\n") == 0 and "said the server" not in str(described)
+
+
+def test_a_bug_is_not_a_storage_error() -> None:
+    assert storage._describe(TypeError("unsupported operand"), "what") is None
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "exit_code"),
+    [
+        (StorageUnavailable, FailureKind.STORAGE_UNAVAILABLE, 75),
+        (StorageAccessDenied, FailureKind.STORAGE_DENIED, 75),
+        (StorageNotConfigured, FailureKind.STORAGE_CONFIG, 75),
+        (StorageNotFound, FailureKind.STORAGE_NOT_FOUND, 1),
+        (StorageRejected, FailureKind.STORAGE_REJECTED, 1),
+        (InvalidLocation, FailureKind.SPEC, 1),
+    ],
+)
+def test_each_storage_error_has_its_kind_and_exit_code(
+    error: type[StorageError], kind: FailureKind, exit_code: int
+) -> None:
+    assert error.kind is kind and kind.exit_code == exit_code
 
 
 def test_network_errors_name_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,123 +209,7 @@ def test_network_errors_name_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> No
     assert described == f"cannot read s3://b/k: {expected}"
 
 
-# --- a real MinIO server ------------------------------------------------------------------------------
-
-
-def minio_binary_path() -> Path:
-    versions = (REPO / "hack" / "lib" / "versions.sh").read_text()
-    match = re.search(r"^MINIO_VERSION=(\S+)", versions, re.MULTILINE)
-    assert match, "hack/lib/versions.sh does not pin MINIO_VERSION"
-    cache = Path(
-        os.environ.get("MARINA_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "marina"
-    )
-    return cache / f"minio-{match.group(1)}" / "minio"
-
-
-@pytest.fixture(scope="session")
-def minio_binary() -> Path:
-    """The pinned MinIO server, built by hack/build-binaries.sh when not cached yet."""
-    path = minio_binary_path()
-    if not (path.parent / ".complete").exists():
-        build = subprocess.run(
-            ["bash", str(REPO / "hack" / "build-binaries.sh"), "minio"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-        if build.returncode != 0 or not path.exists():
-            pytest.fail(
-                f"no MinIO server binary at {path} and `bash hack/build-binaries.sh minio` failed "
-                f"(exit {build.returncode}): {build.stderr[-2000:]}"
-            )
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class MinioServer:
-    endpoint: str
-    access_key: str
-    secret_key: str
-
-    def environment(self) -> dict[str, str]:
-        return {
-            storage.ENDPOINT_ENV: self.endpoint,
-            storage.ACCESS_KEY_ENV: self.access_key,
-            storage.SECRET_KEY_ENV: self.secret_key,
-        }
-
-
-def wait_until_ready(process: subprocess.Popen[Any], url: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"MinIO exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)  # poll again until the deadline
-    pytest.fail(f"MinIO did not become ready within {timeout:.0f}s: {log.read_text()[-2000:]}")
-
-
-@pytest.fixture(scope="session")
-def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
-    """A throw-away MinIO on a free loopback port with random credentials; stopped afterwards."""
-    root = tmp_path_factory.mktemp("minio")
-    port = free_port()
-    server = MinioServer(f"http://127.0.0.1:{port}", "marina-test", secrets.token_hex(16))
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(root),
-        "MINIO_ROOT_USER": server.access_key,
-        "MINIO_ROOT_PASSWORD": server.secret_key,
-        "MINIO_BROWSER": "off",
-        "MINIO_UPDATE": "off",
-    }
-    log = root / "minio.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                str(minio_binary),
-                "server",
-                "--quiet",
-                "--address",
-                f"127.0.0.1:{port}",
-                "--console-address",
-                f"127.0.0.1:{free_port()}",
-                str(root / "data"),
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_ready(process, f"{server.endpoint}/minio/health/ready", log)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def s3_env(minio_server: MinioServer, monkeypatch: pytest.MonkeyPatch) -> MinioServer:
-    for name, value in minio_server.environment().items():
-        monkeypatch.setenv(name, value)
-    return minio_server
+# --- a real MinIO server -------------------------------------------------------------------------------
 
 
 def test_s3_write_read_exists(s3_env: MinioServer) -> None:
@@ -277,15 +218,25 @@ def test_s3_write_read_exists(s3_env: MinioServer) -> None:
     storage.write_bytes(uri, b'{"a": 1}', "application/json")  # creates the bucket
     assert storage.exists(uri) and storage.read_bytes(uri) == b'{"a": 1}'
     assert not storage.exists(uri + ".other")
-    with pytest.raises(StorageError, match=r"cannot read s3://.*/missing: not found \(NoSuchKey\)"):
+    with pytest.raises(StorageNotFound, match=r"cannot read s3://.*/missing: not found \(NoSuchKey\)"):
         storage.read_bytes(storage.join(uri.rsplit("/", 1)[0], "missing"))
+
+
+def test_s3_list_folder(s3_env: MinioServer) -> None:
+    bucket = f"s3://list-test-{secrets.token_hex(4)}"
+    for key in ("data/a/x.json", "data/a/y.json", "data/b/z.json", "data/top.csv", "other/w.json"):
+        storage.write_bytes(f"{bucket}/{key}", b"{}")
+    assert storage.list_folder(f"{bucket}/data") == ["a", "b", "top.csv"]
+    assert storage.list_folder(f"{bucket}/data/") == ["a", "b", "top.csv"]
+    assert storage.list_folder(bucket) == ["data", "other"]
+    assert storage.list_folder(f"{bucket}/nothing") == []
 
 
 def test_s3_wrong_credentials_are_named_but_not_shown(
     s3_env: MinioServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(storage.SECRET_KEY_ENV, "wrong-secret-value")
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(StorageAccessDenied) as caught:
         storage.read_bytes("s3://marina/anything")
     message = str(caught.value)
     assert "access denied" in message and "check the credentials Secret" in message
@@ -295,7 +246,7 @@ def test_s3_wrong_credentials_are_named_but_not_shown(
 def test_s3_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, s3_env: MinioServer) -> None:
     monkeypatch.setenv(storage.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(
-        StorageError,
+        StorageUnavailable,
         match=r"cannot write s3://marina/x: object storage at http://127\.0\.0\.1:\d+ "
         r"unreachable",
     ):
@@ -332,4 +283,34 @@ def test_prepare_then_train_round_trip_over_s3(
     csv_copy = f"{bucket}/raw/copy.csv"
     storage.write_bytes(csv_copy, storage.read_bytes(source))
     assert main(["prepare", "--source", csv_copy, "--output", f"{bucket}/datasets"]) == 0
-    assert json.loads(capsys.readouterr().out)["rows"] == prepared["trainRows"]
+    copied = json.loads(capsys.readouterr().out)
+    assert copied["rows"] == prepared["trainRows"]
+
+
+def test_train_reads_the_prefix_prepare_wrote_over_s3(
+    s3_env: MinioServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from marina.cli import main
+
+    datasets, models = f"s3://prefix-{secrets.token_hex(4)}/datasets", f"s3://prefix-{secrets.token_hex(4)}/m"
+    prepare = ["prepare", "--source", "synthetic:rows=60,features=2", "--output", datasets]
+    assert main([*prepare, "--seed", "1"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["train", "--data", datasets, "--output", models]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["datasetVersion"] == first["version"] and captured.err == ""
+
+    assert main([*prepare, "--seed", "2"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    created = {
+        v: json.loads(storage.read_bytes(f"{datasets}/{v}/dataset.json"))["created"]
+        for v in (first["version"], second["version"])
+    }
+    newest = max(created, key=lambda v: (created[v], v))
+    assert main(["train", "--data", f"{datasets}/", "--output", models]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["datasetVersion"] == newest
+    assert captured.err == (
+        f"marina train: {datasets} holds 2 dataset versions; using the newest, {newest} "
+        f"(created {created[newest]})\n"
+    )

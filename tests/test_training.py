@@ -14,7 +14,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from marina import __version__, artifact, dataset, evaluation, training
 from marina.cli import main
-from marina.solver import SufficientStatistics
+from marina.contract import TrainRequest
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -224,22 +224,41 @@ def test_cv_alone_scores_the_single_configuration(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "kind", "message"),
     [
-        (("--penalty", "huber"), "penalty: must be one of none, l2, l1, elasticnet"),
-        (("--alpha", "lots"), "--alpha: 'lots' is not a valid number"),
-        (("--max-iter", "1.5"), "--max-iter: '1.5' is not a valid integer"),
-        (("--search-alpha", "0.1,1"), "--search-alpha needs --penalty l2, l1 or elasticnet"),
-        (("--penalty", "l2", "--search-l1-ratio", "0.5"), "--search-l1-ratio needs --penalty elasticnet"),
-        (("--penalty", "l2", "--search-alpha", "0.1,-1"), "--search-alpha: -1.0 is negative"),
-        (("--penalty", "l2", "--search-alpha", ","), "--search-alpha: give at least one value"),
-        (("--cv", "1"), "--cv: need at least 2 folds"),
-        (("--cv", "5000"), "cv: 5000 folds need at least 5000 training rows, got 353"),
-        (("--solver", "magic"), "solver"),
+        (("--penalty", "huber"), "spec", "--penalty: must be one of none, l2, l1, elasticnet"),
+        (("--alpha", "lots"), "spec", "--alpha: 'lots' is not a valid number"),
+        (("--max-iter", "1.5"), "spec", "--max-iter: '1.5' is not a valid integer"),
+        (("--search-alpha", "0.1,1"), "spec", "--search-alpha needs --penalty l2, l1 or elasticnet"),
+        (
+            ("--penalty", "l2", "--search-l1-ratio", "0.5"),
+            "spec",
+            "--search-l1-ratio needs --penalty elasticnet",
+        ),
+        (
+            ("--penalty", "l2", "--search-alpha", "0.1,-1"),
+            "spec",
+            "--search-alpha: must be in [0, inf), got -1.0",
+        ),
+        (("--penalty", "l2", "--search-alpha", ","), "spec", "--search-alpha: give at least one value"),
+        (("--cv", "1"), "spec", "--cv: must be in [2, 20], got 1"),
+        (("--solver", "magic"), "spec", "--solver: must be one of auto, normal, qr, cd, gd"),
+        (("--penalty", "l1", "--solver", "qr"), "spec", "--solver: l1 needs one of auto, cd, gd, got 'qr'"),
+        (("--learning-rate", "-1", "--solver", "gd"), "spec", "learning_rate"),
+        (
+            ("--solver", "gd", "--learning-rate", "1e6", "--max-iter", "100000"),
+            "training",
+            "training failed:",
+        ),
     ],
 )
-def test_errors_are_reported_on_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str, args: tuple[str, ...], message: str
+def test_errors_are_reported_on_one_line_with_their_kind(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    diabetes: str,
+    args: tuple[str, ...],
+    kind: str,
+    message: str,
 ) -> None:
     result_file = tmp_path / "result.json"
     code, out, err = run_cli(
@@ -255,7 +274,8 @@ def test_errors_are_reported_on_one_line(
     )
     assert code == 1 and out == ""
     assert err.startswith("marina train: error: ") and err.count("\n") == 1 and message in err
-    assert message in json.loads(result_file.read_text())["error"]
+    error = json.loads(result_file.read_text())["error"]
+    assert error["kind"] == kind and message in error["message"]
     assert not (tmp_path / "models").exists()
 
 
@@ -263,7 +283,7 @@ def test_missing_and_corrupted_datasets_are_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, diabetes: str
 ) -> None:
     code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "nothing"), "--output", str(tmp_path))
-    assert code == 1 and "cannot read" in err and "dataset.json" in err
+    assert code == 1 and "no prepared dataset at" in err and "dataset.json" in err
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("dataset.json", "train.csv", "test.csv"):
@@ -274,32 +294,18 @@ def test_missing_and_corrupted_datasets_are_refused(
     assert code == 1 and "is corrupted" in err
 
 
-def train_options(**parameters: Any) -> training.TrainOptions:
-    base = {
-        "penalty": "l2",
-        "alpha": 1.0,
-        "l1_ratio": 0.5,
-        "solver": "auto",
-        "fit_intercept": True,
-        "standardize": False,
-        "tol": 1e-10,
-        "max_iter": 100_000,
-    }
-    return training.TrainOptions(
-        data="-",
-        output="-",
-        parameters={**base, **parameters},
-        folds=4,
-        seed=3,
-        search_alpha=(0.01, 0.3, 3.0),
+def search_request(**overrides: Any) -> TrainRequest:
+    base: dict[str, Any] = {"penalty": "l2", "tol": 1e-10, "max_iter": 100_000}
+    return TrainRequest(
+        data="-", output="-", folds=4, seed=3, search_alpha=(0.01, 0.3, 3.0), **{**base, **overrides}
     )
 
 
 @pytest.mark.parametrize(
-    "parameters",
+    "overrides",
     [
         {},
-        {"fit_intercept": False},
+        {"no_intercept": True},
         {"standardize": True},
         {"penalty": "l1"},
         {"penalty": "elasticnet", "l1_ratio": 0.4},
@@ -307,24 +313,61 @@ def train_options(**parameters: Any) -> training.TrainOptions:
     ],
     ids=["ridge", "no-intercept", "standardize", "lasso", "elasticnet", "qr-uses-rows"],
 )
-def test_search_from_fold_statistics_equals_refitting_on_rows(parameters: dict[str, Any]) -> None:
+def test_search_from_fold_statistics_equals_refitting_on_rows(overrides: dict[str, Any]) -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 6)) * [1, 10, 0.1, 1, 5, 1] + [0, 50, -3, 0, 0, 1000]
     y = x @ rng.normal(size=6) + rng.normal(0, 2.0, 300)
-    options = train_options(**parameters)
-    fast = training.cross_validated_search(options, x, y)
+    request = search_request(**overrides)
+    fast = training.cross_validated_search(request, x, y)
+    parameters = request.model_parameters()
     slow = evaluation.grid_search(
-        lambda p: training.make_model({**options.parameters, **p}), options.grid(), x, y, folds=4, seed=3
+        lambda p: training.make_model({**parameters, **p}), training.grid(request), x, y, folds=4, seed=3
     )
     assert fast.best.parameters == slow.best.parameters
     for ours, reference in zip(fast.candidates, slow.candidates, strict=True):
         assert ours.fold_mse == pytest.approx(reference.fold_mse, rel=1e-8)
 
 
-def test_validation_mse_from_statistics_equals_the_direct_one() -> None:
-    rng = np.random.default_rng(4)
-    x, y = rng.normal(size=(50, 3)) + 7.0, rng.normal(size=50) + 3.0
-    coef, intercept = np.array([0.5, -1.0, 2.0]), 0.25
-    stats = SufficientStatistics.from_arrays(x, y)
-    direct = float(np.mean((y - x @ coef - intercept) ** 2))
-    assert training.validation_mse(coef, intercept, stats) == pytest.approx(direct, rel=1e-12)
+# --- --data: a version's folder, or the folder `marina prepare --output` wrote ----------------------
+
+
+def test_train_reads_the_folder_prepare_wrote(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    prepared = ok(capsys, "prepare", "--source", "synthetic:rows=60,features=2", "--output", "data")
+    code, out, err = run_cli(capsys, "train", "--data", "data", "--output", "models")
+    assert code == 0 and err == ""
+    assert json.loads(out)["datasetVersion"] == prepared["version"]
+
+
+@pytest.mark.parametrize("newest", [0, 1])
+def test_train_picks_the_newest_of_several_versions_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newest: int
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    versions = [
+        ok(
+            capsys,
+            "prepare",
+            "--source",
+            "synthetic:rows=60,features=2",
+            "--output",
+            "data",
+            "--seed",
+            str(seed),
+        )["version"]
+        for seed in (1, 2)
+    ]
+    for index, version in enumerate(versions):  # creation times one day apart, `newest` the later one
+        manifest = tmp_path / "data" / version / "dataset.json"
+        description = json.loads(manifest.read_text())
+        description["created"] = "2026-01-02T00:00:00Z" if index == newest else "2026-01-01T00:00:00Z"
+        manifest.write_text(json.dumps(description))
+    (tmp_path / "data" / "0123456789abcdef").mkdir()  # a version whose writing never finished: ignored
+    code, out, err = run_cli(capsys, "train", "--data", "data/", "--output", "models")
+    assert code == 0 and json.loads(out)["datasetVersion"] == versions[newest]
+    assert err == (
+        f"marina train: data holds 2 dataset versions; using the newest, {versions[newest]} "
+        "(created 2026-01-02T00:00:00Z)\n"
+    )

@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 
 from marina import storage
+from marina.contract import FailureKind, JobError
 
 FORMAT = "marina.dev/linear-model/v1"
 
 
-class ArtifactError(Exception):
-    """An artifact is malformed, or its content does not match the expected sha256."""
+class ArtifactError(JobError):
+    """An artifact is malformed, or its content does not match the expected sha256: stored data gone bad."""
+
+    kind = FailureKind.DATA
 
 
 @dataclass(frozen=True)

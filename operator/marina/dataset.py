@@ -16,18 +16,19 @@ import hashlib
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from marina import storage
+from marina import contract, storage
+from marina.clock import utc_now
+from marina.contract import FailureKind, JobError
 
 FORMAT = "marina.dev/dataset/v1"
-MISSING_STRATEGIES = ("drop", "mean", "median", "fail")
 # Cell texts that mean "no value" in a CSV or inline row (compared case-insensitively).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 MANIFEST_NAME = "dataset.json"
@@ -36,8 +37,11 @@ TEST_NAME = "test.csv"
 VERSION_LENGTH = 16  # hex digits of the sha256: fits a Kubernetes label value and a folder name
 
 
-class DataError(ValueError):
-    """Input data or preparation options are unusable; the message names the column, row or option."""
+class DataError(JobError, ValueError):
+    """The data is unusable (a bad cell, a missing column, too few rows, corrupted stored content); the
+    message names the column, row or object. Bad options are `contract.SpecError`."""
+
+    kind = FailureKind.DATA
 
 
 @dataclass(frozen=True)
@@ -135,21 +139,26 @@ class PrepareOptions:
 
     def __post_init__(self) -> None:
         if not self.target.strip():
-            raise DataError("target: the target column name is empty")
-        if not (isinstance(self.test_fraction, float | int) and 0.0 < self.test_fraction < 1.0):
-            raise DataError(f"test fraction: must be between 0 and 1 (exclusive), got {self.test_fraction!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise DataError(f"seed: must be a non-negative integer, got {self.seed!r}")
-        if self.missing not in MISSING_STRATEGIES:
-            raise DataError(f"missing: must be one of {', '.join(MISSING_STRATEGIES)}, got {self.missing!r}")
+            raise contract.SpecError("target: the target column name is empty")
+        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, float | int):
+            raise contract.SpecError(f"test fraction: must be a number, got {self.test_fraction!r}")
+        contract.SPLIT_TEST_FRACTION.check("test fraction", self.test_fraction)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise contract.SpecError(f"seed: must be an integer, got {self.seed!r}")
+        contract.SEED.check("seed", self.seed)
+        contract.check_choice("missing", self.missing, contract.MISSING_POLICIES)
         if self.features is not None:
             if not self.features:
-                raise DataError("features: the list of feature columns is empty")
+                raise contract.SpecError("features: the list of feature columns is empty")
             duplicated = sorted({f for f in self.features if self.features.count(f) > 1})
             if duplicated:
-                raise DataError(f"features: {', '.join(map(repr, duplicated))} listed more than once")
+                raise contract.SpecError(
+                    f"features: {', '.join(map(repr, duplicated))} listed more than once"
+                )
             if self.target in self.features:
-                raise DataError(f"features: the target column {self.target!r} cannot also be a feature")
+                raise contract.SpecError(
+                    f"features: the target column {self.target!r} cannot also be a feature"
+                )
 
 
 @dataclass(frozen=True)
@@ -366,10 +375,6 @@ def content_sha256(features: Sequence[str], target: str, train_csv: bytes, test_
     return digest.hexdigest()
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def manifest(
     dataset: PreparedDataset,
     report: CleaningReport,
@@ -447,11 +452,62 @@ class StoredDataset:
         return self.data.version
 
 
+@dataclass(frozen=True)
+class Location:
+    """The versioned folder a `--data` value names, and a note when it had to choose among versions."""
+
+    folder: str
+    note: str | None = None
+
+
+def _folder_of(uri: str) -> str:
+    """A folder given as itself or as its dataset.json."""
+    folder = uri.rstrip("/")
+    return folder.removesuffix(MANIFEST_NAME).rstrip("/") if folder.endswith(f"/{MANIFEST_NAME}") else folder
+
+
+def locate(uri: str) -> Location:
+    """A version's folder as given, or the folder `marina prepare --output` wrote: its only version, or the
+    newest by the manifests' creation time when it holds several."""
+    folder = _folder_of(uri)
+    if storage.exists(storage.join(folder, MANIFEST_NAME)):
+        return Location(folder)
+    versions = sorted((created, name) for name, created in _versions_in(folder).items())
+    if not versions:
+        raise storage.StorageNotFound(
+            f"no prepared dataset at {folder}: neither {MANIFEST_NAME} nor a version folder holding one"
+        )
+    created, newest = versions[-1]
+    chosen = storage.join(folder, newest)
+    if len(versions) == 1:
+        return Location(chosen)
+    return Location(
+        chosen,
+        f"{folder} holds {len(versions)} dataset versions; using the newest, {newest} (created {created})",
+    )
+
+
+def _versions_in(folder: str) -> dict[str, str]:
+    """Version folder name -> its manifest's creation time, for every complete version under `folder`."""
+    try:
+        names = storage.list_folder(folder)
+    except storage.StorageNotFound:
+        return {}
+    found = {}
+    for name in filter(re.compile(contract.DATASET_VERSION_PATTERN).fullmatch, names):
+        try:
+            description = json.loads(storage.read_bytes(storage.join(folder, name, MANIFEST_NAME)))
+        except storage.StorageNotFound:
+            continue  # a version whose writing never finished (dataset.json is written last)
+        except ValueError as exc:
+            raise DataError(f"{folder}/{name}/{MANIFEST_NAME} is not valid JSON: {exc}") from exc
+        found[name] = str(description.get("created", "")) if isinstance(description, dict) else ""
+    return found
+
+
 def load(uri: str) -> StoredDataset:
     """Read a versioned dataset folder and verify its content against dataset.json's sha256."""
-    folder = uri.rstrip("/")
-    if folder.endswith(MANIFEST_NAME):
-        folder = folder[: -len(MANIFEST_NAME)].rstrip("/")
+    folder = _folder_of(uri)
     raw = storage.read_bytes(storage.join(folder, MANIFEST_NAME))
     try:
         description = json.loads(raw)

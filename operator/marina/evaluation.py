@@ -17,9 +17,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from marina.contract import SpecError
 from marina.dataset import DataError
 
 Parameters = Mapping[str, Any]
+
+
+class EvaluationError(ValueError):
+    """Metrics or a search were called with inputs this code should never produce: a bug, not bad data."""
 
 
 class Regressor(Protocol):
@@ -31,11 +36,11 @@ class Regressor(Protocol):
 def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     truth, prediction = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
     if truth.ndim != 1 or truth.shape != prediction.shape:
-        raise DataError(
+        raise EvaluationError(
             f"metrics need two vectors of the same length, got shapes {truth.shape} and {prediction.shape}"
         )
     if truth.size == 0:
-        raise DataError("metrics need at least one row")
+        raise EvaluationError("metrics need at least one row")
     return truth, prediction
 
 
@@ -76,8 +81,8 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 def kfold_indices(rows: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled k-fold (train, validation) index pairs; the first rows % folds folds get one extra row."""
     if folds < 2:
-        raise DataError(f"cv: need at least 2 folds, got {folds}")
-    if folds > rows:
+        raise SpecError(f"cv: need at least 2 folds, got {folds}")
+    if folds > rows:  # the request may be fine; this data is too small for it
         raise DataError(f"cv: {folds} folds need at least {folds} training rows, got {rows}")
     permutation = np.random.default_rng(seed).permutation(rows)
     sizes = np.full(folds, rows // folds)
@@ -141,7 +146,7 @@ FoldScorer = Callable[[Parameters], tuple[float, ...]]
 def search(grid: Sequence[Parameters], score: FoldScorer, folds: int) -> SearchResult:
     """Score every grid point; the lowest mean MSE wins, the earliest on a tie."""
     if not grid:
-        raise DataError("search: the parameter grid is empty")
+        raise EvaluationError("search: the parameter grid is empty")
     candidates = tuple(CandidateScore(dict(point), score(point)) for point in grid)
     best = min(candidates, key=lambda c: c.mean_mse)  # min keeps the first of equal scores
     return SearchResult(best, candidates, folds)

@@ -30,10 +30,10 @@ from urllib.parse import urlparse
 import numpy as np
 import yaml
 
-from marina import storage
+from marina import contract, storage
+from marina.contract import BUILTIN_DATASETS, JobError, SpecError
 from marina.dataset import DataError, Table, check_columns, numeric_table, table_from_records
 
-BUILTIN_DATASETS = ("diabetes",)
 SOURCE_FORMS = "builtin:NAME, synthetic:KEY=VALUE,..., inline, s3://bucket/key or a local CSV path"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -49,13 +49,13 @@ def load(spec: str, inline_rows: str | None = None) -> LoadedSource:
     """Load the table a source spec names; `inline_rows` is the JSON/YAML text for `inline`."""
     spec = spec.strip()
     if not spec:
-        raise DataError(f"source: empty; expected {SOURCE_FORMS}")
+        raise SpecError(f"source: empty; expected {SOURCE_FORMS}")
     if spec == "inline":
         if inline_rows is None:
-            raise DataError("source 'inline' needs rows (--inline-rows JSON or --rows-file PATH)")
+            raise SpecError("source 'inline' needs rows (--inline-rows JSON or --rows-file PATH)")
         return load_inline(inline_rows)
     if inline_rows is not None:
-        raise DataError(f"inline rows were given but the source is {spec!r}; use source 'inline'")
+        raise SpecError(f"inline rows were given but the source is {spec!r}; use source 'inline'")
     scheme = _SCHEME.match(spec)
     kind = scheme.group(1).lower() if scheme and len(scheme.group(1)) > 1 else ""
     loaders: dict[str, Callable[[str], LoadedSource]] = {
@@ -66,7 +66,7 @@ def load(spec: str, inline_rows: str | None = None) -> LoadedSource:
     if kind in loaders:
         return loaders[kind](spec)
     if kind and not storage.exists(spec):
-        raise DataError(f"unknown source {spec!r}: expected {SOURCE_FORMS}")
+        raise SpecError(f"unknown source {spec!r}: expected {SOURCE_FORMS}")
     return load_csv(spec)
 
 
@@ -173,12 +173,12 @@ def load_inline(text: str) -> LoadedSource:
 def load_builtin(spec: str) -> LoadedSource:
     name = spec.split(":", 1)[1].strip().lower()
     if name not in BUILTIN_DATASETS:
-        raise DataError(f"unknown builtin dataset {name!r}; available: {', '.join(BUILTIN_DATASETS)}")
+        raise SpecError(f"unknown builtin dataset {name!r}; available: {', '.join(BUILTIN_DATASETS)}")
     try:
         import sklearn
         from sklearn.datasets import load_diabetes
     except ImportError as exc:
-        raise DataError("builtin datasets need scikit-learn: pip install 'marina[data]'") from exc
+        raise JobError("builtin datasets need scikit-learn: pip install 'marina[data]'") from exc
     bunch = load_diabetes(as_frame=False)
     values = np.column_stack([bunch.data, bunch.target]).astype(np.float64)
     columns = check_columns([*bunch.feature_names, "target"])
@@ -195,16 +195,14 @@ class SyntheticSpec:
     missing: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rows < 2:
-            raise DataError(f"synthetic source: rows must be at least 2, got {self.rows}")
-        if self.features < 1:
-            raise DataError(f"synthetic source: features must be at least 1, got {self.features}")
-        if self.noise < 0:
-            raise DataError(f"synthetic source: noise must be >= 0, got {self.noise}")
-        if self.seed < 0:
-            raise DataError(f"synthetic source: seed must be >= 0, got {self.seed}")
-        if not 0.0 <= self.missing < 1.0:
-            raise DataError(f"synthetic source: missing must be in [0, 1), got {self.missing}")
+        for name, bound in (
+            ("rows", contract.SYNTHETIC_ROWS),
+            ("features", contract.SYNTHETIC_FEATURES),
+            ("noise", contract.SYNTHETIC_NOISE),
+            ("seed", contract.SEED),
+            ("missing", contract.SYNTHETIC_MISSING),
+        ):
+            bound.check(f"synthetic source: {name}", getattr(self, name))
 
     @classmethod
     def parse(cls, spec: str) -> SyntheticSpec:
@@ -221,14 +219,14 @@ class SyntheticSpec:
             key, sep, text = (s.strip() for s in item.partition("="))
             if key not in converters:
                 known = ", ".join(converters)
-                raise DataError(f"synthetic source: unknown parameter {key!r}; expected {known}")
+                raise SpecError(f"synthetic source: unknown parameter {key!r}; expected {known}")
             if not sep:
-                raise DataError(f"synthetic source: {key!r} needs a value, like {key}=1")
+                raise SpecError(f"synthetic source: {key!r} needs a value, like {key}=1")
             try:
                 values[key] = converters[key](text)
             except ValueError as exc:
                 kind = "integer" if converters[key] is int else "number"
-                raise DataError(f"synthetic source: {key}={text!r} is not a valid {kind}") from exc
+                raise SpecError(f"synthetic source: {key}={text!r} is not a valid {kind}") from exc
         return cls(**values)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from marina.contract import Failure, encode
 from marina.controller.settings import Settings
 
 Key = tuple[str, str, str, str]
@@ -102,7 +103,14 @@ class FakeKube:
     ) -> None:
         self.objects[(api_version, kind, namespace, name)]["status"] = copy.deepcopy(dict(status))
 
-    def finish_job(self, name: str, message: str, succeeded: bool = True, namespace: str = "default") -> None:
+    def finish_job(
+        self,
+        name: str,
+        message: str,
+        succeeded: bool = True,
+        namespace: str = "default",
+        exit_code: int | None = None,
+    ) -> None:
         """The Job controller marks the Job, its pod terminated with `message` as termination message."""
         condition = {
             "type": "Complete" if succeeded else "Failed",
@@ -120,7 +128,8 @@ class FakeKube:
             },
             namespace,
         )
-        terminated = {"exitCode": 0 if succeeded else 1, "message": message}
+        code = exit_code if exit_code is not None else (0 if succeeded else 1)
+        terminated = {"exitCode": code, "message": message}
         self.add(
             {
                 "apiVersion": "v1",
@@ -129,6 +138,10 @@ class FakeKube:
                 "status": {"containerStatuses": [{"name": "marina", "state": {"terminated": terminated}}]},
             }
         )
+
+    def fail_job(self, name: str, failure: Failure) -> None:
+        """The Job failed with the result file and exit code a command writes for `failure`."""
+        self.finish_job(name, encode(failure.to_json()), False, exit_code=failure.exit_code)
 
     def add_resource(
         self, kind: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None = None

@@ -12,7 +12,7 @@ from marina.controller.settings import Settings
 
 SETTINGS = Settings(image="marina:test", s3_endpoint="http://minio.example:9000", s3_secret="creds")
 OWNER = builders.Owner("Dataset", "diabetes", "team-a", "uid-1")
-MODEL = builders.ServedModel("s3://marina/models/team-a/m/model-" + "b" * 64 + ".json", "b" * 64)
+MODEL = builders.ModelReference("s3://marina/models/team-a/m/model-" + "b" * 64 + ".json", "b" * 64)
 
 
 def prepare() -> dict[str, Any]:
@@ -79,7 +79,12 @@ def test_prepare_job_runs_marina_prepare_into_the_dataset_prefix() -> None:
     ]
     assert args[args.index("--result-file") + 1] == "/dev/termination-log"
     assert args[args.index("--features") + 1] == "bmi,bp"
-    assert body["spec"]["podFailurePolicy"]["rules"][0]["action"] == "FailJob"
+    rules = body["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "marina", "operator": "In", "values": [1, 70]},
+    }
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
     assert pod_template(body)["restartPolicy"] == "Never"
 
 

@@ -10,8 +10,10 @@ from typing import Any
 import kopf
 import pytest
 
-from marina.controller import datasets, handlers, modeldeployments, preflight, trainingjobs
-from marina.controller.conditions import State, utc_now
+from marina.clock import utc_now
+from marina.contract import Failure, FailureKind, encode
+from marina.controller import datasets, handlers, modeldeployments, preflight, reconciler, trainingjobs
+from marina.controller.conditions import State
 from marina.controller.settings import Settings
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -88,32 +90,72 @@ def test_invalid_spec_fails_with_a_warning_naming_the_field(kube: Any, settings:
         handlers.raise_for(outcome, settings)
 
 
-def test_failed_preparation_is_stalled_with_the_commands_message(kube: Any, settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("message", "exit_code"),
+    [
+        (
+            encode(Failure(FailureKind.DATA, "column 'city' row 2: 'unreachable' is not a number").to_json()),
+            1,
+        ),
+        (json.dumps({"error": "column 'city' row 2: 'unreachable' is not a number"}), 1),  # an older image
+        ("Traceback (most recent call last): ... access denied: object storage at x unreachable", 1),
+    ],
+    ids=["data", "untyped-json", "log-tail"],
+)
+def test_failed_preparation_is_stalled_whatever_its_words(
+    kube: Any, settings: Settings, message: str, exit_code: int
+) -> None:
     kube.add_resource("Dataset", "cities", {"source": {"csv": {"uri": "s3://marina/raw/cities.csv"}}})
     datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
-    kube.finish_job(
-        kube.jobs()[0], json.dumps({"error": "column 'city' row 2: 'Paris' is not a number"}), False
-    )
-    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
-    assert (outcome.state, outcome.reason) == (State.FAILED, "PrepareFailed")
-    assert (
-        "'Paris' is not a number" in kube.current("Dataset", "cities")["status"]["conditions"][0]["message"]
-    )
+    (job_name,) = kube.jobs()
+    kube.finish_job(job_name, message, False, exit_code=exit_code)
+    for _ in range(2):  # stays failed: the words "unreachable" or "access denied" never mean a retry
+        outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
+        assert (outcome.state, outcome.reason) == (State.FAILED, "PrepareFailed")
+        assert kube.jobs() == [job_name]
+    assert "unreachable" in kube.current("Dataset", "cities")["status"]["conditions"][0]["message"]
 
 
-def test_storage_failure_retries_with_a_new_job(kube: Any, settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        (FailureKind.STORAGE_UNAVAILABLE, "StorageUnavailable"),
+        (FailureKind.STORAGE_DENIED, "StorageAccessDenied"),
+        (FailureKind.STORAGE_CONFIG, "CredentialsMissing"),
+    ],
+)
+def test_storage_failure_retries_with_a_new_job(
+    kube: Any, settings: Settings, kind: FailureKind, reason: str
+) -> None:
     kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
-    error = (
-        "cannot write s3://marina/x: object storage at http://minio:9000 unreachable (MaxRetryError: refused)"
-    )
-    kube.finish_job(kube.jobs()[0], json.dumps({"error": error}), False)
+    kube.fail_job(kube.jobs()[0], Failure(kind, "cannot write s3://marina/x: it went wrong"))
     outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
-    assert (outcome.state, outcome.reason) == (State.WAITING, "StorageUnavailable") and kube.jobs() == []
+    assert (outcome.state, outcome.reason) == (State.WAITING, reason) and kube.jobs() == []
+    assert outcome.message == "cannot write s3://marina/x: it went wrong; retrying with a new Job"
     with pytest.raises(kopf.TemporaryError):
         handlers.raise_for(outcome, settings)
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     assert len(kube.jobs()) == 1
+
+
+def test_every_retryable_kind_has_a_reason() -> None:
+    assert set(reconciler.RETRY_REASONS) == {kind for kind in FailureKind if kind.retryable}
+
+
+@pytest.mark.parametrize("kind", [k for k in FailureKind if not k.retryable])
+def test_permanent_failures_of_a_training_are_reported_as_such(
+    kube: Any, settings: Settings, kind: FailureKind
+) -> None:
+    ready_dataset(kube)
+    kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}, "model": {"penalty": "l2"}})
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    (job_name,) = kube.jobs()
+    kube.fail_job(job_name, Failure(kind, "it went wrong"))
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    assert (outcome.state, outcome.reason) == (State.FAILED, "TrainingFailed")
+    assert outcome.message == f"Job {job_name}: it went wrong" and kube.jobs() == [job_name]
+    assert kube.current("TrainingJob", "ridge")["status"]["phase"] == "Failed"
 
 
 def test_missing_secret_waits_without_starting_a_job(kube: Any, settings: Settings) -> None:
@@ -393,9 +435,7 @@ def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings
     kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     (job_name,) = kube.jobs()
-    kube.finish_job(
-        job_name, json.dumps({"error": "cannot read s3://m/k: access denied (AccessDenied)"}), False
-    )
+    kube.fail_job(job_name, Failure(FailureKind.STORAGE_DENIED, "cannot read s3://m/k: access denied"))
     job = kube.objects[("batch/v1", "Job", "default", job_name)]
     job["status"]["conditions"][0]["lastTransitionTime"] = utc_now()  # it just failed
     outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))

@@ -56,12 +56,12 @@ def test_dataset_defaults_and_inline_rows() -> None:
         (
             {"source": {"builtin": "diabetes"}, "split": {"testFraction": 1.0}},
             "spec.split.testFraction",
-            "(0.0, 1.0)",
+            "(0, 1)",
         ),
         (
             {"source": {"builtin": "diabetes"}, "split": {"testFraction": 0}},
             "spec.split.testFraction",
-            "(0.0, 1.0)",
+            "(0, 1)",
         ),
         ({"source": {"builtin": "diabetes"}, "split": {"seed": -1}}, "spec.split.seed", "[0"),
         (
@@ -80,7 +80,7 @@ def test_dataset_defaults_and_inline_rows() -> None:
             "spec.source.inline.rows[1]",
             "2 values",
         ),
-        ({"source": {"synthetic": {"missing": 1.0}}}, "spec.source.synthetic.missing", "below 1"),
+        ({"source": {"synthetic": {"missing": 1.0}}}, "spec.source.synthetic.missing", "[0, 1)"),
         (
             {"source": {"builtin": "diabetes"}, "resources": {"limits": {"memory": "lots"}}},
             "spec.resources.limits.memory",

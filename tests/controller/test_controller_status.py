@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from marina.contract import Failure, FailureKind, encode
 from marina.controller import conditions, termination
 from marina.controller.conditions import Outcome, State
 
@@ -90,51 +91,66 @@ def test_success_reads_the_result_json() -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "error", "transient"),
+    ("message", "exit_code", "failure"),
     [
         (
-            "{\"error\": \"column 'city' row 2: 'Paris' is not a number\"}",
-            "column 'city' row 2: 'Paris' is not a number",
-            False,
+            encode(Failure(FailureKind.DATA, "column 'city' row 2: 'unreachable' is not a number").to_json()),
+            1,
+            Failure(FailureKind.DATA, "column 'city' row 2: 'unreachable' is not a number"),
         ),
         (
+            encode(Failure(FailureKind.STORAGE_UNAVAILABLE, "cannot read s3://m/k: SlowDown").to_json()),
+            75,
+            Failure(FailureKind.STORAGE_UNAVAILABLE, "cannot read s3://m/k: SlowDown"),
+        ),
+        (  # an older image's untyped error: permanent, whatever its words say
             '{"error": "cannot read s3://m/k: object storage at http://m:9 unreachable (Error: x)"}',
-            "cannot read s3://m/k: object storage at http://m:9 unreachable (Error: x)",
-            True,
+            1,
+            Failure(
+                FailureKind.INTERNAL,
+                "cannot read s3://m/k: object storage at http://m:9 unreachable (Error: x)",
+            ),
         ),
-        (
+        (  # a crash's log tail (FallbackToLogsOnError)
             "Traceback (most recent call last):\n  ...\nImportError: no module",
-            "Traceback (most recent call last): ... ImportError: no module",
-            False,
+            1,
+            Failure(FailureKind.INTERNAL, "Traceback (most recent call last): ... ImportError: no module"),
+        ),
+        (  # a kind this operator does not know yet: the exit code says whether to retry
+            json.dumps({"error": {"kind": "storage-quota", "message": "over quota"}}),
+            75,
+            Failure(FailureKind.STORAGE_UNAVAILABLE, "over quota"),
         ),
     ],
+    ids=["data", "storage", "untyped-json", "log-tail", "unknown-kind"],
 )
-def test_failure_reports_the_commands_own_words(message: str, error: str, transient: bool) -> None:
-    result = termination.job_result(job("Failed"), [pod({"terminated": {"exitCode": 1, "message": message}})])
-    assert result.phase is termination.JobPhase.FAILED
-    assert result.error == error and result.transient is transient
+def test_failure_is_read_from_the_kind_never_the_words(
+    message: str, exit_code: int, failure: Failure
+) -> None:
+    terminated = {"exitCode": exit_code, "message": message}
+    result = termination.job_result(job("Failed"), [pod({"terminated": terminated})])
+    assert result.phase is termination.JobPhase.FAILED and result.failure == failure
 
 
 def test_failure_without_a_message_uses_the_job_condition() -> None:
     result = termination.job_result(job("Failed"), [])
-    assert result.error == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    assert result.failure == Failure(
+        FailureKind.INTERNAL, "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    )
 
 
 def test_success_without_a_result_is_a_failure() -> None:
     result = termination.job_result(job("Complete"), [pod({"terminated": {"message": ""}})])
-    assert result.phase is termination.JobPhase.FAILED and "no result JSON" in (result.error or "")
+    assert result.phase is termination.JobPhase.FAILED and result.failure is not None
+    assert "no result JSON" in result.failure.message
 
 
 def test_running_job_reports_a_stuck_pod() -> None:
     waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "creds" not found'}}
     result = termination.job_result(job(None), [pod(waiting)])
     assert result.phase is termination.JobPhase.RUNNING
-    assert result.error == 'pod p: CreateContainerConfigError: secret "creds" not found'
-    assert termination.job_result(job(None), [pod({"running": {}})]).error is None
-
-
-def test_long_messages_are_cut_to_one_line() -> None:
-    assert len(termination.one_line("x " * 5000)) == termination.MESSAGE_LIMIT
+    assert result.problem == 'pod p: CreateContainerConfigError: secret "creds" not found'
+    assert termination.job_result(job(None), [pod({"running": {}})]).problem is None
 
 
 def test_api_errors_become_one_clear_line() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from marina.contract import EXIT_INTERNAL, EXIT_PERMANENT, PrepareRequest, TrainRequest
 from marina.controller.dataset_spec import DatasetSpec
 from marina.controller.fields import Resources
 from marina.controller.modeldeployment_spec import Autoscaling, ModelDeploymentSpec
@@ -41,6 +42,7 @@ DEFAULT_SERVER_RESOURCES: Resources = {
     "limits": {"memory": "512Mi"},
 }
 PRESTOP_SECONDS = 5
+TERMINATION_LOG = "/dev/termination-log"
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class ServedModel:
+class ModelReference:
+    """A model artifact by address and digest: what a Deployment serves (not the loaded model itself)."""
+
     uri: str
     sha256: str
 
@@ -161,7 +165,7 @@ def marina_container(
         "envFrom": [{"secretRef": {"name": settings.s3_secret}}],
         "resources": resources or defaults,
         "securityContext": container_security_context(),
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}, *extra_mounts],
     }
@@ -199,16 +203,7 @@ def job(
         "spec": {
             "backoffLimit": backoff_limit,
             "activeDeadlineSeconds": deadline_seconds,
-            # Exit code 1 is the command's own, already explained, error (bad data, bad
-            # parameters): retrying cannot help, so the Job fails at once with that message.
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {"containerName": "marina", "operator": "In", "values": [1]},
-                    }
-                ]
-            },
+            "podFailurePolicy": pod_failure_policy(),
             "template": {
                 "metadata": {"labels": labels(owner, component)},
                 "spec": pod_spec([container], volumes, restartPolicy="Never"),
@@ -217,31 +212,43 @@ def job(
     }
 
 
+def pod_failure_policy() -> dict[str, Any]:
+    """What a failed pod means (see marina.contract): a permanent failure or a bug fails the Job at once,
+    since a new pod would fail alike; a retryable one (75) counts against backoffLimit, so a short outage
+    is retried in place and a long one fails the Job, which the operator replaces after its retry delay;
+    an eviction or preemption (DisruptionTarget) is retried without counting."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": "marina",
+                    "operator": "In",
+                    "values": [EXIT_PERMANENT, EXIT_INTERNAL],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def prepare_request(spec: DatasetSpec, output: str, name: str, rows_file: str | None) -> PrepareRequest:
+    return PrepareRequest(
+        source=spec.source,
+        output=output,
+        name=name,
+        target=spec.target,
+        test_fraction=spec.test_fraction,
+        seed=spec.seed,
+        missing=spec.missing,
+        features=spec.features,
+        rows_file=rows_file,
+        result_file=TERMINATION_LOG,
+    )
+
+
 def prepare_args(spec: DatasetSpec, output: str, name: str, rows_file: str | None) -> list[str]:
-    args = [
-        "prepare",
-        "--source",
-        spec.source,
-        "--output",
-        output,
-        "--name",
-        name,
-        "--target",
-        spec.target,
-        "--test-fraction",
-        repr(spec.test_fraction),
-        "--seed",
-        str(spec.seed),
-        "--missing",
-        spec.missing,
-        "--result-file",
-        "/dev/termination-log",
-    ]
-    if spec.features is not None:
-        args += ["--features", ",".join(spec.features)]
-    if rows_file is not None:
-        args += ["--rows-file", rows_file]
-    return args
+    return prepare_request(spec, output, name, rows_file).to_argv()
 
 
 def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any]:
@@ -285,44 +292,31 @@ def inline_rows_config_map(owner: Owner, spec: DatasetSpec, digest: str) -> dict
     }
 
 
-def _number(value: float) -> str:
-    return repr(float(value))
+def train_request(spec: TrainingJobSpec, data_uri: str, output: str, name: str) -> TrainRequest:
+    model, search = spec.model, spec.search
+    optional: dict[str, Any] = {"tol": model.tol} if model.tol is not None else {}
+    if search is not None:
+        optional.update(
+            search_alpha=search.alphas, search_l1_ratio=search.l1_ratios or (), folds=search.folds
+        )
+    return TrainRequest(
+        data=data_uri,
+        output=output,
+        name=name,
+        penalty=model.penalty,
+        alpha=model.alpha,
+        l1_ratio=model.l1_ratio,
+        solver=model.solver,
+        standardize=model.standardize,
+        no_intercept=not model.fit_intercept,
+        max_iter=model.max_iter,
+        result_file=TERMINATION_LOG,
+        **optional,
+    )
 
 
 def train_args(spec: TrainingJobSpec, data_uri: str, output: str, name: str) -> list[str]:
-    model = spec.model
-    args = [
-        "train",
-        "--data",
-        data_uri,
-        "--output",
-        output,
-        "--name",
-        name,
-        "--penalty",
-        model.penalty,
-        "--alpha",
-        _number(model.alpha),
-        "--l1-ratio",
-        _number(model.l1_ratio),
-        "--solver",
-        model.solver,
-        "--result-file",
-        "/dev/termination-log",
-    ]
-    if model.standardize:
-        args.append("--standardize")
-    if not model.fit_intercept:
-        args.append("--no-fit-intercept")
-    if model.max_iter is not None:
-        args += ["--max-iter", str(model.max_iter)]
-    if model.tol is not None:
-        args += ["--tol", _number(model.tol)]
-    if spec.search is not None:
-        args += ["--search-alpha", ",".join(map(_number, spec.search.alphas)), "--cv", str(spec.search.folds)]
-        if spec.search.l1_ratios is not None:
-            args += ["--search-l1-ratio", ",".join(map(_number, spec.search.l1_ratios))]
-    return args
+    return train_request(spec, data_uri, output, name).to_argv()
 
 
 def train_job(
@@ -356,7 +350,7 @@ def service_url(owner: Owner) -> str:
 
 
 def server_container(
-    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ServedModel
+    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference
 ) -> dict[str, Any]:
     args = [
         "serve",
@@ -403,7 +397,7 @@ def server_container(
 
 
 def deployment(
-    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ServedModel
+    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference
 ) -> dict[str, Any]:
     pod_labels = {**labels(owner, "serve"), f"{GROUP}/model-version": model.version}
     body: dict[str, Any] = {
@@ -431,14 +425,14 @@ def deployment(
     return body
 
 
-def deployed_model(deployment_body: Mapping[str, Any] | None) -> ServedModel | None:
+def deployed_model(deployment_body: Mapping[str, Any] | None) -> ModelReference | None:
     """The model a Deployment's pod template asks for."""
     if not deployment_body:
         return None
     annotations = deployment_body["spec"]["template"]["metadata"].get("annotations") or {}
     if MODEL_URI not in annotations or MODEL_SHA256 not in annotations:
         return None
-    return ServedModel(annotations[MODEL_URI], annotations[MODEL_SHA256])
+    return ModelReference(annotations[MODEL_URI], annotations[MODEL_SHA256])
 
 
 def service(owner: Owner) -> dict[str, Any]:

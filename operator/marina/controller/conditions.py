@@ -9,8 +9,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from marina.clock import utc_now
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 
@@ -33,10 +34,6 @@ class Outcome:
     @property
     def warning(self) -> bool:
         return self.state in (State.WAITING, State.FAILED, State.DEGRADED)
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _triple(state: State) -> tuple[bool, bool, bool]:

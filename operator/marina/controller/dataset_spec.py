@@ -7,12 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from marina import contract
+from marina.contract import BUILTIN_DATASETS, MISSING_POLICIES, S3_URI_PATTERN, SOURCE_KINDS
 from marina.controller.fields import Fields, InvalidSpec, Resources
-
-SOURCE_KINDS = ("builtin", "csv", "inline", "synthetic")
-BUILTINS = ("diabetes",)
-MISSING_POLICIES = ("drop", "mean", "median", "fail")
-S3_URI = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+"
 
 
 @dataclass(frozen=True)
@@ -42,8 +39,8 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         target=target,
         features=features,
         missing=fields.section("cleaning").string("missing", "drop", choices=MISSING_POLICIES) or "drop",
-        test_fraction=split.number("testFraction", 0.2, minimum=0.0, maximum=1.0, exclusive=True),
-        seed=split.integer("seed", 42, minimum=0),
+        test_fraction=split.number("testFraction", 0.2, contract.SPLIT_TEST_FRACTION),
+        seed=split.integer("seed", 42, contract.SEED),
         resources=fields.resources(),
     )
 
@@ -56,9 +53,9 @@ def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tu
         )
     kind = given[0]
     if kind == "builtin":
-        return f"builtin:{source.string('builtin', choices=BUILTINS)}", None
+        return f"builtin:{source.string('builtin', choices=BUILTIN_DATASETS)}", None
     if kind == "csv":
-        return source.section("csv").required_string("uri", pattern=S3_URI), None
+        return source.section("csv").required_string("uri", pattern=S3_URI_PATTERN), None
     if kind == "synthetic":
         return _synthetic(source.section("synthetic")), None
     return "inline", _inline_rows(source.section("inline"), target, features)
@@ -66,14 +63,12 @@ def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tu
 
 def _synthetic(synthetic: Fields) -> str:
     params = {
-        "rows": synthetic.integer("rows", 1000, minimum=2),
-        "features": synthetic.integer("features", 5, minimum=1),
-        "noise": synthetic.number("noise", 0.1, minimum=0.0),
-        "seed": synthetic.integer("seed", 7, minimum=0),
-        "missing": synthetic.number("missing", 0.0, minimum=0.0),
+        "rows": synthetic.integer("rows", 1000, contract.SYNTHETIC_ROWS),
+        "features": synthetic.integer("features", 5, contract.SYNTHETIC_FEATURES),
+        "noise": synthetic.number("noise", 0.1, contract.SYNTHETIC_NOISE),
+        "seed": synthetic.integer("seed", 7, contract.SEED),
+        "missing": synthetic.number("missing", 0.0, contract.SYNTHETIC_MISSING),
     }
-    if params["missing"] >= 1:
-        raise InvalidSpec(synthetic.where("missing"), f"must be below 1, got {params['missing']}")
     return "synthetic:" + ",".join(f"{key}={value}" for key, value in params.items())
 
 
@@ -89,8 +84,8 @@ def _inline_rows(inline: Fields, target: str, features: tuple[str, ...] | None) 
         raise InvalidSpec(
             "spec.features", f"names columns not in source.inline.columns: {', '.join(unknown)}"
         )
-    if not isinstance(rows, list) or len(rows) < 2:
-        raise InvalidSpec(inline.where("rows"), "must be a list of at least 2 rows")
+    if not isinstance(rows, list) or len(rows) not in contract.INLINE_ROWS:
+        raise InvalidSpec(inline.where("rows"), f"must be a list of {contract.INLINE_ROWS} rows")
     records = []
     for index, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):

@@ -9,7 +9,14 @@ from marina.controller import builders, dataset_spec
 from marina.controller.conditions import Outcome, State, is_ready
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
-from marina.controller.reconciler import forget_old_jobs, invalid, report, run_job, running_outcome
+from marina.controller.reconciler import (
+    failure_message,
+    forget_old_jobs,
+    invalid,
+    report,
+    run_job,
+    running_outcome,
+)
 from marina.controller.settings import Settings
 from marina.controller.termination import JobPhase, JobResult
 
@@ -60,7 +67,7 @@ def from_job(kube: KubeApi, owner: builders.Owner, result: JobResult, job_name: 
         return running_outcome(result, "Preparing", "is preparing the data", job_name, {"jobName": job_name})
     if result.phase is JobPhase.FAILED:
         return Outcome(
-            State.FAILED, "PrepareFailed", f"Job {job_name}: {result.error}", {"jobName": job_name}
+            State.FAILED, "PrepareFailed", failure_message(result, job_name), {"jobName": job_name}
         )
     fields = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
     forget_old_jobs(kube, owner, "prepare", keep=job_name)

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from marina.contract import Bound
+
 Resources = dict[str, dict[str, str]]
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[numkMGTPE])?$")
 
@@ -77,31 +79,20 @@ class Fields:
         assert value is not None
         return value
 
-    def number(
-        self,
-        key: str,
-        default: float,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        exclusive: bool = False,
-    ) -> float:
-        value = self._value(key, default, False)
-        return check_range(self.where(key), value, minimum, maximum, exclusive)
+    def number(self, key: str, default: float, bound: Bound) -> float:
+        return check_range(self.where(key), self._value(key, default, False), bound)
 
-    def integer(
-        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+    def integer(self, key: str, default: int, bound: Bound) -> int:
         value = self._value(key, default, False)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidSpec(self.where(key), f"must be an integer, got {value!r}")
-        return int(check_range(self.where(key), value, minimum, maximum, False))
+        return int(check_range(self.where(key), value, bound))
 
-    def optional_integer(self, key: str, *, minimum: int) -> int | None:
-        return self.integer(key, minimum, minimum=minimum) if self.has(key) else None
+    def optional_integer(self, key: str, bound: Bound) -> int | None:
+        return self.integer(key, 0, bound) if self.has(key) else None
 
-    def optional_number(self, key: str, *, minimum: float, exclusive: bool) -> float | None:
-        return self.number(key, minimum, minimum=minimum, exclusive=exclusive) if self.has(key) else None
+    def optional_number(self, key: str, bound: Bound) -> float | None:
+        return self.number(key, 0.0, bound) if self.has(key) else None
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._value(key, default, False)
@@ -119,15 +110,13 @@ class Fields:
             raise InvalidSpec(self.where(key), "must not repeat a name")
         return tuple(value)
 
-    def numbers(self, key: str, *, minimum: float, maximum: float | None = None) -> tuple[float, ...] | None:
+    def numbers(self, key: str, bound: Bound) -> tuple[float, ...] | None:
         value = self.data.get(key)
         if value is None:
             return None
         if not isinstance(value, list) or not value:
             raise InvalidSpec(self.where(key), "must be a non-empty list of numbers")
-        return tuple(
-            check_range(f"{self.where(key)}[{i}]", v, minimum, maximum, False) for i, v in enumerate(value)
-        )
+        return tuple(check_range(f"{self.where(key)}[{i}]", v, bound) for i, v in enumerate(value))
 
     def resources(self, key: str = "resources") -> Resources:
         section = self.section(key)
@@ -142,17 +131,10 @@ class Fields:
         return parsed
 
 
-def check_range(
-    field: str, value: Any, minimum: float | None, maximum: float | None, exclusive: bool
-) -> float:
+def check_range(field: str, value: Any, bound: Bound) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise InvalidSpec(field, f"must be a number, got {value!r}")
-    low_bad = minimum is not None and (value <= minimum if exclusive else value < minimum)
-    high_bad = maximum is not None and (value >= maximum if exclusive else value > maximum)
-    if low_bad or high_bad:
-        bounds = (
-            f"{'(' if exclusive else '['}{minimum if minimum is not None else '-inf'}, "
-            f"{maximum if maximum is not None else 'inf'}{')' if exclusive else ']'}"
-        )
-        raise InvalidSpec(field, f"must be in {bounds}, got {value!r}")
+    problem = bound.problem(value)
+    if problem:
+        raise InvalidSpec(field, problem)
     return float(value)

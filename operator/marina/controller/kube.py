@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from marina.controller.conditions import utc_now
+from marina.clock import utc_now
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "marina-operator"

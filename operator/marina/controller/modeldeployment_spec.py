@@ -6,10 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from marina import contract
 from marina.controller.fields import Fields, InvalidSpec, Resources
-
-SHA256 = r"[0-9a-f]{64}"
-S3_URI = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+"
 
 
 @dataclass(frozen=True)
@@ -40,11 +38,11 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
     autoscaling = _autoscaling(fields.section("autoscaling")) if fields.has("autoscaling") else None
     return ModelDeploymentSpec(
         model=_model(fields.section("model")),
-        replicas=fields.integer("replicas", 1, minimum=0, maximum=100),
+        replicas=fields.integer("replicas", 1, contract.REPLICAS),
         resources=fields.resources(),
         autoscaling=autoscaling,
         progress_deadline_seconds=fields.section("rollout").integer(
-            "progressDeadlineSeconds", 120, minimum=10, maximum=3600
+            "progressDeadlineSeconds", 120, contract.PROGRESS_DEADLINE_SECONDS
         ),
     )
 
@@ -57,18 +55,20 @@ def _model(model: Fields) -> ModelSource:
             raise InvalidSpec(model.where("sha256"), "goes with uri, not with trainingJob")
         return ModelSource(training_job=model.required_string("trainingJob"))
     return ModelSource(
-        uri=model.required_string("uri", pattern=S3_URI),
-        sha256=model.required_string("sha256", pattern=SHA256),
+        uri=model.required_string("uri", pattern=contract.S3_URI_PATTERN),
+        sha256=model.required_string("sha256", pattern=contract.SHA256_PATTERN),
     )
 
 
 def _autoscaling(autoscaling: Fields) -> Autoscaling:
-    minimum = autoscaling.integer("minReplicas", 1, minimum=1, maximum=100)
-    maximum = autoscaling.integer("maxReplicas", minimum, minimum=1, maximum=100)
+    minimum = autoscaling.integer("minReplicas", 1, contract.MIN_REPLICAS)
+    maximum = autoscaling.integer("maxReplicas", minimum, contract.MAX_REPLICAS)
     if not autoscaling.has("maxReplicas"):
         raise InvalidSpec(autoscaling.where("maxReplicas"), "is required")
     if minimum > maximum:
         raise InvalidSpec(autoscaling.where("minReplicas"), f"{minimum} exceeds maxReplicas {maximum}")
     return Autoscaling(
-        minimum, maximum, autoscaling.integer("targetCPUUtilizationPercentage", 80, minimum=1, maximum=100)
+        minimum,
+        maximum,
+        autoscaling.integer("targetCPUUtilizationPercentage", 80, contract.TARGET_CPU_PERCENT),
     )

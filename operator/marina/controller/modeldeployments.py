@@ -11,14 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from marina.controller import builders, modeldeployment_spec
-from marina.controller.builders import ServedModel
+from marina.controller.builders import ModelReference
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
 from marina.controller.modeldeployment_spec import ModelDeploymentSpec
 from marina.controller.reconciler import invalid, report
 from marina.controller.settings import Settings
-from marina.controller.termination import one_line, pod_problem, terminated_message
+from marina.controller.termination import pod_problem, terminated_message
+from marina.text import one_line
 
 KIND = "ModelDeployment"
 SPEC_HASH = "marina.dev/spec-hash"
@@ -28,16 +29,16 @@ def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Out
     return report(kube, body, decide(kube, settings, body))
 
 
-def model_of(value: Any) -> ServedModel | None:
+def model_of(value: Any) -> ModelReference | None:
     if isinstance(value, Mapping) and value.get("uri") and value.get("sha256"):
-        return ServedModel(str(value["uri"]), str(value["sha256"]))
+        return ModelReference(str(value["uri"]), str(value["sha256"]))
     return None
 
 
-def desired_model(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> ServedModel | Outcome:
+def desired_model(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> ModelReference | Outcome:
     if spec.model.training_job is None:
         assert spec.model.uri is not None and spec.model.sha256 is not None
-        return ServedModel(spec.model.uri, spec.model.sha256)
+        return ModelReference(spec.model.uri, spec.model.sha256)
     name = spec.model.training_job
     training = kube.get(builders.API_VERSION, "TrainingJob", namespace, name)
     if training is None:
@@ -88,21 +89,21 @@ def rollout_stuck(deployment: Mapping[str, Any]) -> bool:
 
 
 def rollout_failure_reason(
-    kube: KubeApi, owner: builders.Owner, model: ServedModel, deployment: Mapping[str, Any]
+    kube: KubeApi, owner: builders.Owner, model: ModelReference, deployment: Mapping[str, Any]
 ) -> str:
     """Why the new pods never became ready: their own words when they left any."""
     selector = f"{builders.selector_string(owner)},{builders.GROUP}/model-version={model.version}"
     for pod in kube.list("v1", "Pod", owner.namespace, selector):
         said = terminated_message(pod) or pod_problem(pod)
         if said:
-            return one_line(said, 512)
+            return one_line(said, 512, keep_end=True)
     for condition in (deployment.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Progressing":
-            return one_line(str(condition.get("message", "progress deadline exceeded")), 512)
+            return one_line(str(condition.get("message", "progress deadline exceeded")), 512, keep_end=True)
     return "the new pods did not become ready in time"
 
 
-def rolled_back(serving: ServedModel, failed: ServedModel, reason: str) -> str:
+def rolled_back(serving: ModelReference, failed: ModelReference, reason: str) -> str:
     return (
         f"serving model {serving.version}: the rollout of model {failed.version} failed "
         f"and was rolled back ({reason})"
@@ -154,10 +155,10 @@ def observe(
     kube: KubeApi,
     owner: builders.Owner,
     deployment: Mapping[str, Any],
-    target: ServedModel,
+    target: ModelReference,
     status: Mapping[str, Any],
     base: dict[str, Any],
-    wanted: ServedModel,
+    wanted: ModelReference,
 ) -> Outcome:
     dep_status = deployment.get("status") or {}
     fields = {

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from marina.clock import seconds_since
+from marina.contract import FailureKind
 from marina.controller import builders, preflight
 from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
 from marina.controller.kube import KubeApi
 from marina.controller.settings import Settings
 from marina.controller.termination import JobPhase, JobResult, failed_at, job_result
 
+# The condition reason of each failure worth a new Job (`FailureKind.retryable`); the rest are permanent.
+RETRY_REASONS = {
+    FailureKind.STORAGE_UNAVAILABLE: "StorageUnavailable",
+    FailureKind.STORAGE_DENIED: "StorageAccessDenied",
+    FailureKind.STORAGE_CONFIG: "CredentialsMissing",
+}
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -56,17 +63,18 @@ def run_job(
         if extra is not None:
             kube.create(extra)
         kube.create(job)
-        return JobResult(JobPhase.RUNNING, {}, None)
+        return JobResult(JobPhase.RUNNING)
     pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
     result = job_result(existing, pods)
-    if result.phase is JobPhase.FAILED and result.transient:
+    failure = result.failure
+    if result.phase is JobPhase.FAILED and failure is not None and failure.kind.retryable:
         # Not the data's fault (storage down, credentials wrong): a new Job after a pause, until fixed.
         failed = failed_at(existing)
-        waited = (datetime.now(UTC) - failed).total_seconds() if failed else settings.retry_delay_seconds
-        if waited >= settings.retry_delay_seconds:
+        if failed is None or seconds_since(failed) >= settings.retry_delay_seconds:
             kube.delete("batch/v1", "Job", owner.namespace, name)
-        reason = "StorageAccessDenied" if "access denied" in (result.error or "") else "StorageUnavailable"
-        return Outcome(State.WAITING, reason, f"{result.error}; retrying with a new Job")
+        return Outcome(
+            State.WAITING, RETRY_REASONS[failure.kind], f"{failure.message}; retrying with a new Job"
+        )
     return result
 
 
@@ -81,9 +89,14 @@ def forget_old_jobs(kube: KubeApi, owner: builders.Owner, component: str, keep: 
 def running_outcome(
     result: JobResult, reason: str, what: str, job_name: str, fields: Mapping[str, Any]
 ) -> Outcome:
-    if result.error:
-        return Outcome(State.WAITING, "PodNotRunning", f"Job {job_name}: {result.error}", fields)
+    if result.problem:
+        return Outcome(State.WAITING, "PodNotRunning", f"Job {job_name}: {result.problem}", fields)
     return Outcome(State.PROGRESSING, reason, f"Job {job_name} {what}", fields)
+
+
+def failure_message(result: JobResult, job_name: str) -> str:
+    """The status message of a failed Job: the command's own words (or the Job controller's)."""
+    return f"Job {job_name}: {result.failure.message if result.failure else 'failed'}"
 
 
 Reconcile = Callable[[KubeApi, Settings, Mapping[str, Any]], Outcome]

@@ -1,22 +1,23 @@
 """Reading a Job's outcome: its conditions and its pod's termination message (the result JSON).
 
 `marina prepare` and `marina train` write one JSON object to /dev/termination-log: the summary on
-success, `{"error": "..."}` on failure. With `FallbackToLogsOnError`, a crash before that write
-leaves the log tail instead, which is reported as the error text.
+success, a typed failure (`marina.contract.Failure`) otherwise. With `FallbackToLogsOnError`, a crash
+before that write leaves the log tail instead, which `contract.parse_result` reads as a failure of the
+kind the exit code implies (internal, unless it is the retryable code).
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-MESSAGE_LIMIT = 1024
-# Failures worth retrying with a new Job once the environment is fixed (not the data's fault).
-TRANSIENT_MARKERS = ("unreachable", "access denied", "must be set to use")
+from marina.clock import parse_timestamp
+from marina.contract import Failure, FailureKind, Success, parse_result
+from marina.text import one_line
+
 # Pod waiting reasons that never fix themselves without a change outside the pod.
 STUCK_REASONS = (
     "CreateContainerConfigError",
@@ -39,12 +40,9 @@ class JobPhase(enum.Enum):
 @dataclass(frozen=True)
 class JobResult:
     phase: JobPhase
-    summary: Mapping[str, Any]  # the result JSON on success
-    error: str | None  # what went wrong, in one line
-
-    @property
-    def transient(self) -> bool:
-        return self.error is not None and any(m in self.error.lower() for m in TRANSIENT_MARKERS)
+    summary: Mapping[str, Any] = field(default_factory=dict)  # the result JSON on success
+    failure: Failure | None = None  # why it failed, as the command (or the Job controller) said
+    problem: str | None = None  # while running: why its pod cannot run, in one line
 
 
 def job_phase(job: Mapping[str, Any]) -> JobPhase:
@@ -58,51 +56,48 @@ def job_phase(job: Mapping[str, Any]) -> JobPhase:
     return JobPhase.RUNNING
 
 
-def job_failure_reason(job: Mapping[str, Any]) -> str:
+def _failed_condition(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return one_line(f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}")
-    return "the Job failed"
+            return dict(condition)
+    return None
+
+
+def job_failure_reason(job: Mapping[str, Any]) -> str:
+    condition = _failed_condition(job)
+    if condition is None:
+        return "the Job failed"
+    return one_line(f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}")
 
 
 def failed_at(job: Mapping[str, Any]) -> datetime | None:
     """When the Job was marked Failed (the start of the wait before a retry)."""
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            stamp = condition.get("lastTransitionTime")
-            if stamp:
-                return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    return None
+    stamp = (_failed_condition(job) or {}).get("lastTransitionTime")
+    return parse_timestamp(str(stamp)) if stamp else None
 
 
-def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else "..." + flat[-(limit - 3) :]
-
-
-def parse_message(text: str | None) -> tuple[dict[str, Any], str | None]:
-    """(summary, error) from a termination message; non-JSON text is an error (a log tail)."""
-    if not text or not text.strip():
-        return {}, None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}, one_line(text)
-    if not isinstance(value, dict):
-        return {}, one_line(text)
-    if "error" in value:
-        return {}, one_line(str(value["error"]))
-    return value, None
-
-
-def terminated_message(pod: Mapping[str, Any]) -> str | None:
-    """The termination message of the pod's first container (current or last state)."""
+def terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The terminated state of the pod's first container that left a message (current or last state)."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         for state_key in ("state", "lastState"):
             terminated = (status.get(state_key) or {}).get("terminated")
             if terminated and terminated.get("message"):
-                return str(terminated["message"])
+                return dict(terminated)
     return None
+
+
+def terminated_message(pod: Mapping[str, Any]) -> str | None:
+    terminated = terminated_state(pod)
+    return str(terminated["message"]) if terminated else None
+
+
+def pod_result(pod: Mapping[str, Any]) -> Success | Failure | None:
+    """What the pod's command reported through its termination message (and exit code)."""
+    terminated = terminated_state(pod)
+    if terminated is None:
+        return None
+    exit_code = terminated.get("exitCode")
+    return parse_result(str(terminated["message"]), exit_code if isinstance(exit_code, int) else None)
 
 
 def pod_problem(pod: Mapping[str, Any]) -> str | None:
@@ -114,7 +109,7 @@ def pod_problem(pod: Mapping[str, Any]) -> str | None:
             detail = (
                 terminated_message(pod) if waiting["reason"] == "CrashLoopBackOff" else waiting.get("message")
             )
-            return one_line(f"pod {name}: {waiting['reason']}: {detail or ''}".rstrip(": "))
+            return one_line(f"pod {name}: {waiting['reason']}: {detail or ''}".rstrip(": "), keep_end=True)
     return None
 
 
@@ -126,14 +121,14 @@ def job_result(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Job
     phase = job_phase(job)
     ordered = _newest_first(pods)
     if phase is JobPhase.RUNNING:
-        problem = next((p for p in map(pod_problem, ordered) if p), None)
-        return JobResult(phase, {}, problem)
-    for pod in ordered:
-        summary, error = parse_message(terminated_message(pod))
-        if phase is JobPhase.SUCCEEDED and summary:
-            return JobResult(phase, summary, None)
-        if phase is JobPhase.FAILED and error:
-            return JobResult(phase, {}, error)
+        return JobResult(phase, problem=next((p for p in map(pod_problem, ordered) if p), None))
+    for reported in map(pod_result, ordered):
+        if phase is JobPhase.SUCCEEDED and isinstance(reported, Success):
+            return JobResult(phase, summary=reported.summary)
+        if phase is JobPhase.FAILED and isinstance(reported, Failure):
+            return JobResult(phase, failure=reported)
     if phase is JobPhase.SUCCEEDED:
-        return JobResult(JobPhase.FAILED, {}, "the Job succeeded but its pod left no result JSON")
-    return JobResult(phase, {}, job_failure_reason(job))
+        failure = Failure(FailureKind.INTERNAL, "the Job succeeded but its pod left no result JSON")
+    else:  # no pod said why: a deadline, evictions, the backoff limit (the Job controller's words)
+        failure = Failure(FailureKind.INTERNAL, job_failure_reason(job))
+    return JobResult(JobPhase.FAILED, failure=failure)

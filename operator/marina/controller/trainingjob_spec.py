@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from marina import contract
+from marina.contract import L1_RATIO_PENALTIES, PENALTIES, SEARCH_PENALTIES, SOLVERS
 from marina.controller.fields import Fields, InvalidSpec, Resources
-
-PENALTIES = ("none", "l2", "l1", "elasticnet")
-SOLVERS = ("auto", "normal", "qr", "cd", "gd")
-SPARSE_SOLVERS = ("auto", "cd", "gd")  # the only ones that handle an l1 term
 
 
 @dataclass(frozen=True)
@@ -50,43 +48,45 @@ def parse(spec: Mapping[str, Any] | None) -> TrainingJobSpec:
     search = _search(fields.section("search"), model) if fields.has("search") else None
     return TrainingJobSpec(
         dataset=dataset.required_string("name"),
-        dataset_version=dataset.string("version", pattern=r"[0-9a-f]{16}"),
+        dataset_version=dataset.string("version", pattern=contract.DATASET_VERSION_PATTERN),
         model=model,
         search=search,
         resources=fields.resources(),
-        backoff_limit=fields.integer("backoffLimit", 1, minimum=0, maximum=10),
-        active_deadline_seconds=fields.integer("activeDeadlineSeconds", 3600, minimum=10),
+        backoff_limit=fields.integer("backoffLimit", 1, contract.BACKOFF_LIMIT),
+        active_deadline_seconds=fields.integer(
+            "activeDeadlineSeconds", 3600, contract.ACTIVE_DEADLINE_SECONDS
+        ),
     )
 
 
 def _model(model: Fields) -> ModelParameters:
     penalty = model.string("penalty", "none", choices=PENALTIES) or "none"
     solver = model.string("solver", "auto", choices=SOLVERS) or "auto"
-    if penalty in ("l1", "elasticnet") and solver not in SPARSE_SOLVERS:
-        raise InvalidSpec(
-            model.where("solver"), f"{penalty} needs one of {', '.join(SPARSE_SOLVERS)}, got {solver!r}"
-        )
+    problem = contract.l1_solver_problem(penalty, solver)
+    if problem:
+        raise InvalidSpec(model.where("solver"), problem)
     return ModelParameters(
         penalty=penalty,
-        alpha=model.number("alpha", 1.0, minimum=0.0),
-        l1_ratio=model.number("l1Ratio", 0.5, minimum=0.0, maximum=1.0),
+        alpha=model.number("alpha", 1.0, contract.ALPHA),
+        l1_ratio=model.number("l1Ratio", 0.5, contract.L1_RATIO),
         solver=solver,
         standardize=model.boolean("standardize", False),
         fit_intercept=model.boolean("fitIntercept", True),
-        max_iter=model.optional_integer("maxIter", minimum=1),
-        tol=model.optional_number("tol", minimum=0.0, exclusive=True),
+        max_iter=model.optional_integer("maxIter", contract.MAX_ITER),
+        tol=model.optional_number("tol", contract.TOL),
     )
 
 
 def _search(search: Fields, model: ModelParameters) -> Search:
-    if model.penalty == "none":
+    if model.penalty not in SEARCH_PENALTIES:
         raise InvalidSpec(
-            search.path, "needs spec.model.penalty l2, l1 or elasticnet: alpha has no effect without one"
+            search.path,
+            f"needs spec.model.penalty {contract.either(SEARCH_PENALTIES)}: alpha has no effect without one",
         )
-    alphas = search.numbers("alphas", minimum=0.0)
+    alphas = search.numbers("alphas", contract.ALPHA)
     if alphas is None:
         raise InvalidSpec(search.where("alphas"), "is required")
-    l1_ratios = search.numbers("l1Ratios", minimum=0.0, maximum=1.0)
-    if l1_ratios is not None and model.penalty != "elasticnet":
+    l1_ratios = search.numbers("l1Ratios", contract.L1_RATIO)
+    if l1_ratios is not None and model.penalty not in L1_RATIO_PENALTIES:
         raise InvalidSpec(search.where("l1Ratios"), "is only meaningful with spec.model.penalty elasticnet")
-    return Search(alphas, l1_ratios, search.integer("folds", 5, minimum=2, maximum=20))
+    return Search(alphas, l1_ratios, search.integer("folds", 5, contract.FOLDS))

@@ -9,7 +9,14 @@ from marina.controller import builders, trainingjob_spec
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
-from marina.controller.reconciler import forget_old_jobs, invalid, report, run_job, running_outcome
+from marina.controller.reconciler import (
+    failure_message,
+    forget_old_jobs,
+    invalid,
+    report,
+    run_job,
+    running_outcome,
+)
 from marina.controller.settings import Settings
 from marina.controller.termination import JobPhase, JobResult
 
@@ -89,7 +96,7 @@ def from_job(
         return running_outcome(result, "Training", "is training", job_name, {**fields, "phase": "Running"})
     if result.phase is JobPhase.FAILED:
         return Outcome(
-            State.FAILED, "TrainingFailed", f"Job {job_name}: {result.error}", {**fields, "phase": "Failed"}
+            State.FAILED, "TrainingFailed", failure_message(result, job_name), {**fields, "phase": "Failed"}
         )
     summary = result.summary
     fields.update(
