@@ -385,9 +385,18 @@ class Request:
         ]
 
     @classmethod
+    def _help(cls, name: str, spec: Flag, required: bool) -> str:
+        if required:
+            return f"{spec.help} (required)"
+        default = getattr(cls, name, None)  # a dataclass keeps each field's default as a class attribute
+        if default is None or default is False or default == ():
+            return spec.help
+        return f"{spec.help} (default: {spec.render(default)})"
+
+    @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         for name, spec, required in cls._flags():
-            text = f"{spec.help} (required)" if required else spec.help
+            text = cls._help(name, spec, required)
             if spec.switch:
                 parser.add_argument(spec.name, *spec.aliases, dest=name, action="store_true", help=text)
             else:
@@ -430,7 +439,7 @@ class PrepareRequest(Request):
     output: str = flag(
         "--output", "folder or s3:// prefix; the dataset goes to <output>/<version>/", metavar="DIR_OR_S3"
     )
-    target: str = flag("--target", "target column (default: target)", default="target", metavar="COLUMN")
+    target: str = flag("--target", "target column", default="target", metavar="COLUMN")
     name: str | None = flag(
         "--name",
         "dataset name recorded in dataset.json (default: from the source)",
@@ -438,12 +447,12 @@ class PrepareRequest(Request):
         metavar="NAME",
     )
     test_fraction: float = number_flag(
-        "--test-fraction", "share of rows held out for testing, in (0, 1) (default: 0.2)", 0.2
+        "--test-fraction", "share of rows held out for testing, in (0, 1)", 0.2
     )
-    seed: int = integer_flag("--seed", "seed of the train/test split (default: 42)", 42)
+    seed: int = integer_flag("--seed", "seed of the train/test split", 42)
     missing: str = flag(
         "--missing",
-        f"missing values: {' | '.join(MISSING_POLICIES)} (default: drop)",
+        f"missing values: {' | '.join(MISSING_POLICIES)}",
         default="drop",
         metavar="POLICY",
         parse=_word,
@@ -500,14 +509,10 @@ class TrainRequest(Request):
     name: str | None = flag(
         "--name", "name of the model (the TrainingJob), reported in the result", default=None, metavar="NAME"
     )
-    penalty: str = flag(
-        "--penalty", f"{' | '.join(PENALTIES)} (default: none)", default="none", metavar="NAME", parse=_word
-    )
-    alpha: float = number_flag("--alpha", "penalty strength, scikit-learn's scaling (default: 1.0)", 1.0)
-    l1_ratio: float = number_flag("--l1-ratio", "elastic-net mix: 0 is ridge, 1 is lasso (default: 0.5)", 0.5)
-    solver: str = flag(
-        "--solver", f"{' | '.join(SOLVERS)} (default: auto)", default="auto", metavar="NAME", parse=_word
-    )
+    penalty: str = flag("--penalty", " | ".join(PENALTIES), default="none", metavar="NAME", parse=_word)
+    alpha: float = number_flag("--alpha", "penalty strength, scikit-learn's scaling", 1.0)
+    l1_ratio: float = number_flag("--l1-ratio", "elastic-net mix: 0 is ridge, 1 is lasso", 0.5)
+    solver: str = flag("--solver", " | ".join(SOLVERS), default="auto", metavar="NAME", parse=_word)
     standardize: bool = switch(
         "--standardize", "fit on standardised features (coefficients stay in original units)"
     )
@@ -515,7 +520,7 @@ class TrainRequest(Request):
     max_iter: int | None = integer_flag(
         "--max-iter", "iteration limit of the iterative solvers (default: the solver's)", None
     )
-    tol: float = number_flag("--tol", "convergence tolerance of the iterative solvers (default: 1e-4)", 1e-4)
+    tol: float = number_flag("--tol", "convergence tolerance of the iterative solvers", 1e-4)
     learning_rate: float | None = number_flag(
         "--learning-rate", "step size of the gradient-descent solver (default: the solver's)", None
     )
@@ -526,7 +531,7 @@ class TrainRequest(Request):
         "--search-l1-ratio", "l1 ratios to cross-validate (elasticnet only)"
     )
     folds: int | None = integer_flag("--cv", "cross-validation folds (default: 5 when searching)", None, "K")
-    seed: int = integer_flag("--seed", "seed of the cross-validation folds (default: 42)", 42)
+    seed: int = integer_flag("--seed", "seed of the cross-validation folds", 42)
     result_file: str | None = flag(
         "--result-file",
         "also write the result JSON here (the operator uses /dev/termination-log)",
