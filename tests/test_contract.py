@@ -7,6 +7,9 @@ compared with `contract.SCHEMA` rather than generated from it: a mismatch names 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +236,11 @@ def test_error_kinds_of_the_job_errors() -> None:
         FailureKind.DATA,
     )
     assert contract.JobError.kind is FailureKind.INTERNAL
+
+
+def test_the_contract_is_pure_python() -> None:
+    """The solver and the server import it: it must pull in neither numpy nor kopf."""
+    code = "import sys, marina.contract; print(sorted({'numpy', 'kopf', 'minio'} & set(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(Path(contract.__file__).resolve().parents[1])}
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert output.stdout.strip() == "[]"
