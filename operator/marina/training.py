@@ -46,7 +46,7 @@ import numpy as np
 from marina import __version__, artifact, dataset, evaluation, results
 from marina.artifact import ArtifactError
 from marina.clock import utc_now
-from marina.contract import FailureKind, JobError, SpecError, TrainRequest
+from marina.contract import L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
 from marina.dataset import DataError
 from marina.solver import (
     DivergenceError,
@@ -99,7 +99,7 @@ def make_model(parameters: Mapping[str, Any]) -> LinearRegressor:
 
 def grid(request: TrainRequest) -> list[dict[str, Any]]:
     axes: dict[str, list[float]] = {"alpha": list(request.search_alpha) or [request.alpha]}
-    if request.penalty == "elasticnet":
+    if request.penalty in L1_RATIO_PENALTIES:
         axes["l1_ratio"] = list(request.search_l1_ratio) or [request.l1_ratio]
     return evaluation.parameter_grid(axes)
 
