@@ -277,7 +277,9 @@ def _refine(
     steps by ``(RᵀR)⁻¹g`` in the basis B (corrected semi-normal equations). Because R comes from
     QR of B, not from the Gram, the error contracts by about κ(B)·eps per sweep; the fixed point
     is the least-squares solution of the stored rows, free of the rounding of the centring.
-    Sweeps stop once a correction is at rounding level or stops shrinking.
+    Its error is about κ²·eps² (the double-double gradient's own rounding, through the normal
+    equations): ≥ 9 digits up to κ ≈ 1e11, about 7 at κ ≈ 6e12. Sweeps stop once a correction
+    is at rounding level or stops shrinking (then the iterate is at that floor).
     """
     previous = math.inf
     sweeps = 0
