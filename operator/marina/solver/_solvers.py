@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marina import contract
 from marina.solver._validation import Array
 from marina.solver.errors import ConvergenceWarning, DivergenceError, IncompatibleSolverError
 from marina.solver.statistics import block_rows
@@ -31,9 +32,9 @@ MAX_NORMAL_CONDITION = 1e6
 MAX_REFINEMENT_SWEEPS = 30
 EPS = float(np.finfo(np.float64).eps)
 
-PENALTIES = ("none", "l2", "l1", "elasticnet")
-SOLVERS = ("auto", "normal", "qr", "cd", "gd")
-_SMOOTH_ONLY = frozenset({"normal", "qr"})
+# The names are the contract's: the CRDs, the commands and the solver accept exactly the same ones.
+PENALTIES = contract.PENALTIES
+SOLVERS = contract.SOLVERS
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,13 @@ class Solution:
 
 def resolve_solver(solver: str, penalty: str) -> str:
     """Pick the solver for ``auto`` and refuse pairs that cannot work (e.g. ``normal`` with ``l1``)."""
-    has_l1 = penalty in ("l1", "elasticnet")
+    has_l1 = penalty in contract.L1_PENALTIES
     if solver == "auto":
         return "cd" if has_l1 else "normal"
-    if has_l1 and solver in _SMOOTH_ONLY:
+    if has_l1 and solver not in contract.L1_SOLVERS:
         raise IncompatibleSolverError(
-            f"solver: {solver!r} cannot minimise the non-smooth penalty {penalty!r}; use 'cd', 'gd' or 'auto'"
+            f"solver: {solver!r} cannot minimise the non-smooth penalty {penalty!r}; "
+            f"use one of {', '.join(map(repr, contract.L1_SOLVERS))}"
         )
     return solver
 
