@@ -153,20 +153,61 @@ def test_running_job_reports_a_stuck_pod() -> None:
     assert termination.job_result(job(None), [pod({"running": {}})]).problem is None
 
 
-def test_api_errors_become_one_clear_line() -> None:
+class ApiException(Exception):
+    """What the client raises: the HTTP status, and the server's Status object as the body."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"({status})\nReason: whatever\nHTTP response body: {body}")
+        self.status, self.body = status, body
+
+    def summary(self) -> str:
+        return self.body
+
+
+def server_status(code: int, reason: str, message: str) -> str:
+    return json.dumps(
+        {"kind": "Status", "status": "Failure", "code": code, "reason": reason, "message": message}
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "reason", "line"),
+    [
+        (
+            ApiException(
+                403,
+                server_status(403, "Forbidden", 'events "x." is forbidden: namespace x is being terminated'),
+            ),
+            403,
+            "Forbidden",
+            'post event Prepared on Dataset x/y: 403 Forbidden: events "x." is forbidden: namespace x is being terminated',
+        ),
+        (
+            ApiException(
+                422,
+                server_status(
+                    422, "Invalid", 'Deployment.apps "web" is invalid: spec.selector: field is immutable'
+                ),
+            ),
+            422,
+            "Invalid",
+            'post event Prepared on Dataset x/y: 422 Invalid: Deployment.apps "web" is invalid: spec.selector: field is immutable',
+        ),
+        (
+            ApiException(502, "<html>bad gateway</html>"),
+            502,
+            "",
+            "post event Prepared on Dataset x/y: 502: <html>bad gateway</html>",
+        ),
+        (OSError("connection reset\nmore"), None, "", "post event Prepared on Dataset x/y: connection reset"),
+    ],
+    ids=["forbidden", "invalid", "not-a-status", "no-response"],
+)
+def test_api_errors_carry_code_and_reason_in_one_line(
+    exc: Exception, code: int | None, reason: str, line: str
+) -> None:
     from marina.controller.kube import Kube
 
-    class Forbidden(Exception):
-        status = 403
-
-        def summary(self) -> str:
-            return 'events "x." is forbidden: namespace x is being terminated'
-
-    error = Kube._fail("post event Prepared on x/y", Forbidden("HTTP response body: {...}\nheaders"))
-    assert (
-        str(error)
-        == 'post event Prepared on x/y: 403 events "x." is forbidden: namespace x is being terminated'
-    )
-    assert (
-        str(Kube._fail("get Job x/y", OSError("connection reset\nmore"))) == "get Job x/y: connection reset"
-    )
+    error = Kube._fail("post event Prepared on", "Dataset", "x/y", exc)
+    assert (error.code, error.reason, str(error)) == (code, reason, line)
+    assert not error.write

@@ -6,6 +6,7 @@ types. `KubeApi` is the interface the reconcilers use; tests pass a fake with th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -18,8 +19,54 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "marina-operator"
 
 
+WRITES = frozenset({"create", "apply", "delete"})
+
+
 class KubeError(Exception):
-    """An API call failed for a reason other than the object being absent."""
+    """An API call failed for a reason other than the object being absent.
+
+    `code` and `reason` are the HTTP status and the reason of the server's Status object (`Invalid`,
+    `Forbidden`, `AlreadyExists`, ...): what to do is decided from them, never from `detail`'s words.
+    """
+
+    def __init__(
+        self, verb: str, kind: str, where: str, code: int | None = None, reason: str = "", detail: str = ""
+    ) -> None:
+        self.verb, self.kind, self.where = verb, kind, where
+        self.code, self.reason, self.detail = code, reason, detail
+        super().__init__(f"{verb} {kind} {where}: {self.said}")
+
+    @property
+    def said(self) -> str:
+        """What the server answered: `422 Invalid: <its message>`."""
+        status = " ".join(str(part) for part in (self.code, self.reason) if part)
+        return ": ".join(part for part in (status, self.detail) if part) or "failed"
+
+    @property
+    def write(self) -> bool:
+        """A write of an object (as opposed to a read or a status update): a child the server rejected."""
+        return self.verb in WRITES
+
+
+def api_status(exc: Exception) -> tuple[int | None, str, str]:
+    """(code, reason, message) of a failed call, from the Status object the API server sent when it did."""
+    http_code = getattr(exc, "status", None)
+    code = http_code if isinstance(http_code, int) else None
+    body = getattr(exc, "body", None)
+    try:
+        status = json.loads(body) if body else None
+    except (TypeError, ValueError):
+        status = None
+    if isinstance(status, dict) and status.get("kind") == "Status":
+        stated = status.get("code")
+        return (
+            stated if isinstance(stated, int) else code,
+            str(status.get("reason") or ""),
+            str(status.get("message") or ""),
+        )
+    summary = getattr(exc, "summary", None)
+    lines = str(summary() if callable(summary) else exc).splitlines()
+    return code, "", lines[0] if lines else type(exc).__name__
 
 
 class KubeApi(Protocol):
@@ -58,11 +105,8 @@ class Kube:
         return self._client.resources.get(api_version=api_version, kind=kind)
 
     @staticmethod
-    def _fail(action: str, exc: Exception) -> KubeError:
-        status = getattr(exc, "status", None)
-        summary = getattr(exc, "summary", None)
-        detail = summary() if callable(summary) else str(exc).splitlines()[0]
-        return KubeError(f"{action}: {f'{status} ' if status else ''}{detail}")
+    def _fail(verb: str, kind: str, where: str, exc: Exception) -> KubeError:
+        return KubeError(verb, kind, where, *api_status(exc))
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
@@ -74,7 +118,7 @@ class Kube:
         except NotFoundError:
             return None
         except Exception as exc:
-            raise self._fail(f"get {kind} {namespace}/{name}", exc) from exc
+            raise self._fail("get", kind, f"{namespace}/{name}", exc) from exc
 
     def list(
         self, api_version: str, kind: str, namespace: str, label_selector: str | None = None
@@ -84,7 +128,7 @@ class Kube:
                 self._resource(api_version, kind), namespace=namespace, label_selector=label_selector
             )
         except Exception as exc:
-            raise self._fail(f"list {kind} in {namespace}", exc) from exc
+            raise self._fail("list", kind, f"in {namespace}", exc) from exc
         return [dict(item) for item in result.to_dict().get("items") or []]
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,16 +137,26 @@ class Kube:
         meta = body["metadata"]
         try:
             created = self._client.create(
-                self._resource(body["apiVersion"], body["kind"]), body=dict(body), namespace=meta["namespace"]
+                self._resource(body["apiVersion"], body["kind"]),
+                body=dict(body),
+                namespace=meta["namespace"],
+                field_manager=FIELD_MANAGER,
             )
             return dict(created.to_dict())
-        except ConflictError:  # already there (a retry, or a concurrent reconcile): use it
+        except ConflictError:  # already there (a retry, a concurrent reconcile, or not ours: callers check)
             existing = self.get(body["apiVersion"], body["kind"], meta["namespace"], meta["name"])
             if existing is None:
-                raise KubeError(f"create {body['kind']} {meta['name']}: conflict, then not found") from None
+                raise KubeError(
+                    "create",
+                    body["kind"],
+                    f"{meta['namespace']}/{meta['name']}",
+                    409,
+                    "Conflict",
+                    "then not found",
+                ) from None
             return existing
         except Exception as exc:
-            raise self._fail(f"create {body['kind']} {meta['namespace']}/{meta['name']}", exc) from exc
+            raise self._fail("create", body["kind"], f"{meta['namespace']}/{meta['name']}", exc) from exc
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
@@ -117,7 +171,7 @@ class Kube:
             )
             return dict(applied.to_dict())
         except Exception as exc:
-            raise self._fail(f"apply {body['kind']} {meta['namespace']}/{meta['name']}", exc) from exc
+            raise self._fail("apply", body["kind"], f"{meta['namespace']}/{meta['name']}", exc) from exc
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         from kubernetes.dynamic.exceptions import NotFoundError
@@ -132,7 +186,7 @@ class Kube:
         except NotFoundError:
             return
         except Exception as exc:
-            raise self._fail(f"delete {kind} {namespace}/{name}", exc) from exc
+            raise self._fail("delete", kind, f"{namespace}/{name}", exc) from exc
 
     def patch_status(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -147,7 +201,7 @@ class Kube:
             )
         except Exception as exc:
             raise self._fail(
-                f"update the status of {body['kind']} {meta['namespace']}/{meta['name']}", exc
+                "update the status of", body["kind"], f"{meta['namespace']}/{meta['name']}", exc
             ) from exc
 
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
@@ -177,4 +231,9 @@ class Kube:
         try:
             self._client.create(self._resource("v1", "Event"), body=event, namespace=meta["namespace"])
         except Exception as exc:  # an event is best effort; the status already says it
-            log.warning("%s", self._fail(f"post event {reason} on {meta['namespace']}/{meta['name']}", exc))
+            log.warning(
+                "%s",
+                self._fail(
+                    f"post event {reason} on", body["kind"], f"{meta['namespace']}/{meta['name']}", exc
+                ),
+            )
