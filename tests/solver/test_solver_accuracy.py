@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 import pytest
-from bounds import EPS, SAFETY, condition, gram_residual_tolerance, residual_tolerance
 from numpy.typing import NDArray
 
+from bounds import EPS, SAFETY, condition, gram_residual_tolerance, residual_tolerance
 from marina.solver import LinearRegressor, SufficientStatistics
 
 Array = NDArray[np.float64]

@@ -6,6 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from solver_data import Dataset, synthetic
+
 from bounds import (
     condition,
     duality_gap_tolerance,
@@ -18,11 +23,6 @@ from bounds import (
     scaled_error,
     step_tolerance,
 )
-from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from solver_data import Dataset, synthetic
-
 from marina.solver import LinearRegressor
 
 #: Stopping tolerances: scikit-learn's references and our iterative solvers.

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
+
 from bounds import (
     condition,
     effective_condition,
@@ -20,8 +22,6 @@ from bounds import (
     residual_tolerance,
     scaled_error,
 )
-from numpy.typing import NDArray
-
 from marina.solver import LinearRegressor, SufficientStatistics
 
 Array = NDArray[np.float64]

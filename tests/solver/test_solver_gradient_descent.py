@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
+from solver_data import Dataset, synthetic
+
 from bounds import (
     EPS,
     SAFETY,
@@ -15,8 +17,6 @@ from bounds import (
     scaled_error,
     step_tolerance,
 )
-from solver_data import Dataset, synthetic
-
 from marina.solver import ConvergenceWarning, LinearRegressor
 
 

@@ -8,6 +8,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from solver_data import Dataset, synthetic
+
 from bounds import (
     condition,
     duality_gap_tolerance,
@@ -16,8 +18,6 @@ from bounds import (
     product_tolerance,
     scaled_error,
 )
-from solver_data import Dataset, synthetic
-
 from marina.solver import LinearRegressor, SufficientStatistics
 
 PENALTIES = [

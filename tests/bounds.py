@@ -149,3 +149,103 @@ def product_tolerance(A: Array, B: Array) -> Array:
     """
     bound: Array = SAFETY * A.shape[0] * EPS * (np.abs(A).T @ np.abs(B))
     return bound
+
+
+# --- sums, metrics and predictions (used by the tests outside tests/solver too) ---------------------
+
+
+def sum_tolerance(n: int) -> float:
+    """Relative error of a sum of n terms of one sign, in any order: (n-1)·eps (Higham §4.2).
+
+    Recursive summation attains it; pairwise (numpy's 1-d reductions) does better, but numpy's
+    axis-0 reductions of a C-ordered matrix add row by row, and a BLAS may use any order.
+    """
+    return SAFETY * max(n, 1) * EPS
+
+
+def rounding_ulps(value: float, ulps: int = 4) -> float:
+    """A few units in the last place of ``value``: for one correctly rounded operation or two."""
+    return ulps * EPS * abs(value)
+
+
+def held_out_factor(x_train: Array, x_eval: Array, fit_intercept: bool = True) -> float:
+    """max over Δθ of ‖A_eval·Δθ‖ / ‖A_train·Δθ‖, A = [X 1] (or X without an intercept): ‖A_eval·A_train⁺‖₂.
+
+    Converts a bound on how far two fits' predictions differ on the rows they were fitted on into
+    one on other rows (a test split, a held-out fold); exact when A_train has full column rank.
+    """
+
+    def design(X: Array) -> Array:
+        return np.column_stack([X, np.ones(len(X))]) if fit_intercept else X
+
+    return float(np.linalg.norm(design(x_eval) @ np.linalg.pinv(design(x_train)), 2))
+
+
+def gap_prediction_tolerance(y_train: Array, tol: float, fit_intercept: bool = True) -> float:
+    """‖A(θ - θ*)‖ on the training rows of a fit stopped at duality gap ≤ tol·‖y_c‖² (½‖r‖² scaling).
+
+    The objective is ½‖y - Aθ‖² plus a convex penalty, so P(θ) - P(θ*) ≥ ½‖A(θ - θ*)‖² (optimality
+    of θ* kills the first-order term); the gap bounds P(θ) - P(θ*), hence ‖A(θ - θ*)‖ ≤ √(2·tol)·‖y_c‖.
+    No condition number enters: predictions are what the gap controls. (Lasso and elastic net, ours
+    and scikit-learn's: both stop on this gap.)
+    """
+    centred = y_train - y_train.mean() if fit_intercept else y_train
+    return float(np.sqrt(2 * tol)) * float(np.linalg.norm(centred))
+
+
+def coefficient_prediction_tolerance(
+    x_train: Array, x_eval: Array, coef: Array, intercept: float, relative: float, fit_intercept: bool = True
+) -> float:
+    """‖Δprediction‖ (2-norm over the rows of x_eval) when the scaled coefficients move by ``relative``.
+
+    As ``scaled_error`` defines it, |Δw_j| ≤ relative·max_k |w_k|·‖x_k‖ / ‖x_j‖ (training columns,
+    centred with an intercept) and the intercept moves by ``intercept_tolerance``; each row's
+    prediction moves by Σ_j |x_ij|·|Δw_j| + |Δb|.
+    """
+    design = x_train - x_train.mean(axis=0) if fit_intercept else x_train
+    norms = np.linalg.norm(design, axis=0)
+    norms = np.where(norms > 0, norms, 1.0)
+    moved = relative * float(np.max(np.abs(coef) * norms)) / norms
+    shift = np.abs(x_eval) @ moved
+    if fit_intercept:
+        shift = shift + intercept_tolerance(x_train, coef, intercept, relative)
+    return float(np.linalg.norm(shift))
+
+
+def metrics_tolerance(truth: Array, prediction: Array, shift: float = 0.0) -> dict[str, float]:
+    """How far two evaluations of mse, rmse, mae and r2 may differ, metric by metric (absolute).
+
+    ``shift`` bounds ‖p₁ - p₂‖ (2-norm over the m rows) between the two sets of predictions; with
+    D = shift/√m (an rms), Minkowski gives |Δrmse| ≤ D and |Δmae| ≤ mean|δ| ≤ D, so |Δmse| ≤
+    D·(2·rmse + D) and |Δr2| = |Δmse|·m/TSS. On top, each side's own reductions round by
+    ``sum_tolerance(m)`` relative (mse, mae, RSS and TSS are sums of m terms of one sign).
+    """
+    m = len(truth)
+    residual = truth - prediction
+    mse, mae = float(np.mean(residual**2)), float(np.mean(np.abs(residual)))
+    total = float(np.sum((truth - truth.mean()) ** 2))
+    spread, rounding = shift / np.sqrt(m), 2 * sum_tolerance(m)
+    moved_mse = spread * (2 * np.sqrt(mse) + spread)
+    return {
+        "mse": moved_mse + rounding * mse,
+        "rmse": spread + rounding * np.sqrt(mse),
+        "mae": spread + rounding * mae,
+        "r2": (moved_mse + 2 * rounding * mse) * m / total,
+    }
+
+
+def statistics_mse_tolerance(x: Array, y: Array, coef: Array, intercept: float) -> float:
+    """Rounding of the mean squared residual from centred moments, Syy - 2wᵀSxy + wᵀSxxw + n·offset².
+
+    Each moment carries the product bound n·eps·|A|ᵀ|A| of the shifted rows (``product_tolerance``),
+    so the sum is off by ≤ SAFETY·n·eps·‖|X - s|·|w| + |y - t|‖² (plus the offset term, same form);
+    a shift is a mean of some rows, so |X| + max|X| bounds |X - s| whichever shift was chosen.
+    The direct mean of r² adds its own evaluation (2‖r‖δ + δ², δ = ``residual_tolerance``).
+    """
+    n = len(y)
+    magnitude = (np.abs(x) + np.abs(x).max(axis=0)) @ np.abs(coef) + np.abs(y) + np.abs(y).max()
+    offset = abs(float(y.mean() - x.mean(axis=0) @ coef - intercept)) + abs(intercept)
+    moments = SAFETY * n * EPS * (float(magnitude @ magnitude) + n * offset**2)
+    delta = residual_tolerance(x, y, coef, intercept)
+    norm = float(np.linalg.norm(y - x @ coef - intercept))
+    return (moments + 2 * norm * delta + delta**2) / n
