@@ -23,6 +23,11 @@ class DatasetSpec:
     seed: int
     resources: Resources
 
+    @property
+    def csv_uri(self) -> str | None:
+        """The object a `csv` source reads (the only source that reads storage)."""
+        return self.source if self.source.startswith("s3://") else None
+
 
 def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
     fields = Fields(spec)

@@ -1,4 +1,14 @@
-"""Operator settings, read once from the environment so the Deployment manifest configures them."""
+"""Operator settings, read once from the environment so the Deployment manifest configures them.
+
+They also say where each namespace's objects live in the bucket, so the layout is written once:
+
+    s3://<bucket>/raw/<namespace>/...       what users upload (a Dataset's `source.csv.uri`)
+    s3://<bucket>/datasets/<namespace>/...  prepared versions (Dataset output; also a valid CSV source)
+    s3://<bucket>/models/<namespace>/...    model artifacts (TrainingJob output, `model.uri`)
+
+A resource only reads from its own namespace's areas, and from the prefixes a cluster admin shares
+with every namespace (`MARINA_SHARED_PREFIXES`, comma-separated s3:// prefixes; none by default).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from marina.controller import storage_area
+
 DEFAULT_S3_ENDPOINT = "http://minio.marina-system.svc.cluster.local:9000"
+UPLOADS, DATASETS, MODELS = "raw", "datasets", "models"
 
 
 @dataclass(frozen=True)
@@ -23,12 +36,14 @@ class Settings:
     probe_storage: bool = True
     retry_delay_seconds: float = 10.0
     namespaces: tuple[str, ...] = field(default_factory=tuple)
+    shared_prefixes: tuple[str, ...] = field(default_factory=tuple)  # readable by every namespace
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
         values = os.environ if env is None else env
         defaults = cls()
         namespaces = tuple(n.strip() for n in values.get("MARINA_NAMESPACES", "").split(",") if n.strip())
+        shared = storage_area.shared_prefixes(values.get("MARINA_SHARED_PREFIXES", ""))
         return cls(
             image=values.get("MARINA_IMAGE", defaults.image),
             image_pull_policy=values.get("MARINA_IMAGE_PULL_POLICY", defaults.image_pull_policy),
@@ -39,10 +54,23 @@ class Settings:
             not in ("0", "false", "no"),
             retry_delay_seconds=float(values.get("MARINA_RETRY_DELAY_SECONDS", defaults.retry_delay_seconds)),
             namespaces=namespaces,
+            shared_prefixes=shared,
         )
 
+    def area(self, purpose: str, namespace: str) -> str:
+        """The namespace's folder for one purpose (UPLOADS, DATASETS or MODELS), ending in `/`."""
+        return f"s3://{self.s3_bucket}/{purpose}/{namespace}/"
+
     def datasets_prefix(self, namespace: str, name: str) -> str:
-        return f"s3://{self.s3_bucket}/datasets/{namespace}/{name}"
+        return f"{self.area(DATASETS, namespace)}{name}"
 
     def models_prefix(self, namespace: str, name: str) -> str:
-        return f"s3://{self.s3_bucket}/models/{namespace}/{name}"
+        return f"{self.area(MODELS, namespace)}{name}"
+
+    def csv_areas(self, namespace: str) -> tuple[str, ...]:
+        """Where a Dataset of `namespace` may read a CSV."""
+        return (self.area(UPLOADS, namespace), self.area(DATASETS, namespace), *self.shared_prefixes)
+
+    def model_areas(self, namespace: str) -> tuple[str, ...]:
+        """Where a ModelDeployment of `namespace` may load a model."""
+        return (self.area(MODELS, namespace), *self.shared_prefixes)
