@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from marina.contract import Failure, encode
+from marina.controller.kube import KubeError
 from marina.controller.settings import Settings
 
 Key = tuple[str, str, str, str]
@@ -33,13 +34,16 @@ def matches(labels: Mapping[str, str], selector: str | None) -> bool:
 
 
 class FakeKube:
-    """Behaves like the API server for what the reconcilers use: objects, generations, status, events."""
+    """Behaves like the API server for what the reconcilers use: objects, generations, status, events,
+    writes refused with the server's code and reason (`reject`), and the garbage collector's cascade."""
 
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str, str]] = []  # (object name, type, reason, message)
         self.applied: list[str] = []
         self.deleted: list[str] = []
+        self.writes: list[str] = []  # "verb Kind/name" of every create, apply and delete (not status)
+        self.rejections: dict[tuple[str, str], tuple[int, str, str]] = {}
         self._uids = itertools.count(1)
 
     @staticmethod
@@ -70,11 +74,22 @@ class FakeKube:
             and matches(o["metadata"].get("labels") or {}, label_selector)
         ]
 
+    def reject(self, verb: str, kind: str, code: int, reason: str, message: str) -> None:
+        """From now on, refuse `verb` (create, apply, delete) of every `kind` as the API server would."""
+        self.rejections[(verb, kind)] = (code, reason, message)
+
+    def _write(self, verb: str, kind: str, name: str) -> None:
+        self.writes.append(f"{verb} {kind}/{name}")
+        if (verb, kind) in self.rejections:
+            raise KubeError(verb, kind, f"default/{name}", *self.rejections[(verb, kind)])
+
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._write("create", body["kind"], body["metadata"]["name"])
         existing = self.objects.get(self.key(body))
-        return copy.deepcopy(existing) if existing else self.add(body)
+        return copy.deepcopy(existing) if existing else self.add(body)  # as Kube.create on AlreadyExists
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._write("apply", body["kind"], body["metadata"]["name"])
         self.applied.append(f"{body['kind']}/{body['metadata']['name']}")
         existing = self.objects.get(self.key(body))
         if existing is None:
@@ -87,8 +102,20 @@ class FakeKube:
         return copy.deepcopy(existing)
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        if self.objects.pop((api_version, kind, namespace, name), None) is not None:
+        self._write("delete", kind, name)
+        gone = self.objects.pop((api_version, kind, namespace, name), None)
+        if gone is not None:
             self.deleted.append(f"{kind}/{name}")
+            self.collect_dependents(gone["metadata"]["uid"])
+
+    def collect_dependents(self, uid: str) -> None:
+        """The garbage collector: whatever names `uid` in its ownerReferences goes too (and so on)."""
+        for key, body in list(self.objects.items()):
+            if key in self.objects and any(
+                ref.get("uid") == uid for ref in body["metadata"].get("ownerReferences") or []
+            ):
+                del self.objects[key]
+                self.collect_dependents(body["metadata"]["uid"])
 
     def patch_status(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         stored = self.objects[self.key(body)]

@@ -58,7 +58,7 @@ def test_a_cell_reading_unreachable_is_bad_data_not_an_outage(
     result = parse_result(result_file.read_text(), code)
     assert result is not None and getattr(result, "kind", None) is FailureKind.DATA
 
-    kube.add_resource("Dataset", "cities", {"source": {"csv": {"uri": "s3://marina/raw/cities.csv"}}})
+    kube.add_resource("Dataset", "cities", {"source": {"csv": {"uri": "s3://marina/raw/default/cities.csv"}}})
     datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
     (job_name,) = kube.jobs()
     finish_with(kube, job_name, code, result_file.read_text())

@@ -105,7 +105,7 @@ def test_invalid_spec_fails_with_a_warning_naming_the_field(kube: Any, settings:
 def test_failed_preparation_is_stalled_whatever_its_words(
     kube: Any, settings: Settings, message: str, exit_code: int
 ) -> None:
-    kube.add_resource("Dataset", "cities", {"source": {"csv": {"uri": "s3://marina/raw/cities.csv"}}})
+    kube.add_resource("Dataset", "cities", {"source": {"csv": {"uri": "s3://marina/raw/default/cities.csv"}}})
     datasets.reconcile(kube, settings, kube.current("Dataset", "cities"))
     (job_name,) = kube.jobs()
     kube.finish_job(job_name, message, False, exit_code=exit_code)

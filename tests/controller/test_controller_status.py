@@ -180,7 +180,8 @@ def server_status(code: int, reason: str, message: str) -> str:
             ),
             403,
             "Forbidden",
-            'post event Prepared on Dataset x/y: 403 Forbidden: events "x." is forbidden: namespace x is being terminated',
+            "post event Prepared on Dataset x/y: 403 Forbidden: "
+            'events "x." is forbidden: namespace x is being terminated',
         ),
         (
             ApiException(
@@ -191,7 +192,8 @@ def server_status(code: int, reason: str, message: str) -> str:
             ),
             422,
             "Invalid",
-            'post event Prepared on Dataset x/y: 422 Invalid: Deployment.apps "web" is invalid: spec.selector: field is immutable',
+            "post event Prepared on Dataset x/y: 422 Invalid: "
+            'Deployment.apps "web" is invalid: spec.selector: field is immutable',
         ),
         (
             ApiException(502, "<html>bad gateway</html>"),

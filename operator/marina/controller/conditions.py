@@ -21,6 +21,7 @@ class State(enum.Enum):
     PROGRESSING = "progressing"  # work under way (a Job running, a rollout)
     WAITING = "waiting"  # blocked on something outside (missing Dataset, storage down): retried
     FAILED = "failed"  # cannot succeed until the spec or the data changes: not retried
+    BLOCKED = "blocked"  # cannot go on until someone acts outside the spec (an object in the way): retried
     DEGRADED = "degraded"  # serving, but not what the spec asks for (rolled back)
 
 
@@ -33,7 +34,7 @@ class Outcome:
 
     @property
     def warning(self) -> bool:
-        return self.state in (State.WAITING, State.FAILED, State.DEGRADED)
+        return self.state in (State.WAITING, State.FAILED, State.BLOCKED, State.DEGRADED)
 
 
 def _triple(state: State) -> tuple[bool, bool, bool]:
@@ -43,6 +44,7 @@ def _triple(state: State) -> tuple[bool, bool, bool]:
         State.PROGRESSING: (False, True, False),
         State.WAITING: (False, True, False),
         State.FAILED: (False, False, True),
+        State.BLOCKED: (False, False, True),
         State.DEGRADED: (True, False, True),
     }[state]
 

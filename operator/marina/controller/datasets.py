@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marina.controller import builders, dataset_spec
+from marina.controller import builders, dataset_spec, storage_area
 from marina.controller.conditions import Outcome, State, is_ready
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
@@ -13,9 +13,9 @@ from marina.controller.reconciler import (
     failure_message,
     forget_old_jobs,
     invalid,
-    report,
     run_job,
     running_outcome,
+    settle,
 )
 from marina.controller.settings import Settings
 from marina.controller.termination import JobPhase, JobResult
@@ -36,7 +36,7 @@ RESULT_FIELDS = (
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
-    return report(kube, body, decide(kube, settings, body))
+    return settle(kube, settings, body, decide)
 
 
 def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> str:
@@ -45,11 +45,18 @@ def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> st
 
 
 def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    owner = builders.Owner.of(body)
     try:
         spec = dataset_spec.parse(body.get("spec"))
+        if spec.csv_uri is not None:
+            storage_area.require_inside(
+                "spec.source.csv.uri",
+                spec.csv_uri,
+                settings.csv_areas(owner.namespace),
+                settings.shared_prefixes,
+            )
     except InvalidSpec as error:
         return invalid(error)
-    owner = builders.Owner.of(body)
     digest = inputs_digest(spec, body)
     status = body.get("status") or {}
     if status.get("inputsHash") == digest and status.get("version") and is_ready(status):

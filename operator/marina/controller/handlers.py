@@ -3,7 +3,8 @@
 Each object is reconciled level-wise (observe everything, act, write status) whenever it changes,
 whenever one of its children (Jobs, Deployments) changes, and whenever something it follows (a
 Dataset's version, a TrainingJob's model) changes. WAITING outcomes raise TemporaryError so kopf
-retries with a delay; FAILED outcomes raise PermanentError so a bad spec is not retried forever.
+retries with a delay (so do BLOCKED ones: Stalled, but the object in the way may go); FAILED
+outcomes raise PermanentError so a bad spec is not retried forever.
 A slow timer re-checks objects still in progress, in case a pod is stuck without any event.
 """
 
@@ -52,7 +53,7 @@ def raise_for(outcome: Outcome | None, settings: Settings) -> None:
     """Translate an outcome into kopf's retry semantics."""
     if outcome is None:
         return
-    if outcome.state is State.WAITING:
+    if outcome.state in (State.WAITING, State.BLOCKED):
         raise kopf.TemporaryError(outcome.message, delay=settings.retry_delay_seconds)
     if outcome.state is State.FAILED:
         raise kopf.PermanentError(outcome.message)

@@ -8,15 +8,16 @@ rollout already failed (status.failedModel, never retried until something new ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from marina.controller import builders, modeldeployment_spec
+from marina.controller import builders, modeldeployment_spec, ownership, storage_area
 from marina.controller.builders import ModelReference
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
 from marina.controller.modeldeployment_spec import ModelDeploymentSpec
-from marina.controller.reconciler import invalid, report
+from marina.controller.reconciler import invalid, settle
 from marina.controller.settings import Settings
 from marina.controller.termination import pod_problem, terminated_message
 from marina.text import one_line
@@ -26,7 +27,7 @@ SPEC_HASH = "marina.dev/spec-hash"
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
-    return report(kube, body, decide(kube, settings, body))
+    return settle(kube, settings, body, decide)
 
 
 def model_of(value: Any) -> ModelReference | None:
@@ -58,13 +59,16 @@ def desired_model(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> M
     return model
 
 
-def ensure(kube: KubeApi, desired: dict[str, Any], existing: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Apply `desired` unless the object already carries it (skipping no-op writes and their events)."""
+def ensure(
+    kube: KubeApi, owner: builders.Owner, desired: dict[str, Any], existing: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Create `desired`, or apply it to our existing child unless that already carries it (skipping
+    no-op writes and their events). `existing` has been checked to be ours (`children`)."""
     digest = builders.short_hash(desired)
     if existing and (existing["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
         return dict(existing)
     desired["metadata"].setdefault("annotations", {})[SPEC_HASH] = digest
-    return kube.apply(desired)
+    return kube.apply(desired) if existing else ownership.create(kube, owner, desired)
 
 
 def rollout_complete(deployment: Mapping[str, Any]) -> bool:
@@ -111,11 +115,18 @@ def rolled_back(serving: ModelReference, failed: ModelReference, reason: str) ->
 
 
 def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+    owner = builders.Owner.of(body)
     try:
         spec = modeldeployment_spec.parse(body.get("spec"))
+        if spec.model.uri is not None:
+            storage_area.require_inside(
+                "spec.model.uri",
+                spec.model.uri,
+                settings.model_areas(owner.namespace),
+                settings.shared_prefixes,
+            )
     except InvalidSpec as error:
         return invalid(error)
-    owner = builders.Owner.of(body)
     wanted = desired_model(kube, owner.namespace, spec)
     if isinstance(wanted, Outcome):
         return wanted
@@ -123,12 +134,18 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
     serving, failed = model_of(status.get("model")), model_of(status.get("failedModel"))
     base = {"selector": builders.selector_string(owner), "url": builders.service_url(owner)}
 
-    ensure_companions(kube, owner, spec)
-    existing = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-    running = builders.deployed_model(existing)
-    if existing and serving and running and running != serving and rollout_stuck(existing):
-        reason = rollout_failure_reason(kube, owner, running, existing)
-        ensure(kube, builders.deployment(settings, owner, spec, serving), existing)
+    existing = children(kube, owner, spec)  # before any write, so a conflict changes nothing
+    ensure_companions(kube, owner, spec, existing)
+    running = builders.deployed_model(existing.deployment)
+    if (
+        existing.deployment
+        and serving
+        and running
+        and running != serving
+        and rollout_stuck(existing.deployment)
+    ):
+        reason = rollout_failure_reason(kube, owner, running, existing.deployment)
+        ensure(kube, owner, builders.deployment(settings, owner, spec, serving), existing.deployment)
         failed_fields = {**running.as_status(), "reason": reason}
         return Outcome(
             State.DEGRADED,
@@ -138,16 +155,37 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
         )
     # A model whose rollout failed is not tried again; anything new (or no fallback) is.
     target = serving if (failed and serving and wanted == failed) else wanted
-    deployment = ensure(kube, builders.deployment(settings, owner, spec, target), existing)
+    deployment = ensure(kube, owner, builders.deployment(settings, owner, spec, target), existing.deployment)
     return observe(kube, owner, deployment, target, status, base, wanted)
 
 
-def ensure_companions(kube: KubeApi, owner: builders.Owner, spec: ModelDeploymentSpec) -> None:
-    ensure(kube, builders.service(owner), kube.get("v1", "Service", owner.namespace, owner.name))
+@dataclass(frozen=True)
+class Children:
+    """A ModelDeployment's existing children, each one ours (None: absent, or not needed and not ours)."""
+
+    deployment: dict[str, Any] | None
+    service: dict[str, Any] | None
+    hpa: dict[str, Any] | None
+
+
+def children(kube: KubeApi, owner: builders.Owner, spec: ModelDeploymentSpec) -> Children:
+    """Read the Deployment, Service and HPA of this name; raise NameConflict if one it needs is not ours.
+    A foreign HPA of this name is left alone when autoscaling is off (it is not in the way then)."""
+    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    service = kube.get("v1", "Service", owner.namespace, owner.name)
     hpa = kube.get("autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace, owner.name)
+    for needed in (deployment, service, hpa if spec.autoscaling is not None else None):
+        ownership.require_owned(owner, needed)
+    return Children(deployment, service, hpa if hpa is not None and ownership.owns(owner, hpa) else None)
+
+
+def ensure_companions(
+    kube: KubeApi, owner: builders.Owner, spec: ModelDeploymentSpec, existing: Children
+) -> None:
+    ensure(kube, owner, builders.service(owner), existing.service)
     if spec.autoscaling is not None:
-        ensure(kube, builders.horizontal_pod_autoscaler(owner, spec.autoscaling), hpa)
-    elif hpa is not None:
+        ensure(kube, owner, builders.horizontal_pod_autoscaler(owner, spec.autoscaling), existing.hpa)
+    elif existing.hpa is not None:
         kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace, owner.name)
 
 

@@ -1,5 +1,6 @@
-"""What every reconciler shares: writing an Outcome into status (and an event on transitions),
-running a Job to completion, and serialising work per object."""
+"""What every reconciler shares: writing an Outcome into status (and an event on transitions), turning
+conflicts and refused child writes into outcomes, running a Job to completion, and serialising work
+per object."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 from marina.clock import seconds_since
 from marina.contract import FailureKind
-from marina.controller import builders, preflight
+from marina.controller import builders, ownership, preflight
 from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
-from marina.controller.kube import KubeApi
+from marina.controller.kube import KubeApi, KubeError
 from marina.controller.settings import Settings
 from marina.controller.termination import JobPhase, JobResult, failed_at, job_result
 
@@ -21,6 +22,13 @@ RETRY_REASONS = {
     FailureKind.STORAGE_DENIED: "StorageAccessDenied",
     FailureKind.STORAGE_CONFIG: "CredentialsMissing",
 }
+# A child write the API server refused, by HTTP code: 400 and 422 (`Invalid`, including admission
+# policies) refuse the same body again, so the resource is Stalled until something changes; 403
+# (`Forbidden`: RBAC, an admission webhook, or a ResourceQuota, which the server reports as plain
+# `Forbidden` with no reason of its own), 409 (`Conflict`, `AlreadyExists`), 429 and 5xx may pass
+# later, so they are retried.
+PERMANENT_REJECTIONS = frozenset({400, 422})
+REJECTION_REASONS = {403: "Forbidden", 409: "Conflict"}
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -46,6 +54,32 @@ def invalid(error: Exception) -> Outcome:
     return Outcome(State.FAILED, "InvalidSpec", str(error))
 
 
+def rejected(error: KubeError, settings: Settings) -> Outcome:
+    """The outcome of a child write the API server refused, decided by the code, never by the words."""
+    said = f"the API server refused to {error.verb} {error.kind} {error.where}: {error.said}"
+    reason = REJECTION_REASONS.get(error.code or 0, "ChildRejected")
+    if error.code in PERMANENT_REJECTIONS:
+        return Outcome(State.FAILED, reason, f"{said}; not retried until the spec changes")
+    return Outcome(State.WAITING, reason, f"{said}; retrying every {settings.retry_delay_seconds:g}s")
+
+
+Reconcile = Callable[[KubeApi, Settings, Mapping[str, Any]], Outcome]  # also each kind's `decide`
+
+
+def settle(kube: KubeApi, settings: Settings, body: Mapping[str, Any], decide: Reconcile) -> Outcome:
+    """Decide and report; a name taken by someone else's object or a refused child write is reported
+    too (condition and Warning event), instead of only reaching the operator's log."""
+    try:
+        outcome = decide(kube, settings, body)
+    except ownership.NameConflict as conflict:
+        outcome = conflict.outcome()
+    except KubeError as error:
+        if not error.write:
+            raise  # reads failing: the API server itself is in trouble, kopf retries
+        outcome = rejected(error, settings)
+    return report(kube, body, outcome)
+
+
 def run_job(
     kube: KubeApi,
     settings: Settings,
@@ -56,13 +90,14 @@ def run_job(
     """Create the Job if needed and read its result; an Outcome when it cannot start or must be retried."""
     name = job["metadata"]["name"]
     existing = kube.get("batch/v1", "Job", owner.namespace, name)
+    ownership.require_owned(owner, existing)
     if existing is None:
         blocked = preflight.blocking_outcome(kube, settings, owner.namespace)
         if blocked is not None:
             return blocked
-        if extra is not None:
-            kube.create(extra)
-        kube.create(job)
+        for child in (extra, job):
+            if child is not None:
+                ownership.create(kube, owner, child)
         return JobResult(JobPhase.RUNNING)
     pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
     result = job_result(existing, pods)
@@ -79,10 +114,11 @@ def run_job(
 
 
 def forget_old_jobs(kube: KubeApi, owner: builders.Owner, component: str, keep: str) -> None:
-    """Delete this owner's finished Jobs of earlier inputs (their results live on in storage)."""
+    """Delete this owner's finished Jobs of earlier inputs (their results live on in storage); a Job that
+    only carries the labels is someone else's."""
     selector = f"{owner.label_key}={owner.name},app.kubernetes.io/component={component}"
     for job in kube.list("batch/v1", "Job", owner.namespace, selector):
-        if job["metadata"]["name"] != keep:
+        if job["metadata"]["name"] != keep and ownership.owns(owner, job):
             kube.delete("batch/v1", "Job", owner.namespace, job["metadata"]["name"])
 
 
@@ -97,6 +133,3 @@ def running_outcome(
 def failure_message(result: JobResult, job_name: str) -> str:
     """The status message of a failed Job: the command's own words (or the Job controller's)."""
     return f"Job {job_name}: {result.failure.message if result.failure else 'failed'}"
-
-
-Reconcile = Callable[[KubeApi, Settings, Mapping[str, Any]], Outcome]

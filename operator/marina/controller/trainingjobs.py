@@ -13,9 +13,9 @@ from marina.controller.reconciler import (
     failure_message,
     forget_old_jobs,
     invalid,
-    report,
     run_job,
     running_outcome,
+    settle,
 )
 from marina.controller.settings import Settings
 from marina.controller.termination import JobPhase, JobResult
@@ -24,7 +24,7 @@ KIND = "TrainingJob"
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
-    return report(kube, body, decide(kube, settings, body))
+    return settle(kube, settings, body, decide)
 
 
 def dataset_input(
