@@ -33,10 +33,21 @@ def running_tolerances(batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarra
     return mean, spread
 
 
-@pytest.mark.parametrize("batch_sizes", [[1] * 50, [1000, 1, 7000, 3, 9000], [0, 5, 0, 20000]])
-def test_running_statistics_equal_numpy(batch_sizes: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("batch_sizes", "offset", "shift"),
+    [
+        ([1] * 50, 1e6, 0.0),  # a large offset: summation rounding dominates
+        ([1000, 1, 7000, 3, 9000], 1e6, 0.0),
+        ([0, 5, 0, 20000], 1e6, 0.0),
+        # batches whose means differ by a few standard deviations, no offset: the bound is ~1e-9
+        # relative, so a missing merge term δ²·na·nb/n or n - 1 for n (5e-5 here) would fail
+        ([3000, 1, 9000, 8000], 0.0, 10.0),
+    ],
+    ids=["single-rows", "uneven", "empty-batches", "shifted-batches"],
+)
+def test_running_statistics_equal_numpy(batch_sizes: list[int], offset: float, shift: float) -> None:
     rng = np.random.default_rng(7)
-    batches = [rng.normal(1e6, 3.0, size=(n, 4)) for n in batch_sizes]  # large offset: no cancellation
+    batches = [rng.normal(offset + shift * (i % 3 - 1), 3.0, size=(n, 4)) for i, n in enumerate(batch_sizes)]
     statistics = metrics.RunningStatistics(4)
     for batch in batches:
         statistics.add(batch)
