@@ -44,17 +44,19 @@ def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> st
     return builders.short_hash(spec, refresh)
 
 
+def parse(settings: Settings, namespace: str, body: Mapping[str, Any]) -> dataset_spec.DatasetSpec:
+    """The typed spec; a CSV source must lie in the namespace's storage area (or a shared one)."""
+    spec = dataset_spec.parse(body.get("spec"))
+    if spec.csv_uri is not None:
+        areas = settings.csv_areas(namespace)
+        storage_area.require_inside("spec.source.csv.uri", spec.csv_uri, areas, settings.shared_prefixes)
+    return spec
+
+
 def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
     owner = builders.Owner.of(body)
     try:
-        spec = dataset_spec.parse(body.get("spec"))
-        if spec.csv_uri is not None:
-            storage_area.require_inside(
-                "spec.source.csv.uri",
-                spec.csv_uri,
-                settings.csv_areas(owner.namespace),
-                settings.shared_prefixes,
-            )
+        spec = parse(settings, owner.namespace, body)
     except InvalidSpec as error:
         return invalid(error)
     digest = inputs_digest(spec, body)

@@ -63,7 +63,8 @@ def ensure(
     kube: KubeApi, owner: builders.Owner, desired: dict[str, Any], existing: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """Create `desired`, or apply it to our existing child unless that already carries it (skipping
-    no-op writes and their events). `existing` has been checked to be ours (`children`)."""
+    no-op writes and their events). `existing` has been checked to be ours (`children`). A field the
+    create set and a later apply leaves out stays (the create's field manager still owns it)."""
     digest = builders.short_hash(desired)
     if existing and (existing["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
         return dict(existing)
@@ -114,17 +115,19 @@ def rolled_back(serving: ModelReference, failed: ModelReference, reason: str) ->
     )
 
 
+def parse(settings: Settings, namespace: str, body: Mapping[str, Any]) -> ModelDeploymentSpec:
+    """The typed spec; a model given by URI must lie in the namespace's storage area (or a shared one)."""
+    spec = modeldeployment_spec.parse(body.get("spec"))
+    if spec.model.uri is not None:
+        areas = settings.model_areas(namespace)
+        storage_area.require_inside("spec.model.uri", spec.model.uri, areas, settings.shared_prefixes)
+    return spec
+
+
 def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
     owner = builders.Owner.of(body)
     try:
-        spec = modeldeployment_spec.parse(body.get("spec"))
-        if spec.model.uri is not None:
-            storage_area.require_inside(
-                "spec.model.uri",
-                spec.model.uri,
-                settings.model_areas(owner.namespace),
-                settings.shared_prefixes,
-            )
+        spec = parse(settings, owner.namespace, body)
     except InvalidSpec as error:
         return invalid(error)
     wanted = desired_model(kube, owner.namespace, spec)
@@ -134,18 +137,13 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
     serving, failed = model_of(status.get("model")), model_of(status.get("failedModel"))
     base = {"selector": builders.selector_string(owner), "url": builders.service_url(owner)}
 
-    existing = children(kube, owner, spec)  # before any write, so a conflict changes nothing
+    existing = children(kube, owner, spec)  # all read and checked before any write
     ensure_companions(kube, owner, spec, existing)
-    running = builders.deployed_model(existing.deployment)
-    if (
-        existing.deployment
-        and serving
-        and running
-        and running != serving
-        and rollout_stuck(existing.deployment)
-    ):
-        reason = rollout_failure_reason(kube, owner, running, existing.deployment)
-        ensure(kube, owner, builders.deployment(settings, owner, spec, serving), existing.deployment)
+    current = existing.deployment
+    running = builders.deployed_model(current)
+    if current and serving and running and running != serving and rollout_stuck(current):
+        reason = rollout_failure_reason(kube, owner, running, current)
+        ensure(kube, owner, builders.deployment(settings, owner, spec, serving), current)
         failed_fields = {**running.as_status(), "reason": reason}
         return Outcome(
             State.DEGRADED,
@@ -155,7 +153,7 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
         )
     # A model whose rollout failed is not tried again; anything new (or no fallback) is.
     target = serving if (failed and serving and wanted == failed) else wanted
-    deployment = ensure(kube, owner, builders.deployment(settings, owner, spec, target), existing.deployment)
+    deployment = ensure(kube, owner, builders.deployment(settings, owner, spec, target), current)
     return observe(kube, owner, deployment, target, status, base, wanted)
 
 
