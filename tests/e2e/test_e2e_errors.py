@@ -99,7 +99,7 @@ def test_csv_with_a_text_column_names_the_column_and_fails_once(
     the Dataset is Stalled, and no new Job is made. A cell reading `unreachable` once made the operator
     retry forever, when retrying was decided by searching the message for words."""
     name = f"cities-{cell.lower()}"
-    uri = f"s3://marina/e2e/{marina.namespace}/{name}.csv"
+    uri = f"s3://marina/raw/{marina.namespace}/{name}.csv"
     storage.write_bytes(
         uri, f"rooms,city,price\n3,{cell},100\n4,Lyon,120\n2,Nice,90\n5,Lille,150\n".encode(), "text/csv"
     )

@@ -14,7 +14,7 @@ def csv_of(rows: int, slope: float) -> bytes:
 
 
 def test_new_data_makes_a_new_version_and_retrains(marina: Any, storage_env: None) -> None:
-    uri = f"s3://marina/e2e/{marina.namespace}/lines.csv"
+    uri = f"s3://marina/raw/{marina.namespace}/lines.csv"
     storage.write_bytes(uri, csv_of(60, 3.0), "text/csv")
     marina.apply(
         {
