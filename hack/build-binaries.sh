@@ -162,11 +162,12 @@ build_crictl() {
   finish "$out"
 }
 
-# build_local_path_provisioner: rancher's local-path-provisioner, kind's default StorageClass provisioner.
+# build_local_path_provisioner: rancher's local-path-provisioner, kind's default StorageClass provisioner (its module
+# zip carries a partial vendor/ folder, hence -mod=mod).
 build_local_path_provisioner() {
   local v=$LOCAL_PATH_PROVISIONER_VERSION
   build_in_module "$MARINA_CACHE/local-path-provisioner-$v" github.com/rancher/local-path-provisioner "$v" \
-    local-path-provisioner -ldflags "-s -w -X main.VERSION=$v"
+    local-path-provisioner -mod=mod -ldflags "-s -w -X main.VERSION=$v"
 }
 
 require_go

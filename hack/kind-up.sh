@@ -1,19 +1,139 @@
 #!/usr/bin/env bash
-# For machines with Docker and internet: a kind cluster named "marina" with Marina's images loaded.
-# marina:dev is built from images/marina/Dockerfile (python:3.11-slim base); minio:dev is the upstream
-# MinIO image retagged. Then MinIO is started (kind has a default StorageClass).
+# A kind cluster named "marina" with Marina's images loaded and deployed (hack/deploy.sh). One variable picks
+# the node image:
+#   MARINA_KIND_NODE_IMAGE unset or "local" (default; no registry needed): the node image is built here from
+#     Debian and our pinned Kubernetes (hack/kind/node-image.sh) and kind runs on its own Docker engine
+#     (hack/kind/docker.sh); marina:dev and minio:dev come from hack/images.sh's builds. Nothing is pulled.
+#   MARINA_KIND_NODE_IMAGE=kindest/node:<v1.33.x>[@sha256:...] (a machine with Docker and internet): kind on the
+#     machine's Docker with that upstream image; marina:dev is built from images/marina/Dockerfile
+#     (python:3.11-slim) and minio:dev is the upstream MinIO image retagged.
+# Re-running reuses a healthy cluster; a broken one (e.g. after a reboot) is recreated.
+# Prints the KUBECONFIG to use (.cluster/kind-kubeconfig). Remove everything with hack/kind/kind-down.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+KIND_HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")/kind" && pwd)"
+# shellcheck source=hack/kind/common.sh
+source "$KIND_HACK/common.sh"
+NODE_IMAGE=${MARINA_KIND_NODE_IMAGE:-local}
 MINIO_UPSTREAM_IMAGE=${MINIO_UPSTREAM_IMAGE:-quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z}
-for tool in kind docker kubectl; do
-  command -v "$tool" >/dev/null || { echo "error: '$tool' is required for make kind-up" >&2; exit 1; }
-done
-kind get clusters 2>/dev/null | grep -qx marina || kind create cluster --name marina --wait 120s
-kind export kubeconfig --name marina
-export KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config}  # hack/kubectl.sh would default to the local cluster
-docker build -f images/marina/Dockerfile -t marina:dev .
-docker pull "$MINIO_UPSTREAM_IMAGE"
-docker tag "$MINIO_UPSTREAM_IMAGE" minio:dev
-kind load docker-image --name marina marina:dev minio:dev
-bash hack/minio-up.sh
-echo "kind cluster 'marina' is ready; kubectl's current context is kind-marina"
+export KUBECONFIG=${MARINA_KIND_KUBECONFIG:-$MARINA_ROOT/.cluster/kind-kubeconfig}
+STARTED=$SECONDS
+# Our pinned kubectl first (hack/kubectl.sh takes the one on PATH).
+export PATH=$MARINA_CACHE/bin-$KUBE_VERSION:$PATH
+k() { bash "$MARINA_ROOT/hack/kubectl.sh" "$@"; }
+
+# kind_config IMAGE LOCAL: the cluster's configuration. Pod and Service ranges differ from the local
+# cluster's; with the local image, kubeadm takes our images (marina.local/...) and leaves CoreDNS to us
+# (hack/addons/coredns.yaml: cluster zones only, nothing forwarded).
+kind_config() {
+  cat <<CONFIG
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: $KIND_CLUSTER
+networking:
+  apiServerAddress: 127.0.0.1
+  podSubnet: $KIND_POD_SUBNET
+  serviceSubnet: $KIND_SERVICE_SUBNET
+nodes:
+- role: control-plane
+  image: $1
+CONFIG
+  (($2)) || return 0
+  cat <<CONFIG
+kubeadmConfigPatches:
+- |
+  kind: ClusterConfiguration
+  imageRepository: $KIND_LOCAL_REPO
+  etcd:
+    local:
+      imageTag: $ETCD_VERSION
+- |
+  kind: InitConfiguration
+  skipPhases: [addon/coredns]
+CONFIG
+}
+
+cluster_healthy() {
+  "$KIND" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER" || return 1
+  "$KIND" export kubeconfig --name "$KIND_CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || return 1
+  k get --raw /readyz >/dev/null 2>&1
+}
+
+create_cluster() {
+  local image=$1 local_image=$2 config
+  if cluster_healthy; then
+    log "kind cluster '$KIND_CLUSTER' is already up"
+    return 0
+  fi
+  if "$KIND" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    log "kind cluster '$KIND_CLUSTER' exists but does not answer: recreating it"
+    "$KIND" delete cluster --name "$KIND_CLUSTER" --kubeconfig "$KUBECONFIG"
+  fi
+  config=$(mktemp) && kind_config "$image" "$local_image" >"$config"
+  mkdir -p "$(dirname "$KUBECONFIG")"
+  local start=$SECONDS
+  log "creating kind cluster '$KIND_CLUSTER' from $image"
+  "$KIND" create cluster --config "$config" --kubeconfig "$KUBECONFIG" --wait 300s ${MARINA_KIND_RETAIN:+--retain}
+  rm -f "$config"
+  if ((local_image)); then
+    log "CoreDNS (cluster zones only)"
+    sed -e "s/@CLUSTER_DOMAIN@/cluster.local/" -e "s/@DNS_SERVICE_IP@/${KIND_SERVICE_SUBNET%.0/*}.10/" \
+      "$MARINA_ROOT/hack/addons/coredns.yaml" | k apply -f - >/dev/null
+    k -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null
+  fi
+  log "kind cluster '$KIND_CLUSTER' ready in $((SECONDS - start))s"
+}
+
+# Local: marina:dev and minio:dev from the project's own image builds (hack/images.sh, its Docker engine),
+# saved as archives for `kind load image-archive`.
+local_app_images() {
+  (
+    # shellcheck source=hack/images.sh
+    source "$MARINA_ROOT/hack/images.sh"
+    lock images 8
+    mkdir -p "$MARINA_CACHE/images"
+    build_base_rootfs
+    build_minio
+    ensure_dockerd
+    build_marina
+    docker save marina:dev >"$KIND_CACHE/images/marina.tar.tmp"
+    mv "$KIND_CACHE/images/marina.tar.tmp" "$KIND_CACHE/images/marina.tar"
+    stop_dockerd_if_started
+  )
+}
+
+main_local() {
+  ((EUID == 0)) || die "run as root (the node image build and the kind Docker engine need it)"
+  lock kind 7
+  bash "$KIND_HACK/node-image.sh"
+  bash "$MARINA_ROOT/hack/build-binaries.sh" kind
+  KIND=$KIND_BIN
+  mkdir -p "$MARINA_ROOT/.cluster/bin" && ln -sf "$KIND" "$MARINA_ROOT/.cluster/bin/kind"
+  local_app_images
+  # shellcheck source=hack/kind/docker.sh
+  source "$KIND_HACK/docker.sh"
+  ensure_kind_dockerd
+  ensure_kind_network
+  docker image inspect "$KIND_LOCAL_NODE_IMAGE" >/dev/null || die "$KIND_LOCAL_NODE_IMAGE is missing"
+  create_cluster "$KIND_LOCAL_NODE_IMAGE" 1
+  log "loading marina:dev and minio:dev"
+  "$KIND" load image-archive --name "$KIND_CLUSTER" "$KIND_CACHE/images/marina.tar"
+  "$KIND" load image-archive --name "$KIND_CLUSTER" "$MARINA_CACHE/images/minio.tar"
+}
+
+main_upstream() {
+  local tool
+  for tool in kind docker; do
+    command -v "$tool" >/dev/null || die "'$tool' is required for make kind-up with MARINA_KIND_NODE_IMAGE=$NODE_IMAGE"
+  done
+  KIND=kind
+  create_cluster "$NODE_IMAGE" 0
+  docker build -f "$MARINA_ROOT/images/marina/Dockerfile" -t marina:dev "$MARINA_ROOT"
+  docker image inspect "$MINIO_UPSTREAM_IMAGE" >/dev/null 2>&1 || docker pull "$MINIO_UPSTREAM_IMAGE"
+  docker tag "$MINIO_UPSTREAM_IMAGE" minio:dev
+  "$KIND" load docker-image --name "$KIND_CLUSTER" marina:dev minio:dev
+}
+
+if [[ $NODE_IMAGE == local ]]; then main_local; else main_upstream; fi
+bash "$MARINA_ROOT/hack/deploy.sh"
+log "kind cluster '$KIND_CLUSTER' deployed in $((SECONDS - STARTED))s; use it with:"
+echo "  export KUBECONFIG=$KUBECONFIG"
