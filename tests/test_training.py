@@ -27,6 +27,7 @@ from bounds import (
 from marina import __version__, artifact, dataset, evaluation, training
 from marina.cli import main
 from marina.contract import TrainRequest
+from marina.distribution import bin_counts
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -231,6 +232,16 @@ def test_artifact_carries_lineage_and_round_trips(
     assert "n_iter" in model.hyperparameters and model.scaling is None
     assert summary["name"] == "reg" and summary["datasetVersion"] == stored.version
     assert summary["bestParameters"] == model.hyperparameters
+    # the training split's histograms, binned as serving will bin: every training row counted once
+    reference = model.reference_distribution()
+    assert reference is not None
+    x_train = stored.data.x_train
+    for j, histogram in enumerate(reference.features):
+        assert list(histogram.counts) == bin_counts(histogram.edge_array, x_train[:, j]).tolist()
+    predictions = model.predict(x_train)
+    assert (
+        list(reference.prediction.counts) == bin_counts(reference.prediction.edge_array, predictions).tolist()
+    )
     # The artifact alone reproduces the reported test metrics: its coefficients are the fit's
     # (JSON round-trips floats exactly) and the metrics the same function's, so only the order in
     # which a BLAS evaluates x·w + b may differ: the predictions' evaluation bound, twice.

@@ -17,6 +17,7 @@ import numpy as np
 
 from marina import storage
 from marina.contract import FailureKind, JobError
+from marina.distribution import Reference
 
 FORMAT = "marina.dev/linear-model/v1"
 
@@ -38,6 +39,8 @@ class ModelArtifact:
     scaling: dict[str, list[float]] | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     feature_statistics: dict[str, Any] = field(default_factory=dict)
+    # The training split's quantile histograms (marina.distribution): what serving compares against.
+    reference: dict[str, Any] = field(default_factory=dict)
     code_version: str = ""
     created: str = ""
     format: str = FORMAT
@@ -54,6 +57,17 @@ class ModelArtifact:
         values = [*self.coefficients, self.intercept]
         if not all(_is_finite_number(v) for v in values):
             raise ArtifactError("coefficients: every coefficient and the intercept must be a finite number")
+        if self.reference:
+            self.reference_distribution()  # refuses a malformed one now, not when serving starts
+
+    def reference_distribution(self) -> Reference | None:
+        """The reference histograms, or None for artifacts written before Marina recorded them."""
+        if not self.reference:
+            return None
+        try:
+            return Reference.from_dict(self.reference, self.feature_names)
+        except ValueError as exc:
+            raise ArtifactError(str(exc)) from exc
 
     @property
     def n_features(self) -> int:

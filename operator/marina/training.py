@@ -48,6 +48,7 @@ from marina.artifact import ArtifactError
 from marina.clock import utc_now
 from marina.contract import L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
 from marina.dataset import DataError
+from marina.distribution import Reference
 from marina.solver import (
     DivergenceError,
     InvalidParameterError,
@@ -174,6 +175,7 @@ def build_artifact(
         feature_statistics={
             name: train_statistics[name] for name in data.features if name in train_statistics
         },
+        reference=Reference.of(data.x_train, fitted.model.predict(data.x_train)).to_dict(data.features),
         code_version=__version__,
         created=utc_now(),
     )

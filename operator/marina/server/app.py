@@ -29,6 +29,7 @@ from marina.server.errors import (
     ServingError,
     status_of,
 )
+from marina.server.exposition import CONTENT_TYPE
 from marina.server.limits import BodyBudget, BodyReservation, ServerLimits
 from marina.server.model import ServedModel
 
@@ -240,6 +241,27 @@ class ServingApp:
     def model_metadata(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json(self.served(route).v2_metadata())
 
+    def distribution(self, route: Route, body: bytes, scope: Scope) -> Response:
+        """Serving rows per reference bin and time window, beside the reference itself (for drift)."""
+        model = self.served(route)
+        histograms = self.model_metrics.histograms if self.model_metrics is not None else None
+        if histograms is None:
+            raise NotFound(
+                f"model '{model.name}' has no reference distribution (trained before Marina recorded one); "
+                "retrain it to monitor drift"
+            )
+        names = model.feature_names
+        windows = histograms.windows()
+        return _json(
+            {
+                "name": model.name,
+                "version": model.version,
+                "reference": model.reference_document,
+                "windowSeconds": histograms.window_seconds,
+                "windows": [w.to_dict(names, complete=w is not windows[-1]) for w in windows],
+            }
+        )
+
     def model_ready(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"name": self.served(route).name, "ready": True})
 
@@ -278,7 +300,7 @@ class ServingApp:
         return (
             200,
             metrics.render(self.requests, self.model_metrics),
-            [(b"content-type", metrics.CONTENT_TYPE)],
+            [(b"content-type", CONTENT_TYPE)],
         )
 
     def _record(self, features: Any, predictions: Any) -> None:
@@ -297,6 +319,7 @@ V2_MODEL_ROUTES: dict[str, tuple[str, tuple[str, ...], Handler]] = {
     "": ("v2_model_metadata", GET, ServingApp.model_metadata),
     "ready": ("v2_model_ready", GET, ServingApp.model_ready),
     "infer": ("v2_infer", POST, ServingApp.infer),
+    "distribution": ("v2_model_distribution", GET, ServingApp.distribution),
 }
 
 

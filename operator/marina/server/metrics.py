@@ -10,9 +10,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from marina.server.exposition import escape_label, labels, number
+from marina.server.histograms import WindowedHistograms
 from marina.server.model import TRAINING_STATISTICS, ServedModel
 
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -36,23 +39,6 @@ FLUSH_ROWS = 8192
 #: Rows with a value beyond this magnitude are left out of the running statistics (and counted):
 #: their squares, summed over up to 1e10 rows, would overflow float64 and turn the moments into NaN.
 STATISTICS_MAGNITUDE = 1e144
-CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-
-
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def labels(**pairs: str) -> str:
-    return "{" + ",".join(f'{key}="{escape_label(value)}"' for key, value in pairs.items()) + "}"
-
-
-def number(value: float) -> str:
-    if np.isnan(value):
-        return "NaN"
-    if np.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
 
 
 @dataclass
@@ -191,16 +177,20 @@ class RunningStatistics:
 class ModelMetrics:
     """Model identity plus running statistics of its input features and of its predictions."""
 
-    def __init__(self, served: ServedModel) -> None:
+    def __init__(self, served: ServedModel, **histogram_options: Any) -> None:
         self.model, self.version, self.sha256 = served.name, served.version, served.sha256
         self.feature_names = served.feature_names
         self.training = served.training_statistics
         self.features = RunningStatistics(len(self.feature_names))
         self.predictions = RunningStatistics(1)
+        reference = served.reference
+        self.histograms = None if reference is None else WindowedHistograms(reference, **histogram_options)
 
     def record(self, features: np.ndarray, predictions: np.ndarray) -> None:
         self.features.add(features)
         self.predictions.add(predictions)  # 1-D: reshaped to one column when merged
+        if self.histograms is not None:
+            self.histograms.add(features, predictions)
 
     def render(self) -> Iterable[str]:
         model = escape_label(self.model)
@@ -219,6 +209,8 @@ class ModelMetrics:
         yield from self._render_statistics("feature", self.features, self.feature_names)
         yield from self._render_training()
         yield from self._render_statistics("prediction", self.predictions, None)
+        if self.histograms is not None:
+            yield from self.histograms.render(self.model, self.feature_names)
 
     def _render_training(self) -> Iterable[str]:
         """Training statistics from the artifact, and how far the serving mean has moved from them."""

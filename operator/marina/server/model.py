@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from marina.artifact import ModelArtifact
+from marina.distribution import Reference
 
 VERSION_LENGTH = 12
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -69,6 +70,8 @@ class ServedModel:
     intercept: float
     source: str
     training_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
+    reference: Reference | None = None  # the training split's histograms; None in older artifacts
+    reference_document: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -82,6 +85,8 @@ class ServedModel:
             float(artifact.intercept),
             source,
             training_statistics(artifact.feature_statistics, artifact.feature_names),
+            artifact.reference_distribution(),
+            artifact.reference,
         )
 
     @property

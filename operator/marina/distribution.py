@@ -1,0 +1,129 @@
+"""Reference distributions: the training split's quantile bins, counted the same way when serving.
+
+Drift is a change in how inputs spread over the values the model was trained on. Training records,
+per feature and for the model's predictions, the inner edges of B quantile bins of the training split
+and how many training rows fell into each; serving counts its own rows into the very same bins, so
+the two histograms compare bin by bin (PSI and friends) with no distributional assumption. The same
+two functions bin on both sides, so a value on an edge lands in the same bin everywhere.
+
+Bin i holds edges[i-1] <= v < edges[i]; bin 0 is everything below the first edge and the last bin
+everything at or above the last one, so values outside the training range are counted, not lost.
+Ties collapse edges: a feature with k distinct training values gets at most k + 1 bins.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+DEFAULT_BINS = 10
+FORMAT = "marina.dev/reference-distribution/v1"
+
+Edges = NDArray[np.float64]
+Counts = NDArray[np.int64]
+
+
+def quantile_edges(values: NDArray[np.float64], bins: int = DEFAULT_BINS) -> Edges:
+    """Inner edges at the 1/B … (B-1)/B quantiles of the finite values, without duplicates.
+
+    The quantiles are values of the data (the inverse of the empirical CDF, no interpolation), so a
+    feature with few distinct values gets edges only at those values and no bin that nothing can fill.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.empty(0)
+    levels = np.arange(1, bins) / bins
+    edges: Edges = np.unique(np.quantile(finite, levels, method="inverted_cdf"))
+    return edges
+
+
+def bin_index(edges: Edges, values: NDArray[np.float64]) -> NDArray[np.intp]:
+    """The bin of each value (0 … len(edges)); one vectorised search, nothing per row in Python."""
+    return np.searchsorted(edges, values, side="right")
+
+
+def bin_counts(edges: Edges, values: NDArray[np.float64]) -> Counts:
+    counts: Counts = np.bincount(bin_index(edges, values), minlength=len(edges) + 1).astype(np.int64)
+    return counts
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Edges and the count of rows per bin (``len(counts) == len(edges) + 1``)."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    @classmethod
+    def of(cls, values: NDArray[np.float64], bins: int = DEFAULT_BINS) -> Histogram:
+        edges = quantile_edges(values, bins)
+        return cls(tuple(float(e) for e in edges), tuple(int(c) for c in bin_counts(edges, values)))
+
+    @classmethod
+    def from_dict(cls, document: Any, where: str) -> Histogram:
+        if not isinstance(document, Mapping):
+            raise ValueError(f"{where}: expected an object with edges and counts")
+        edges, counts = document.get("edges"), document.get("counts")
+        if not isinstance(edges, list) or not isinstance(counts, list) or len(counts) != len(edges) + 1:
+            raise ValueError(f"{where}: expected edges and counts with one more count than edges")
+        if not all(isinstance(e, int | float) and not isinstance(e, bool) for e in edges):
+            raise ValueError(f"{where}.edges: expected numbers")
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ValueError(f"{where}.edges: must increase strictly")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError(f"{where}.counts: expected non-negative integers")
+        return cls(tuple(float(e) for e in edges), tuple(counts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": list(self.edges), "counts": list(self.counts)}
+
+    @property
+    def edge_array(self) -> Edges:
+        return np.asarray(self.edges, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The training split's histograms: one per feature (in the model's feature order) and one of the
+    model's predictions on those rows."""
+
+    features: tuple[Histogram, ...]
+    prediction: Histogram
+    bins: int = DEFAULT_BINS
+
+    @classmethod
+    def of(
+        cls, x_train: NDArray[np.float64], predictions: NDArray[np.float64], bins: int = DEFAULT_BINS
+    ) -> Reference:
+        features = tuple(Histogram.of(np.asarray(x_train[:, j]), bins) for j in range(x_train.shape[1]))
+        return cls(features, Histogram.of(np.asarray(predictions), bins), bins)
+
+    def to_dict(self, feature_names: Sequence[str]) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "bins": self.bins,
+            "features": {name: h.to_dict() for name, h in zip(feature_names, self.features, strict=True)},
+            "prediction": self.prediction.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], feature_names: Sequence[str]) -> Reference:
+        """Parse and validate what `to_dict` wrote; raises ValueError naming the bad part."""
+        if document.get("format") != FORMAT:
+            raise ValueError(f"reference.format: expected {FORMAT!r}, got {document.get('format')!r}")
+        features = document.get("features")
+        if not isinstance(features, Mapping) or sorted(features) != sorted(feature_names):
+            raise ValueError("reference.features: expected one histogram per feature of the model")
+        prediction = document.get("prediction")
+        bins = document.get("bins")
+        if not isinstance(prediction, Mapping) or not isinstance(bins, int) or bins < 1:
+            raise ValueError("reference: expected a prediction histogram and a positive bin count")
+        histograms = tuple(
+            Histogram.from_dict(features[name], f"reference.features.{name}") for name in feature_names
+        )
+        return cls(histograms, Histogram.from_dict(prediction, "reference.prediction"), bins)
