@@ -7,7 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from marina import distribution
 from marina.distribution import FORMAT, Histogram, Reference, bin_counts, bin_index, quantile_edges
+
+EPS = float(np.finfo(np.float64).eps)
 
 
 def test_edges_are_the_inner_quantiles_and_bins_hold_equal_shares() -> None:
@@ -76,3 +79,48 @@ def test_a_malformed_reference_is_refused_naming_the_part(change: dict[str, Any]
 def test_histogram_of_counts_every_row() -> None:
     histogram = Histogram.of(np.linspace(-5, 5, 1001), bins=5)
     assert len(histogram.counts) == len(histogram.edges) + 1 == 5 and sum(histogram.counts) == 1001
+
+
+# -- comparing histograms ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("degrees", [1, 2, 3, 9, 10, 29])
+def test_chi_square_survival_equals_scipy(degrees: int) -> None:
+    from scipy.stats import chi2
+
+    for x in (1e-3, 0.5, 1.0, 7.0, 30.0, 120.0):
+        expected = float(chi2.sf(x, degrees))
+        # a handful of rounded terms, each within a few ulps: relative error a small multiple of eps
+        assert distribution.chi_square_survival(x, degrees) == pytest.approx(expected, rel=64 * EPS * degrees)
+
+
+def test_psi_by_its_definition_with_the_empty_bin_correction() -> None:
+    reference, serving = [50, 30, 20], [20, 30, 0]
+    r = np.array([0.5, 0.3, 0.2])
+    s = np.array([20, 30, 0.5]) / 50.5
+    expected = float(np.sum((s - r) * np.log(s / r)))
+    assert distribution.population_stability_index(reference, serving) == pytest.approx(
+        expected, rel=16 * EPS
+    )
+    assert distribution.population_stability_index(reference, reference) == 0.0
+
+
+def test_jensen_shannon_distance_is_zero_for_equal_shares_and_one_for_disjoint_ones() -> None:
+    assert distribution.jensen_shannon_distance([10, 20, 30], [20, 40, 60]) == 0.0
+    assert distribution.jensen_shannon_distance([10, 0], [0, 10]) == pytest.approx(1.0, rel=4 * EPS)
+
+
+def test_psi_p_values_are_calibrated_without_drift_and_tiny_with_it() -> None:
+    """Fresh reference and serving samples of one distribution: about 5% of p-values fall below 0.05.
+    400 seeded trials; the binomial 99.9% interval of the count for p = 0.05 is [7, 37]."""
+    rng = np.random.default_rng(2024)
+    below = 0
+    for _ in range(400):
+        histogram = Histogram.of(rng.normal(size=353))
+        serving = distribution.bin_counts(histogram.edge_array, rng.normal(size=20_000))
+        below += distribution.psi_p_value(histogram.counts, serving) < 0.05
+    assert 7 <= below <= 37
+    histogram = Histogram.of(rng.normal(size=353))
+    shifted = distribution.bin_counts(histogram.edge_array, rng.normal(size=20_000) + 1.0)  # one std
+    assert distribution.population_stability_index(histogram.counts, shifted) > 0.25
+    assert distribution.psi_p_value(histogram.counts, shifted) < 1e-12

@@ -14,6 +14,7 @@ Ties collapse edges: a feature with k distinct training values gets at most k + 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,3 +128,84 @@ class Reference:
             Histogram.from_dict(features[name], f"reference.features.{name}") for name in feature_names
         )
         return cls(histograms, Histogram.from_dict(prediction, "reference.prediction"), bins)
+
+
+# -- comparing serving counts with the reference ---------------------------------------------------
+
+#: Share given to an empty bin before taking logarithms: half a row of the smaller sample is the usual
+#: continuity correction, so one unseen bin cannot make PSI infinite.
+EMPTY_BIN_ROWS = 0.5
+
+
+def population_stability_index(reference: Sequence[int], serving: Sequence[int]) -> float:
+    """PSI = Σ (s_i - r_i)·ln(s_i / r_i) over the bins' shares, empty bins given half a row.
+
+    The usual reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift. Both samples are
+    finite, so PSI is never exactly 0 even without drift: see `psi_null_scale`.
+    """
+    r, s = _shares(reference), _shares(serving)
+    return float(np.sum((s - r) * np.log(s / r)))
+
+
+def psi_null_scale(reference_rows: int, serving_rows: int) -> float:
+    """Without drift, PSI / (1/n_r + 1/n_s) is approximately χ² with (bins - 1) degrees of freedom.
+
+    PSI is the symmetrised Kullback-Leibler divergence, whose second-order expansion is the
+    χ² statistic of homogeneity scaled by (1/n_r + 1/n_s); so noise alone gives PSI ≈ (B - 1)·scale.
+    """
+    return 1.0 / reference_rows + 1.0 / serving_rows
+
+
+def psi_p_value(reference: Sequence[int], serving: Sequence[int]) -> float:
+    """The chance of a PSI at least this large from sampling alone (the two histograms equal)."""
+    bins = len(reference)
+    n_reference, n_serving = int(sum(reference)), int(sum(serving))
+    if bins < 2 or n_reference == 0 or n_serving == 0:
+        return 1.0
+    statistic = population_stability_index(reference, serving) / psi_null_scale(n_reference, n_serving)
+    return chi_square_survival(statistic, bins - 1)
+
+
+def jensen_shannon_distance(reference: Sequence[int], serving: Sequence[int]) -> float:
+    """√(JS divergence) in base 2: a distribution-free distance between the two histograms in [0, 1]."""
+    r, s = _raw_shares(reference), _raw_shares(serving)
+    middle = (r + s) / 2
+    divergence = 0.5 * _kl_bits(r, middle) + 0.5 * _kl_bits(s, middle)
+    return float(np.sqrt(max(divergence, 0.0)))
+
+
+def chi_square_survival(x: float, degrees: int) -> float:
+    """P(χ²_k ≥ x) for an integer k, in closed form (the regularised upper gamma of half-integers)."""
+    if x <= 0:
+        return 1.0
+    half = x / 2.0
+    if degrees % 2 == 0:
+        term, total = 1.0, 1.0
+        for i in range(1, degrees // 2):
+            term *= half / i
+            total += term
+        return min(1.0, math.exp(-half) * total)
+    total = math.erfc(math.sqrt(half))
+    term = math.sqrt(half) / math.gamma(1.5)  # (x/2)^(1/2) / Γ(3/2)
+    for i in range(1, (degrees + 1) // 2):
+        total += math.exp(-half) * term
+        term *= half / (i + 0.5)
+    return min(1.0, total)
+
+
+def _raw_shares(counts: Sequence[int]) -> NDArray[np.float64]:
+    array = np.asarray(counts, dtype=np.float64)
+    shares: NDArray[np.float64] = array / max(array.sum(), 1.0)
+    return shares
+
+
+def _shares(counts: Sequence[int]) -> NDArray[np.float64]:
+    array = np.asarray(counts, dtype=np.float64)
+    array = np.where(array > 0, array, EMPTY_BIN_ROWS)
+    shares: NDArray[np.float64] = array / array.sum()
+    return shares
+
+
+def _kl_bits(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
+    used = p > 0
+    return float(np.sum(p[used] * np.log2(p[used] / q[used])))
