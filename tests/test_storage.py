@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from minio.error import InvalidResponseError, S3Error, ServerError
@@ -314,3 +318,219 @@ def test_train_reads_the_prefix_prepare_wrote_over_s3(
         f"marina train: {datasets} holds 2 dataset versions; using the newest, {newest} "
         f"(created {created[newest]})\n"
     )
+
+
+# --- storage identities: one MinIO user per namespace, reaching only its own prefixes ---------------
+
+
+def test_area_policy_reads_and_writes_own_prefixes_reads_shared_ones_and_deletes_nothing() -> None:
+    policy = storage.area_policy(["s3://b/raw/ns/", "s3://b/models/ns/"], ["s3://other/shared/"])
+    by_sid = {s.get("Sid", s["Action"][0]): s for s in policy["Statement"]}
+    assert by_sid["ReadWriteOwnArea"]["Resource"] == ["arn:aws:s3:::b/raw/ns/*", "arn:aws:s3:::b/models/ns/*"]
+    assert by_sid["ReadSharedPrefixes"] == {
+        "Sid": "ReadSharedPrefixes",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": ["arn:aws:s3:::other/shared/*"],
+    }
+    listing = [s for s in policy["Statement"] if s["Action"] == ["s3:ListBucket"]]
+    assert [(s["Resource"], s["Condition"]["StringLike"]["s3:prefix"]) for s in listing] == [
+        (["arn:aws:s3:::b"], ["models/ns/*", "raw/ns/*"]),
+        (["arn:aws:s3:::other"], ["shared/*"]),
+    ]
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation"}
+
+
+@pytest.mark.parametrize("prefix", ["s3://b/raw/ns", "s3://b/", "/local/raw/ns/", "s3:///raw/"])
+def test_area_policy_needs_folder_prefixes(prefix: str) -> None:
+    with pytest.raises(InvalidLocation, match="is not an s3://bucket/folder/ prefix"):
+        storage.area_policy([prefix])
+
+
+def admin_error(status: int, code: str) -> Exception:
+    from minio.error import MinioAdminException
+
+    return MinioAdminException(str(status), json.dumps({"Code": code, "Message": "said the server"}))
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "message"),
+    [
+        (admin_error(404, "XMinioAdminNoSuchUser"), StorageNotFound, "not found (XMinioAdminNoSuchUser)"),
+        (admin_error(403, "AccessDenied"), StorageAccessDenied, "access denied (AccessDenied)"),
+        (admin_error(403, "XMinioAdminNotAllowed"), StorageAccessDenied, "access denied"),
+        (admin_error(503, "XMinioServerNotInitialized"), StorageUnavailable, "XMinioServerNotInitialized"),
+        (admin_error(400, "XMinioAdminInvalidArgument"), StorageRejected, "XMinioAdminInvalidArgument"),
+    ],
+)
+def test_admin_errors_are_typed_like_s3_ones(
+    error: Exception, expected: type[StorageError], message: str
+) -> None:
+    described = storage._describe(error, "what")
+    assert type(described) is expected and message in str(described)
+    assert "said the server" not in str(described)
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """Two namespaces' areas in a bucket of their own, and a prefix shared with both."""
+
+    bucket: str
+    a: str
+    b: str
+
+    def area(self, namespace: str) -> list[str]:
+        return [f"s3://{self.bucket}/{purpose}/{namespace}/" for purpose in ("raw", "datasets", "models")]
+
+    @property
+    def shared(self) -> str:
+        return f"s3://{self.bucket}/shared/"
+
+    def ensure(self, namespace: str, known: storage.Credentials | None = None) -> storage.Credentials:
+        return storage.ensure_identity(namespace, self.area(namespace), [self.shared], known)
+
+
+@pytest.fixture
+def tenants(s3_env: MinioServer) -> Tenants:
+    suffix = secrets.token_hex(3)
+    return Tenants(f"tenants-{suffix}", f"team-a-{suffix}", f"team-b-{suffix}")
+
+
+@contextmanager
+def acting_as(credentials: storage.Credentials) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(storage.ACCESS_KEY_ENV, credentials.access_key)
+        patch.setenv(storage.SECRET_KEY_ENV, credentials.secret_key)
+        yield
+
+
+def admin() -> Any:
+    return storage._admin(storage.S3Settings.from_environment())
+
+
+def policy_of(credentials: storage.Credentials) -> str:
+    return str(admin().policy_info(credentials.access_key))
+
+
+def test_identity_reads_and_writes_its_own_area(tenants: Tenants) -> None:
+    a = tenants.ensure(tenants.a)
+    assert a.access_key == f"marina-{tenants.a}" and len(a.secret_key) == 48
+    with acting_as(a):
+        for prefix in tenants.area(tenants.a):
+            storage.write_bytes(f"{prefix}x/object.json", b"{}")
+            assert storage.read_bytes(f"{prefix}x/object.json") == b"{}"
+            assert storage.exists(f"{prefix}x/object.json") and not storage.exists(f"{prefix}x/missing")
+            assert storage.list_folder(prefix) == ["x"] and storage.list_folder(f"{prefix}x") == [
+                "object.json"
+            ]
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        lambda t: storage.list_folder(f"s3://{t.bucket}/raw/{t.b}/"),
+        lambda t: storage.read_bytes(f"s3://{t.bucket}/raw/{t.b}/data.csv"),
+        lambda t: storage.exists(f"s3://{t.bucket}/models/{t.b}/data.csv"),
+        lambda t: storage.write_bytes(f"s3://{t.bucket}/datasets/{t.b}/planted.csv", b"x"),
+        lambda t: storage.list_folder(f"s3://{t.bucket}"),
+        lambda t: storage.list_folder(f"s3://{t.bucket}/raw"),
+        lambda t: storage.read_bytes(f"s3://{t.bucket}/raw/{t.a}-other/data.csv"),
+        lambda t: storage.write_bytes(f"s3://{t.bucket}/shared/planted.csv", b"x"),
+        lambda t: storage.write_bytes(f"s3://{t.bucket}/top.csv", b"x"),
+    ],
+    ids=[
+        "list-b",
+        "read-b",
+        "stat-b",
+        "write-b",
+        "list-bucket-root",
+        "list-raw",
+        "read-lookalike-prefix",
+        "write-shared",
+        "write-bucket-root",
+    ],
+)
+def test_identity_is_denied_everything_else(tenants: Tenants, attempt: Callable[[Tenants], object]) -> None:
+    a = tenants.ensure(tenants.a)
+    tenants.ensure(tenants.b)
+    for key in (
+        f"raw/{tenants.b}/data.csv",
+        f"models/{tenants.b}/data.csv",
+        f"raw/{tenants.a}-other/data.csv",
+    ):
+        storage.write_bytes(f"s3://{tenants.bucket}/{key}", b"theirs")  # as root
+    with acting_as(a), pytest.raises(StorageAccessDenied, match="access denied"):
+        attempt(tenants)
+
+
+def test_shared_prefixes_are_readable_not_writable(tenants: Tenants) -> None:
+    storage.write_bytes(f"{tenants.shared}houses.csv", b"rooms,price\n")  # as root
+    a = tenants.ensure(tenants.a)
+    with acting_as(a):
+        assert storage.read_bytes(f"{tenants.shared}houses.csv") == b"rooms,price\n"
+        assert storage.list_folder(tenants.shared) == ["houses.csv"]
+        with pytest.raises(StorageAccessDenied):
+            storage.write_bytes(f"{tenants.shared}houses.csv", b"overwritten")
+    assert storage.read_bytes(f"{tenants.shared}houses.csv") == b"rooms,price\n"
+
+
+def test_ensuring_again_with_the_known_credentials_changes_nothing(tenants: Tenants) -> None:
+    a = tenants.ensure(tenants.a)
+    before = (admin().user_info(a.access_key), storage.policy_canonical(json.loads(policy_of(a))))
+    again = tenants.ensure(tenants.a, known=a)
+    assert again.same_as(a)
+    assert (admin().user_info(a.access_key), storage.policy_canonical(json.loads(policy_of(a)))) == before
+    with acting_as(again):
+        storage.write_bytes(f"s3://{tenants.bucket}/raw/{tenants.a}/again.csv", b"x")
+
+
+def test_a_lost_user_is_recreated_with_the_known_credentials(tenants: Tenants) -> None:
+    a = tenants.ensure(tenants.a)
+    admin().user_remove(a.access_key)  # e.g. MinIO's volume was reset
+    with acting_as(a), pytest.raises(StorageAccessDenied):
+        storage.read_bytes(f"s3://{tenants.bucket}/raw/{tenants.a}/x.csv")
+    assert tenants.ensure(tenants.a, known=a).same_as(a)
+    with acting_as(a):
+        storage.write_bytes(f"s3://{tenants.bucket}/raw/{tenants.a}/x.csv", b"x")
+
+
+@pytest.mark.parametrize(
+    "known", [None, storage.Credentials("someone-else", "0" * 48)], ids=["none", "other"]
+)
+def test_without_usable_known_credentials_the_key_is_rotated(
+    tenants: Tenants, known: storage.Credentials | None
+) -> None:
+    old = tenants.ensure(tenants.a)
+    new = tenants.ensure(tenants.a, known=known)
+    assert new.access_key == old.access_key and new.secret_key != old.secret_key
+    with acting_as(old), pytest.raises(StorageAccessDenied):
+        storage.read_bytes(f"s3://{tenants.bucket}/raw/{tenants.a}/x.csv")
+    with acting_as(new):
+        storage.write_bytes(f"s3://{tenants.bucket}/raw/{tenants.a}/x.csv", b"x")
+
+
+def test_provisioning_creates_the_bucket_with_the_root_credentials(tenants: Tenants) -> None:
+    with pytest.raises(StorageNotFound):
+        storage.list_folder(f"s3://{tenants.bucket}")  # no bucket yet
+    a = tenants.ensure(tenants.a)
+    assert storage.list_folder(f"s3://{tenants.bucket}") == []
+    with acting_as(a):
+        storage.write_bytes(f"s3://{tenants.bucket}/models/{tenants.a}/m.json", b"{}")  # no NoSuchBucket
+
+
+def test_refused_root_credentials_are_named_but_not_shown(
+    tenants: Tenants, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(storage.SECRET_KEY_ENV, "wrong-root-secret")
+    with pytest.raises(StorageAccessDenied) as caught:
+        tenants.ensure(tenants.a)
+    assert f"cannot provision the storage identity marina-{tenants.a}" in str(caught.value)
+    assert "wrong-root-secret" not in str(caught.value) and repr(caught.value).count("wrong") == 0
+
+
+def test_credentials_never_show_their_secret() -> None:
+    credentials = storage.Credentials("marina-ns", "s3cr3t-value")
+    assert "s3cr3t-value" not in repr(credentials) and "s3cr3t-value" not in str(credentials)
+    assert credentials.same_as(storage.Credentials("marina-ns", "s3cr3t-value"))
+    assert not credentials.same_as(storage.Credentials("marina-ns", "other"))

@@ -2,13 +2,20 @@
 
 S3 access goes through the MinIO SDK. The endpoint and credentials come only from the
 environment (filled from a Kubernetes Secret), and never appear in an error message.
+
+It also provisions storage identities (`ensure_identity`): the operator, holding MinIO's root
+credentials, gives each namespace a MinIO user whose policy reaches only that namespace's prefixes,
+so a namespace's Jobs and model servers can neither read nor change another team's data.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
+import json
 import os
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,9 @@ DENIED_CODES = frozenset(
         "InvalidToken",
     }
 )
+# The admin API's own codes: a missing user or policy, and a change that is already in effect.
+ADMIN_NOT_FOUND_CODES = frozenset({"XMinioAdminNoSuchUser", "XMinioAdminNoSuchPolicy"})
+ALREADY_APPLIED = "XMinioAdminPolicyChangeAlreadyApplied"
 UNAVAILABLE_CODES = frozenset(
     {
         "SlowDown",
@@ -164,10 +174,12 @@ def _error_class(exc: Exception) -> type[StorageError] | None:
     """Which StorageError an SDK or network exception is, from its type and S3 error code; None when it
     is none of them (a bug, left to surface as one)."""
     import urllib3
-    from minio.error import InvalidResponseError, S3Error, ServerError
+    from minio.error import InvalidResponseError, MinioAdminException, S3Error, ServerError
 
     if isinstance(exc, S3Error):
         return _class_for_code(exc.code, exc.response.status if exc.response is not None else None)
+    if isinstance(exc, MinioAdminException):
+        return _class_for_code(*_admin_answer(exc))
     if isinstance(exc, ServerError):
         return _class_for_status(exc.status_code)
     if isinstance(exc, InvalidResponseError):  # not an S3 answer at all: a proxy, a wrong endpoint
@@ -179,10 +191,21 @@ def _error_class(exc: Exception) -> type[StorageError] | None:
     return None
 
 
+def _admin_answer(exc: Exception) -> tuple[str | None, int | None]:
+    """(error code, HTTP status) of a failed admin API call, read from the JSON body MinIO answers."""
+    status = str(getattr(exc, "_code", ""))
+    try:
+        body = json.loads(str(getattr(exc, "_body", "")))
+    except ValueError:
+        body = None
+    code = body.get("Code") if isinstance(body, dict) else None
+    return (str(code) if code else None), (int(status) if status.isdigit() else None)
+
+
 def _class_for_code(code: str | None, status: int | None) -> type[StorageError]:
-    if code in NOT_FOUND_CODES:
+    if code in NOT_FOUND_CODES or code in ADMIN_NOT_FOUND_CODES:
         return StorageNotFound
-    if code in DENIED_CODES:
+    if code in DENIED_CODES or status == 403:
         return StorageAccessDenied
     if code in UNAVAILABLE_CODES:
         return StorageUnavailable
@@ -200,14 +223,14 @@ def _describe(exc: Exception, what: str) -> StorageError | None:
     error_class = _error_class(exc)
     if error_class is None:
         return None
-    code = getattr(exc, "code", None)
+    code = getattr(exc, "code", None) or _admin_answer(exc)[0]
     if error_class is StorageNotFound:
         return StorageNotFound(f"{what}: not found ({code})")
     if error_class is StorageAccessDenied:
         return StorageAccessDenied(f"{what}: access denied ({code}); check the credentials Secret")
     if isinstance(code, str):
         return error_class(f"{what}: object storage answered {code}")
-    status = getattr(exc, "status_code", None) or getattr(exc, "_code", None)
+    status = getattr(exc, "status_code", None) or _admin_answer(exc)[1] or getattr(exc, "_code", None)
     endpoint = os.environ.get(ENDPOINT_ENV, "?")
     if isinstance(status, int):
         return error_class(f"{what}: object storage at {endpoint} answered HTTP {status}")
@@ -257,7 +280,11 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-    """Write an object, creating the bucket or folder when missing."""
+    """Write an object, creating the folder when missing, and the bucket when the credentials may.
+
+    The object is written first and the bucket created only when that fails with NoSuchBucket: a
+    namespace's identity may write under its prefixes but not look at the bucket itself (HeadBucket is
+    a listing of its root), and its bucket is created beforehand by `ensure_identity`."""
     if not is_s3(uri):
         path = Path(uri)
         try:
@@ -271,9 +298,17 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     location = parse_s3(uri)
     with _s3_call(f"cannot write {uri}"):
         client = _client()
-        _ensure_bucket(client, location.bucket)
-        body = io.BytesIO(data)
-        client.put_object(location.bucket, location.key, body, len(data), content_type=content_type)
+        try:
+            _put(client, location, data, content_type)
+        except Exception as exc:
+            if getattr(exc, "code", None) != "NoSuchBucket":
+                raise
+            _ensure_bucket(client, location.bucket)
+            _put(client, location, data, content_type)
+
+
+def _put(client: Any, location: S3Location, data: bytes, content_type: str) -> None:
+    client.put_object(location.bucket, location.key, io.BytesIO(data), len(data), content_type=content_type)
 
 
 def _ensure_bucket(client: Any, bucket: str) -> None:
@@ -318,3 +353,191 @@ def list_folder(uri: str) -> list[str]:
             for item in _client().list_objects(bucket, prefix=prefix, recursive=False)
         }
     return sorted(name for name in names if name)
+
+
+# --- storage identities (the operator's side, with MinIO's root credentials) ------------------------
+
+IDENTITY_PREFIX = "marina-"
+SECRET_KEY_BYTES = 24  # 48 hex digits
+ADMIN_TIMEOUT = (5.0, 30.0)  # connect, read: a reconcile waits on it, so not the SDK's five minutes
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """An access key and its secret key; the secret never appears in a repr, a log or a message."""
+
+    access_key: str
+    secret_key: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key={self.access_key!r})"
+
+    def same_as(self, other: Credentials) -> bool:
+        """Equal, compared in constant time (one of them may be the root credentials)."""
+        return hmac.compare_digest(self.access_key, other.access_key) and hmac.compare_digest(
+            self.secret_key, other.secret_key
+        )
+
+
+def identity_name(namespace: str) -> str:
+    """The MinIO user (and policy) of a namespace's workloads."""
+    return f"{IDENTITY_PREFIX}{namespace}"
+
+
+def root_credentials(settings: S3Settings | None = None) -> Credentials:
+    """The credentials this process holds (the operator's: MinIO's root user)."""
+    s = settings or S3Settings.from_environment()
+    return Credentials(s.access_key, s.secret_key)
+
+
+def _bucket_and_key(prefix: str) -> tuple[str, str]:
+    """`s3://bucket/some/folder/` as (bucket, `some/folder/`)."""
+    bucket, _, key = prefix.removeprefix("s3://").partition("/")
+    if not prefix.startswith("s3://") or not bucket or not key.endswith("/"):
+        raise InvalidLocation(f"{prefix!r} is not an s3://bucket/folder/ prefix")
+    return bucket, key
+
+
+def area_policy(read_write: Sequence[str], read_only: Sequence[str] = ()) -> dict[str, Any]:
+    """The IAM policy of one namespace: read and write objects under `read_write`, read under
+    `read_only`, list only below those prefixes, and ask a bucket's region (the SDK does before its
+    first request to a bucket). No delete: Marina never removes or replaces what it stored."""
+    own = [_bucket_and_key(prefix) for prefix in read_write]
+    shared = [_bucket_and_key(prefix) for prefix in read_only]
+    buckets = sorted({bucket for bucket, _ in (*own, *shared)})
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadWriteOwnArea",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": [f"arn:aws:s3:::{bucket}/{key}*" for bucket, key in own],
+        }
+    ]
+    if shared:
+        statements.append(
+            {
+                "Sid": "ReadSharedPrefixes",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{key}*" for bucket, key in shared],
+            }
+        )
+    for bucket in buckets:
+        prefixes = sorted({f"{key}*" for b, key in (*own, *shared) if b == bucket})
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": prefixes}},
+            }
+        )
+    statements.append(
+        {
+            "Sid": "BucketRegion",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation"],
+            "Resource": [f"arn:aws:s3:::{bucket}" for bucket in buckets],
+        }
+    )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _admin(settings: S3Settings):  # type: ignore[no-untyped-def]
+    import certifi
+    import urllib3
+    from minio.credentials.providers import StaticProvider
+    from minio.minioadmin import MinioAdmin
+
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=ADMIN_TIMEOUT[0], read=ADMIN_TIMEOUT[1]),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+    )
+    return MinioAdmin(
+        endpoint=settings.endpoint,
+        credentials=StaticProvider(settings.access_key, settings.secret_key),
+        region=settings.region or "",
+        secure=settings.secure,
+        http_client=http,
+    )
+
+
+def ensure_identity(
+    namespace: str,
+    read_write: Sequence[str],
+    read_only: Sequence[str] = (),
+    known: Credentials | None = None,
+    settings: S3Settings | None = None,
+) -> Credentials:
+    """The credentials of `namespace`'s identity, provisioned with the root credentials of `settings`
+    (default: this process's environment) so that they reach `area_policy(read_write, read_only)`.
+
+    Also creates the buckets of `read_write` when missing, since the identity itself may not.
+    `known` are the credentials handed out before (the namespace's Secret): they are kept, and the user
+    is re-created with them when MinIO lost it (a reset volume), so running pods keep working. Without
+    them (or when they name another user) the user gets a new random secret key, replacing its old one:
+    deleting the Secret is how a namespace's key is rotated. Nothing stored is ever deleted.
+    """
+    root = settings or S3Settings.from_environment()
+    name = identity_name(namespace)
+    with _s3_call(f"cannot provision the storage identity {name}"):
+        client = _client(root)
+        for bucket in sorted({_bucket_and_key(prefix)[0] for prefix in read_write}):
+            _ensure_bucket(client, bucket)
+        admin = _admin(root)
+        _ensure_policy(admin, name, area_policy(read_write, read_only))
+        attached = _attached_policies(admin, name)
+        kept = known if known is not None and known.access_key == name else None
+        credentials = kept or Credentials(name, secrets.token_hex(SECRET_KEY_BYTES))
+        if attached is None or kept is None:
+            admin.user_add(name, credentials.secret_key)  # creates, or sets a new key of an existing user
+        if name not in (attached or ()):
+            _attach(admin, name)
+        return credentials
+
+
+def _ensure_policy(admin: Any, name: str, policy: dict[str, Any]) -> None:
+    """Write the policy unless MinIO already holds exactly it (a changed shared prefix rewrites it)."""
+    try:
+        current = json.loads(admin.policy_info(name))
+    except Exception as exc:
+        if _error_class(exc) is not StorageNotFound:
+            raise
+        current = None
+    if policy_canonical(current) != policy_canonical(policy):
+        admin.policy_add(name, policy=policy)
+
+
+def policy_canonical(value: Any) -> str:
+    """A policy as one string regardless of order: MinIO keeps a statement's lists as sets, so it
+    answers them in any order."""
+
+    def canonical(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: canonical(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return sorted((canonical(inner) for inner in item), key=json.dumps)
+        return item
+
+    return json.dumps(canonical(value), sort_keys=True)
+
+
+def _attached_policies(admin: Any, name: str) -> list[str] | None:
+    """The policies attached to user `name`; None when MinIO has no such user."""
+    try:
+        info = json.loads(admin.user_info(name))
+    except Exception as exc:
+        if _error_class(exc) is StorageNotFound:
+            return None
+        raise
+    return [p for p in str(info.get("policyName") or "").split(",") if p]
+
+
+def _attach(admin: Any, name: str) -> None:
+    try:
+        admin.attach_policy([name], user=name)
+    except Exception as exc:
+        if _admin_answer(exc)[0] != ALREADY_APPLIED:
+            raise
