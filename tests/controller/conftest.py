@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from marina.contract import Failure, encode
+from marina.controller import credentials
 from marina.controller.kube import KubeError
 from marina.controller.settings import Settings
+from marina.storage import Credentials, StorageError
 
 Key = tuple[str, str, str, str]
 
@@ -97,6 +99,12 @@ class FakeKube:
         changed = existing.get("spec") != body.get("spec")
         existing["spec"] = copy.deepcopy(body.get("spec"))
         existing["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
+        if "data" in body:  # a Secret or ConfigMap; labels other managers set stay, as with apply
+            existing["data"] = copy.deepcopy(body["data"])
+            existing["metadata"]["labels"] = {
+                **(existing["metadata"].get("labels") or {}),
+                **(body["metadata"].get("labels") or {}),
+            }
         if changed:
             existing["metadata"]["generation"] += 1
         return copy.deepcopy(existing)
@@ -192,16 +200,47 @@ class FakeKube:
         return sorted(n for (_, k, _, n) in self.objects if k == "Job")
 
 
+ROOT = Credentials("minio-root", "root-secret-value")  # as test_controller_credentials.ROOT
+
+
+class FakeIdentities:
+    """MinIO's admin API as the operator sees it: a user per namespace with a secret key, which the
+    test can make fail (`failing`) or forget (`users.clear()`, as a reset volume would)."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, str] = {}  # access key -> secret key
+        self.calls: list[tuple[str, Credentials | None]] = []
+        self.failing: StorageError | None = None
+        self._keys = itertools.count(1)
+
+    def ensure(self, settings: Settings, namespace: str, known: Credentials | None) -> Credentials:
+        self.calls.append((namespace, known))
+        if self.failing is not None:
+            raise self.failing
+        name = f"marina-{namespace}"
+        kept = known if known is not None and known.access_key == name else None
+        if kept is None or name not in self.users:
+            self.users[name] = kept.secret_key if kept else f"scoped-secret-{next(self._keys)}"
+        return Credentials(name, self.users[name])
+
+    def is_root(self, held: Credentials) -> bool:
+        return held.same_as(ROOT)
+
+
+@pytest.fixture(autouse=True)
+def identities(monkeypatch: pytest.MonkeyPatch) -> FakeIdentities:
+    fake = FakeIdentities()
+    monkeypatch.setattr(credentials, "_provider", [fake])
+    return fake
+
+
 @pytest.fixture
-def kube() -> FakeKube:
+def kube(settings: Settings, identities: FakeIdentities) -> FakeKube:
+    """A cluster whose namespace `default` already holds Marina's Secret for its identity."""
     fake = FakeKube()
-    fake.add(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "marina-s3-credentials", "namespace": "default"},
-        }
-    )
+    scoped = identities.ensure(settings, "default", None)
+    identities.calls.clear()
+    fake.add(credentials.secret_body(settings, "default", scoped))
     return fake
 
 

@@ -158,14 +158,6 @@ def test_permanent_failures_of_a_training_are_reported_as_such(
     assert kube.current("TrainingJob", "ridge")["status"]["phase"] == "Failed"
 
 
-def test_missing_secret_waits_without_starting_a_job(kube: Any, settings: Settings) -> None:
-    kube.delete("v1", "Secret", "default", "marina-s3-credentials")
-    kube.add_resource("Dataset", "diabetes", {"source": {"builtin": "diabetes"}})
-    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
-    assert (outcome.state, outcome.reason) == (State.WAITING, "CredentialsMissing") and kube.jobs() == []
-    assert "marina-s3-credentials" in outcome.message
-
-
 def test_unreachable_storage_is_detected_before_starting(kube: Any) -> None:
     with socket.socket() as probe:  # a loopback port that nothing listens on
         probe.bind(("127.0.0.1", 0))

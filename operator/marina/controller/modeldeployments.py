@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marina.controller import builders, modeldeployment_spec, ownership, storage_area
+from marina.controller import builders, modeldeployment_spec, ownership, preflight, storage_area
 from marina.controller.builders import ModelReference
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.fields import InvalidSpec
@@ -65,11 +65,30 @@ def ensure(
     """Create `desired`, or apply it to our existing child unless that already carries it (skipping
     no-op writes and their events). `existing` has been checked to be ours (`children`). A field the
     create set and a later apply leaves out stays (the create's field manager still owns it)."""
-    digest = builders.short_hash(desired)
-    if existing and (existing["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
+    if not needs_write(desired, existing):
+        assert existing is not None
         return dict(existing)
+    digest = builders.short_hash(desired)
     desired["metadata"].setdefault("annotations", {})[SPEC_HASH] = digest
     return kube.apply(desired) if existing else ownership.create(kube, owner, desired)
+
+
+def needs_write(desired: Mapping[str, Any], existing: Mapping[str, Any] | None) -> bool:
+    """Whether `ensure` would write: the child is absent or carries another spec hash."""
+    digest = builders.short_hash(desired)
+    return not existing or (existing["metadata"].get("annotations") or {}).get(SPEC_HASH) != digest
+
+
+def ensure_deployment(
+    kube: KubeApi, settings: Settings, owner: builders.Owner, desired: dict[str, Any], existing: Children
+) -> dict[str, Any] | Outcome:
+    """`ensure` the Deployment; new pods need the namespace's credentials, so before a write they are
+    provided (a Deployment left as it is keeps serving even while MinIO's admin API is away)."""
+    if needs_write(desired, existing.deployment):
+        blocked = preflight.blocking_outcome(kube, settings, owner.namespace)
+        if blocked is not None:
+            return blocked
+    return ensure(kube, owner, desired, existing.deployment)
 
 
 def rollout_complete(deployment: Mapping[str, Any]) -> bool:
@@ -143,7 +162,11 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
     running = builders.deployed_model(current)
     if current and serving and running and running != serving and rollout_stuck(current):
         reason = rollout_failure_reason(kube, owner, running, current)
-        ensure(kube, owner, builders.deployment(settings, owner, spec, serving), current)
+        rolled = ensure_deployment(
+            kube, settings, owner, builders.deployment(settings, owner, spec, serving), existing
+        )
+        if isinstance(rolled, Outcome):
+            return rolled
         failed_fields = {**running.as_status(), "reason": reason}
         return Outcome(
             State.DEGRADED,
@@ -153,7 +176,11 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
         )
     # A model whose rollout failed is not tried again; anything new (or no fallback) is.
     target = serving if (failed and serving and wanted == failed) else wanted
-    deployment = ensure(kube, owner, builders.deployment(settings, owner, spec, target), current)
+    deployment = ensure_deployment(
+        kube, settings, owner, builders.deployment(settings, owner, spec, target), existing
+    )
+    if isinstance(deployment, Outcome):
+        return deployment
     return observe(kube, owner, deployment, target, status, base, wanted)
 
 

@@ -1,11 +1,12 @@
-"""Checks before starting a Job, so a missing Secret or unreachable storage gets a clear condition
-instead of a pod stuck in CreateContainerConfigError or a run that fails half-way."""
+"""Checks before starting a Job, so unreachable storage or credentials that cannot be provided get a
+clear condition instead of a pod stuck in CreateContainerConfigError or a run that fails half-way."""
 
 from __future__ import annotations
 
 import socket
 from urllib.parse import urlparse
 
+from marina.controller import credentials
 from marina.controller.conditions import Outcome, State
 from marina.controller.kube import KubeApi
 from marina.controller.settings import Settings
@@ -24,16 +25,10 @@ def storage_problem(endpoint: str, timeout: float = 2.0) -> str | None:
 
 
 def blocking_outcome(kube: KubeApi, settings: Settings, namespace: str) -> Outcome | None:
-    """A WAITING outcome when the namespace or the cluster is not ready for Marina's Jobs."""
-    if kube.get("v1", "Secret", namespace, settings.s3_secret) is None:
-        return Outcome(
-            State.WAITING,
-            "CredentialsMissing",
-            f"Secret {settings.s3_secret} (object-storage credentials) not found in namespace "
-            f"{namespace}; create it (hack/deploy.sh does) and Marina retries by itself",
-        )
+    """A WAITING (or BLOCKED) outcome when the cluster or the namespace is not ready for Marina's pods;
+    on the way, the namespace's storage credentials are provided (credentials.py)."""
     if settings.probe_storage:
         problem = storage_problem(settings.s3_endpoint)
         if problem:
             return Outcome(State.WAITING, "StorageUnavailable", f"{problem}; retrying")
-    return None
+    return credentials.provide(kube, settings, namespace)
