@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs Marina into the current cluster: the CRDs, MinIO with its credentials Secret (hack/minio-up.sh),
-# that Secret copied into each workload namespace, and the operator; then waits for the operator.
+# Installs Marina into the current cluster: the CRDs, MinIO with its root credentials Secret in marina-system
+# (hack/minio-up.sh), the workload namespaces (created when missing) and the operator; then waits for it.
+# MinIO's root credentials never leave marina-system: the operator gives each namespace that holds Marina
+# resources its own MinIO identity, reaching only that namespace's storage area, and writes it into the
+# namespace's Secret marina-s3-credentials (replacing the root copy earlier versions of this script made).
 # KUBECONFIG defaults to the local cluster's .cluster/kubeconfig when unset.
 # Usage: hack/deploy.sh [NAMESPACE ...]   workload namespaces (default: $MARINA_NAMESPACES, else "default")
 set -euo pipefail
@@ -8,7 +11,6 @@ HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
 if [[ -z ${KUBECONFIG:-} && -f $ROOT/.cluster/kubeconfig ]]; then export KUBECONFIG=$ROOT/.cluster/kubeconfig; fi
 SYSTEM=marina-system
-SECRET=${MARINA_S3_SECRET:-marina-s3-credentials}
 read -r -a NAMESPACES <<<"${*:-${MARINA_NAMESPACES:-default}}"
 k() { bash "$HACK/kubectl.sh" "$@"; }
 log() { printf '[deploy] %s\n' "$*" >&2; }
@@ -24,22 +26,9 @@ k wait --for=condition=Established --timeout=60s \
 log "MinIO"
 bash "$HACK/minio-up.sh"
 
-# The credentials travel from marina-system to each workload namespace through a pipe: never printed.
-copy_secret() {
-  local namespace=$1
-  k get namespace "$namespace" >/dev/null 2>&1 || k create namespace "$namespace" >/dev/null
-  k -n "$SYSTEM" get secret "$SECRET" -o json | python3 -c '
-import json, sys
-secret = json.load(sys.stdin)
-print(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": secret.get("type", "Opaque"),
-                  "metadata": {"name": secret["metadata"]["name"], "namespace": sys.argv[1],
-                               "labels": {"app.kubernetes.io/part-of": "marina"}},
-                  "data": secret["data"]}))' "$namespace" | k apply -f - >/dev/null
-}
 for namespace in "${NAMESPACES[@]}"; do
   [[ $namespace == "$SYSTEM" ]] && continue
-  log "Secret $SECRET in namespace $namespace"
-  copy_secret "$namespace"
+  k get namespace "$namespace" >/dev/null 2>&1 || { log "namespace $namespace"; k create namespace "$namespace" >/dev/null; }
 done
 
 log "operator"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes Marina from the current cluster: its resources (their Jobs, Deployments and Services go with
 # them), the operator, the CRDs and MinIO's server. Stored datasets and models stay: MinIO's volume
-# (PVC and data), its namespace and the credentials Secrets are kept, so a later deploy finds them again.
+# (PVC and data, with the namespaces' MinIO identities), its namespace and the credentials Secrets (the root one
+# in marina-system, each namespace's scoped one) are kept, so a later deploy finds them again.
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
