@@ -1,8 +1,10 @@
-"""Fixtures for Marina's end-to-end tests: the operator deployed in the cluster, a namespace with the
-credentials Secret, and `Marina`, a small client for applying resources and waiting on their status."""
+"""Fixtures for Marina's end-to-end tests: the operator deployed in the cluster, a namespace of their own
+(whose storage credentials the operator provides), and `Marina`, a small client for applying resources
+and waiting on their status."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -119,6 +121,11 @@ class Marina:
         )["items"]
         return list(items)
 
+    def credentials(self, secret_name: str) -> dict[str, str]:
+        """The storage credentials in the namespace's Secret (the operator writes them; never printed)."""
+        secret = json.loads(self.kubectl("get", "secret", secret_name, "-o", "json"))
+        return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
     def service_url(self, name: str) -> str:
         """Where the test process reaches a Service: its ClusterIP (this host runs kube-proxy)."""
         if not self.cluster.local:
@@ -130,24 +137,28 @@ class Marina:
         return f"http://{ip}:80"
 
 
-@pytest.fixture(scope="module")
-def marina(cluster: Any, operator: None, minio: Any) -> Iterator[Marina]:
-    """A namespace of its own (per test module) holding the credentials Secret."""
+def new_namespace(cluster: Any) -> Iterator[Marina]:
+    """A fresh namespace, deleted afterwards (unless MARINA_E2E_KEEP is set). No credentials are put in
+    it: the operator writes the namespace's own storage identity into its Secret when it needs one."""
     name = f"marina-e2e-{uuid.uuid4().hex[:6]}"
-    client = Marina(cluster, name)
     cluster.kubectl("create", "namespace", name)
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": minio.secret_name, "namespace": name},
-        "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key},
-    }
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
     try:
-        yield client
+        yield Marina(cluster, name)
     finally:
         if not os.environ.get("MARINA_E2E_KEEP"):
             cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def marina(cluster: Any, operator: None, minio: Any) -> Iterator[Marina]:
+    """A namespace of its own (per test module)."""
+    yield from new_namespace(cluster)
+
+
+@pytest.fixture(scope="module")
+def other_marina(cluster: Any, operator: None, minio: Any) -> Iterator[Marina]:
+    """A second namespace, for what one namespace must not reach of another's."""
+    yield from new_namespace(cluster)
 
 
 @pytest.fixture
