@@ -83,7 +83,9 @@ create_cluster() {
   log "kind cluster '$KIND_CLUSTER' ready in $((SECONDS - start))s"
 }
 
-# Local: marina:dev and minio:dev from the project's own image builds (hack/images.sh, its Docker engine),
+# Local: marina:dev and minio:dev from the project's own image builds (hack/images.sh's steps, under its lock,
+# on its image-build engine, which is started and stopped here only when it is not already running, as
+# `make images` does; the kind engine cannot build it: its containers resolve no names, and pip needs PyPI),
 # saved as archives for `kind load image-archive`.
 local_app_images() {
   (
@@ -95,8 +97,13 @@ local_app_images() {
     build_minio
     ensure_dockerd
     build_marina
-    docker save marina:dev >"$KIND_CACHE/images/marina.tar.tmp"
-    mv "$KIND_CACHE/images/marina.tar.tmp" "$KIND_CACHE/images/marina.tar"
+    local id
+    id=$(docker image inspect -f '{{.Id}}' marina:dev)
+    if [[ ! -f $KIND_CACHE/images/marina.tar || $(cat "$KIND_CACHE/images/marina.id" 2>/dev/null) != "$id" ]]; then
+      docker save marina:dev >"$KIND_CACHE/images/marina.tar.tmp"
+      mv "$KIND_CACHE/images/marina.tar.tmp" "$KIND_CACHE/images/marina.tar"
+      echo "$id" >"$KIND_CACHE/images/marina.id"
+    fi
     stop_dockerd_if_started
   )
 }

@@ -72,7 +72,8 @@ component_images() {
   done
   oci "$KIND_LOCAL_REPO/etcd:$ETCD_VERSION" 0:0 "$MARINA_CACHE/etcd-$ETCD_VERSION/etcd:/usr/local/bin/etcd" \
     "$MARINA_CACHE/etcd-$ETCD_VERSION/etcdctl:/usr/local/bin/etcdctl" -- /usr/local/bin/etcd
-  oci "$KIND_LOCAL_REPO/pause:dev" 65535:65535 "$MARINA_CACHE/pause/pause:/pause" -- /pause
+  # Our pause (images/pause) under the tag kubeadm $KUBE_VERSION expects (3.10), so its preflight finds it.
+  oci "$KIND_LOCAL_REPO/pause:3.10" 65535:65535 "$MARINA_CACHE/pause/pause:/pause" -- /pause
   # The same name and user as the local cluster's CoreDNS, so hack/addons/coredns.yaml serves both.
   oci docker.io/library/coredns:dev 65532:65532 "$MARINA_CACHE/coredns-$COREDNS_VERSION/coredns:/coredns" -- /coredns
   oci "$KIND_LOCAL_REPO/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION" 0:0 \
@@ -84,8 +85,12 @@ component_images() {
   rm -rf "$context" && mkdir -p "$context" && cp -p "$kube/kube-proxy" "$context/"
   printf 'FROM %s\nCOPY kube-proxy /usr/local/bin/kube-proxy\n' "$KIND_TOOLS_IMAGE" >"$context/Dockerfile"
   DOCKER_BUILDKIT=0 docker build -q -t "$KIND_LOCAL_REPO/kube-proxy:$KUBE_VERSION" "$context" >/dev/null
-  local archive=$ARCHIVES/kube-proxy+tools.tar
-  docker save "$KIND_LOCAL_REPO/kube-proxy:$KUBE_VERSION" "$KIND_TOOLS_IMAGE" >"$archive.tmp" && mv "$archive.tmp" "$archive"
+  local archive=$ARCHIVES/kube-proxy+tools.tar ids
+  ids=$(docker image inspect -f '{{.Id}}' "$KIND_LOCAL_REPO/kube-proxy:$KUBE_VERSION" "$KIND_TOOLS_IMAGE")
+  if [[ ! -f $archive || ! -f $archive.ids || $(<"$archive.ids") != "$ids" ]]; then
+    docker save "$KIND_LOCAL_REPO/kube-proxy:$KUBE_VERSION" "$KIND_TOOLS_IMAGE" >"$archive.tmp" && mv "$archive.tmp" "$archive"
+    echo "$ids" >"$archive.ids"
+  fi
   echo "$archive"
 }
 
@@ -100,7 +105,7 @@ versions_file() {
   done
   echo "etcd	$ETCD_VERSION	Go module go.etcd.io/etcd/server/v3"
   echo "coredns	$COREDNS_VERSION	Go module github.com/coredns/coredns (Corefile: cluster zones only, no forward)"
-  echo "pause	dev	images/pause (Go)"
+  echo "pause	3.10 (tag kubeadm expects)	images/pause (Go, this repository)"
   echo "crictl	$CRICTL_VERSION	Go module sigs.k8s.io/cri-tools"
   echo "local-path-provisioner	$LOCAL_PATH_PROVISIONER_VERSION	Go module github.com/rancher/local-path-provisioner"
   echo "cni	bridge+host-local+portmap	Debian containernetworking-plugins (images/kind/manifests/default-cni.yaml)"
@@ -154,10 +159,14 @@ node_image() {
   docker exec "$id" sh -c 'p=$(cat /tmp/containerd.pid); kill "$p"
     while [ -d /proc/$p ] && ! grep -q "^State:.*Z" /proc/$p/status 2>/dev/null; do sleep 0.2; done
     rm -f /tmp/containerd.*'
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' "$KIND_LOCAL_NODE_IMAGE" 2>/dev/null || true)
   docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
     --change "LABEL dev.marina.inputs=$inputs" "$id" "$KIND_LOCAL_NODE_IMAGE" >/dev/null
   docker rm -f -v "$id" >/dev/null
   trap - EXIT
+  # Drop the superseded node image (1 GB) unless a node still runs it.
+  [[ -n $previous ]] && docker rmi "$previous" >/dev/null 2>&1 || true
   log "$KIND_LOCAL_NODE_IMAGE built ($(docker image inspect -f '{{.Size}}' "$KIND_LOCAL_NODE_IMAGE" | numfmt --to=iec))"
 }
 
