@@ -122,9 +122,20 @@ main_local() {
   ensure_kind_network
   docker image inspect "$KIND_LOCAL_NODE_IMAGE" >/dev/null || die "$KIND_LOCAL_NODE_IMAGE is missing"
   create_cluster "$KIND_LOCAL_NODE_IMAGE" 1
-  log "loading marina:dev and minio:dev"
-  "$KIND" load image-archive --name "$KIND_CLUSTER" "$KIND_CACHE/images/marina.tar"
-  "$KIND" load image-archive --name "$KIND_CLUSTER" "$MARINA_CACHE/images/minio.tar"
+  load_archive "$KIND_CACHE/images/marina.tar"
+  load_archive "$MARINA_CACHE/images/minio.tar"
+}
+
+# load_archive TAR: `kind load image-archive` unless the node already holds this very archive (a stamp in the
+# node's /var, so a recreated node loads again).
+load_archive() {
+  local archive=$1 sum stamp node=$KIND_CLUSTER-control-plane
+  sum=$(sha256sum "$archive" | cut -c1-64)
+  stamp=/var/lib/marina-loaded/$(basename "$archive").sha256
+  if [[ $(docker exec "$node" cat "$stamp" 2>/dev/null) == "$sum" ]]; then return 0; fi
+  log "loading $(basename "$archive") into the kind node"
+  "$KIND" load image-archive --name "$KIND_CLUSTER" "$archive"
+  echo "$sum" | docker exec -i "$node" sh -c "mkdir -p ${stamp%/*} && cat >$stamp"
 }
 
 main_upstream() {
