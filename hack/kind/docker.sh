@@ -27,7 +27,7 @@ build_kind_runtime() {
 kind_dockerd_pid() {
   local pid
   pid=$(cat "$KIND_DOCKER_EXEC_ROOT/dockerd.pid" 2>/dev/null) || return 1
-  [[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "dockerd.*$KIND_DOCKER_DATA_ROOT" && echo "$pid"
+  [[ -n $pid && -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "dockerd.*$KIND_DOCKER_DATA_ROOT" && echo "$pid"
 }
 
 # ensure_kind_dockerd: starts the engine unless it already answers.
