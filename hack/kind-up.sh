@@ -4,9 +4,11 @@
 #   MARINA_KIND_NODE_IMAGE unset or "local" (default; no registry needed): the node image is built here from
 #     Debian and our pinned Kubernetes (hack/kind/node-image.sh) and kind runs on its own Docker engine
 #     (hack/kind/docker.sh); marina:dev and minio:dev come from hack/images.sh's builds. Nothing is pulled.
-#   MARINA_KIND_NODE_IMAGE=kindest/node:<v1.33.x>[@sha256:...] (a machine with Docker and internet): kind on the
-#     machine's Docker with that upstream image; marina:dev is built from images/marina/Dockerfile
-#     (python:3.11-slim) and minio:dev is the upstream MinIO image retagged.
+#   MARINA_KIND_NODE_IMAGE=kindest/node:<v1.33.x>@sha256:... (a machine with Docker and internet): kind on the
+#     machine's Docker with that upstream image, e.g. kind v0.30.0's pre-built one for 1.33:
+#     kindest/node:v1.33.4@sha256:25a6018e48dfcaee478f4a59af81157a437f15e6e140bf103f85a2e7cd0cbbf2
+#     marina:dev is built from images/marina/Dockerfile (python:3.11-slim) and minio:dev is the upstream
+#     MinIO image retagged.
 # Re-running reuses a healthy cluster; a broken one (e.g. after a reboot) is recreated.
 # Prints the KUBECONFIG to use (.cluster/kind-kubeconfig). Remove everything with hack/kind/kind-down.sh.
 set -euo pipefail
