@@ -55,8 +55,8 @@ undeploy: ## remove the operator, MinIO and CRDs (stored models stay in MinIO's 
 demo: deps ## cluster, images, operator, MinIO, samples — ending in real predictions
 	bash hack/demo.sh
 
-kind-up: ## (with Docker and internet) create a kind cluster and load Marina's images
+kind-up: ## a kind cluster "marina" with Marina deployed (node image built here; MARINA_KIND_NODE_IMAGE=kindest/node:... for an upstream one)
 	bash hack/kind-up.sh
 
-kind-down: ## delete the kind cluster
-	kind delete cluster --name marina
+kind-down: ## delete the kind cluster, its network and filter, and stop kind's Docker engine
+	bash hack/kind/kind-down.sh
