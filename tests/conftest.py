@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import os
-import re
+import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -214,7 +216,8 @@ def minio(cluster: Cluster, kube: ApiClient, images: None) -> Iterator[MinioEndp
     if cluster.local:
         url = f"http://{core.read_namespaced_service('minio', MINIO_NAMESPACE).spec.cluster_ip}:9000"
     else:
-        forward, url = _port_forward(cluster)
+        forward = KubectlForward(cluster, ["-n", MINIO_NAMESPACE, "port-forward", "svc/minio"], remote=9000)
+        url = forward.start()
     try:
         yield MinioEndpoint(
             url=url,
@@ -224,31 +227,84 @@ def minio(cluster: Cluster, kube: ApiClient, images: None) -> Iterator[MinioEndp
         )
     finally:
         if forward is not None:
-            forward.terminate()
-            forward.wait(timeout=10)
+            forward.stop()
 
 
-def _port_forward(cluster: Cluster) -> tuple[subprocess.Popen[str], str]:
-    command = [
-        *_kubectl_command(),
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "-n",
-        MINIO_NAMESPACE,
-        "port-forward",
-        "--address",
-        "127.0.0.1",
-        "svc/minio",
-        ":9000",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    first_line = process.stdout.readline()
-    match = re.search(r"127\.0\.0\.1:(\d+)", first_line)
-    if match is None:
-        process.terminate()
-        pytest.fail(f"kubectl port-forward to MinIO failed: {first_line.strip()}", pytrace=False)
-    return process, f"http://127.0.0.1:{match.group(1)}"
+@pytest.fixture(scope="session")
+def api_proxy(cluster: Cluster) -> Iterator[str | None]:
+    """On clusters whose ClusterIPs this host cannot reach (kind, remote ones): `kubectl proxy`, through
+    which tests reach Services at /api/v1/namespaces/<ns>/services/<name>:<port>/proxy. None locally."""
+    if cluster.local:
+        yield None
+        return
+    proxy = KubectlForward(cluster, ["proxy"], remote=None)
+    try:
+        yield proxy.start()
+    finally:
+        proxy.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class KubectlForward:
+    """`kubectl port-forward` or `kubectl proxy` on a fixed loopback port, restarted whenever it exits.
+
+    A port-forward ends when the pod behind it goes away (a test that scales MinIO to 0 does that);
+    later tests must still reach the Service once it is back, at the same address. Restarts wait on
+    an event (1 s between tries), so stopping is immediate.
+    """
+
+    def __init__(self, cluster: Cluster, args: Sequence[str], remote: int | None) -> None:
+        self.port = _free_port()
+        mapping = [f"{self.port}:{remote}"] if remote is not None else [f"--port={self.port}"]
+        self.command = [
+            *_kubectl_command(),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            *args,
+            "--address",
+            "127.0.0.1",
+            *mapping,
+        ]
+        self.stopping = threading.Event()
+        self.process: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._supervise, daemon=True)
+
+    def start(self, timeout: float = 30) -> str:
+        """Starts the supervisor; returns the local URL once the port accepts connections."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not _accepts(self.port):
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                self.stop()
+                pytest.fail(f"{' '.join(self.command[2:])} did not listen within {timeout}s", pytrace=False)
+            self.stopping.wait(0.1)
+        return f"http://127.0.0.1:{self.port}"
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            self.process = subprocess.Popen(
+                self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
+            )
+            self.process.wait()
+            self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.thread.join(timeout=10)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ class Marina:
 
     cluster: Any
     namespace: str
+    proxy: str | None = None  # `kubectl proxy` where the host cannot reach ClusterIPs
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return str(self.cluster.kubectl("-n", self.namespace, *args, stdin=stdin))
@@ -127,38 +128,36 @@ class Marina:
         return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
 
     def service_url(self, name: str) -> str:
-        """Where the test process reaches a Service: its ClusterIP (this host runs kube-proxy)."""
-        if not self.cluster.local:
-            pytest.fail(
-                "the e2e tests reach Services through their ClusterIP: they need the local cluster",
-                pytrace=False,
-            )
+        """Where the test process reaches a Service: its ClusterIP on the local cluster (this host runs
+        kube-proxy), elsewhere the API server's service proxy through `kubectl proxy`."""
+        if self.proxy is not None:
+            return f"{self.proxy}/api/v1/namespaces/{self.namespace}/services/{name}:80/proxy"
         ip = self.kubectl("get", "service", name, "-o", "jsonpath={.spec.clusterIP}").strip()
         return f"http://{ip}:80"
 
 
-def new_namespace(cluster: Any) -> Iterator[Marina]:
+def new_namespace(cluster: Any, proxy: str | None) -> Iterator[Marina]:
     """A fresh namespace, deleted afterwards (unless MARINA_E2E_KEEP is set). No credentials are put in
     it: the operator writes the namespace's own storage identity into its Secret when it needs one."""
     name = f"marina-e2e-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
     try:
-        yield Marina(cluster, name)
+        yield Marina(cluster, name, proxy)
     finally:
         if not os.environ.get("MARINA_E2E_KEEP"):
             cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture(scope="module")
-def marina(cluster: Any, operator: None, minio: Any) -> Iterator[Marina]:
+def marina(cluster: Any, operator: None, minio: Any, api_proxy: str | None) -> Iterator[Marina]:
     """A namespace of its own (per test module)."""
-    yield from new_namespace(cluster)
+    yield from new_namespace(cluster, api_proxy)
 
 
 @pytest.fixture(scope="module")
-def other_marina(cluster: Any, operator: None, minio: Any) -> Iterator[Marina]:
+def other_marina(cluster: Any, operator: None, minio: Any, api_proxy: str | None) -> Iterator[Marina]:
     """A second namespace, for what one namespace must not reach of another's."""
-    yield from new_namespace(cluster)
+    yield from new_namespace(cluster, api_proxy)
 
 
 @pytest.fixture
