@@ -9,16 +9,17 @@ NAMESPACE=${MARINA_DEMO_NAMESPACE:-default}
 k() { bash "$HACK/kubectl.sh" "$@"; }
 log() { printf '\n[demo] %s\n' "$*" >&2; }
 
-if [[ -n ${KUBECONFIG:-} ]] && k version >/dev/null 2>&1; then
-  log "using the cluster of KUBECONFIG=$KUBECONFIG"
+LOCAL_KUBECONFIG=$ROOT/.cluster/kubeconfig
+if [[ -n ${KUBECONFIG:-} && $KUBECONFIG != "$LOCAL_KUBECONFIG" ]] && k version >/dev/null 2>&1; then
+  log "using the cluster of KUBECONFIG=$KUBECONFIG (its nodes must have marina:dev and minio:dev: make kind-up loads them)"
 else
-  [[ -z ${KUBECONFIG:-} ]] || log "KUBECONFIG=$KUBECONFIG does not reach a cluster; using the local one"
-  export KUBECONFIG=$ROOT/.cluster/kubeconfig
+  [[ -z ${KUBECONFIG:-} || $KUBECONFIG == "$LOCAL_KUBECONFIG" ]] ||
+    log "KUBECONFIG=$KUBECONFIG does not reach a cluster; using the local one"
+  export KUBECONFIG=$LOCAL_KUBECONFIG
   k version >/dev/null 2>&1 || { log "starting the local cluster"; bash "$HACK/cluster-up.sh"; }
+  log "images"
+  bash "$HACK/images.sh"  # built here and loaded into the local cluster's containerd
 fi
-
-log "images"
-bash "$HACK/images.sh"
 log "deploy"
 bash "$HACK/deploy.sh" "$NAMESPACE"
 
