@@ -42,10 +42,13 @@ finish() {
   mv "$1.partial" "$1"
 }
 
-build_kube() {
-  local out="$MARINA_CACHE/bin-$KUBE_VERSION"
+# build_kubernetes OUT SRC COMMAND...: commands of k8s.io/kubernetes at $KUBE_VERSION, built in a wrapper module
+# (SRC) with a replace line per staging module, into OUT.
+build_kubernetes() {
+  local out=$1 src=$2
+  shift 2
   [[ -f $out/.complete ]] && return 0
-  local staging_version="v0${KUBE_VERSION#v1}" src="$MARINA_CACHE/src/kubernetes-$KUBE_VERSION"
+  local staging_version="v0${KUBE_VERSION#v1}"
   local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
   local replaces="" m
   for m in "${STAGING_MODULES[@]}"; do replaces+="	k8s.io/$m => k8s.io/$m $staging_version"$'\n'; done
@@ -56,8 +59,8 @@ require k8s.io/kubernetes $KUBE_VERSION
 replace (
 $replaces)"
   local pkgs=() c
-  for c in "${KUBE_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-  log "building Kubernetes $KUBE_VERSION (${KUBE_COMMANDS[*]}) into $out"
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  log "building Kubernetes $KUBE_VERSION ($*) into $out"
   (cd "$src" && go get "${pkgs[@]/%/@$KUBE_VERSION}" >/dev/null)
   # Same stamp the Kubernetes release uses, so `kubectl version` and /version show the real release.
   local ld="-s -w" p date
@@ -69,6 +72,10 @@ $replaces)"
   rm -rf "$out.partial" && mkdir -p "$out.partial"
   (cd "$src" && go build -ldflags "$ld" -o "$out.partial/" "${pkgs[@]}")
   finish "$out"
+}
+
+build_kube() {
+  build_kubernetes "$MARINA_CACHE/bin-$KUBE_VERSION" "$MARINA_CACHE/src/kubernetes-$KUBE_VERSION" "${KUBE_COMMANDS[@]}"
 }
 
 build_etcd() {
@@ -116,32 +123,10 @@ build_pause() {
   (cd "$src" && go build -ldflags "-s -w" -o "$out/pause" .)
 }
 
-# build_kubeadm: kubeadm from k8s.io/kubernetes at $KUBE_VERSION, stamped like build_kube's binaries, in its own
-# cache folder (bin-<kube> keeps its meaning) and its own wrapper module; Go's build cache is shared with build_kube.
+# build_kubeadm: kubeadm in its own cache folder (bin-<kube> keeps its meaning) and wrapper module; Go's build
+# cache is shared with build_kube.
 build_kubeadm() {
-  local out="$MARINA_CACHE/kubeadm-$KUBE_VERSION"
-  [[ -f $out/.complete ]] && return 0
-  local staging_version="v0${KUBE_VERSION#v1}" src="$MARINA_CACHE/src/kubeadm-$KUBE_VERSION"
-  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
-  local replaces="" m
-  for m in "${STAGING_MODULES[@]}"; do replaces+="	k8s.io/$m => k8s.io/$m $staging_version"$'\n'; done
-  wrapper_module "$src" "godebug default=go1.24
-
-require k8s.io/kubernetes $KUBE_VERSION
-
-replace (
-$replaces)"
-  log "building kubeadm $KUBE_VERSION into $out"
-  (cd "$src" && go get "k8s.io/kubernetes/cmd/kubeadm@$KUBE_VERSION" >/dev/null)
-  local ld="-s -w" p date
-  date=$(cd "$src" && go list -m -json k8s.io/kubernetes | sed -n 's/.*"Time": "\(.*\)".*/\1/p')
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-    ld+=" -X $p.gitCommit=go-module-proxy -X $p.buildDate=${date:-unknown}"
-  done
-  rm -rf "$out.partial" && mkdir -p "$out.partial"
-  (cd "$src" && go build -ldflags "$ld" -o "$out.partial/" k8s.io/kubernetes/cmd/kubeadm)
-  finish "$out"
+  build_kubernetes "$MARINA_CACHE/kubeadm-$KUBE_VERSION" "$MARINA_CACHE/src/kubeadm-$KUBE_VERSION" kubeadm
 }
 
 # build_kind: the kind CLI, built inside its own module so its go.mod decides the dependencies.
