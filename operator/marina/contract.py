@@ -40,6 +40,8 @@ SOURCE_KINDS = ("builtin", "csv", "inline", "synthetic")
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
 DATASET_VERSION_PATTERN = r"^[0-9a-f]{16}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+#: Hex digits of a model artifact's sha256 that name its version (status, pod labels, served metadata).
+MODEL_VERSION_LENGTH = 12
 
 
 # --- failure kinds and exit codes -----------------------------------------------------------------

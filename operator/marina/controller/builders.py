@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from marina.contract import EXIT_INTERNAL, EXIT_PERMANENT, PrepareRequest, TrainRequest
+from marina.contract import (
+    EXIT_INTERNAL,
+    EXIT_PERMANENT,
+    MODEL_VERSION_LENGTH,
+    PrepareRequest,
+    TrainRequest,
+)
 from marina.controller.dataset_spec import DatasetSpec
 from marina.controller.fields import Resources
 from marina.controller.modeldeployment_spec import Autoscaling, ModelDeploymentSpec
@@ -73,7 +79,7 @@ class ModelReference:
 
     @property
     def version(self) -> str:
-        return self.sha256[:12]
+        return self.sha256[:MODEL_VERSION_LENGTH]
 
     def as_status(self) -> dict[str, str]:
         return {"uri": self.uri, "sha256": self.sha256, "version": self.version}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from marina.contract import MODEL_VERSION_LENGTH
 from marina.controller import builders, trainingjob_spec
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.fields import InvalidSpec
@@ -118,5 +119,7 @@ def trained(fields: Mapping[str, Any]) -> Outcome:
     metrics = fields.get("metrics") or {}
     sha = str((fields.get("model") or {}).get("sha256", ""))
     scores = ", ".join(f"{key}={metrics[key]:.6g}" for key in ("r2", "rmse", "mae") if key in metrics)
-    message = f"model {sha[:12]} on dataset version {fields.get('datasetVersion')}: {scores}"
+    message = (
+        f"model {sha[:MODEL_VERSION_LENGTH]} on dataset version {fields.get('datasetVersion')}: {scores}"
+    )
     return Outcome(State.READY, "Trained", message, fields)

@@ -122,7 +122,6 @@ class ServingApp:
 
     def __init__(self, model: ServedModel | None = None, limits: ServerLimits | None = None) -> None:
         self.limits = limits or ServerLimits()
-        self.max_body_bytes = self.limits.max_body_bytes
         self.budget = BodyBudget(self.limits.body_budget_bytes)
         self.requests = metrics.RequestMetrics()
         self.model: ServedModel | None = None
@@ -179,7 +178,7 @@ class ServingApp:
 
     async def _read_body(self, scope: Scope, receive: Receive, reservation: BodyReservation) -> bytes:
         """The whole body, within the size limit and the memory budget."""
-        limit = self.max_body_bytes
+        limit = self.limits.max_body_bytes
         declared = _declared_length(scope)
         if declared is not None:
             if declared > limit:
@@ -256,7 +255,7 @@ class ServingApp:
             {
                 "name": model.name,
                 "version": model.version,
-                "reference": model.reference_document,
+                "reference": histograms.reference.to_dict(names),
                 "windowSeconds": histograms.window_seconds,
                 "windows": [w.to_dict(names, complete=w is not windows[-1]) for w in windows],
             }

@@ -10,7 +10,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -177,14 +176,14 @@ class RunningStatistics:
 class ModelMetrics:
     """Model identity plus running statistics of its input features and of its predictions."""
 
-    def __init__(self, served: ServedModel, **histogram_options: Any) -> None:
+    def __init__(self, served: ServedModel) -> None:
         self.model, self.version, self.sha256 = served.name, served.version, served.sha256
         self.feature_names = served.feature_names
         self.training = served.training_statistics
         self.features = RunningStatistics(len(self.feature_names))
         self.predictions = RunningStatistics(1)
         reference = served.reference
-        self.histograms = None if reference is None else WindowedHistograms(reference, **histogram_options)
+        self.histograms = None if reference is None else WindowedHistograms(reference)
 
     def record(self, features: np.ndarray, predictions: np.ndarray) -> None:
         self.features.add(features)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from marina.artifact import ModelArtifact
+from marina.contract import MODEL_VERSION_LENGTH
 from marina.distribution import Reference
 
-VERSION_LENGTH = 12
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 PLATFORM = "marina_linear"
 OUTPUT_NAME = "predict"
@@ -71,7 +71,6 @@ class ServedModel:
     source: str
     training_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     reference: Reference | None = None  # the training split's histograms; None in older artifacts
-    reference_document: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -86,13 +85,12 @@ class ServedModel:
             source,
             training_statistics(artifact.feature_statistics, artifact.feature_names),
             artifact.reference_distribution(),
-            artifact.reference,
         )
 
     @property
     def version(self) -> str:
         """A short content address: the same model always has the same version."""
-        return self.sha256[:VERSION_LENGTH]
+        return self.sha256[:MODEL_VERSION_LENGTH]
 
     @property
     def n_features(self) -> int:
