@@ -355,6 +355,141 @@ def list_folder(uri: str) -> list[str]:
     return sorted(name for name in names if name)
 
 
+# --- streaming (objects larger than memory) ---------------------------------------------------------
+
+#: Bytes per ranged GET when a reader seeks (Parquet): large enough that a column chunk is a few requests.
+RANGE_READ_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    uri: str
+    size: int
+
+
+def list_objects(uri: str) -> list[StoredObject]:
+    """Every object (file) under a folder or s3:// prefix, recursively, sorted by URI: the parts of a
+    source given as a folder. Names starting with '.' or '_' (markers such as _SUCCESS) are left out."""
+    if not is_s3(uri):
+        root = Path(uri)
+        try:
+            found = [p for p in root.rglob("*") if p.is_file()]
+        except OSError as exc:
+            raise _local_error(exc, f"cannot list {uri}") from exc
+        return sorted(
+            (StoredObject(str(p), p.stat().st_size) for p in found if not _hidden(p.relative_to(root).parts)),
+            key=lambda o: o.uri,
+        )
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    parse_s3(f"s3://{bucket}/{key or '-'}")
+    prefix = f"{key.strip('/')}/" if key.strip("/") else ""
+    with _s3_call(f"cannot list {uri}"):
+        items = list(_client().list_objects(bucket, prefix=prefix, recursive=True))
+    objects = [
+        StoredObject(f"s3://{bucket}/{item.object_name}", int(item.size or 0))
+        for item in items
+        if not _hidden(str(item.object_name)[len(prefix) :].split("/"))
+    ]
+    return sorted(objects, key=lambda o: o.uri)
+
+
+def _hidden(parts: Sequence[str]) -> bool:
+    return any(part.startswith((".", "_")) for part in parts)
+
+
+def is_folder(uri: str) -> bool:
+    """A local directory, or an s3:// URI ending in '/' (object storage has no folders otherwise)."""
+    return uri.endswith("/") if is_s3(uri) else Path(uri).is_dir()
+
+
+class _StreamingObject(io.RawIOBase):
+    """An S3 object read front to back over one GET; errors surface as StorageError while reading."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+        location = parse_s3(uri)
+        with _s3_call(f"cannot read {uri}"):
+            self._response = _client().get_object(location.bucket, location.key)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with _s3_call(f"cannot read {self.uri}"):
+            data = self._response.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()
+            self._response.release_conn()
+        super().close()
+
+
+class _RangedObject(io.RawIOBase):
+    """A seekable S3 object: every read is a ranged GET, so a Parquet footer or one column chunk is read
+    without downloading the object."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+        self._location = parse_s3(uri)
+        self._client = _client()
+        with _s3_call(f"cannot read {uri}"):
+            self._size = int(self._client.stat_object(self._location.bucket, self._location.key).size)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        length = min(len(buffer), self._size - self._position)
+        if length <= 0:
+            return 0
+        with _s3_call(f"cannot read {self.uri}"):
+            response = self._client.get_object(
+                self._location.bucket, self._location.key, offset=self._position, length=length
+            )
+            try:
+                data = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def open_stream(uri: str) -> io.BufferedIOBase:
+    """A file object reading an object or local file front to back, never holding it whole."""
+    if not is_s3(uri):
+        try:
+            return open(uri, "rb")  # the caller closes it
+        except OSError as exc:
+            raise _local_error(exc, f"cannot read {uri}") from exc
+    return io.BufferedReader(_StreamingObject(uri), buffer_size=1 << 20)
+
+
+def open_seekable(uri: str) -> io.BufferedIOBase:
+    """A seekable file object over an object or local file (Parquet reads its footer first)."""
+    if not is_s3(uri):
+        return open_stream(uri)
+    return io.BufferedReader(_RangedObject(uri), buffer_size=RANGE_READ_BYTES)
+
+
 # --- storage identities (the operator's side, with MinIO's root credentials) ------------------------
 
 IDENTITY_PREFIX = "marina-"
