@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
+# PURGE=1: cluster-down and undeploy also delete MinIO's stored data (kept otherwise).
+PURGE ?= 0
 
 .DEFAULT_GOAL := help
 .PHONY: help deps install test test-unit lint typecheck bench cluster-up cluster-down cluster-status \
@@ -37,8 +39,8 @@ bench: ## benchmarks against scikit-learn and MLServer, printing ratios
 cluster-up: ## build (or reuse) and start a local Kubernetes cluster on this machine
 	bash hack/cluster-up.sh
 
-cluster-down: ## stop the local cluster and clean its mounts, namespaces and iptables rules
-	bash hack/cluster-down.sh
+cluster-down: ## stop the local cluster and clean up after it; MinIO's data stays unless PURGE=1
+	PURGE=$(PURGE) bash hack/cluster-down.sh
 
 cluster-status: ## show what is running
 	bash hack/cluster-status.sh
@@ -49,8 +51,8 @@ images: ## build Marina's images and load them into the cluster
 deploy: ## install CRDs, MinIO and the operator into the current cluster
 	bash hack/deploy.sh
 
-undeploy: ## remove the operator, MinIO and CRDs (stored models stay in MinIO's volume)
-	bash hack/undeploy.sh
+undeploy: ## remove the operator, MinIO and CRDs; stored data stays in MinIO's volume unless PURGE=1
+	PURGE=$(PURGE) bash hack/undeploy.sh
 
 demo: deps ## cluster, images, operator, MinIO, samples — ending in real predictions
 	bash hack/demo.sh

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Stops the local cluster and removes what hack/cluster-up.sh created: its processes (by PID file), pod
 # containers and cgroups, mounts under its folders, pod network namespaces, the bridge, its iptables chains
-# and its state. Idempotent and safe after a killed run. Keeps $LOG_DIR and the build cache (~/.cache/marina).
+# and its state. Idempotent and safe after a killed run. Keeps $LOG_DIR, the build cache (~/.cache/marina) and
+# $VOLUMES_DIR: MinIO's stored datasets and models with the root credentials that read them, found again by
+# the next cluster-up and deploy. PURGE=1 deletes those too.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/lib/cluster.sh
 source "$HACK/lib/cluster.sh"
 require_root
+PURGE=${PURGE:-0}
+[[ $PURGE == 0 || $PURGE == 1 ]] || die "PURGE must be 0 or 1, got '$PURGE'"
 
 # stop NAME...: SIGTERM to each running component, SIGKILL to those still running after 3 s (all state is
 # deleted next, so nothing needs a graceful shutdown).
@@ -128,7 +132,9 @@ remove_state() {
   local entry
   if [[ -d $STATE_DIR ]]; then
     for entry in "$STATE_DIR"/* "$STATE_DIR"/.[!.]*; do
-      [[ -e $entry && $entry != "$LOG_DIR" && $entry != "$LOG_DIR.prev" ]] && rm -rf "$entry"
+      [[ -e $entry && $entry != "$LOG_DIR" && $entry != "$LOG_DIR.prev" ]] || continue
+      [[ $entry == "$VOLUMES_DIR" && $PURGE != 1 ]] && continue
+      rm -rf "$entry"
     done
   fi
   local dir
@@ -152,7 +158,13 @@ main() {
   clean_iptables
   remove_network
   remove_state
-  log "cluster is down (logs kept in $LOG_DIR)"
+  if [[ $PURGE == 1 ]]; then
+    log "cluster is down; PURGE=1: MinIO's data and root credentials deleted (logs kept in $LOG_DIR)"
+  elif [[ -d $VOLUMES_DIR ]]; then
+    log "cluster is down; MinIO's data kept in $VOLUMES_DIR (PURGE=1 deletes it; logs kept in $LOG_DIR)"
+  else
+    log "cluster is down (logs kept in $LOG_DIR)"
+  fi
 }
 
 main "$@"

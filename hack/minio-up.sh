@@ -1,32 +1,80 @@
 #!/usr/bin/env bash
 # Runs MinIO in the current cluster (KUBECONFIG, default .cluster/kubeconfig) from manifests/minio and waits
-# until it is ready. Creates the Secret marina-s3-credentials in marina-system with random credentials when
-# it is absent (never printed). On a cluster without a default StorageClass (the local one) it uses the
-# hostPath volume of manifests/minio/local-volume, whose folder lives in the local cluster's state.
+# until it is ready. On a cluster without a default StorageClass (the local one) it uses the hostPath volume
+# of manifests/minio/local-volume, whose folder lives in the local cluster's state and outlives cluster-down.
+#
+# MinIO's root credentials are the Secret marina-s3-credentials in marina-system (never printed). MinIO
+# encrypts its IAM data (the namespaces' identities) with them, so kept data is only readable with the same
+# ones: on the local cluster they are also kept in a root-only file next to the volume
+# ($VOLUMES_DIR/minio-root-credentials, mode 0600). The Secret, when present, is what MinIO runs with and is
+# written to the file; when absent (a new cluster over a kept volume) it is created from the file; only when
+# neither exists are new random credentials made.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/lib/cluster.sh
 source "$HACK/lib/cluster.sh"
 NAMESPACE=marina-system
+SECRET=marina-s3-credentials
 k() { bash "$HACK/kubectl.sh" "$@"; }
 
-k apply -f "$MARINA_ROOT/manifests/minio/base/namespace.yaml" >/dev/null
-if ! k -n "$NAMESPACE" get secret marina-s3-credentials >/dev/null 2>&1; then
-  log "creating Secret $NAMESPACE/marina-s3-credentials with random credentials"
-  # Through stdin, so the values never appear in a process list or a log; `create` so that of two
-  # concurrent runs only the first one's credentials are ever stored.
-  k create -f - >/dev/null 2>&1 <<SECRET || k -n "$NAMESPACE" get secret marina-s3-credentials >/dev/null
+# create_secret ACCESS SECRET_KEY: through stdin, so the values never appear in a process list or a log;
+# `create` so that of two concurrent runs only the first one's credentials are ever stored.
+create_secret() {
+  k create -f - >/dev/null 2>&1 <<SECRET || k -n "$NAMESPACE" get secret "$SECRET" >/dev/null
 apiVersion: v1
 kind: Secret
-metadata: {name: marina-s3-credentials, namespace: $NAMESPACE}
+metadata: {name: $SECRET, namespace: $NAMESPACE}
 type: Opaque
 stringData:
-  AWS_ACCESS_KEY_ID: marina-$(openssl rand -hex 6)
-  AWS_SECRET_ACCESS_KEY: $(openssl rand -hex 24)
+  AWS_ACCESS_KEY_ID: $1
+  AWS_SECRET_ACCESS_KEY: $2
 SECRET
-fi
+}
 
+secret_value() {
+  k -n "$NAMESPACE" get secret "$SECRET" -o "jsonpath={.data.$1}" | base64 -d
+}
+
+# keep_credentials FILE: the Secret's credentials into FILE (mode 0600, replaced atomically) unless it holds them.
+keep_credentials() {
+  local file=$1 access secret_key
+  access=$(secret_value AWS_ACCESS_KEY_ID)
+  secret_key=$(secret_value AWS_SECRET_ACCESS_KEY)
+  [[ -n $access && -n $secret_key ]] || die "Secret $NAMESPACE/$SECRET lacks AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY"
+  if [[ -f $file ]] && [[ $(<"$file") == "AWS_ACCESS_KEY_ID=$access"$'\n'"AWS_SECRET_ACCESS_KEY=$secret_key" ]]; then
+    return 0
+  fi
+  [[ -f $file ]] && log "the Secret's credentials differ from $file: keeping the Secret's (MinIO runs with them)"
+  (umask 077 && printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$access" "$secret_key" >"$file.tmp")
+  chmod 0600 "$file.tmp" && mv -f "$file.tmp" "$file"
+}
+
+# ensure_root_secret [FILE]: the Secret exists afterwards, from FILE when it is absent and FILE is there.
+ensure_root_secret() {
+  local file=${1:-} access='' secret_key='' key value
+  if ! k -n "$NAMESPACE" get secret "$SECRET" >/dev/null 2>&1; then
+    if [[ -n $file && -s $file ]]; then
+      while IFS='=' read -r key value; do
+        case $key in
+          AWS_ACCESS_KEY_ID) access=$value ;;
+          AWS_SECRET_ACCESS_KEY) secret_key=$value ;;
+        esac
+      done <"$file"
+      [[ -n $access && -n $secret_key ]] || die "$file does not hold AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+      log "creating Secret $NAMESPACE/$SECRET from the kept credentials of MinIO's volume ($file)"
+    else
+      log "creating Secret $NAMESPACE/$SECRET with random credentials"
+      access=marina-$(openssl rand -hex 6)
+      secret_key=$(openssl rand -hex 24)
+    fi
+    create_secret "$access" "$secret_key"
+  fi
+  [[ -z $file ]] || keep_credentials "$file"
+}
+
+k apply -f "$MARINA_ROOT/manifests/minio/base/namespace.yaml" >/dev/null
 overlay=$MARINA_ROOT/manifests/minio
+credentials_file=''
 default_class=$(k get storageclass -o \
   jsonpath='{.items[?(@.metadata.annotations.storageclass\.kubernetes\.io/is-default-class=="true")].metadata.name}')
 if [[ -z $default_class ]]; then
@@ -34,9 +82,13 @@ if [[ -z $default_class ]]; then
   server=$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')
   [[ $server == "https://$NODE_IP:$API_PORT" && $EUID -eq 0 ]] \
     || die "no default StorageClass in this cluster and it is not the local one: create a PV for $NAMESPACE/minio-data"
+  [[ $(dirname "$volume") == "$VOLUMES_DIR" ]] || die "$overlay/local-volume puts MinIO's data outside $VOLUMES_DIR"
+  install -d -o root -g root -m 0700 "$VOLUMES_DIR"
   install -d -o 65532 -g 65532 -m 0750 "$volume"
+  credentials_file=$VOLUMES_DIR/minio-root-credentials
   overlay=$overlay/local-volume
 fi
+ensure_root_secret "$credentials_file"
 log "applying $overlay"
 k apply -k "$overlay" >/dev/null
 k -n "$NAMESPACE" rollout status deployment/minio --timeout=300s >/dev/null \
