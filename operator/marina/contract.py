@@ -37,6 +37,7 @@ L1_RATIO_PENALTIES = ("elasticnet",)  # the only penalty that reads l1_ratio
 MISSING_POLICIES = ("drop", "mean", "median", "fail")
 BUILTIN_DATASETS = ("diabetes",)
 SOURCE_KINDS = ("builtin", "csv", "inline", "synthetic")
+DRIFT_ACTIONS = ("Alert", "Retrain")  # ModelDeployment spec.monitoring.onDrift
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
 DATASET_VERSION_PATTERN = r"^[0-9a-f]{16}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -150,6 +151,9 @@ MIN_REPLICAS = Bound(1)
 MAX_REPLICAS = Bound(1, 100)
 TARGET_CPU_PERCENT = Bound(1, 100)
 PROGRESS_DEADLINE_SECONDS = Bound(10, 3600)
+MONITORING_INTERVAL_SECONDS = Bound(10, 86400)
+MONITORING_MIN_ROWS = Bound(100, 100_000_000)  # fewer rows leave most of 10 bins nearly empty
+PSI_THRESHOLD = Bound(0, exclusive_minimum=True)
 NON_EMPTY = Bound(1)
 
 
@@ -209,6 +213,10 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.autoscaling.maxReplicas": Rule(bound=MAX_REPLICAS),
         "spec.autoscaling.targetCPUUtilizationPercentage": Rule(bound=TARGET_CPU_PERCENT),
         "spec.rollout.progressDeadlineSeconds": Rule(bound=PROGRESS_DEADLINE_SECONDS),
+        "spec.monitoring.intervalSeconds": Rule(bound=MONITORING_INTERVAL_SECONDS),
+        "spec.monitoring.minRows": Rule(bound=MONITORING_MIN_ROWS),
+        "spec.monitoring.psiThreshold": Rule(bound=PSI_THRESHOLD),
+        "spec.monitoring.onDrift": Rule(choices=DRIFT_ACTIONS),
     },
 }
 

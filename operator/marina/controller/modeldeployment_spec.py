@@ -1,4 +1,4 @@
-"""A ModelDeployment's spec: which model to serve, how many replicas, how to roll out."""
+"""A ModelDeployment's spec: which model to serve, how many replicas, how to roll out, how to watch drift."""
 
 from __future__ import annotations
 
@@ -25,12 +25,24 @@ class Autoscaling:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """Drift monitoring (`spec.monitoring`; absent: off). `on_drift` is recorded for the retraining step
+    (`Retrain`); until that exists every drift is reported the way `Alert` reports it."""
+
+    interval_seconds: int = 60
+    min_rows: int = 1000
+    psi_threshold: float = 0.2
+    on_drift: str = "Alert"
+
+
+@dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: ModelSource
     replicas: int
     resources: Resources
     autoscaling: Autoscaling | None
     progress_deadline_seconds: int
+    monitoring: Monitoring | None = None
 
 
 def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -44,6 +56,7 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         progress_deadline_seconds=fields.section("rollout").integer(
             "progressDeadlineSeconds", 120, contract.PROGRESS_DEADLINE_SECONDS
         ),
+        monitoring=_monitoring(fields.section("monitoring")) if fields.has("monitoring") else None,
     )
 
 
@@ -71,4 +84,18 @@ def _autoscaling(autoscaling: Fields) -> Autoscaling:
         minimum,
         maximum,
         autoscaling.integer("targetCPUUtilizationPercentage", 80, contract.TARGET_CPU_PERCENT),
+    )
+
+
+def _monitoring(monitoring: Fields) -> Monitoring:
+    defaults = Monitoring()
+    on_drift = monitoring.string("onDrift", defaults.on_drift, choices=contract.DRIFT_ACTIONS)
+    assert on_drift is not None
+    return Monitoring(
+        interval_seconds=monitoring.integer(
+            "intervalSeconds", defaults.interval_seconds, contract.MONITORING_INTERVAL_SECONDS
+        ),
+        min_rows=monitoring.integer("minRows", defaults.min_rows, contract.MONITORING_MIN_ROWS),
+        psi_threshold=monitoring.number("psiThreshold", defaults.psi_threshold, contract.PSI_THRESHOLD),
+        on_drift=on_drift,
     )
