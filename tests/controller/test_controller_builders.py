@@ -80,11 +80,11 @@ def test_prepare_job_runs_marina_prepare_into_the_dataset_prefix() -> None:
     assert args[args.index("--result-file") + 1] == "/dev/termination-log"
     assert args[args.index("--features") + 1] == "bmi,bp"
     rules = body["spec"]["podFailurePolicy"]["rules"]
-    assert rules[0] == {
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[1] == {
         "action": "FailJob",
         "onExitCodes": {"containerName": "marina", "operator": "In", "values": [1, 70]},
     }
-    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
     assert pod_template(body)["restartPolicy"] == "Never"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,15 +40,19 @@ INLINE_FILE = "rows.json"
 MODEL_URI = f"{GROUP}/model-uri"
 MODEL_SHA256 = f"{GROUP}/model-sha256"
 INPUTS_HASH = f"{GROUP}/inputs-hash"
+# One limit whatever the data size (prepare and train are built to hold a bounded chunk of rows, not the
+# data); a pod that needs more is reported as OutOfMemory, and `spec.resources` (which replaces these as
+# a whole) raises it.
 DEFAULT_JOB_RESOURCES: Resources = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
-    "limits": {"memory": "1Gi"},
+    "limits": {"memory": "512Mi"},
 }
 DEFAULT_SERVER_RESOURCES: Resources = {
     "requests": {"cpu": "100m", "memory": "128Mi"},
     "limits": {"memory": "512Mi"},
 }
 PRESTOP_SECONDS = 5
+EXIT_KILLED = 128 + signal.SIGKILL  # 137: the kernel's OOM killer, or a SIGKILL after a grace period
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -219,12 +224,16 @@ def job(
 
 
 def pod_failure_policy() -> dict[str, Any]:
-    """What a failed pod means (see marina.contract): a permanent failure or a bug fails the Job at once,
-    since a new pod would fail alike; a retryable one (75) counts against backoffLimit, so a short outage
-    is retried in place and a long one fails the Job, which the operator replaces after its retry delay;
-    an eviction or preemption (DisruptionTarget) is retried without counting."""
+    """What a failed pod means (see marina.contract). An eviction or preemption (DisruptionTarget) is
+    retried without counting, and comes first since it may end in a SIGKILL too. A permanent failure or a
+    bug fails the Job at once, since a new pod would fail alike; so does a SIGKILL outside those
+    disruptions, which in practice is the OOM killer at the container's limit: the same data at the same
+    limit is killed again, so retrying only delays the `OutOfMemory` report. A retryable failure (75)
+    counts against backoffLimit, so a short outage is retried in place and a long one fails the Job,
+    which the operator replaces after its retry delay."""
     return {
         "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             {
                 "action": "FailJob",
                 "onExitCodes": {
@@ -233,7 +242,10 @@ def pod_failure_policy() -> dict[str, Any]:
                     "values": [EXIT_PERMANENT, EXIT_INTERNAL],
                 },
             },
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": "marina", "operator": "In", "values": [EXIT_KILLED]},
+            },
         ]
     }
 
