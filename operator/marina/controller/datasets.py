@@ -76,7 +76,10 @@ def from_job(kube: KubeApi, owner: builders.Owner, result: JobResult, job_name: 
         return running_outcome(result, "Preparing", "is preparing the data", job_name, {"jobName": job_name})
     if result.phase is JobPhase.FAILED:
         return Outcome(
-            State.FAILED, "PrepareFailed", failure_message(result, job_name), {"jobName": job_name}
+            State.FAILED,
+            result.reason or "PrepareFailed",
+            failure_message(result, job_name),
+            {"jobName": job_name},
         )
     fields = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
     forget_old_jobs(kube, owner, "prepare", keep=job_name)

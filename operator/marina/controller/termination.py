@@ -4,6 +4,10 @@
 success, a typed failure (`marina.contract.Failure`) otherwise. With `FallbackToLogsOnError`, a crash
 before that write leaves the log tail instead, which `contract.parse_result` reads as a failure of the
 kind the exit code implies (internal, unless it is the retryable code).
+
+A container the kernel killed at its memory limit writes nothing: the kubelet's `OOMKilled` reason
+(a typed field of the pod's status) is what says so, and the result names the pod, its limit and the
+field to raise, under the reason `OutOfMemory` instead of the Job controller's `BackoffLimitExceeded`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ from typing import Any
 from marina.clock import parse_timestamp
 from marina.contract import Failure, FailureKind, Success, parse_result
 from marina.text import one_line
+
+OUT_OF_MEMORY = "OutOfMemory"  # the condition reason of a Job whose pod was killed at its memory limit
+OOM_KILLED = "OOMKilled"  # the kubelet's reason for a container terminated by the OOM killer
+MEMORY_FIELD = "spec.resources.limits.memory"
+REQUEST_FIELD = "spec.resources.requests.memory"
 
 # Pod waiting reasons that never fix themselves without a change outside the pod.
 STUCK_REASONS = (
@@ -43,6 +52,7 @@ class JobResult:
     summary: Mapping[str, Any] = field(default_factory=dict)  # the result JSON on success
     failure: Failure | None = None  # why it failed, as the command (or the Job controller) said
     problem: str | None = None  # while running: why its pod cannot run, in one line
+    reason: str | None = None  # the condition reason when the pod's fate says more than the kind does
 
 
 def job_phase(job: Mapping[str, Any]) -> JobPhase:
@@ -91,6 +101,37 @@ def terminated_message(pod: Mapping[str, Any]) -> str | None:
     return str(terminated["message"]) if terminated else None
 
 
+def memory_limit(pod: Mapping[str, Any], container: str) -> str | None:
+    """The container's memory limit as its pod spec states it (e.g. "512Mi"); None when unlimited."""
+    for spec in (pod.get("spec") or {}).get("containers") or []:
+        if spec.get("name") == container:
+            limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+            return str(limit) if limit is not None else None
+    return None
+
+
+def out_of_memory(pod: Mapping[str, Any]) -> str | None:
+    """Why the pod died, in one line, when the kernel killed a container of it at its memory limit."""
+    name = (pod.get("metadata") or {}).get("name", "pod")
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        for state_key in ("state", "lastState"):
+            terminated = (status.get(state_key) or {}).get("terminated") or {}
+            if terminated.get("reason") == OOM_KILLED:
+                return oom_message(
+                    name, str(status.get("name", "")), memory_limit(pod, status.get("name", ""))
+                )
+    return None
+
+
+def oom_message(pod: str, container: str, limit: str | None) -> str:
+    if limit is None:  # only the node's own memory bounded it
+        return (
+            f"pod {pod}: container {container} was killed for lack of memory with no memory limit (the node "
+            f"ran out); request what it needs in {REQUEST_FIELD}"
+        )
+    return f"pod {pod}: container {container} was killed at its memory limit of {limit}; raise {MEMORY_FIELD}"
+
+
 def pod_result(pod: Mapping[str, Any]) -> Success | Failure | None:
     """What the pod's command reported through its termination message (and exit code)."""
     terminated = terminated_state(pod)
@@ -122,7 +163,11 @@ def job_result(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Job
     ordered = _newest_first(pods)
     if phase is JobPhase.RUNNING:
         return JobResult(phase, problem=next((p for p in map(pod_problem, ordered) if p), None))
-    for reported in map(pod_result, ordered):
+    for pod in ordered:
+        if phase is JobPhase.FAILED and (killed := out_of_memory(pod)):
+            # Checked first: a killed command wrote no result, only a log tail that says nothing typed.
+            return JobResult(phase, failure=Failure(FailureKind.INTERNAL, killed), reason=OUT_OF_MEMORY)
+        reported = pod_result(pod)
         if phase is JobPhase.SUCCEEDED and isinstance(reported, Success):
             return JobResult(phase, summary=reported.summary)
         if phase is JobPhase.FAILED and isinstance(reported, Failure):

@@ -97,7 +97,10 @@ def from_job(
         return running_outcome(result, "Training", "is training", job_name, {**fields, "phase": "Running"})
     if result.phase is JobPhase.FAILED:
         return Outcome(
-            State.FAILED, "TrainingFailed", failure_message(result, job_name), {**fields, "phase": "Failed"}
+            State.FAILED,
+            result.reason or "TrainingFailed",
+            failure_message(result, job_name),
+            {**fields, "phase": "Failed"},
         )
     summary = result.summary
     fields.update(
