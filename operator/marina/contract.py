@@ -155,6 +155,7 @@ MONITORING_INTERVAL_SECONDS = Bound(10, 86400)
 MONITORING_MIN_ROWS = Bound(100, 100_000_000)  # fewer rows leave most of 10 bins nearly empty
 PSI_THRESHOLD = Bound(0, exclusive_minimum=True)
 NON_EMPTY = Bound(1)
+KEEP_LAST = Bound(1)  # spec.retention.keepLast: the current version always stays
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.cleaning.missing": Rule(choices=MISSING_POLICIES),
         "spec.split.testFraction": Rule(bound=SPLIT_TEST_FRACTION),
         "spec.split.seed": Rule(bound=SEED),
+        "spec.retention.keepLast": Rule(bound=KEEP_LAST),
     },
     "TrainingJob": {
         "spec.dataset.name": Rule(size=NON_EMPTY),
@@ -203,6 +205,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.search.folds": Rule(bound=FOLDS),
         "spec.backoffLimit": Rule(bound=BACKOFF_LIMIT),
         "spec.activeDeadlineSeconds": Rule(bound=ACTIVE_DEADLINE_SECONDS),
+        "spec.retention.keepLast": Rule(bound=KEEP_LAST),
     },
     "ModelDeployment": {
         "spec.model.trainingJob": Rule(size=NON_EMPTY),

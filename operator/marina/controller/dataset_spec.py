@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from marina import contract
 from marina.contract import BUILTIN_DATASETS, MISSING_POLICIES, S3_URI_PATTERN, SOURCE_KINDS
-from marina.controller.fields import Fields, InvalidSpec, Resources
+from marina.controller.fields import Fields, InvalidSpec, Resources, keep_last
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class DatasetSpec:
     test_fraction: float
     seed: int
     resources: Resources
+    # Not an input of the preparation: out of repr, so out of the Job's digest (builders.short_hash).
+    keep_last: int | None = field(default=None, repr=False)
 
     @property
     def csv_uri(self) -> str | None:
@@ -47,6 +49,7 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         test_fraction=split.number("testFraction", 0.2, contract.SPLIT_TEST_FRACTION),
         seed=split.integer("seed", 42, contract.SEED),
         resources=fields.resources(),
+        keep_last=keep_last(fields),
     )
 
 

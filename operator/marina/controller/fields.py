@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from marina.contract import Bound
+from marina.contract import KEEP_LAST, Bound
 
 Resources = dict[str, dict[str, str]]
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[numkMGTPE])?$")
@@ -138,3 +138,13 @@ def check_range(field: str, value: Any, bound: Bound) -> float:
     if problem:
         raise InvalidSpec(field, problem)
     return float(value)
+
+
+def keep_last(spec: Fields) -> int | None:
+    """`spec.retention.keepLast`: how many newest versions to keep; None (no retention) keeps them all."""
+    if not spec.has("retention"):
+        return None
+    retention = spec.section("retention")
+    if not retention.has("keepLast"):
+        raise InvalidSpec(retention.where("keepLast"), "is required")
+    return retention.integer("keepLast", 1, KEEP_LAST)

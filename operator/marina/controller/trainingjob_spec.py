@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from marina import contract
 from marina.contract import L1_RATIO_PENALTIES, PENALTIES, SEARCH_PENALTIES, SOLVERS
-from marina.controller.fields import Fields, InvalidSpec, Resources
+from marina.controller.fields import Fields, InvalidSpec, Resources, keep_last
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class TrainingJobSpec:
     resources: Resources
     backoff_limit: int
     active_deadline_seconds: int
+    # Not an input of the training: out of repr, so out of the Job's digest (builders.short_hash).
+    keep_last: int | None = field(default=None, repr=False)
 
 
 def parse(spec: Mapping[str, Any] | None) -> TrainingJobSpec:
@@ -56,6 +58,7 @@ def parse(spec: Mapping[str, Any] | None) -> TrainingJobSpec:
         active_deadline_seconds=fields.integer(
             "activeDeadlineSeconds", 3600, contract.ACTIVE_DEADLINE_SECONDS
         ),
+        keep_last=keep_last(fields),
     )
 
 
