@@ -89,10 +89,41 @@ def status_patch(
 
 
 def ready_condition(status: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return find_condition(status, READY)
+
+
+def find_condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
     for condition in (status or {}).get("conditions") or []:
-        if condition.get("type") == READY:
+        if condition.get("type") == kind:
             return dict(condition)
     return {}
+
+
+def with_condition(
+    existing: Sequence[Mapping[str, Any]],
+    kind: str,
+    state: tuple[str, str, str],
+    generation: int,
+    clock: Callable[[], str] = utc_now,
+) -> list[dict[str, Any]]:
+    """`existing` with the condition `kind` set to `state` (status, reason, message), keeping its
+    lastTransitionTime while its status holds; for conditions other writers than the reconciler own."""
+    status, reason, message = state
+    before = next((c for c in existing if c.get("type") == kind), None)
+    held = before is not None and before.get("status") == status and before.get("lastTransitionTime")
+    condition = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": before["lastTransitionTime"] if held and before else clock(),
+        "observedGeneration": generation,
+    }
+    return [*without_condition(existing, kind), condition]
+
+
+def without_condition(existing: Sequence[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [dict(c) for c in existing if c.get("type") != kind]
 
 
 def is_ready(status: Mapping[str, Any] | None) -> bool:
