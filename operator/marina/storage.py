@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -365,6 +366,7 @@ RANGE_READ_BYTES = 8 << 20
 class StoredObject:
     uri: str
     size: int
+    modified: datetime | None = None  # when it was last written (retention keeps the newest)
 
 
 def list_objects(uri: str) -> list[StoredObject]:
@@ -377,7 +379,7 @@ def list_objects(uri: str) -> list[StoredObject]:
         except OSError as exc:
             raise _local_error(exc, f"cannot list {uri}") from exc
         return sorted(
-            (StoredObject(str(p), p.stat().st_size) for p in found if not _hidden(p.relative_to(root).parts)),
+            (_local_object(p) for p in found if not _hidden(p.relative_to(root).parts)),
             key=lambda o: o.uri,
         )
     bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -386,11 +388,16 @@ def list_objects(uri: str) -> list[StoredObject]:
     with _s3_call(f"cannot list {uri}"):
         items = list(_client().list_objects(bucket, prefix=prefix, recursive=True))
     objects = [
-        StoredObject(f"s3://{bucket}/{item.object_name}", int(item.size or 0))
+        StoredObject(f"s3://{bucket}/{item.object_name}", int(item.size or 0), item.last_modified)
         for item in items
         if not _hidden(str(item.object_name)[len(prefix) :].split("/"))
     ]
     return sorted(objects, key=lambda o: o.uri)
+
+
+def _local_object(path: Path) -> StoredObject:
+    stat = path.stat()
+    return StoredObject(str(path), stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 def _hidden(parts: Sequence[str]) -> bool:
@@ -676,3 +683,30 @@ def _attach(admin: Any, name: str) -> None:
     except Exception as exc:
         if _admin_answer(exc)[0] != ALREADY_APPLIED:
             raise
+
+
+# --- retention (the operator's side, with MinIO's root credentials) ---------------------------------
+# Namespace identities may not delete (area_policy); only the operator removes what spec.retention
+# no longer keeps (marina.controller.retention decides which, from list_objects' modification times).
+
+
+def delete_objects(uris: Sequence[str]) -> None:
+    """Delete objects; a StorageError names the first one refused. A missing object is no error (as
+    in S3), so a repeated run is harmless."""
+    from minio.deleteobjects import DeleteObject
+
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        location = parse_s3(uri)
+        by_bucket.setdefault(location.bucket, []).append(location.key)
+    for bucket, keys in sorted(by_bucket.items()):
+        with _s3_call(f"cannot delete objects under s3://{bucket}/"):
+            refused = [
+                error
+                for error in _client().remove_objects(bucket, [DeleteObject(key) for key in keys])
+                if error.code not in NOT_FOUND_CODES
+            ]
+        if refused:
+            first = refused[0]
+            error_class = _class_for_code(first.code, None)
+            raise error_class(f"cannot delete s3://{bucket}/{first.name}: storage answered {first.code}")
