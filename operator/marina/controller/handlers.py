@@ -6,6 +6,7 @@ Dataset's version, a TrainingJob's model) changes. WAITING outcomes raise Tempor
 retries with a delay (so do BLOCKED ones: Stalled, but the object in the way may go); FAILED
 outcomes raise PermanentError so a bad spec is not retried forever.
 A slow timer re-checks objects still in progress, in case a pod is stuck without any event.
+ModelDeployments with spec.monitoring get a drift check on 5-second ticks whenever one is due.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from marina.controller import builders, datasets, modeldeployments, trainingjobs
+from marina.controller import builders, datasets, modeldeployments, monitoring, trainingjobs
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.kube import Kube, KubeApi, KubeError
 from marina.controller.reconciler import Reconcile, lock_for
@@ -170,6 +171,33 @@ def register(config: Settings, kube_factory: Callable[[], KubeApi] = Kube) -> No
     def reconcile_followers(kind: str, namespace: str, names: list[str]) -> None:
         for name in names:
             reconcile_object(kube(), config, kind, namespace, name)
+
+    # Drift monitoring (spec.monitoring): the timer ticks often and `monitor` checks when intervalSeconds
+    # have passed, since a kopf timer's interval is fixed when it is registered.
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        "modeldeployments",
+        interval=monitoring.TICK_SECONDS,
+        sharp=True,
+        field="spec.monitoring",
+        value=kopf.PRESENT,
+        id="monitor-drift",
+    )
+    def on_monitor_tick(*, name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+        quietly(
+            lambda: modeldeployments.monitor(kube(), namespace or "", name, memo),
+            f"drift check of ModelDeployment {name}",
+        )
+
+    @kopf.on.field(
+        GROUP, VERSION, "modeldeployments", field="spec.monitoring", new=kopf.ABSENT, id="monitoring-off"
+    )
+    def on_monitoring_off(*, name: str, namespace: str | None, **_: Any) -> None:
+        quietly(
+            lambda: modeldeployments.forget_drift(kube(), namespace or "", name),
+            f"drift status of ModelDeployment {name}",
+        )
 
     @kopf.on.event(GROUP, VERSION, "datasets")
     def on_dataset(*, name: str, namespace: str | None, **_: Any) -> None:

@@ -7,17 +7,34 @@ rollout already failed (status.failedModel, never retried until something new ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from marina.controller import builders, modeldeployment_spec, ownership, preflight, storage_area
+from marina.clock import utc_now
+from marina.controller import (
+    builders,
+    collector,
+    modeldeployment_spec,
+    monitoring,
+    ownership,
+    preflight,
+    storage_area,
+)
 from marina.controller.builders import ModelReference
-from marina.controller.conditions import Outcome, State, ready_condition
+from marina.controller.conditions import (
+    Outcome,
+    State,
+    find_condition,
+    ready_condition,
+    with_condition,
+    without_condition,
+)
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
 from marina.controller.modeldeployment_spec import ModelDeploymentSpec
-from marina.controller.reconciler import invalid, settle
+from marina.controller.reconciler import invalid, lock_for, settle
 from marina.controller.settings import Settings
 from marina.controller.termination import pod_problem, terminated_message
 from marina.text import one_line
@@ -257,3 +274,90 @@ def observe(
         f"serving model {target.version} on {fields['readyReplicas']} ready replicas at {base['url']}",
         fields,
     )
+
+
+# -- drift monitoring (spec.monitoring): status.monitoring and the Drifted condition ------------------
+
+HISTORIES = "drift-histories"  # key in the object's kopf memo: each pod's `monitoring.History`, by uid
+LAST_CHECK = "drift-last-check"  # key in the memo: time.monotonic() of the last check
+
+
+def monitor(
+    kube: KubeApi,
+    namespace: str,
+    name: str,
+    memory: MutableMapping[str, Any],
+    fetch: collector.Fetch = collector.fetch_json,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """One drift check when it is due: read the ready pods' counts, judge them, write the status.
+    `memory` outlives the check (kopf's per-object memo): the pods' histories cut their windows."""
+    body = kube.get(builders.API_VERSION, KIND, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        spec = modeldeployment_spec.parse(body.get("spec")).monitoring
+    except InvalidSpec:
+        return  # the reconciler reports it
+    if spec is None:
+        forget_drift(kube, namespace, name)
+        return
+    if not monitoring.due(memory.get(LAST_CHECK), spec.interval_seconds, time.monotonic()):
+        return
+    memory[LAST_CHECK] = time.monotonic()
+    owner = builders.Owner.of(body)
+    pods = collector.ready_pods(kube, namespace, builders.selector_string(owner))
+    collected = collector.collect(pods, name, clock(), fetch)
+    previous: Mapping[str, monitoring.History] = memory.get(HISTORIES) or {}
+    histories = {r.pod: monitoring.history(r, previous.get(r.pod)) for r in collected.readings}
+    serving = model_of((body.get("status") or {}).get("model"))
+    judged = monitoring.judge(list(histories.values()), serving.version if serving else None, spec)
+    live = {pod.uid for pod in pods}  # a pod that did not answer this time keeps its history
+    memory[HISTORIES] = {**{uid: h for uid, h in previous.items() if uid in live}, **histories}
+    with lock_for(KIND, namespace, name):  # the reconciler rewrites the conditions list under it too
+        current = kube.get(builders.API_VERSION, KIND, namespace, name)
+        if current is not None:
+            report_drift(kube, current, judged or not_judged(collected, len(pods)))
+
+
+def not_judged(collected: collector.Collected, pods: int) -> monitoring.Assessment:
+    """Why no pod's counts could be read."""
+    if pods == 0:
+        return monitoring.unavailable("no ready serving pod to read counts from")
+    if collected.no_reference:
+        return monitoring.unavailable(
+            "the served model has no reference distribution (trained before Marina recorded one); "
+            "retrain it to monitor drift"
+        )
+    return monitoring.unavailable(one_line("no pod answered: " + "; ".join(collected.problems), 1000))
+
+
+def report_drift(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    assessment: monitoring.Assessment,
+    clock: Callable[[], str] = utc_now,
+) -> None:
+    """Write status.monitoring and the Drifted condition; an event when the condition's status changes."""
+    status = body.get("status") or {}
+    state = monitoring.condition(assessment)
+    generation = int(body["metadata"].get("generation") or 0)
+    conditions = with_condition(status.get("conditions") or [], monitoring.DRIFTED, state, generation, clock)
+    kube.patch_status(
+        body, {"monitoring": monitoring.to_status(assessment, clock()), "conditions": conditions}
+    )
+    before = find_condition(status, monitoring.DRIFTED).get("status", "Unknown")
+    if before != state[0]:
+        warning = state[0] == "True" or assessment.level is monitoring.Level.UNAVAILABLE
+        kube.event(body, "Warning" if warning else "Normal", state[1], f"Drifted {state[0]}: {state[2]}")
+
+
+def forget_drift(kube: KubeApi, namespace: str, name: str) -> None:
+    """Monitoring switched off: status.monitoring and the Drifted condition go (they would only go stale)."""
+    with lock_for(KIND, namespace, name):
+        body = kube.get(builders.API_VERSION, KIND, namespace, name)
+        status = (body or {}).get("status") or {}
+        if body is None or not (status.get("monitoring") or find_condition(status, monitoring.DRIFTED)):
+            return
+        conditions = without_condition(status.get("conditions") or [], monitoring.DRIFTED)
+        kube.patch_status(body, {"monitoring": None, "conditions": conditions})
