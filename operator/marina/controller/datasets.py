@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marina.controller import builders, dataset_spec, storage_area
+from marina.controller import builders, dataset_spec, retention, storage_area
 from marina.controller.conditions import Outcome, State, is_ready
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
@@ -36,7 +36,9 @@ RESULT_FIELDS = (
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
-    return settle(kube, settings, body, decide)
+    outcome = settle(kube, settings, body, decide)
+    retention.follow(kube, settings, body, outcome, retention.DATASET)
+    return outcome
 
 
 def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> str:

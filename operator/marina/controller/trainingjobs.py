@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from marina.contract import MODEL_VERSION_LENGTH
-from marina.controller import builders, trainingjob_spec
+from marina.controller import builders, retention, trainingjob_spec
 from marina.controller.conditions import Outcome, State, ready_condition
 from marina.controller.fields import InvalidSpec
 from marina.controller.kube import KubeApi
@@ -25,7 +25,9 @@ KIND = "TrainingJob"
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
-    return settle(kube, settings, body, decide)
+    outcome = settle(kube, settings, body, decide)
+    retention.follow(kube, settings, body, outcome, retention.MODEL)
+    return outcome
 
 
 def dataset_input(
