@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.controller.conftest import FakeKube
 
 from marina.controller import collector, modeldeployments, monitoring
 from marina.controller.collector import CollectError, Pod
@@ -305,8 +304,7 @@ def pod_body(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "status": status}
 
 
-def test_only_ready_pods_with_an_ip_that_stay_are_asked() -> None:
-    kube = FakeKube()
+def test_only_ready_pods_with_an_ip_that_stay_are_asked(kube: Any) -> None:
     for body in (
         pod_body("a"),
         pod_body("b", ready=False),
@@ -345,7 +343,7 @@ def test_collect_keeps_the_answers_and_says_what_the_others_said() -> None:
 # -- status, condition and events -------------------------------------------------------------------
 
 
-def deployment_with_pod(kube: FakeKube, monitoring_spec: dict[str, Any] | None) -> None:
+def deployment_with_pod(kube: Any, monitoring_spec: dict[str, Any] | None) -> None:
     spec: dict[str, Any] = {"model": {"trainingJob": "t"}}
     if monitoring_spec is not None:
         spec["monitoring"] = monitoring_spec
@@ -355,8 +353,9 @@ def deployment_with_pod(kube: FakeKube, monitoring_spec: dict[str, Any] | None) 
     kube.add(pod_body("m-1"))
 
 
-def test_monitor_writes_status_condition_and_an_event_only_when_the_condition_changes() -> None:
-    kube, memory, clock = FakeKube(), {}, Clock(6000.0)
+def test_monitor_writes_status_condition_and_an_event_only_when_the_condition_changes(kube: Any) -> None:
+    memory: dict[str, Any] = {}
+    clock = Clock(6000.0)
     deployment_with_pod(kube, {"intervalSeconds": 10, "minRows": 1000})
     served = WindowedHistograms(REFERENCE, clock=clock)
 
@@ -387,8 +386,8 @@ def test_monitor_writes_status_condition_and_an_event_only_when_the_condition_ch
     assert not any(c["type"] == "Ready" for c in status["conditions"])  # the reconciler's, untouched
 
 
-def test_monitor_waits_for_the_interval() -> None:
-    kube, memory = FakeKube(), {}
+def test_monitor_waits_for_the_interval(kube: Any) -> None:
+    memory: dict[str, Any] = {}
     deployment_with_pod(kube, {"intervalSeconds": 60})
     asked: list[str] = []
 
@@ -404,8 +403,7 @@ def test_monitor_waits_for_the_interval() -> None:
     assert [(e[1], e[2]) for e in kube.events] == []  # Unknown as before
 
 
-def test_a_model_without_reference_says_so() -> None:
-    kube = FakeKube()
+def test_a_model_without_reference_says_so(kube: Any) -> None:
     deployment_with_pod(kube, {})
 
     def fetch(url: str) -> Any:
@@ -415,8 +413,7 @@ def test_a_model_without_reference_says_so() -> None:
     assert "retrain it" in kube.current("ModelDeployment", "m")["status"]["monitoring"]["message"]
 
 
-def test_switching_monitoring_off_removes_its_status_and_condition() -> None:
-    kube = FakeKube()
+def test_switching_monitoring_off_removes_its_status_and_condition(kube: Any) -> None:
     deployment_with_pod(kube, None)
     body = kube.current("ModelDeployment", "m")
     kube.patch_status(
