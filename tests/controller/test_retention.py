@@ -144,6 +144,39 @@ def test_ownership_is_proved_by_content() -> None:
     assert not retention.owns_model(content + b" ", "lines", model)
 
 
+def test_parts_are_the_parquet_files_of_the_dataset_s_parts_folder() -> None:
+    part = f"{FOLDER}/parts/{'d' * 64}.parquet"
+    listing = [
+        stored(part),
+        stored(f"{FOLDER}/parts/notes.txt"),
+        stored(f"{FOLDER}-2/parts/{'d' * 64}.parquet"),
+    ]
+    assert [p.uri for p in retention.parts_in(FOLDER, listing)] == [part]
+
+
+def parts_manifest(*names: str, folder: str = "../parts") -> bytes:
+    split = {"sha256": "0", "parts": [{"name": n, "rows": 1} for n in names]}
+    return json.dumps({"name": "lines", "parts": {"folder": folder, "train": split, "test": split}}).encode()
+
+
+def test_a_manifest_names_its_parts_and_the_first_format_none() -> None:
+    v = version(V[0], 0)
+    assert retention.parts_named(v, parts_manifest("a.parquet")) == {f"{FOLDER}/parts/a.parquet"}
+    assert retention.parts_named(v, json.dumps({"name": "lines", "version": V[0]}).encode()) == set()
+    assert retention.parts_named(v, json.dumps({"parts": {"folder": "../parts"}}).encode()) is None
+    assert retention.parts_named(v, b"{") is None
+
+
+def test_only_parts_no_version_names_and_written_before_the_current_version_go() -> None:
+    used, unused, late = (
+        stored(f"{FOLDER}/parts/{c * 64}.parquet", m) for c, m in (("a", 0), ("b", 0), ("c", 9))
+    )
+    named = [frozenset({used.uri})]
+    before = T0 + timedelta(minutes=5)
+    assert retention.unreferenced_parts([used, unused, late], named, before) == (unused.uri,)
+    assert retention.unreferenced_parts([used, unused, late], [*named, None], before) == ()
+
+
 def test_a_run_is_due_for_a_new_version_or_a_new_keep_last_only() -> None:
     assert retention.due(None, 1, V[0])
     previous = {"keepLast": 1, "kept": [V[0]], "deleted": []}
@@ -258,6 +291,36 @@ def test_not_ready_runs_nothing(kube: Any, store: None) -> None:
     body = dataset(kube, 1, V[1])
     retention.follow(kube, SETTINGS, body, Outcome(State.PROGRESSING, "Preparing", "..."), retention.DATASET)
     assert manifest_exists(V[0])
+
+
+def test_parts_only_the_deleted_version_named_go_unless_a_preparation_runs(kube: Any, store: None) -> None:
+    shared, old_only = (f"{FOLDER}/parts/{c * 64}.parquet" for c in "ab")
+    for part in (shared, old_only):
+        storage.write_bytes(part, b"PAR1")
+    for v, names in ((V[0], (shared, old_only)), (V[1], (shared,))):
+        manifest = json.loads(parts_manifest(*(n.rsplit("/", 1)[1] for n in names)))
+        storage.write_bytes(f"{FOLDER}/{v}/dataset.json", json.dumps({**manifest, "version": v}).encode())
+    kube.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "p",
+                "namespace": "default",
+                "labels": {"marina.dev/dataset": "lines", "app.kubernetes.io/component": "prepare"},
+            },
+            "status": {"phase": "Running"},
+        }
+    )
+    body = dataset(kube, 1, V[1])
+    retention.follow(kube, SETTINGS, body, ready(V[1]), retention.DATASET)
+    assert not manifest_exists(V[0]) and storage.exists(old_only)  # a preparation may be writing parts
+
+    kube.set_status("v1", "Pod", "p", {"phase": "Succeeded"})
+    kube.set_status("marina.dev/v1alpha1", "Dataset", "lines", {"retention": {}})
+    retention.follow(kube, SETTINGS, kube.current("Dataset", "lines"), ready(V[1]), retention.DATASET)
+    assert storage.exists(shared) and not storage.exists(old_only)
+    assert "1 data parts" in kube.events[-1][3]
 
 
 def test_unreachable_storage_is_a_warning_and_ready_stays(

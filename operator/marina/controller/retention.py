@@ -15,6 +15,11 @@ A version is deleted only when every one of these holds:
   a model's bytes hash to the sha256 of its name (`model-<sha256>.json`, as artifact.save writes it).
 A version folder without dataset.json (being written, or abandoned half-way) is never touched.
 
+Datasets stored as content-addressed parts (`<name>/parts/<sha256>.parquet`, shared between versions and
+named in each version's dataset.json) lose a part only when no remaining version's dataset.json names it,
+every one of them could be read, the part was written before the current version was complete, and no
+preparation pod of the Dataset is still running (those write parts before their dataset.json).
+
 Failing to delete never changes Ready: a Warning event says what failed, and the next reconcile of a
 Ready resource tries again (status.retention is only written after a complete run).
 """
@@ -40,6 +45,8 @@ from marina.controller.settings import DATASETS, MODELS, Settings
 
 MANIFEST = "dataset.json"  # marina.dataset.MANIFEST_NAME: written last, so its presence means complete
 MODEL_NAME = re.compile(r"model-([0-9a-f]{64})\.json")
+PARTS = "parts"  # marina.parts.PARTS_FOLDER, next to the version folders
+PART_NAME = re.compile(r"[0-9a-f]{64}\.parquet")
 DATASET_VERSION = re.compile(DATASET_VERSION_PATTERN)
 S3_URI = re.compile(r"s3://[^\s\"',]+")
 REFERRING_KINDS = ("Dataset", "TrainingJob", "ModelDeployment")
@@ -179,6 +186,37 @@ def owns_model(content: bytes, name: str, version: Version) -> bool:
     return hashlib.sha256(content).hexdigest() == version.id
 
 
+def parts_in(folder: str, listing: Sequence[storage.StoredObject]) -> list[storage.StoredObject]:
+    """The data parts directly in a Dataset's parts folder."""
+    base = f"{folder.rstrip('/')}/{PARTS}/"
+    return [o for o in listing if o.uri.startswith(base) and PART_NAME.fullmatch(o.uri[len(base) :])]
+
+
+def parts_named(version: Version, manifest: bytes) -> frozenset[str] | None:
+    """The part URIs a version's dataset.json names (none for the first format, train.csv and test.csv);
+    None when it cannot be read, so that nothing is collected."""
+    try:
+        description = json.loads(manifest)
+        stored = description.get("parts")
+        if stored is None:
+            return frozenset()
+        folder = storage_area.normal_form(f"{version.uri}/{stored['folder']}")
+        names = [str(p["name"]) for split in ("train", "test") for p in stored[split]["parts"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return None if folder is None else frozenset(f"{folder}/{name}" for name in names)
+
+
+def unreferenced_parts(
+    parts: Sequence[storage.StoredObject], named: Sequence[frozenset[str] | None], before: datetime
+) -> tuple[str, ...]:
+    """The parts no remaining version names and written before `before`; none if a manifest was unreadable."""
+    if any(n is None for n in named):
+        return ()
+    used = frozenset().union(*(n for n in named if n is not None))
+    return tuple(p.uri for p in parts if p.uri not in used and p.modified is not None and p.modified < before)
+
+
 def due(previous: Mapping[str, Any] | None, keep_last: int, current: str) -> bool:
     """A run is due for a new current version or a changed keepLast (not on every reconcile)."""
     if not isinstance(previous, Mapping):
@@ -244,6 +282,7 @@ class Run:
     kept: tuple[Version, ...]
     deleted: tuple[Version, ...]
     error: storage.StorageError | None = None
+    parts: int = 0  # unreferenced data parts deleted
 
 
 def follow(kube: KubeApi, settings: Settings, body: Mapping[str, Any], outcome: Outcome, kind: Kind) -> None:
@@ -269,13 +308,13 @@ def follow(kube: KubeApi, settings: Settings, body: Mapping[str, Any], outcome: 
         )
         return
     kube.patch_status(body, {"retention": status_of(keep_last, run.kept, run.deleted)})
-    if run.deleted:
+    if run.deleted or run.parts:
         kube.event(
             body,
             "Normal",
             "RetentionApplied",
-            f"deleted {len(run.deleted)} {kind.noun} beyond keepLast {keep_last}: {_ids(run.deleted)}; "
-            f"kept {_ids(run.kept)}",
+            f"deleted {len(run.deleted)} {kind.noun} beyond keepLast {keep_last}: {_ids(run.deleted)}"
+            f"{_parts(run.parts)}; kept {_ids(run.kept)}",
         )
 
 
@@ -287,9 +326,10 @@ def apply(
     namespace, name = meta["namespace"], meta["name"]
     folder = f"{settings.area(kind.purpose, namespace)}{name}"
     try:
-        versions = kind.versions(folder, storage.list_objects(folder))
+        listing = storage.list_objects(folder)
     except storage.StorageError as error:
         return Run((), (), error)
+    versions = kind.versions(folder, listing)
     uris, in_use = namespace_references(kube, namespace)
     area = settings.area(kind.purpose, namespace)
 
@@ -307,7 +347,36 @@ def apply(
                 deleted.append(version)
         except storage.StorageError as error:
             return Run(_remaining(versions, deleted), tuple(deleted), error)
-    return Run(_remaining(chosen.keep + chosen.delete, deleted), tuple(deleted))
+    kept = _remaining(chosen.keep + chosen.delete, deleted)
+    if kind is not DATASET or preparing(kube, body):
+        return Run(kept, tuple(deleted))
+    try:
+        collected = collect_parts(folder, listing, kept, current)
+    except storage.StorageError as error:
+        return Run(kept, tuple(deleted), error)
+    return Run(kept, tuple(deleted), parts=collected)
+
+
+def preparing(kube: KubeApi, body: Mapping[str, Any]) -> bool:
+    """Whether a preparation pod of this Dataset may still be writing parts."""
+    owner = builders.Owner.of(body)
+    selector = f"{owner.label_key}={owner.name},app.kubernetes.io/component=prepare"
+    pods = kube.list("v1", "Pod", owner.namespace, selector)
+    return any((pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for pod in pods)
+
+
+def collect_parts(
+    folder: str, listing: Sequence[storage.StoredObject], kept: Sequence[Version], current: str
+) -> int:
+    """Delete the data parts no kept version names; returns how many."""
+    newest = next((v for v in kept if v.id == current), None)
+    parts = parts_in(folder, listing)
+    if newest is None or not parts:
+        return 0
+    named = [parts_named(v, storage.read_bytes(v.proof)) for v in kept]
+    unused = unreferenced_parts(parts, named, newest.modified)
+    storage.delete_objects(unused)
+    return len(unused)
 
 
 def namespace_references(kube: KubeApi, namespace: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -320,6 +389,10 @@ def namespace_references(kube: KubeApi, namespace: str) -> tuple[frozenset[str],
 
 def _remaining(versions: Sequence[Version], deleted: Sequence[Version]) -> tuple[Version, ...]:
     return tuple(v for v in versions if v not in deleted)
+
+
+def _parts(count: int) -> str:
+    return f" and {count} data parts no kept version names" if count else ""
 
 
 def _ids(versions: Sequence[Version]) -> str:
