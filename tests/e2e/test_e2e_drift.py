@@ -1,0 +1,127 @@
+"""Drift on the real cluster: rows drawn from the training data leave Drifted False; one feature moved by
+one training standard deviation turns it True, naming that feature, within two check intervals.
+
+The rows are drawn (with replacement) from scikit-learn's diabetes data, which the builtin source
+prepares; its train split, 80 % of those rows, is the model's reference. Drawing from the source
+rather than reading the prepared split back keeps this test independent of the storage layout.
+
+The diabetes pipeline serves on two replicas, so each check adds up the counts of both pods. The time
+from the shift to the decision, and every Drifted status seen while in-distribution rows were served,
+are printed for the note (`pytest -s`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes
+from tests.e2e.test_e2e_pipeline import predict
+
+NAME = "drift"
+INTERVAL_SECONDS = 10
+MIN_ROWS = 1000
+BATCH_ROWS = 1000
+SHIFTED_FEATURE = "bmi"
+
+
+def resources(marina: Any) -> list[dict[str, Any]]:
+    dataset, training, serving = (
+        marina.sample(kind) for kind in ("Dataset", "TrainingJob", "ModelDeployment")
+    )
+    for body in (dataset, training, serving):
+        body["metadata"]["name"] = NAME
+    training["spec"]["dataset"]["name"] = NAME
+    serving["spec"]["model"]["trainingJob"] = NAME
+    serving["spec"]["monitoring"] = {"intervalSeconds": INTERVAL_SECONDS, "minRows": MIN_ROWS}
+    return [dataset, training, serving]
+
+
+@pytest.fixture(scope="module")
+def served(marina: Any) -> Any:
+    marina.apply(*resources(marina))
+    for kind in ("dataset", "trainingjob", "modeldeployment"):
+        marina.wait_ready(kind, NAME, timeout=300)
+    return marina
+
+
+def drifted(marina: Any) -> dict[str, Any]:
+    return dict(marina.condition("modeldeployment", NAME, "Drifted"))
+
+
+def checked_after(marina: Any, moment: float) -> dict[str, Any] | None:
+    """status.monitoring once a check that started after `moment` (epoch seconds) is written."""
+    monitoring = marina.status("modeldeployment", NAME).get("monitoring") or {}
+    checked = monitoring.get("lastChecked")
+    if checked and datetime.fromisoformat(checked.replace("Z", "+00:00")).timestamp() >= moment + 1:
+        return dict(monitoring)
+    return None
+
+
+def send(url: str, rows: np.ndarray, seen: list[str], marina: Any) -> None:
+    """Predict `rows` in batches, noting the Drifted status after each batch."""
+    for start in range(0, len(rows), BATCH_ROWS):
+        predict(url, NAME, rows[start : start + BATCH_ROWS].tolist(), timeout=30)
+        seen.append(drifted(marina).get("status", "absent"))
+
+
+def test_no_false_alarm_then_a_shifted_feature_is_detected(served: Any) -> None:
+    marina = served
+    dataset = marina.status("dataset", NAME)
+    source = load_diabetes()
+    columns = list(source.feature_names)
+    assert columns == [c for c in dataset["columns"] if c != dataset["target"]]
+    x_train = np.asarray(source.data, dtype=np.float64)
+    rng = np.random.default_rng(2026)
+    url = marina.service_url(NAME)
+    marina.wait_for("the Service to answer", lambda: _answers(url, x_train[:1]), timeout=60)
+
+    seen: list[str] = []
+    send(url, x_train[rng.integers(0, len(x_train), 20_000)], seen, marina)
+    sent = time.time()
+    for _ in range(2):  # two whole checks judge the 20k in-distribution rows
+        monitoring = marina.wait_for(
+            "a check after the rows", lambda after=sent: checked_after(marina, after), timeout=60
+        )
+        sent = time.time()
+        seen.append(drifted(marina)["status"])
+    print(f"\nin-distribution: Drifted seen {seen}; last check {monitoring}")
+    assert "True" not in seen
+    assert drifted(marina)["status"] == "False" and monitoring["level"] in ("Stable", "Moderate")
+    assert monitoring["rows"] >= MIN_ROWS and monitoring["pods"] == 2
+
+    column = columns.index(SHIFTED_FEATURE)
+    shifted = x_train[rng.integers(0, len(x_train), 5000)].copy()
+    shifted[:, column] += x_train[:, column].std()
+    shift_started = time.time()
+    send(url, shifted, [], marina)
+    shift_sent = time.time()
+    condition = marina.wait_for(
+        "Drifted True",
+        lambda: (c := drifted(marina)).get("status") == "True" and c,
+        timeout=4 * INTERVAL_SECONDS,
+        every=0.25,
+    )
+    decided = time.time()
+    print(
+        f"shift to Drifted: {decided - shift_started:.1f}s from the first shifted request, "
+        f"{decided - shift_sent:.1f}s after the last (interval {INTERVAL_SECONDS}s)"
+    )
+    assert decided - shift_sent <= 2 * INTERVAL_SECONDS
+    status = marina.status("modeldeployment", NAME)["monitoring"]
+    named = [f["name"] for f in status["topFeatures"] if f["drifted"]]
+    assert named == [SHIFTED_FEATURE] and SHIFTED_FEATURE in condition["message"]
+    assert condition["reason"] == "DriftDetected" and status["level"] == "Drifted"
+    assert marina.condition("modeldeployment", NAME)["status"] == "True"  # still Ready: it still serves
+    events = [(e["type"], e["reason"]) for e in marina.events(NAME)]
+    assert ("Warning", "DriftDetected") in events and events.count(("Normal", "NoDrift")) == 1
+
+
+def _answers(url: str, rows: np.ndarray) -> bool:
+    try:
+        predict(url, NAME, rows.tolist())
+    except OSError:
+        return False
+    return True
