@@ -48,7 +48,7 @@ def test_prepare_diabetes(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     rounding = 2 * sum_tolerance(stored.data.y_train.size) * float(np.mean(np.abs(stored.data.y_train)))
     assert abs(summary["statistics"]["target"]["mean"] - mean) <= printed + rounding
     description = stored.description
-    assert description["split"] == {"seed": 42, "testFraction": 0.2}
+    assert description["split"] == {"seed": 42, "testFraction": 0.2, "method": "permutation"}
     assert description["source"]["type"] == "builtin"
 
     again = prepare_ok(capsys, tmp_path, "--source", "builtin:diabetes", "--output", str(output))
@@ -152,7 +152,7 @@ def test_large_schemas_are_truncated_to_fit(capsys: pytest.CaptureFixture[str], 
         (
             ["--source", "synthetic:rows=20,missing=0.2", "--missing", "fail"],
             "data",
-            "column 'x1' row 1: missing value",
+            "column 'x2' row 2: missing value",
         ),
         (
             ["--source", "builtin:diabetes", "--test-fraction", "1.5"],
@@ -207,7 +207,7 @@ def test_an_unexpected_failure_still_reports_one_line(
     def broken(spec: str, inline_rows: str | None = None) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("marina.sources.load", broken)
+    monkeypatch.setattr("marina.sources.open_source", broken)
     result_file = tmp_path / "result.json"
     code, _, err = run_prepare(
         capsys, "--source", "builtin:diabetes", "--output", str(tmp_path), "--result-file", str(result_file)

@@ -283,9 +283,9 @@ def test_prepare_then_train_round_trip_over_s3(
     assert trained["uri"] == f"{bucket}/models/model-{trained['sha256']}.json"
     model = artifact.load(trained["uri"], trained["sha256"])
     assert model.dataset["uri"] == prepared["uri"] and model.metrics["r2"] > 0.9
-    source = prepared["uri"] + "/train.csv"
+    stored = dataset.load(prepared["uri"])
     csv_copy = f"{bucket}/raw/copy.csv"
-    storage.write_bytes(csv_copy, storage.read_bytes(source))
+    storage.write_bytes(csv_copy, dataset.to_csv(stored.columns, stored.data.train))
     assert main(["prepare", "--source", csv_copy, "--output", f"{bucket}/datasets"]) == 0
     copied = json.loads(capsys.readouterr().out)
     assert copied["rows"] == prepared["trainRows"]

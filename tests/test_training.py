@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -24,7 +27,7 @@ from bounds import (
     statistics_mse_tolerance,
     sum_tolerance,
 )
-from marina import __version__, artifact, dataset, evaluation, training
+from marina import __version__, artifact, dataset, evaluation, parts, training
 from marina.cli import main
 from marina.contract import TrainRequest
 from marina.distribution import bin_counts
@@ -48,8 +51,7 @@ def diabetes(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The diabetes set prepared once (default split) for every test of this module."""
     output = tmp_path_factory.mktemp("datasets")
     assert main(["prepare", "--source", "builtin:diabetes", "--output", str(output)]) == 0
-    (folder,) = output.iterdir()
-    return str(folder)
+    return version_folder(output)
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +60,27 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> str:
     output = tmp_path_factory.mktemp("synthetic")
     source = "synthetic:rows=80,features=30,noise=8,seed=3"
     assert main(["prepare", "--source", source, "--output", str(output), "--seed", "1"]) == 0
-    (folder,) = output.iterdir()
+    return version_folder(output)
+
+
+def version_folder(output: Path) -> str:
+    """The one version `prepare` wrote into `output` (beside the shared parts folder)."""
+    (folder,) = (p for p in output.iterdir() if p.name != parts.PARTS_FOLDER)
     return str(folder)
 
 
-def read_split(folder: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a split back with numpy alone, as an outside user would."""
-    values = np.loadtxt(Path(folder) / name, delimiter=",", skiprows=1, dtype=np.float64)
+def read_split(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a split back with pyarrow alone, as an outside user would: the parts dataset.json lists."""
+    manifest = json.loads((Path(folder) / "dataset.json").read_text())
+    listed = manifest["parts"][split]["parts"]
+    tables = [pq.read_table(Path(folder) / manifest["parts"]["folder"] / p["name"]) for p in listed]
+    values = np.column_stack([pa.concat_tables(tables).column(c).to_numpy() for c in manifest["columns"]])
     return values[:, :-1], values[:, -1]
 
 
 def sklearn_metrics(estimator: Any, folder: str) -> dict[str, float]:
-    x_train, y_train = read_split(folder, "train.csv")
-    x_test, y_test = read_split(folder, "test.csv")
+    x_train, y_train = read_split(folder, "train")
+    x_test, y_test = read_split(folder, "test")
     prediction = estimator.fit(x_train, y_train).predict(x_test)
     mse = mean_squared_error(y_test, prediction)
     return {
@@ -122,8 +132,8 @@ def direct_metrics_tolerance(
 ) -> dict[str, float]:
     """Test metrics of two direct fits: their coefficients differ by ``direct_tolerance``, which moves
     the test predictions (``coefficient_prediction_tolerance``), plus each side's evaluation rounding."""
-    x_train, y_train = read_split(folder, "train.csv")
-    x_test, y_test = read_split(folder, "test.csv")
+    x_train, y_train = read_split(folder, "train")
+    x_test, y_test = read_split(folder, "test")
     coef, intercept = np.asarray(reference.coef_), float(reference.intercept_)
     relative = direct_tolerance(x_train, y_train, alpha, fit_intercept)
     shift = coefficient_prediction_tolerance(x_train, x_test, coef, intercept, relative, fit_intercept)
@@ -168,7 +178,7 @@ def test_metrics_equal_scikit_learn_on_the_same_split(
     model = artifact.load(summary["uri"], summary["sha256"])
     alpha = float(reference.get_params().get("alpha", 0.0))
     if "--standardize" in args:  # ridge on standardised features is a different model: compare coefficients
-        x_train, y_train = read_split(diabetes, "train.csv")
+        x_train, y_train = read_split(diabetes, "train")
         scale = x_train.std(axis=0)
         fitted = Ridge(alpha=0.01).fit((x_train - x_train.mean(axis=0)) / scale, y_train)
         tolerance = direct_tolerance(x_train, y_train, alpha, standardize=True)
@@ -201,8 +211,8 @@ def test_sparse_penalties_match_scikit_learn(
     # Both stop at duality gap ≤ tol·‖y_c‖², so each one's training predictions are within
     # √(2·tol)·‖y_c‖ of the optimum's (``gap_prediction_tolerance``); ‖A_test·A_train⁺‖ carries
     # that to the test rows, and the metrics follow (``metrics_tolerance``).
-    x_train, y_train = read_split(diabetes, "train.csv")
-    x_test, y_test = read_split(diabetes, "test.csv")
+    x_train, y_train = read_split(diabetes, "train")
+    x_test, y_test = read_split(diabetes, "test")
     shift = 2 * gap_prediction_tolerance(y_train, reference.tol) * held_out_factor(x_train, x_test)
     shift += 2 * residual_tolerance(x_test, y_test, reference.coef_, float(reference.intercept_))
     tolerance = metrics_tolerance(y_test, reference.predict(x_test), shift)
@@ -274,7 +284,7 @@ def test_grid_search_picks_the_cross_validated_best(
         "--seed",
         "5",
     )
-    x_train, y_train = read_split(synthetic, "train.csv")
+    x_train, y_train = read_split(synthetic, "train")
     folds = evaluation.kfold_indices(len(y_train), 4, 5)
     fits = {a: [Ridge(alpha=a).fit(x_train[t], y_train[t]) for t, _ in folds] for a in alphas}
     by_hand = {
@@ -407,12 +417,14 @@ def test_missing_and_corrupted_datasets_are_refused(
     code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "nothing"), "--output", str(tmp_path))
     assert code == 1 and "no prepared dataset at" in err and "dataset.json" in err
     copy = tmp_path / "copy"
-    copy.mkdir()
-    for name in ("dataset.json", "train.csv", "test.csv"):
-        (copy / name).write_bytes((Path(diabetes) / name).read_bytes())
-    with (copy / "test.csv").open("a") as handle:
-        handle.write("0,0,0,0,0,0,0,0,0,0,1.0\n")
-    code, _, err = run_cli(capsys, "train", "--data", str(copy), "--output", str(tmp_path))
+    shutil.copytree(Path(diabetes).parent, copy)
+    manifest = json.loads((Path(diabetes) / "dataset.json").read_text())
+    part = copy / parts.PARTS_FOLDER / manifest["parts"]["test"]["parts"][0]["name"]
+    x_test, y_test = read_split(diabetes, "test")
+    part.write_bytes(parts.to_parquet(np.column_stack([x_test, y_test + 1.0]), manifest["columns"]))
+    code, _, err = run_cli(
+        capsys, "train", "--data", str(copy / Path(diabetes).name), "--output", str(tmp_path)
+    )
     assert code == 1 and "is corrupted" in err
 
 

@@ -1,11 +1,27 @@
-"""Prepared datasets: schema checks, cleaning, a seeded split, statistics and a content version.
+"""Prepared datasets: schema checks, streaming cleaning, a seeded split, statistics and a content version.
 
-A prepared dataset is three objects under `<output>/<version>/`: `train.csv` and `test.csv` (the
-feature columns then the target, every float written with `repr` so it reads back bit for bit)
-and `dataset.json` (schema, split, cleaning report, statistics, lineage). The version is derived
-from the canonical bytes of the schema and both splits, so the same input and options always give
-the same version, and a version's folder never needs to be overwritten.
+`prepare_source` reads a source once, chunk by chunk, in memory bounded by a chunk and a part (never
+by the row count), and writes:
 
+- the splits as Parquet parts under `<output>/parts/` (see `marina.parts`: content-addressed, so
+  they are written before the version is known and never rewritten);
+- `<output>/<version>/dataset.json`: schema, split, cleaning report, fill values, statistics, the
+  parts of each split, quantile edges of the train split (for drift monitoring) and lineage.
+
+The version is the sha256 of a canonical document: the schema, the fill values and, per split, the
+row count and the sha256 of its values as little-endian float64 in row order. It does not depend on
+the Parquet library, the chunk size or the part size, and a version's folder is never overwritten.
+
+Split: a table of at most `SMALL_TABLE_CELLS` selected cells (after dropping rows) is split by a
+seeded permutation, exactly ceil(rows · testFraction) rows to test. A larger one is split by a seeded
+hash of each row's number (`marina.sampling`): every row goes to test independently with probability
+testFraction, so no permutation of all rows is needed and the split is the same whatever the chunks.
+
+Cleaning: `drop` and `fail` act per chunk. `mean` and `median` keep the missing cells in the parts
+and record the fill values, computed from the train split only (the median exactly, see
+`marina.order_statistics`); every reader (`StoredDataset.chunks`) fills them in.
+
+Datasets prepared in the first format (train.csv and test.csv in the version folder) still load.
 Row numbers in error messages count data rows from 1 (a CSV header is not a row).
 """
 
@@ -17,24 +33,32 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marina import contract, storage
+from marina import contract, parts, sampling, storage
 from marina.clock import utc_now
 from marina.contract import FailureKind, JobError
+from marina.moments import ColumnMoments
+from marina.order_statistics import exact_medians
 
-FORMAT = "marina.dev/dataset/v1"
+if TYPE_CHECKING:
+    from marina.sources import Source
+
+FORMAT = "marina.dev/dataset/v2"
+LEGACY_FORMAT = "marina.dev/dataset/v1"
 # Cell texts that mean "no value" in a CSV or inline row (compared case-insensitively).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 MANIFEST_NAME = "dataset.json"
 TRAIN_NAME = "train.csv"
 TEST_NAME = "test.csv"
 VERSION_LENGTH = 16  # hex digits of the sha256: fits a Kubernetes label value and a folder name
+#: Up to this many selected cells a table is split by an exact seeded permutation (16 MiB of float64).
+SMALL_TABLE_CELLS = 1 << 21
 
 
 class DataError(JobError, ValueError):
@@ -91,14 +115,14 @@ def table_from_records(columns: Sequence[object], records: Sequence[Sequence[obj
             ],
             dtype=np.float64,
         )
-    _reject_infinite(values, names)
+    reject_infinite(values, names)
     return Table(names, values.reshape(len(records), len(names)))
 
 
 def numeric_table(columns: Sequence[object], values: np.ndarray) -> Table:
     """A table from an already numeric matrix, with the same column and finiteness checks."""
     names = check_columns(columns)
-    _reject_infinite(values, names)
+    reject_infinite(values, names)
     return Table(names, values)
 
 
@@ -118,13 +142,14 @@ def _number(cell: object, column: str, row: int) -> float:
     raise DataError(f"column {column!r} row {row}: {cell!r} is not a number")
 
 
-def _reject_infinite(values: np.ndarray, columns: Sequence[str]) -> None:
-    bad = np.argwhere(np.isinf(values))
-    if bad.size:
-        row, col = (int(i) for i in bad[0])
-        raise DataError(
-            f"column {columns[col]!r} row {row + 1}: {float(values[row, col])} is not a finite number"
-        )
+def reject_infinite(values: np.ndarray, columns: Sequence[str], row_offset: int = 0) -> None:
+    if np.isfinite(values).all() or not np.isinf(values).any():
+        return
+    row, col = (int(i) for i in np.argwhere(np.isinf(values))[0])
+    raise DataError(
+        f"column {columns[col]!r} row {row_offset + row + 1}: {float(values[row, col])} "
+        "is not a finite number"
+    )
 
 
 @dataclass(frozen=True)
@@ -163,12 +188,14 @@ class PrepareOptions:
 
 @dataclass(frozen=True)
 class PreparedDataset:
-    """The split data: each matrix holds the feature columns, then the target as its last column."""
+    """A prepared dataset in memory: each matrix holds the feature columns, then the target as its last
+    column, with missing cells already filled."""
 
     features: tuple[str, ...]
     target: str
     train: np.ndarray
     test: np.ndarray
+    sha256: str = ""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -189,18 +216,6 @@ class PreparedDataset:
     @property
     def y_test(self) -> np.ndarray:
         return self.test[:, -1]
-
-    @cached_property
-    def train_csv(self) -> bytes:
-        return to_csv(self.columns, self.train)
-
-    @cached_property
-    def test_csv(self) -> bytes:
-        return to_csv(self.columns, self.test)
-
-    @cached_property
-    def sha256(self) -> str:
-        return content_sha256(self.features, self.target, self.train_csv, self.test_csv)
 
     @property
     def version(self) -> str:
@@ -229,71 +244,24 @@ class CleaningReport:
         }
 
 
-def select_columns(table: Table, options: PrepareOptions) -> tuple[tuple[str, ...], np.ndarray]:
-    """The features (in the requested order) then the target, as one matrix."""
-    if options.target not in table.columns:
-        raise DataError(f"target column {options.target!r} not found; columns are: {_listing(table.columns)}")
+def select_features(columns: Sequence[str], options: PrepareOptions) -> tuple[str, ...]:
+    """The feature columns, in the requested order (all but the target when none are named)."""
+    if options.target not in columns:
+        raise DataError(f"target column {options.target!r} not found; columns are: {_listing(columns)}")
     if options.features is None:
-        features = tuple(c for c in table.columns if c != options.target)
+        features = tuple(c for c in columns if c != options.target)
     else:
-        unknown = [f for f in options.features if f not in table.columns]
+        unknown = [f for f in options.features if f not in columns]
         if unknown:
-            listing = _listing(table.columns)
-            raise DataError(f"feature column {unknown[0]!r} not found; columns are: {listing}")
+            raise DataError(f"feature column {unknown[0]!r} not found; columns are: {_listing(columns)}")
         features = options.features
     if not features:
         raise DataError(f"no feature columns: the data has only the target column {options.target!r}")
-    index = [table.columns.index(name) for name in (*features, options.target)]
-    return features, table.values[:, index]
+    return features
 
 
 def _listing(columns: Sequence[str]) -> str:
     return ", ".join(columns)
-
-
-def prepare(table: Table, options: PrepareOptions) -> tuple[PreparedDataset, CleaningReport]:
-    """Select, clean, split (seeded) and impute. Imputation uses train values only: no leakage."""
-    if table.rows == 0:
-        raise DataError("the data has no rows")
-    features, data = select_columns(table, options)
-    columns = (*features, options.target)
-    missing = np.isnan(data)
-    keep = _rows_to_keep(missing, columns, options.missing)
-    data, kept_missing = data[keep], missing[keep]
-    if data.shape[0] < 2:
-        raise DataError(f"only {data.shape[0]} usable row(s) after removing missing values; need at least 2")
-    train_index, test_index = split_indices(data.shape[0], options.test_fraction, options.seed)
-    train, test = data[train_index], data[test_index]
-    fills: dict[str, float] = {}
-    imputed_train: dict[str, int] = {}
-    imputed_test: dict[str, int] = {}
-    if options.missing in ("mean", "median"):
-        values = _fill_values(train, columns, options.missing)
-        train, test = _impute(train, values), _impute(test, values)
-        fills = {name: float(value) for name, value in zip(features, values[:-1], strict=True)}
-        imputed_train = _count_missing(kept_missing[train_index], columns)
-        imputed_test = _count_missing(kept_missing[test_index], columns)
-    report = CleaningReport(
-        strategy=options.missing,
-        rows_in=table.rows,
-        rows_dropped=int((~keep).sum()),
-        missing_by_column=_count_missing(missing, columns),
-        fill_values=fills,
-        imputed_train=imputed_train,
-        imputed_test=imputed_test,
-    )
-    return PreparedDataset(features, options.target, train, test), report
-
-
-def _rows_to_keep(missing: np.ndarray, columns: Sequence[str], strategy: str) -> np.ndarray:
-    """Rows without a target teach nothing and are always dropped; the policy decides the rest."""
-    if strategy == "fail" and missing.any():
-        row, col = (int(i) for i in np.argwhere(missing)[0])
-        raise DataError(f"column {columns[col]!r} row {row + 1}: missing value (missing policy 'fail')")
-    keep: np.ndarray = ~missing[:, -1]
-    if strategy == "drop":
-        keep &= ~missing.any(axis=1)
-    return keep
 
 
 def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -303,126 +271,321 @@ def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarra
     return np.sort(permutation[n_test:]), np.sort(permutation[:n_test])
 
 
-def _fill_values(train: np.ndarray, columns: Sequence[str], strategy: str) -> np.ndarray:
-    present = ~np.isnan(train)
-    empty = np.flatnonzero(~present.any(axis=0))
+def _rows_to_keep(missing: np.ndarray, columns: Sequence[str], strategy: str, first_row: int) -> np.ndarray:
+    """Rows without a target teach nothing and are always dropped; the policy decides the rest."""
+    if strategy == "fail" and missing.any():
+        row, col = (int(i) for i in np.argwhere(missing)[0])
+        raise DataError(
+            f"column {columns[col]!r} row {first_row + row + 1}: missing value (missing policy 'fail')"
+        )
+    keep: np.ndarray = ~missing[:, -1]
+    if strategy == "drop":
+        keep &= ~missing.any(axis=1)
+    return keep
+
+
+class _Split:
+    """One split as it is written: its parts, its moments and (for train) a seeded sample of its rows."""
+
+    def __init__(self, folder: str | None, columns: Sequence[str], sample_seed: int | None) -> None:
+        self.writer = parts.SplitWriter(folder, columns)
+        self.moments = ColumnMoments(len(columns))
+        self.sample = None if sample_seed is None else sampling.BottomSample(len(columns), sample_seed)
+
+    def add(self, rows: np.ndarray, values: np.ndarray) -> None:
+        if not values.shape[0]:
+            return
+        self.writer.add(values)
+        self.moments.add(values)
+        if self.sample is not None:
+            self.sample.add(rows, values)
+
+
+@dataclass
+class _Pass:
+    """The one pass over the source: cleaning per chunk, then the split (buffered while the table is
+    small)."""
+
+    columns: tuple[str, ...]
+    options: PrepareOptions
+    train: _Split
+    test: _Split
+    rows_in: int = 0
+    kept_rows: int = 0
+    missing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    buffer: list[tuple[np.ndarray, np.ndarray]] | None = field(default_factory=list)
+    buffered_cells: int = 0
+    small: tuple[np.ndarray, np.ndarray] | None = None  # the permuted table's (train, test), when small
+
+    def add(self, values: np.ndarray) -> None:
+        missing = np.isnan(values)
+        self.missing = self.missing + missing.sum(axis=0) if self.missing.size else missing.sum(axis=0)
+        keep = _rows_to_keep(missing, self.columns, self.options.missing, self.rows_in)
+        rows, kept = self.rows_in + np.flatnonzero(keep), values[keep]
+        self.rows_in += values.shape[0]
+        self.kept_rows += kept.shape[0]
+        if self.buffer is None:
+            self._hash_split(rows, kept)
+            return
+        self.buffer.append((rows, kept))
+        self.buffered_cells += kept.size
+        if self.buffered_cells > SMALL_TABLE_CELLS:
+            for buffered in self.buffer:
+                self._hash_split(*buffered)
+            self.buffer = None
+
+    def _hash_split(self, rows: np.ndarray, kept: np.ndarray) -> None:
+        to_test = (
+            sampling.uniform_of(rows, self.options.seed, sampling.SPLIT_SALT) < self.options.test_fraction
+        )
+        self.train.add(rows[~to_test], kept[~to_test])
+        self.test.add(rows[to_test], kept[to_test])
+
+    def finish(self) -> None:
+        if self.rows_in == 0:
+            raise DataError("the data has no rows")
+        if self.kept_rows < 2:
+            raise DataError(
+                f"only {self.kept_rows} usable row(s) after removing missing values; need at least 2"
+            )
+        if self.buffer is not None:
+            rows = np.concatenate([r for r, _ in self.buffer])
+            kept = np.vstack([k for _, k in self.buffer])
+            train_index, test_index = split_indices(
+                kept.shape[0], self.options.test_fraction, self.options.seed
+            )
+            self.train.add(rows[train_index], kept[train_index])
+            self.test.add(rows[test_index], kept[test_index])
+            self.small = (kept[train_index], kept[test_index])
+            self.buffer = None
+        for name, split in (("train", self.train), ("test", self.test)):
+            if split.writer.rows == 0:
+                raise DataError(
+                    f"the seeded split left the {name} split empty ({self.kept_rows} usable rows, test "
+                    f"fraction {self.options.test_fraction}); use more rows or another test fraction"
+                )
+        self.train.writer.close()
+        self.test.writer.close()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare_source` made: the manifest, where it is stored, and whether it already was."""
+
+    description: dict[str, Any]
+    uri: str | None
+    reused: bool
+    data: PreparedDataset | None = None
+    report: CleaningReport | None = None
+
+
+def prepare_source(
+    source: Source,
+    options: PrepareOptions,
+    output: str | None,
+    name: str,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Prepared:
+    """Read, clean, split, summarise and (with an `output`) store a source; `on_chunk(rows so far)` is
+    called after each chunk (progress). Without an output the dataset is returned in memory."""
+    features = select_features(source.columns, options)
+    columns = (*features, options.target)
+    folder = storage.join(output, parts.PARTS_FOLDER) if output is not None else None
+    run = _Pass(columns, options, _Split(folder, columns, options.seed), _Split(folder, columns, None))
+    for chunk in source.chunks(columns):
+        run.add(chunk.values)
+        if on_chunk is not None:
+            on_chunk(run.rows_in)
+    run.finish()
+    fills = _fill_values(run, columns, folder)
+    report = _report(run, columns, fills)
+    document = _version_document(run, features, options.target, report.fill_values)
+    sha = hashlib.sha256(_canonical_json(document)).hexdigest()
+    description = _manifest(run, report, options, name, source.description, sha, fills)
+    data = None
+    if output is None:
+        train, test = (_filled(s.writer.values(), fills) for s in (run.train, run.test))
+        data = PreparedDataset(features, options.target, train, test, sha)
+        return Prepared(description, None, False, data, report)
+    uri, reused = write_manifest(description, output)
+    return Prepared(description, uri, reused, None, report)
+
+
+def prepare(table: Table, options: PrepareOptions) -> tuple[PreparedDataset, CleaningReport]:
+    """A table in memory prepared in memory (what `prepare_source` does, without storage)."""
+    from marina.sources import memory_source
+
+    prepared = prepare_source(memory_source(table, {"type": "memory"}, "memory"), options, None, "memory")
+    assert prepared.data is not None and prepared.report is not None
+    return prepared.data, prepared.report
+
+
+def _fill_values(run: _Pass, columns: Sequence[str], folder: str | None) -> np.ndarray:
+    """Per column (target: NaN, never filled): the train split's mean or exact median of present values."""
+    strategy = run.options.missing
+    width = len(columns)
+    fills = np.full(width, np.nan)
+    if strategy not in ("mean", "median"):
+        return fills
+    moments = run.train.moments
+    empty = np.flatnonzero(moments.count[:-1] == 0)
     if empty.size:
         raise DataError(
-            f"column {columns[int(empty[0])]!r}: every training value is missing, cannot impute "
-            f"the {strategy}"
+            f"column {columns[int(empty[0])]!r}: every training value is missing, "
+            f"cannot impute the {strategy}"
         )
-    fills = np.nanmean(train, axis=0) if strategy == "mean" else np.nanmedian(train, axis=0)
-    return np.asarray(fills, dtype=np.float64)
+    if strategy == "mean":
+        fills[:-1] = moments.mean[:-1]
+        return fills
+    if run.small is not None:
+        small_train = run.small[0]
+        fills[:-1] = np.nanmedian(small_train[:, :-1], axis=0)
+        return fills
+
+    def read() -> Iterator[np.ndarray]:
+        yield from _split_chunks(run.train.writer.parts, folder, columns)
+
+    fills[:-1] = exact_medians(read, moments.count[:-1], moments.minimum[:-1], moments.maximum[:-1])[
+        : width - 1
+    ]
+    return fills
 
 
-def _impute(matrix: np.ndarray, fills: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(matrix), fills, matrix)
+def _split_chunks(
+    records: Sequence[parts.PartRecord], folder: str | None, columns: Sequence[str]
+) -> Iterator[np.ndarray]:
+    for record in records:
+        yield from parts.read_part(storage.join(str(folder), record.name), columns)
 
 
-def _count_missing(mask: np.ndarray, columns: Sequence[str]) -> dict[str, int]:
-    return {c: int(n) for c, n in zip(columns, mask.sum(axis=0), strict=True)}
+def _filled(values: np.ndarray, fills: np.ndarray) -> np.ndarray:
+    if not np.isnan(fills).all() and np.isnan(values).any():
+        return np.where(np.isnan(values), fills, values)
+    return values
 
 
-def column_statistics(
-    matrix: np.ndarray, columns: Sequence[str], imputed: dict[str, int] | None = None
-) -> dict[str, dict[str, float | int]]:
-    """count, mean, std (population, ddof=0), min, max and how many values were imputed."""
-    imputed = imputed or {}
+def _report(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> CleaningReport:
+    imputing = run.options.missing in ("mean", "median")
+    features = columns[:-1]
+    return CleaningReport(
+        strategy=run.options.missing,
+        rows_in=run.rows_in,
+        rows_dropped=run.rows_in - run.kept_rows,
+        missing_by_column={c: int(n) for c, n in zip(columns, run.missing, strict=True)},
+        fill_values={c: float(v) for c, v in zip(features, fills[:-1], strict=True)} if imputing else {},
+        imputed_train=_counts(columns, run.train.moments.missing) if imputing else {},
+        imputed_test=_counts(columns, run.test.moments.missing) if imputing else {},
+    )
+
+
+def _counts(columns: Sequence[str], counts: np.ndarray) -> dict[str, int]:
+    return {c: int(n) for c, n in zip(columns, counts, strict=True)}
+
+
+def _version_document(
+    run: _Pass, features: Sequence[str], target: str, fills: dict[str, float]
+) -> dict[str, Any]:
     return {
-        name: {
-            "count": int(matrix.shape[0]),
-            "mean": float(np.mean(matrix[:, j])),
-            "std": float(np.std(matrix[:, j])),
-            "min": float(np.min(matrix[:, j])),
-            "max": float(np.max(matrix[:, j])),
-            "missing": int(imputed.get(name, 0)),
-        }
-        for j, name in enumerate(columns)
+        "format": FORMAT,
+        "features": list(features),
+        "target": target,
+        "fills": fills,
+        "train": {"rows": run.train.writer.rows, "sha256": run.train.writer.sha256},
+        "test": {"rows": run.test.writer.rows, "sha256": run.test.writer.sha256},
     }
 
 
-def statistics(dataset: PreparedDataset, report: CleaningReport) -> dict[str, Any]:
-    """Statistics of the train split (kept for drift monitoring) and of all prepared rows."""
-    imputed_all = {c: report.imputed_train.get(c, 0) + report.imputed_test.get(c, 0) for c in dataset.columns}
+def _canonical_json(document: Any) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _statistics(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> dict[str, Any]:
+    """Statistics of the train split (kept for drift monitoring) and of all prepared rows, after filling."""
+    filling = not np.isnan(fills).all()
+    cells = (
+        (lambda m: np.where(np.isnan(fills), 0, m.missing))
+        if filling
+        else (lambda m: np.zeros_like(m.missing))
+    )
+    safe = np.nan_to_num(fills)
+    train = run.train.moments
+    both = ColumnMoments(len(columns))
+    both.merge(run.train.moments)
+    both.merge(run.test.moments)
     return {
-        "train": column_statistics(dataset.train, dataset.columns, report.imputed_train),
-        "all": column_statistics(np.vstack([dataset.train, dataset.test]), dataset.columns, imputed_all),
+        "train": train.filled(safe, cells(train)).summary(columns, cells(train)),
+        "all": both.filled(safe, cells(both)).summary(columns, cells(both)),
     }
 
 
-def to_csv(columns: Sequence[str], matrix: np.ndarray) -> bytes:
-    """Canonical CSV: header, then `repr` of each float so values round-trip exactly."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(columns)
-    if matrix.shape[0]:
-        # The repr of a nested list formats every float with repr in C: "[[1.0, 2.5], [3.0, 4.0]]".
-        out.write(repr(matrix.tolist())[2:-2].replace("], [", "\n").replace(", ", ","))
-        out.write("\n")
-    return out.getvalue().encode()
+def _quantile_edges(run: _Pass, features: Sequence[str], fills: np.ndarray) -> dict[str, Any]:
+    from marina.distribution import quantile_edges
+
+    assert run.train.sample is not None
+    sample = _filled(run.train.sample.values(), fills)
+    return {
+        "sampleRows": int(sample.shape[0]),
+        "features": {name: quantile_edges(sample[:, j]).tolist() for j, name in enumerate(features)},
+    }
 
 
-def content_sha256(features: Sequence[str], target: str, train_csv: bytes, test_csv: bytes) -> str:
-    """sha256 of the schema and both splits, each part framed by its name and length."""
-    digest = hashlib.sha256()
-    schema = json.dumps(
-        {"format": FORMAT, "features": list(features), "target": target},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    for name, part in (("schema", schema), (TRAIN_NAME, train_csv), (TEST_NAME, test_csv)):
-        digest.update(f"{name}\0{len(part)}\0".encode())
-        digest.update(part)
-    return digest.hexdigest()
-
-
-def manifest(
-    dataset: PreparedDataset,
+def _manifest(
+    run: _Pass,
     report: CleaningReport,
     options: PrepareOptions,
     name: str,
     source: dict[str, Any],
+    sha: str,
+    fills: np.ndarray,
 ) -> dict[str, Any]:
     """The content of dataset.json."""
     from marina import __version__
 
+    columns = run.columns
     return {
         "format": FORMAT,
         "name": name,
-        "version": dataset.version,
-        "sha256": dataset.sha256,
-        "columns": list(dataset.columns),
-        "features": list(dataset.features),
-        "target": dataset.target,
-        "rows": int(dataset.train.shape[0] + dataset.test.shape[0]),
-        "trainRows": int(dataset.train.shape[0]),
-        "testRows": int(dataset.test.shape[0]),
-        "split": {"seed": options.seed, "testFraction": options.test_fraction},
+        "version": sha[:VERSION_LENGTH],
+        "sha256": sha,
+        "columns": list(columns),
+        "features": list(columns[:-1]),
+        "target": columns[-1],
+        "rows": run.train.writer.rows + run.test.writer.rows,
+        "trainRows": run.train.writer.rows,
+        "testRows": run.test.writer.rows,
+        "split": {
+            "seed": options.seed,
+            "testFraction": options.test_fraction,
+            "method": "permutation" if run.small is not None else "hash",
+        },
         "cleaning": report.to_dict(),
-        "statistics": statistics(dataset, report),
+        "statistics": _statistics(run, columns, fills),
+        "quantileEdges": _quantile_edges(run, columns[:-1], fills),
+        "parts": {
+            "folder": f"../{parts.PARTS_FOLDER}",
+            "train": {
+                "sha256": run.train.writer.sha256,
+                "parts": [p.to_dict() for p in run.train.writer.parts],
+            },
+            "test": {"sha256": run.test.writer.sha256, "parts": [p.to_dict() for p in run.test.writer.parts]},
+        },
         "source": source,
         "codeVersion": __version__,
         "created": utc_now(),
     }
 
 
-def write(dataset: PreparedDataset, description: dict[str, Any], output: str) -> tuple[str, bool]:
-    """Write under `<output>/<version>/`; returns (folder uri, whether it already existed).
+def write_manifest(description: dict[str, Any], output: str) -> tuple[str, bool]:
+    """Write dataset.json under `<output>/<version>/`; returns (folder uri, whether it already existed).
 
-    Content addressing means an existing object at the same path already holds the same data, so
-    it is never rewritten; a CSV whose bytes differ means corruption and is reported, not replaced.
-    """
-    folder = storage.join(output, dataset.version)
+    Content addressing means an existing manifest for the same version describes the same data, so it
+    is never rewritten; one describing other content means corruption and is reported, not replaced."""
+    folder = storage.join(output, str(description["version"]))
     manifest_uri = storage.join(folder, MANIFEST_NAME)
     if storage.exists(manifest_uri):
-        if _stored_sha256(manifest_uri) != dataset.sha256:
+        if _stored_sha256(manifest_uri) != description["sha256"]:
             raise DataError(f"{manifest_uri} describes different content; refusing to overwrite it")
         return folder, True
-    for name, content in ((TRAIN_NAME, dataset.train_csv), (TEST_NAME, dataset.test_csv)):
-        uri = storage.join(folder, name)
-        if not storage.exists(uri):
-            storage.write_bytes(uri, content, "text/csv")
-        elif storage.read_bytes(uri) != content:
-            raise DataError(f"{uri} already exists with different content; refusing to overwrite it")
     body = json.dumps(description, indent=2, sort_keys=True, allow_nan=False).encode()
     storage.write_bytes(manifest_uri, body + b"\n", "application/json")
     return folder, False
@@ -435,21 +598,93 @@ def _stored_sha256(manifest_uri: str) -> str | None:
         return None
 
 
+# --- reading a prepared dataset back --------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class StoredDataset:
-    """A prepared dataset read back from storage, with its dataset.json."""
+    """A prepared dataset in storage, read split by split in chunks (or whole, with `data`)."""
 
     uri: str
-    data: PreparedDataset
     description: dict[str, Any]
+    features: tuple[str, ...]
+    target: str
+    legacy: PreparedDataset | None = None
 
     @property
     def name(self) -> str:
         return str(self.description.get("name", ""))
 
     @property
+    def sha256(self) -> str:
+        return str(self.description["sha256"])
+
+    @property
     def version(self) -> str:
-        return self.data.version
+        return self.sha256[:VERSION_LENGTH]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.features, self.target)
+
+    def rows(self, split: str) -> int:
+        if self.legacy is not None:
+            return int((self.legacy.train if split == "train" else self.legacy.test).shape[0])
+        return _rows_of(self.description, split)
+
+    @property
+    def fills(self) -> np.ndarray:
+        values = self.description.get("cleaning", {}).get("fillValues", {}) or {}
+        return np.array([float(values.get(name, math.nan)) for name in self.features] + [math.nan])
+
+    def chunks(self, split: str) -> Iterator[np.ndarray]:
+        """The split's rows (features, then the target), filled, chunk by chunk. A full read checks the
+        content against the manifest's sha256 at its end, before the caller can use a partial result."""
+        if self.legacy is not None:
+            yield self.legacy.train if split == "train" else self.legacy.test
+            return
+        entry = self.description["parts"][split]
+        folder = storage.join(self.uri, str(self.description["parts"]["folder"]))
+        folder = _normalised(folder)
+        digest = hashlib.sha256()
+        fills = self.fills
+        for record in entry["parts"]:
+            try:
+                for values in parts.read_part(storage.join(folder, str(record["name"])), self.columns):
+                    digest.update(values.data)
+                    yield _filled(values, fills)
+            except parts.PartError as exc:
+                raise DataError(f"dataset at {self.uri}: {exc}") from exc
+        if digest.hexdigest() != entry["sha256"]:
+            raise DataError(
+                f"dataset at {self.uri} is corrupted: its {split} rows hash to {digest.hexdigest()}, "
+                f"not {entry['sha256']}"
+            )
+
+    @cached_property
+    def data(self) -> PreparedDataset:
+        """Both splits in memory (for datasets that fit)."""
+        if self.legacy is not None:
+            return self.legacy
+        train, test = (_stack(self.chunks(split), len(self.columns)) for split in ("train", "test"))
+        return PreparedDataset(self.features, self.target, train, test, self.sha256)
+
+
+def _stack(chunks: Iterable[np.ndarray], width: int) -> np.ndarray:
+    blocks = list(chunks)
+    return np.vstack(blocks) if blocks else np.empty((0, width))
+
+
+def _normalised(uri: str) -> str:
+    """`a/b/../c` as `a/c` (for s3:// URIs too)."""
+    head, sep, path = uri.partition("://") if storage.is_s3(uri) else ("", "", uri)
+    names: list[str] = []
+    for name in path.split("/"):
+        if name == ".." and names and names[-1] not in ("", ".."):
+            names.pop()
+        elif name != ".":
+            names.append(name)
+    return f"{head}{sep}{'/'.join(names)}"
 
 
 @dataclass(frozen=True)
@@ -505,29 +740,92 @@ def _versions_in(folder: str) -> dict[str, str]:
     return found
 
 
-def load(uri: str) -> StoredDataset:
-    """Read a versioned dataset folder and verify its content against dataset.json's sha256."""
+def open_stored(uri: str) -> StoredDataset:
+    """A versioned dataset folder, from its dataset.json; the rows are read when asked for."""
     folder = _folder_of(uri)
     raw = storage.read_bytes(storage.join(folder, MANIFEST_NAME))
     try:
         description = json.loads(raw)
-        features, target = tuple(description["features"]), str(description["target"])
+        features, target = tuple(str(f) for f in description["features"]), str(description["target"])
         expected = str(description["sha256"])
-    except (ValueError, KeyError, TypeError) as exc:
+        if description.get("format") == LEGACY_FORMAT:
+            return StoredDataset(
+                folder, description, features, target, _load_legacy(folder, features, target, expected)
+            )
+        document = {
+            "format": FORMAT,
+            "features": list(features),
+            "target": target,
+            "fills": description["cleaning"]["fillValues"],
+            "train": {
+                "rows": _rows_of(description, "train"),
+                "sha256": description["parts"]["train"]["sha256"],
+            },
+            "test": {"rows": _rows_of(description, "test"), "sha256": description["parts"]["test"]["sha256"]},
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{folder}/{MANIFEST_NAME} is not a valid dataset description: {exc}") from exc
+    actual = hashlib.sha256(_canonical_json(document)).hexdigest()
+    if actual != expected:
+        raise DataError(
+            f"dataset at {folder} is corrupted: its description hashes to {actual}, not {expected}"
+        )
+    return StoredDataset(folder, description, features, target)
+
+
+def _rows_of(description: dict[str, Any], split: str) -> int:
+    return sum(int(p["rows"]) for p in description["parts"][split]["parts"])
+
+
+def load(uri: str) -> StoredDataset:
+    """A versioned dataset folder with both splits read into memory and verified (small datasets, tests)."""
+    stored = open_stored(uri)
+    _ = stored.data
+    return stored
+
+
+# --- the first format: train.csv and test.csv ---------------------------------------------------------
+
+
+def to_csv(columns: Sequence[str], matrix: np.ndarray) -> bytes:
+    """Canonical CSV of the first format: header, then `repr` of each float so values round-trip exactly."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(columns)
+    if matrix.shape[0]:
+        # The repr of a nested list formats every float with repr in C: "[[1.0, 2.5], [3.0, 4.0]]".
+        out.write(repr(matrix.tolist())[2:-2].replace("], [", "\n").replace(", ", ","))
+        out.write("\n")
+    return out.getvalue().encode()
+
+
+def content_sha256(features: Sequence[str], target: str, train_csv: bytes, test_csv: bytes) -> str:
+    """The first format's version: sha256 of the schema and both CSVs, each framed by its name and length."""
+    digest = hashlib.sha256()
+    schema = json.dumps(
+        {"format": LEGACY_FORMAT, "features": list(features), "target": target},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    for name, part in (("schema", schema), (TRAIN_NAME, train_csv), (TEST_NAME, test_csv)):
+        digest.update(f"{name}\0{len(part)}\0".encode())
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _load_legacy(folder: str, features: tuple[str, ...], target: str, expected: str) -> PreparedDataset:
     columns = (*features, target)
     train_bytes = storage.read_bytes(storage.join(folder, TRAIN_NAME))
     test_bytes = storage.read_bytes(storage.join(folder, TEST_NAME))
     actual = content_sha256(features, target, train_bytes, test_bytes)
     if actual != expected:
         raise DataError(f"dataset at {folder} is corrupted: its content sha256 {actual} is not {expected}")
-    data = PreparedDataset(
+    return PreparedDataset(
         features,
         target,
         _read_prepared_csv(train_bytes, columns, TRAIN_NAME),
         _read_prepared_csv(test_bytes, columns, TEST_NAME),
+        expected,
     )
-    return StoredDataset(folder, data, description)
 
 
 def _read_prepared_csv(content: bytes, columns: Sequence[str], name: str) -> np.ndarray:

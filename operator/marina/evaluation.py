@@ -78,6 +78,40 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+class ResidualMoments:
+    """The sums behind `regression_metrics`, gathered chunk by chunk (Chan's update for the target)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.squared = 0.0
+        self.absolute = 0.0
+        self.y_mean = 0.0
+        self.y_m2 = 0.0
+
+    def add(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        truth, prediction = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+        if truth.size == 0:
+            return
+        residual = truth - prediction
+        self.squared += float(residual @ residual)
+        self.absolute += float(np.abs(residual).sum())
+        mean = float(truth.mean())
+        m2 = float(((truth - mean) ** 2).sum())
+        total = self.rows + truth.size
+        delta = mean - self.y_mean
+        self.y_m2 += m2 + delta * delta * self.rows * truth.size / total
+        self.y_mean += delta * truth.size / total
+        self.rows = total
+
+    def metrics(self) -> dict[str, float]:
+        if self.rows == 0:
+            raise EvaluationError("metrics need at least one row")
+        mse = self.squared / self.rows
+        constant = 1.0 if self.squared == 0.0 else 0.0
+        r2 = constant if self.y_m2 == 0.0 else 1.0 - self.squared / self.y_m2
+        return {"mse": mse, "rmse": math.sqrt(mse), "mae": self.absolute / self.rows, "r2": r2}
+
+
 def kfold_indices(rows: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled k-fold (train, validation) index pairs; the first rows % folds folds get one extra row."""
     if folds < 2:

@@ -32,6 +32,7 @@ from typing import Any
 from marina import dataset, results, sources, storage
 from marina.contract import PrepareRequest
 from marina.dataset import PrepareOptions
+from marina.progress import Progress
 
 DROPPABLE = ("statistics", "columns")
 
@@ -64,12 +65,13 @@ def inline_text(request: PrepareRequest) -> str | None:
 
 def prepare_command(request: PrepareRequest) -> dict[str, Any]:
     options = options_of(request)
-    loaded = sources.load(request.source, inline_text(request))
-    prepared, report = dataset.prepare(loaded.table, options)
-    name = (request.name or loaded.default_name).strip()
-    description = dataset.manifest(prepared, report, options, name, loaded.description)
-    uri, reused = dataset.write(prepared, description, request.output)
-    return summary(description, uri, reused)
+    source = sources.open_source(request.source, inline_text(request))
+    name = (request.name or source.default_name).strip()
+    progress = Progress("marina prepare")
+    prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
+    progress.done()
+    assert prepared.uri is not None
+    return summary(prepared.description, prepared.uri, prepared.reused)
 
 
 def summary(description: dict[str, Any], uri: str, reused: bool) -> dict[str, Any]:

@@ -404,6 +404,18 @@ def _hidden(parts: Sequence[str]) -> bool:
     return any(part.startswith((".", "_")) for part in parts)
 
 
+def size(uri: str) -> int:
+    """An object's or file's size in bytes."""
+    if not is_s3(uri):
+        try:
+            return Path(uri).stat().st_size
+        except OSError as exc:
+            raise _local_error(exc, f"cannot read {uri}") from exc
+    location = parse_s3(uri)
+    with _s3_call(f"cannot read {uri}"):
+        return int(_client().stat_object(location.bucket, location.key).size)
+
+
 def is_folder(uri: str) -> bool:
     """A local directory, or an s3:// URI ending in '/' (object storage has no folders otherwise)."""
     return uri.endswith("/") if is_s3(uri) else Path(uri).is_dir()

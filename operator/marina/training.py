@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from marina import __version__, artifact, dataset, evaluation, results
+from marina import __version__, artifact, dataset, evaluation, results, sampling
 from marina.artifact import ArtifactError
 from marina.clock import utc_now
 from marina.contract import L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
@@ -54,12 +54,17 @@ from marina.solver import (
     InvalidParameterError,
     LinearRegressor,
     NonFiniteError,
+    SufficientStatistics,
     TooFewRowsError,
     crossval,
 )
 from marina.text import one_line
 
 DEFAULT_FOLDS = 5
+#: Datasets up to this many cells (both splits, 32 MiB of float64) are trained in memory; larger ones
+#: stream: one pass for the sufficient statistics (and per-fold statistics, folds by a seeded hash of
+#: the train row number), one for the metrics, in memory O(chunk + d²) whatever the row count.
+IN_MEMORY_CELLS = 1 << 22
 DROPPABLE = ("cvResults", "warnings", "trainMetrics")
 
 
@@ -151,9 +156,12 @@ def scaling(x_train: np.ndarray) -> dict[str, list[float]]:
 
 
 def build_artifact(
-    fitted: Fit, stored: dataset.StoredDataset, metrics: dict[str, float]
+    fitted: Fit,
+    stored: dataset.StoredDataset,
+    metrics: dict[str, float],
+    scaled: dict[str, list[float]] | None,
+    reference: Reference,
 ) -> artifact.ModelArtifact:
-    data = stored.data
     n_iter = getattr(fitted.model, "n_iter_", None)
     hyperparameters: dict[str, Any] = {
         **fitted.parameters,
@@ -166,18 +174,95 @@ def build_artifact(
     return artifact.ModelArtifact(
         coefficients=[float(c) for c in np.asarray(fitted.model.coef_, dtype=np.float64)],
         intercept=float(fitted.model.intercept_),
-        feature_names=list(data.features),
-        target=data.target,
+        feature_names=list(stored.features),
+        target=stored.target,
         metrics=metrics,
         hyperparameters=hyperparameters,
-        scaling=scaling(data.x_train) if fitted.parameters.get("standardize") else None,
-        dataset={"name": stored.name, "version": stored.version, "sha256": data.sha256, "uri": stored.uri},
+        scaling=scaled if fitted.parameters.get("standardize") else None,
+        dataset={"name": stored.name, "version": stored.version, "sha256": stored.sha256, "uri": stored.uri},
         feature_statistics={
-            name: train_statistics[name] for name in data.features if name in train_statistics
+            name: train_statistics[name] for name in stored.features if name in train_statistics
         },
-        reference=Reference.of(data.x_train, fitted.model.predict(data.x_train)).to_dict(data.features),
+        reference=reference.to_dict(stored.features),
         code_version=__version__,
         created=utc_now(),
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a fit is judged and described by: metrics, scaling and the reference distribution."""
+
+    metrics: dict[str, float]
+    train_metrics: dict[str, float]
+    scaling: dict[str, list[float]]
+    reference: Reference
+
+
+def fits_in_memory(stored: dataset.StoredDataset) -> bool:
+    cells = (stored.rows("train") + stored.rows("test")) * len(stored.columns)
+    return stored.legacy is not None or cells <= IN_MEMORY_CELLS
+
+
+def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
+    data = stored.data
+    fitted = fit(request, data)
+    model = fitted.model
+    evaluation_ = Evaluation(
+        evaluation.regression_metrics(data.y_test, model.predict(data.x_test)),
+        evaluation.regression_metrics(data.y_train, model.predict(data.x_train)),
+        scaling(data.x_train),
+        Reference.of(data.x_train, model.predict(data.x_train)),
+    )
+    return fitted, evaluation_
+
+
+def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
+    """Two passes over the train split and one over test, never holding a split."""
+    parameters = request.model_parameters()
+    if parameters["solver"] == "qr":
+        raise SpecError(
+            f"solver: 'qr' refines against the rows in memory; this dataset has {stored.rows('train')} train "
+            f"rows of {len(stored.features)} features, more than {IN_MEMORY_CELLS} cells: use 'auto' or "
+            "'normal' (from sufficient statistics)"
+        )
+    width = len(stored.features)
+    cross_validating = request.searching or request.folds is not None
+    folds = (request.folds or DEFAULT_FOLDS) if cross_validating else 1
+    held_out = [SufficientStatistics(width) for _ in range(folds)]
+    sample = sampling.BottomSample(width, request.seed)
+    row = 0
+    for chunk in stored.chunks("train"):
+        x, y = chunk[:, :-1], chunk[:, -1]
+        fold_of = sampling.folds(row, len(y), request.seed, folds)
+        for k, statistics in enumerate(held_out):
+            chosen = fold_of == k
+            statistics.update(x[chosen], y[chosen])
+        sample.add(np.arange(row, row + len(y)), x)
+        row += len(y)
+    statistics = crossval.merge(held_out)
+    search = None
+    with warnings.catch_warnings(record=True) as caught, solver_errors():
+        warnings.simplefilter("always")
+        if cross_validating:
+            if folds > statistics.n_samples:
+                raise DataError(
+                    f"cv: {folds} folds need at least {folds} training rows, got {statistics.n_samples}"
+                )
+            search = evaluation.search(grid(request), crossval.held_out_scorer(parameters, held_out), folds)
+            parameters.update(search.best.parameters)
+        model = make_model(parameters).fit_statistics(statistics)
+    messages = tuple(dict.fromkeys(one_line(str(w.message), 200) for w in caught))
+    fitted = Fit(model, parameters, search, request.seed, messages, request.name or "")
+    test, train = evaluation.ResidualMoments(), evaluation.ResidualMoments()
+    for split, moments in (("test", test), ("train", train)):
+        for chunk in stored.chunks(split):
+            moments.add(chunk[:, -1], model.predict(chunk[:, :-1]))
+    std = statistics.x_std
+    scaled = {"mean": statistics.x_mean.tolist(), "scale": np.where(std > 0, std, 1.0).tolist()}
+    sampled = sample.values()
+    return fitted, Evaluation(
+        test.metrics(), train.metrics(), scaled, Reference.of(sampled, model.predict(sampled))
     )
 
 
@@ -186,36 +271,39 @@ def train_command(request: TrainRequest) -> dict[str, Any]:
     location = dataset.locate(request.data)
     if location.note:
         print(f"marina train: {location.note}", file=sys.stderr, flush=True)
-    stored = dataset.load(location.folder)
-    data = stored.data
-    fitted = fit(request, data)
-    metrics = evaluation.regression_metrics(data.y_test, fitted.model.predict(data.x_test))
+    stored = dataset.open_stored(location.folder)
+    fitted, judged = (train_in_memory if fits_in_memory(stored) else train_streaming)(request, stored)
+    metrics = dict(judged.metrics)
     if fitted.search is not None:
         metrics["cv_mse"] = fitted.search.best.mean_mse
     try:
-        model = build_artifact(fitted, stored, metrics)
+        model = build_artifact(fitted, stored, metrics, judged.scaling, judged.reference)
     except ArtifactError as exc:  # e.g. non-finite coefficients: the fit, not the data, went wrong
         raise TrainingError(f"training produced an unusable model: {exc}") from exc
     uri, digest = artifact.save(model, request.output)
-    return summary(model, uri, digest, fitted, stored)
+    return summary(model, uri, digest, fitted, stored, judged.train_metrics)
 
 
 def summary(
-    model: artifact.ModelArtifact, uri: str, digest: str, fitted: Fit, stored: dataset.StoredDataset
+    model: artifact.ModelArtifact,
+    uri: str,
+    digest: str,
+    fitted: Fit,
+    stored: dataset.StoredDataset,
+    train_metrics: dict[str, float],
 ) -> dict[str, Any]:
-    data = stored.data
     result: dict[str, Any] = {
         "uri": uri,
         "sha256": digest,
         "metrics": {k: v for k, v in model.metrics.items() if k != "cv_mse"},
-        "trainMetrics": evaluation.regression_metrics(data.y_train, fitted.model.predict(data.x_train)),
+        "trainMetrics": train_metrics,
         "bestParameters": {k: v for k, v in model.hyperparameters.items() if k != "cv"},
         "datasetVersion": stored.version,
         "datasetUri": stored.uri,
         "datasetName": stored.name,
-        "features": len(data.features),
-        "trainRows": int(data.train.shape[0]),
-        "testRows": int(data.test.shape[0]),
+        "features": len(stored.features),
+        "trainRows": stored.rows("train"),
+        "testRows": stored.rows("test"),
     }
     if fitted.name:
         result["name"] = fitted.name

@@ -48,6 +48,8 @@ def test_a_cell_reading_unreachable_is_bad_data_not_an_outage(
             "prepare",
             "--source",
             str(csv),
+            "--target",
+            "price",
             "--output",
             str(tmp_path / "out"),
             "--result-file",

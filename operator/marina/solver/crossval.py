@@ -49,7 +49,11 @@ def statistics_scorer(
     parameters: Mapping[str, Any], x: np.ndarray, y: np.ndarray, validation_folds: Sequence[np.ndarray]
 ) -> FoldScorer:
     """Validation MSE per fold of `LinearRegressor(**parameters, **point)` for any grid point."""
-    held_out = fold_statistics(x, y, validation_folds)
+    return held_out_scorer(parameters, fold_statistics(x, y, validation_folds))
+
+
+def held_out_scorer(parameters: Mapping[str, Any], held_out: Sequence[SufficientStatistics]) -> FoldScorer:
+    """The same scorer from each fold's held-out statistics, however they were gathered (chunk by chunk)."""
     training = training_statistics(held_out)
 
     def score(point: Mapping[str, Any]) -> tuple[float, ...]:

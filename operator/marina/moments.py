@@ -1,0 +1,84 @@
+"""Per-column moments of a table read in chunks: count, mean, M2, min and max of the present values,
+merged with Chan, Golub & LeVeque's pairwise update so any chunking (or sharding) gives the same
+statistics to rounding; missing cells are counted, not summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class ColumnMoments:
+    """Moments of each column's present (non-NaN) values."""
+
+    def __init__(self, width: int) -> None:
+        self.count = np.zeros(width, dtype=np.int64)
+        self.mean = np.zeros(width)
+        self.m2 = np.zeros(width)
+        self.minimum = np.full(width, np.inf)
+        self.maximum = np.full(width, -np.inf)
+        self.missing = np.zeros(width, dtype=np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        if values.shape[0] == 0:
+            return
+        present = ~np.isnan(values)
+        count = present.sum(axis=0)
+        self.missing += values.shape[0] - count
+        if present.all():
+            mean = values.mean(axis=0)
+            m2 = ((values - mean) ** 2).sum(axis=0)
+            low, high = values.min(axis=0), values.max(axis=0)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), 0.0)
+                m2 = np.nansum(np.where(present, values - mean, 0.0) ** 2, axis=0)
+                low = np.where(count > 0, np.nanmin(np.where(present, values, np.inf), axis=0), np.inf)
+                high = np.where(count > 0, np.nanmax(np.where(present, values, -np.inf), axis=0), -np.inf)
+        self._merge(count, mean, m2)
+        self.minimum = np.minimum(self.minimum, low)
+        self.maximum = np.maximum(self.maximum, high)
+
+    def _merge(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
+        total = self.count + count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, count / np.maximum(total, 1), 0.0)
+            delta = mean - self.mean
+            self.m2 = self.m2 + m2 + delta**2 * self.count * share
+            self.mean = self.mean + delta * share
+        self.count = total
+
+    def merge(self, other: ColumnMoments) -> None:
+        self._merge(other.count, other.mean, other.m2)
+        self.minimum = np.minimum(self.minimum, other.minimum)
+        self.maximum = np.maximum(self.maximum, other.maximum)
+        self.missing += other.missing
+
+    def filled(self, fills: np.ndarray, cells: np.ndarray) -> ColumnMoments:
+        """The moments after `cells[j]` missing values of column j took the value `fills[j]`."""
+        result = ColumnMoments(len(self.count))
+        result.merge(self)
+        constant_m2 = np.zeros(len(fills))
+        result._merge(cells, np.where(cells > 0, fills, 0.0), constant_m2)
+        has = cells > 0
+        result.minimum = np.where(has, np.minimum(result.minimum, fills), result.minimum)
+        result.maximum = np.where(has, np.maximum(result.maximum, fills), result.maximum)
+        result.missing = self.missing - cells
+        return result
+
+    def summary(self, columns: Sequence[str], imputed: np.ndarray) -> dict[str, dict[str, float | int]]:
+        """count, mean, population std, min, max and imputed values per column (the manifest's form)."""
+        std = np.sqrt(np.maximum(self.m2, 0.0) / np.maximum(self.count, 1))
+        return {
+            name: {
+                "count": int(self.count[j]),
+                "mean": float(self.mean[j]),
+                "std": float(std[j]),
+                "min": float(self.minimum[j]),
+                "max": float(self.maximum[j]),
+                "missing": int(imputed[j]),
+            }
+            for j, name in enumerate(columns)
+        }
