@@ -3,6 +3,7 @@ folders from MinIO once a new one is Ready, except one a TrainingJob's status st
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -21,6 +22,22 @@ def stored_versions(folder: str) -> set[str]:
     prefix = folder.rstrip("/") + "/"
     names = {o.uri[len(prefix) :].split("/")[0] for o in storage.list_objects(folder)}
     return {name for name in names if VERSION.fullmatch(name)}
+
+
+def parts_left(folder: str, versions: set[str]) -> tuple[set[str], set[str]]:
+    """(the data parts stored in the Dataset's parts folder, those the dataset.json of `versions` name);
+    both empty for datasets stored in the first format (train.csv and test.csv in the version folder)."""
+    stored = {o.uri for o in storage.list_objects(f"{folder}/parts")}
+    named = set()
+    for version in versions:
+        description = json.loads(storage.read_bytes(f"{folder}/{version}/dataset.json"))
+        parts = description.get("parts") or {}
+        named |= {
+            f"{folder}/parts/{p['name']}"
+            for split in ("train", "test")
+            for p in parts.get(split, {}).get("parts", [])
+        }
+    return stored, named
 
 
 def test_keep_last_deletes_older_versions_but_not_one_a_training_job_names(
@@ -72,6 +89,8 @@ def test_keep_last_deletes_older_versions_but_not_one_a_training_job_names(
     first, second, third = versions
 
     assert stored_versions(folder) == {first, third}
+    stored, named = parts_left(folder, {first, third})
+    assert stored == named  # the second version's own data parts went with it
     status = marina.status("dataset", "points")
     assert status["retention"]["deleted"] == [second]
     assert status["retention"]["kept"] == [third, first]
