@@ -287,7 +287,7 @@ main() {
   fi
   if compgen -G "$RUN_DIR/*.pid" >/dev/null || ip link show "$BRIDGE" >/dev/null 2>&1 || [[ -d $STATE_DIR/pki ]]; then
     log "found leftovers of an earlier run; cleaning them first"
-    bash "$HACK/cluster-down.sh"
+    PURGE=0 bash "$HACK/cluster-down.sh"  # leftovers go, MinIO's kept data never
   fi
   preflight
   bash "$HACK/build-binaries.sh" pause kube etcd coredns
