@@ -124,3 +124,57 @@ def test_unknown_fields_are_ignored_for_forward_compatibility(tmp_path: Path) ->
     path = tmp_path / "model.json"
     path.write_text(json.dumps(raw))
     assert artifact.load(str(path)) == model()
+
+
+CATEGORY_INPUTS = [
+    {"name": "a", "type": "number"},
+    {"name": "colour", "type": "category", "categories": ["blue", "red"]},
+]
+
+
+def category_model(**changes: Any) -> ModelArtifact:
+    base = model(feature_names=["a", "colour=blue", "colour=red"], inputs=CATEGORY_INPUTS, reference={})
+    return replace(base, **changes)
+
+
+def test_inputs_round_trip_and_expand_to_feature_names(tmp_path: Path) -> None:
+    original = category_model()
+    uri, digest = artifact.save(original, str(tmp_path))
+    loaded = artifact.load(uri, digest)
+    assert loaded.inputs == CATEGORY_INPUTS
+    assert json.loads(Path(uri).read_bytes())["inputs"] == CATEGORY_INPUTS
+
+
+def test_numbers_only_model_keeps_its_bytes_without_an_inputs_key() -> None:
+    assert "inputs" not in json.loads(model().to_json())
+    assert ModelArtifact.from_json(model().to_json()).inputs == []
+
+
+@pytest.mark.parametrize(
+    ("inputs", "feature_names", "message"),
+    [
+        (CATEGORY_INPUTS, ["a", "colour=red", "colour=blue"], "'colour=blue' at position 1 where"),
+        (CATEGORY_INPUTS[:1], ["a", "colour=blue", "colour=red"], "1 names for 3 feature_names"),
+        (
+            [{"name": "a", "type": "number"}, {"name": "c", "type": "category", "categories": ["y", "x"]}],
+            ["a", "c=y", "c=x"],
+            r"inputs\[1\] \(c\): categories must be sorted and unique",
+        ),
+        (
+            [CATEGORY_INPUTS[0], {"name": "c", "type": "category", "categories": []}, CATEGORY_INPUTS[0]],
+            ["a", "b", "c"],
+            r"inputs\[1\] \(c\): categories must be a non-empty list",
+        ),
+        (
+            [{"name": "a", "type": "text"}, CATEGORY_INPUTS[0], CATEGORY_INPUTS[0]],
+            ["a", "b", "c"],
+            r"inputs\[0\] \(a\): type must be 'number' or 'category', got 'text'",
+        ),
+        ("a,b,c", ["a", "b", "c"], "inputs: must be a list"),
+    ],
+)
+def test_inputs_that_do_not_expand_to_feature_names_are_refused(
+    inputs: Any, feature_names: list[str], message: str
+) -> None:
+    with pytest.raises(ArtifactError, match=message):
+        model(feature_names=feature_names, inputs=inputs, reference={})

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from marina import storage
+from marina import encoding, storage
 from marina.contract import FailureKind, JobError
 from marina.distribution import Reference
 
@@ -44,6 +44,8 @@ class ModelArtifact:
     code_version: str = ""
     created: str = ""
     format: str = FORMAT
+    # The raw columns a caller sends (marina.encoding); empty: every feature name is a number input.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.format != FORMAT:
@@ -57,8 +59,22 @@ class ModelArtifact:
         values = [*self.coefficients, self.intercept]
         if not all(_is_finite_number(v) for v in values):
             raise ArtifactError("coefficients: every coefficient and the intercept must be a finite number")
+        if self.inputs:
+            self._check_inputs()
         if self.reference:
             self.reference_distribution()  # refuses a malformed one now, not when serving starts
+
+    def _check_inputs(self) -> None:
+        """The inputs must expand to exactly feature_names, or serving would misplace coefficients."""
+        try:
+            expanded = encoding.expand(self.inputs)
+        except encoding.InputsError as exc:
+            raise ArtifactError(str(exc)) from exc
+        if expanded != self.feature_names:
+            raise ArtifactError(
+                f"inputs: expand to {_first_difference(expanded, self.feature_names)}; "
+                "they must expand to feature_names in order"
+            )
 
     def reference_distribution(self) -> Reference | None:
         """The reference histograms, or None for artifacts written before Marina recorded them."""
@@ -74,8 +90,15 @@ class ModelArtifact:
         return len(self.feature_names)
 
     def to_json(self) -> bytes:
-        """Canonical bytes: the same model always hashes to the same sha256."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        """Canonical bytes: the same model always hashes to the same sha256.
+
+        Empty inputs are left out, so a numbers-only model keeps the bytes (and sha256) it had
+        before inputs existed.
+        """
+        fields = asdict(self)
+        if not fields["inputs"]:
+            del fields["inputs"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
     @property
     def sha256(self) -> str:
@@ -107,6 +130,14 @@ class ModelArtifact:
 def _is_finite_number(value: object) -> bool:
     """JSON numbers only: a boolean is not a coefficient, and neither is NaN or infinity."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _first_difference(expanded: list[str], feature_names: list[str]) -> str:
+    """Where the expansion and feature_names part ways, for an error a person can act on."""
+    for i, (got, want) in enumerate(zip(expanded, feature_names, strict=False)):
+        if got != want:
+            return f"{got!r} at position {i} where feature_names has {want!r}"
+    return f"{len(expanded)} names for {len(feature_names)} feature_names"
 
 
 def sha256_of(data: bytes) -> str:
