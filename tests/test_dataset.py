@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bounds import sum_tolerance
-from marina import dataset, parts
+from marina import dataset, parts, sources
 from marina.contract import SpecError
 from marina.dataset import DataError, PrepareOptions, Table
 from marina.sources import memory_source
@@ -120,9 +120,11 @@ def test_feature_subset_keeps_the_requested_order() -> None:
 # --- cleaning --------------------------------------------------------------------------------------
 
 
-def table_with_gaps() -> Table:
-    table = make_table(rows=30)
+def table_with_gaps(rows: int = 30) -> Table:
+    table = make_table(rows=rows)
     values = table.values.copy()
+    if rows > 30:  # a gap in about one row in twenty, past the hand-placed ones
+        values[30:][np.random.default_rng(rows).random((rows - 30, values.shape[1])) < 0.0125] = np.nan
     values[4, 1] = np.nan  # row 5, column f1
     values[9, 0] = np.nan
     values[11, 3] = np.nan  # target missing: always dropped
@@ -400,3 +402,61 @@ def test_manifest_is_strict_json(tmp_path: Path) -> None:
     text = json.dumps(description, allow_nan=False)
     assert json.loads(text)["created"].endswith("Z")
     assert math.isfinite(description["statistics"]["train"]["y"]["std"])
+
+
+# --- streaming: the version and split do not depend on chunks or parts ----------------------------------
+
+
+def prepare_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_cells: int, part_cells: int, **options: object
+) -> dataset.Prepared:
+    """A table past the small-table limit (lowered for the test), read in chunks of `chunk_cells`."""
+    monkeypatch.setattr(dataset, "SMALL_TABLE_CELLS", 400)
+    monkeypatch.setattr(sources, "CHUNK_CELLS", chunk_cells)
+    monkeypatch.setattr(parts, "PART_CELLS", part_cells)
+    table = table_with_gaps(rows=3_000)
+    source = memory_source(table, {"type": "test"}, "large")
+    return dataset.prepare_source(
+        source, PrepareOptions(target="y", **options), str(tmp_path / f"{chunk_cells}-{part_cells}"), "large"
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("missing", ["drop", "mean", "median"])
+def test_version_ignores_chunk_and_part_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    versions = {
+        prepare_large(tmp_path, monkeypatch, chunk, part, missing=missing).description["version"]
+        for chunk, part in ((37, 64), (4_000, 1_000), (1 << 20, 1 << 22))
+    }
+    assert len(versions) == 1
+
+
+def test_large_tables_split_by_row_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = prepare_large(tmp_path, monkeypatch, 100, 1_000, missing="drop", test_fraction=0.25)
+    description = written.description
+    assert description["split"]["method"] == "hash"
+    rows = description["rows"]
+    assert abs(description["testRows"] - 0.25 * rows) <= 6 * math.sqrt(rows * 0.25 * 0.75)
+    assert (
+        description["cleaning"]["rowsIn"] == 3_000 and rows == 3_000 - description["cleaning"]["rowsDropped"]
+    )
+
+
+def test_median_fill_of_a_large_table_is_the_exact_train_median(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = prepare_large(tmp_path, monkeypatch, 100, 1_000, missing="median")
+    stored = dataset.open_stored(str(written.uri))
+    raw = np.vstack(
+        [block for uri in part_uris(stored, "train") for block in parts.read_part(uri, stored.columns)]
+    )
+    expected = np.nanmedian(raw[:, :-1], axis=0)
+    fills = written.description["cleaning"]["fillValues"]
+    assert [fills[name] for name in stored.features] == expected.tolist()
+    assert not np.isnan(stored.data.train).any()
+
+
+def part_uris(stored: dataset.StoredDataset, split: str) -> list[str]:
+    folder = Path(stored.uri).parent / parts.PARTS_FOLDER
+    return [str(folder / p["name"]) for p in stored.description["parts"][split]["parts"]]

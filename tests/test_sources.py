@@ -202,3 +202,71 @@ def test_fast_and_careful_csv_paths_agree(text: str) -> None:
 def test_infinity_found_by_the_fast_path_names_the_row() -> None:
     with pytest.raises(DataError, match="column 'b' row 2: inf is not a finite number"):
         sources.parse_csv(b"a,b\n1,2\n\n3,1e999\n")
+
+
+# --- streaming: Parquet, folders of parts, chunk boundaries ---------------------------------------------
+
+
+def write_parquet(path: Path, columns: dict[str, list[object]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+
+
+def test_parquet_files_with_typed_columns(tmp_path: Path) -> None:
+    path = tmp_path / "houses.parquet"
+    write_parquet(path, {"rooms": [1, 2, None], "big": [True, False, True], "price": [1.5, 2.5, 3.5]})
+    table = sources.load(str(path)).table
+    assert table.columns == ("rooms", "big", "price")
+    np.testing.assert_array_equal(table.values, [[1, 1, 1.5], [2, 0, 2.5], [np.nan, 1, 3.5]])
+
+
+def test_a_folder_of_parts_reads_as_one_table_numbering_rows_across_parts(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    write_parquet(tmp_path / "b.parquet", {"x": [5.0], "y": [6.0]})
+    (tmp_path / "c.csv.gz").write_bytes(gzip.compress(b"x,y\n7,8\n9,oops\n"))
+    (tmp_path / "_SUCCESS").write_text("")
+    source = sources.open_source(str(tmp_path))
+    assert source.description["parts"] == 3
+    with pytest.raises(DataError, match=r"column 'y' row 5: 'oops' is not a number"):
+        source.table()
+    (tmp_path / "c.csv.gz").unlink()
+    np.testing.assert_array_equal(sources.load(str(tmp_path)).table.values, [[1, 2], [3, 4], [5, 6]])
+
+
+def test_columns_not_selected_are_never_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "diamonds.csv"
+    path.write_text("carat,cut,price\n0.23,Ideal,326\n0.21,Premium,326\n")
+    chunks = list(sources.open_source(str(path)).chunks(("carat", "price")))
+    np.testing.assert_array_equal(np.vstack([c.values for c in chunks]), [[0.23, 326], [0.21, 326]])
+
+
+def test_a_bad_cell_deep_in_a_file_is_named_by_its_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1 << 12)  # many blocks
+    lines = [f"{i},{2 * i}" for i in range(5_000)]
+    lines[3_999] = "3999,eight"
+    path = tmp_path / "long.csv"
+    path.write_text("x,y\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"column 'y' row 4000: 'eight' is not a number"):
+        sources.load(str(path))
+
+
+def test_a_line_longer_than_a_block_is_an_error_not_an_allocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1 << 16)
+    path = tmp_path / "bomb.csv.gz"
+    path.write_bytes(gzip.compress(b"x,y\n1,2\n" + b"7" * (1 << 20) + b",1\n"))
+    with pytest.raises(DataError, match=r"bomb\.csv\.gz: malformed CSV after row 1"):
+        sources.load(str(path))
+
+
+def test_synthetic_rows_do_not_depend_on_the_block_being_read() -> None:
+    source = sources.open_source(f"synthetic:rows={sources.SYNTHETIC_BLOCK_ROWS + 10},features=2,seed=4")
+    first, second = (chunk.values for chunk in source.chunks(source.columns))
+    again = sources.SyntheticSpec(rows=sources.SYNTHETIC_BLOCK_ROWS + 10, features=2, seed=4).block(1)
+    assert second.shape == (10, 3) and second.tobytes() == again.tobytes()
+    assert not np.array_equal(first[:10], second)

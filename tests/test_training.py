@@ -17,6 +17,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from bounds import (
     coefficient_prediction_tolerance,
+    condition,
     gap_prediction_tolerance,
     held_out_factor,
     least_squares_tolerance,
@@ -533,3 +534,57 @@ def test_train_picks_the_newest_of_several_versions_and_says_so(
         f"marina train: data holds 2 dataset versions; using the newest, {versions[newest]} "
         "(created 2026-01-02T00:00:00Z)\n"
     )
+
+
+# --- streaming training: larger than memory, the same model -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--penalty", "l2", "--alpha", "0.5", "--standardize"],
+        ["--penalty", "l2", "--search-alpha", "0.01,0.1,1", "--cv", "3"],
+    ],
+    ids=["ols", "ridge-standardize", "ridge-cv"],
+)
+def test_streaming_training_matches_in_memory(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    diabetes: str,
+    options: list[str],
+) -> None:
+    """Past IN_MEMORY_CELLS the split is read in chunks into sufficient statistics; the model is the same
+    to the normal equations' bound and the metrics to their evaluation bound (cv folds differ: by hash)."""
+    in_memory = ok(capsys, "train", "--data", diabetes, "--output", str(tmp_path / "a"), *options)
+    monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
+    streamed = ok(capsys, "train", "--data", diabetes, "--output", str(tmp_path / "b"), *options)
+    first = artifact.load(in_memory["uri"])
+    second = artifact.load(streamed["uri"])
+    x_train, _ = read_split(diabetes, "train")
+    kappa = condition(x_train)
+    if "--cv" not in options:
+        relative = normal_equations_tolerance(kappa, *x_train.shape)
+        assert scaled_error(x_train, np.array(second.coefficients), np.array(first.coefficients)) <= relative
+        x_test, y_test = read_split(diabetes, "test")
+        shift = coefficient_prediction_tolerance(
+            x_train, x_test, np.array(first.coefficients), first.intercept, relative
+        )
+        bounds = metrics_tolerance(y_test, first.predict(x_test), shift)
+        for name, bound in bounds.items():
+            assert abs(streamed["metrics"][name] - in_memory["metrics"][name]) <= bound, name
+    assert (
+        streamed["trainRows"] == in_memory["trainRows"]
+        and streamed["datasetVersion"] == in_memory["datasetVersion"]
+    )
+    # The whole train split fits the sample: the same feature histograms, whatever the row order.
+    assert second.reference["features"] == first.reference["features"]
+
+
+def test_streaming_refuses_qr_with_a_reason(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, diabetes: str
+) -> None:
+    monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
+    code, _, err = run_cli(capsys, "train", "--data", diabetes, "--output", str(tmp_path), "--solver", "qr")
+    assert code == 1 and "solver: 'qr' refines against the rows in memory" in err

@@ -43,7 +43,7 @@ import numpy as np
 from marina import contract, parts, sampling, storage
 from marina.clock import utc_now
 from marina.contract import FailureKind, JobError
-from marina.moments import ColumnMoments
+from marina.moments import BlockSums, ColumnMoments
 from marina.order_statistics import exact_medians
 
 if TYPE_CHECKING:
@@ -290,6 +290,7 @@ class _Split:
     def __init__(self, folder: str | None, columns: Sequence[str], sample_seed: int | None) -> None:
         self.writer = parts.SplitWriter(folder, columns)
         self.moments = ColumnMoments(len(columns))
+        self.sums = BlockSums(len(columns))
         self.sample = None if sample_seed is None else sampling.BottomSample(len(columns), sample_seed)
 
     def add(self, rows: np.ndarray, values: np.ndarray) -> None:
@@ -297,6 +298,7 @@ class _Split:
             return
         self.writer.add(values)
         self.moments.add(values)
+        self.sums.add(values)
         if self.sample is not None:
             self.sample.add(rows, values)
 
@@ -434,8 +436,8 @@ def _fill_values(run: _Pass, columns: Sequence[str], folder: str | None) -> np.n
             f"column {columns[int(empty[0])]!r}: every training value is missing, "
             f"cannot impute the {strategy}"
         )
-    if strategy == "mean":
-        fills[:-1] = moments.mean[:-1]
+    if strategy == "mean":  # from fixed-block sums, so the fill (part of the version) ignores chunking
+        fills[:-1] = run.train.sums.means()[:-1]
         return fills
     if run.small is not None:
         small_train = run.small[0]

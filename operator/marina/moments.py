@@ -82,3 +82,34 @@ class ColumnMoments:
             }
             for j, name in enumerate(columns)
         }
+
+
+class BlockSums:
+    """Sums of each column's present values over fixed blocks of `block` consecutive rows, the blocks added
+    in order: the same bits whatever the chunks the rows came in (merged moments differ in the last bits),
+    so a mean derived from them can enter a content version."""
+
+    def __init__(self, width: int, block: int = 4096) -> None:
+        self.block = block
+        self.sums = np.zeros(width)
+        self.count = np.zeros(width, dtype=np.int64)
+        self.pending = np.empty((0, width))
+
+    def add(self, values: np.ndarray) -> None:
+        rows = np.vstack([self.pending, values]) if self.pending.shape[0] else values
+        whole = rows.shape[0] - rows.shape[0] % self.block
+        for start in range(0, whole, self.block):
+            self._absorb(rows[start : start + self.block])
+        self.pending = rows[whole:].copy()
+
+    def _absorb(self, rows: np.ndarray) -> None:
+        present = ~np.isnan(rows)
+        self.sums += np.where(present, rows, 0.0).sum(axis=0)
+        self.count += present.sum(axis=0)
+
+    def means(self) -> np.ndarray:
+        if self.pending.shape[0]:
+            self._absorb(self.pending)
+            self.pending = self.pending[:0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums / self.count
