@@ -117,13 +117,13 @@ def out_of_memory(pod: Mapping[str, Any]) -> str | None:
         for state_key in ("state", "lastState"):
             terminated = (status.get(state_key) or {}).get("terminated") or {}
             if terminated.get("reason") == OOM_KILLED:
-                return oom_message(
-                    name, str(status.get("name", "")), memory_limit(pod, status.get("name", ""))
-                )
+                container = str(status.get("name", ""))
+                return oom_message(name, container, memory_limit(pod, container))
     return None
 
 
 def oom_message(pod: str, container: str, limit: str | None) -> str:
+    """A line to act on: the pod, the limit it met, and the spec field that changes it."""
     if limit is None:  # only the node's own memory bounded it
         return (
             f"pod {pod}: container {container} was killed for lack of memory with no memory limit (the node "
