@@ -121,7 +121,7 @@ def test_many_rows_encode_as_a_per_row_loop_would() -> None:
         ([[1, 2], np.array([3, 4]), ["S", "S"]], "input 'colour' row 0: .* got number"),
         (
             [[1, 2], [["red"], ["red"]], ["S", "S"]],
-            r"input 'colour': must be one value per row, got shape \[2, 1\]",
+            r"input 'colour' row 0: must be a string \(a category\) or null, got array",
         ),
         ([[1, 2], ["red"], ["S", "S"]], "input 'colour': 1 rows, but input 'age' has 2"),
     ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 from numpy.dtypes import StringDType
@@ -226,8 +226,8 @@ def number_column(name: str, column: Any) -> np.ndarray:
 def category_column(name: str, column: Any) -> tuple[np.ndarray, np.ndarray]:
     """(values as a 1-D StringDType array with "" for missing, missing mask); refuses non-strings."""
     values = np.asarray(column, dtype=object)
-    if values.ndim != 1:
-        raise EncodingError(name, None, f"must be one value per row, got shape {list(values.shape)}")
+    if values.ndim != 1:  # only lists nest: some row is not a string
+        _refuse_non_string(name, list(column))
     missing = np.equal(values, _NULL)
     if missing.any():
         values = values.copy()
@@ -235,11 +235,13 @@ def category_column(name: str, column: Any) -> tuple[np.ndarray, np.ndarray]:
     try:
         strings = values.astype(_STRINGS)
     except (TypeError, ValueError):
-        row = next(i for i, v in enumerate(values) if not isinstance(v, str))
-        raise EncodingError(
-            name, row, f"must be a string (a category) or null, got {_describe(values[row])}"
-        ) from None
+        _refuse_non_string(name, values)
     return strings, missing
+
+
+def _refuse_non_string(name: str, values: Any) -> NoReturn:
+    row = next(i for i, v in enumerate(values) if v is not None and not isinstance(v, str))
+    raise EncodingError(name, row, f"must be a string (a category) or null, got {_describe(values[row])}")
 
 
 def _is_number(value: object) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -270,7 +270,7 @@ class ServingApp:
         payload = protocol.parse_json(header)
         request = protocol.decode_v2(payload, model, binary, protocol.may_hold_booleans(header))
         predictions = _finite(model.predict(request.features))
-        self._record(request.features, predictions)
+        self._record(request.features, predictions, request.unseen)
         content, header_length = protocol.encode_v2(
             model, predictions, request.request_id, request.binary_output
         )
@@ -290,9 +290,14 @@ class ServingApp:
 
     def predict(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
-        features = protocol.decode_v1(protocol.parse_json(body), model, protocol.may_hold_booleans(body))
+        payload, check_booleans = protocol.parse_json(body), protocol.may_hold_booleans(body)
+        unseen = None
+        if model.has_categories:
+            features, unseen = protocol.decode_v1_inputs(payload, model, check_booleans)
+        else:
+            features = protocol.decode_v1(payload, model, check_booleans)
         predictions = _finite(model.predict(features))
-        self._record(features, predictions)
+        self._record(features, predictions, unseen)
         return 200, protocol.encode_v1(predictions), JSON
 
     def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
@@ -302,9 +307,12 @@ class ServingApp:
             [(b"content-type", CONTENT_TYPE)],
         )
 
-    def _record(self, features: Any, predictions: Any) -> None:
+    def _record(self, features: Any, predictions: Any, unseen: Mapping[str, int] | None = None) -> None:
+        """Only answered requests count: a 400 leaves the statistics and unseen counts alone."""
         if self.model_metrics is not None:
             self.model_metrics.record(features, predictions)
+            if unseen:
+                self.model_metrics.count_unseen(unseen)
 
 
 STATIC_ROUTES: dict[str, Route] = {

@@ -8,7 +8,7 @@ enough rows are pending or when `/metrics` is scraped, so monitoring costs almos
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,6 +184,12 @@ class ModelMetrics:
         self.predictions = RunningStatistics(1)
         reference = served.reference
         self.histograms = None if reference is None else WindowedHistograms(reference)
+        # Per category input: values served as all zeros (unseen in training, or null).
+        self.unseen = {item.name: 0 for item in served.raw_inputs.items if item.is_category}
+
+    def count_unseen(self, counts: Mapping[str, int]) -> None:
+        for name, count in counts.items():
+            self.unseen[name] += count
 
     def record(self, features: np.ndarray, predictions: np.ndarray) -> None:
         self.features.add(features)
@@ -208,8 +214,18 @@ class ModelMetrics:
         yield from self._render_statistics("feature", self.features, self.feature_names)
         yield from self._render_training()
         yield from self._render_statistics("prediction", self.predictions, None)
+        if self.unseen:
+            yield from self._render_unseen()
         if self.histograms is not None:
             yield from self.histograms.render(self.model, self.feature_names)
+
+    def _render_unseen(self) -> Iterable[str]:
+        """Only for models with category inputs, so a numbers-only model's scrape is unchanged."""
+        metric = "marina_unseen_category_values_total"
+        yield f"# HELP {metric} Category values served as all zeros: not seen in training, or null."
+        yield f"# TYPE {metric} counter"
+        for name, count in self.unseen.items():
+            yield f"{metric}{labels(model=self.model, input=name)} {count}"
 
     def _render_training(self) -> Iterable[str]:
         """Training statistics from the artifact, and how far the serving mean has moved from them."""

@@ -17,6 +17,7 @@ import numpy as np
 from marina.artifact import ModelArtifact
 from marina.contract import MODEL_VERSION_LENGTH
 from marina.distribution import Reference
+from marina.encoding import Input, Inputs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 PLATFORM = "marina_linear"
@@ -71,6 +72,7 @@ class ServedModel:
     source: str
     training_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     reference: Reference | None = None  # the training split's histograms; None in older artifacts
+    inputs: Inputs | None = None  # the raw inputs; None: every feature is a number input
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -85,6 +87,7 @@ class ServedModel:
             source,
             training_statistics(artifact.feature_statistics, artifact.feature_names),
             artifact.reference_distribution(),
+            Inputs.of(artifact),
         )
 
     @property
@@ -95,6 +98,18 @@ class ServedModel:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def raw_inputs(self) -> Inputs:
+        return self.inputs if self.inputs is not None else Inputs.numbers(self.feature_names)
+
+    @property
+    def has_categories(self) -> bool:
+        """Whether requests carry raw inputs (strings among them) rather than the feature matrix."""
+        return self.inputs is not None and self.inputs.has_categories
+
+    def input_named(self, name: str) -> Input | None:
+        return self.raw_inputs.by_name.get(name)
 
     def has_version(self, version: str) -> bool:
         return version in (self.version, self.sha256)
@@ -108,11 +123,21 @@ class ServedModel:
         return predictions
 
     def v2_metadata(self) -> dict[str, Any]:
+        """One FP64 matrix input, or with categories one tensor per raw input (BYTES for categories)."""
+        parameters: dict[str, Any] = {"feature_names": list(self.feature_names), "sha256": self.sha256}
+        if self.has_categories:
+            inputs = [
+                {"name": item.name, "datatype": "BYTES" if item.is_category else "FP64", "shape": [-1]}
+                for item in self.raw_inputs.items
+            ]
+            parameters["inputs"] = self.raw_inputs.to_list()
+        else:
+            inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features]}]
         return {
             "name": self.name,
             "versions": [self.version],
             "platform": PLATFORM,
-            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features]}],
+            "inputs": inputs,
             "outputs": [{"name": OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}],
-            "parameters": {"feature_names": list(self.feature_names), "sha256": self.sha256},
+            "parameters": parameters,
         }

@@ -2,17 +2,20 @@
 
 Decoding turns a parsed JSON body into a float64 (rows, n_features) matrix in the model's feature
 order, or raises `BadRequest` naming the field and the problem (expected vs got). Encoding builds
-the response bytes.
+the response bytes. A model with category inputs takes its raw inputs instead (strings for the
+categories) and encodes them with `marina.encoding`, exactly as training did.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from marina.encoding import EncodingError, Inputs
 from marina.server import jsoncodec
 from marina.server.errors import BadRequest
 from marina.server.model import OUTPUT_NAME, ServedModel
@@ -31,6 +34,8 @@ DATATYPES: dict[str, type[np.generic]] = {
     "UINT64": np.uint64,
 }
 SUPPORTED = ", ".join(DATATYPES)
+BYTES = "BYTES"  # a category input's datatype: strings
+_LENGTH = struct.Struct("<I")  # BYTES binary data: each element's length, then its bytes
 
 
 def parse_json(body: bytes) -> Any:
@@ -147,21 +152,52 @@ class BinaryTensors:
         self.offset = 0
 
     def take(self, tensor: Mapping[str, Any], datatype: str, what: str) -> np.ndarray:
+        dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+        size = self._size(tensor, what)
+        if size % dtype.itemsize:
+            raise BadRequest(
+                f"{what}: binary_data_size {size} is not a multiple of {dtype.itemsize} ({datatype})"
+            )
+        values = np.frombuffer(self._claim(size), dtype=dtype)
+        if dtype.kind == "f" and not np.isfinite(values).all():
+            raise BadRequest(f"{what} binary data holds NaN or infinite values")
+        return values.astype(dtype.newbyteorder("="))
+
+    def take_strings(self, tensor: Mapping[str, Any], what: str) -> list[str]:
+        """A BYTES tensor: each element a 4-byte little-endian length, then that many UTF-8 bytes.
+
+        Element by element: where one ends is known only from its length, so this cannot vectorise.
+        """
+        chunk = bytes(self._claim(self._size(tensor, what)))
+        strings: list[str] = []
+        position, end = 0, len(chunk)
+        while position < end:
+            element = f"{what} binary element {len(strings)}"
+            if position + 4 > end:
+                raise BadRequest(f"{element}: {end - position} bytes left, too few for its 4-byte length")
+            (length,) = _LENGTH.unpack_from(chunk, position)
+            position += 4
+            if position + length > end:
+                raise BadRequest(f"{element}: its length {length} runs past binary_data_size")
+            try:
+                strings.append(chunk[position : position + length].decode())
+            except UnicodeDecodeError:
+                raise BadRequest(f"{element} is not UTF-8 text") from None
+            position += length
+        return strings
+
+    def _size(self, tensor: Mapping[str, Any], what: str) -> int:
         size = tensor["parameters"]["binary_data_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadRequest(f"{what}: 'binary_data_size' must be a non-negative integer, got {size!r}")
         if self.offset + size > len(self.data):
             raise BadRequest(f"{what}: binary_data_size {size} runs past the end of the body's binary part")
-        dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
-        if size % dtype.itemsize:
-            raise BadRequest(
-                f"{what}: binary_data_size {size} is not a multiple of {dtype.itemsize} ({datatype})"
-            )
-        values = np.frombuffer(self.data[self.offset : self.offset + size], dtype=dtype)
-        self.offset += size
-        if dtype.kind == "f" and not np.isfinite(values).all():
-            raise BadRequest(f"{what} binary data holds NaN or infinite values")
-        return values.astype(dtype.newbyteorder("="))
+        return size
+
+    def _claim(self, size: int) -> memoryview:
+        """The next `size` bytes (checked by `_size`), in input order."""
+        start, self.offset = self.offset, self.offset + size
+        return self.data[start : self.offset]
 
     def check_consumed(self) -> None:
         if self.offset != len(self.data):
@@ -187,35 +223,61 @@ def _has_binary_data(tensor: Mapping[str, Any]) -> bool:
     return isinstance(parameters, Mapping) and "binary_data_size" in parameters
 
 
+class _Header(NamedTuple):
+    tensor: Mapping[str, Any]
+    name: str
+    what: str  # "input '<name>'", for messages
+    shape: list[int]
+    datatype: str
+
+
+def _header(tensor: Any, index: int) -> _Header:
+    tensor = _object(tensor, f"inputs[{index}]")
+    name = _field(tensor, "name", str, f"inputs[{index}]")
+    what = f"input '{name}'"
+    return _Header(tensor, name, what, _shape(tensor, what), _field(tensor, "datatype", str, what))
+
+
 def _tensor(
     tensor: Any, index: int, binary: BinaryTensors | None, check_booleans: bool
 ) -> tuple[str, list[int], np.ndarray]:
     """One v2 input tensor → (name, shape, flat values of its datatype)."""
-    tensor = _object(tensor, f"inputs[{index}]")
-    name = _field(tensor, "name", str, f"inputs[{index}]")
-    what = f"input '{name}'"
-    shape = _shape(tensor, what)
-    datatype = _field(tensor, "datatype", str, what)
-    if datatype not in DATATYPES:
-        raise BadRequest(f"{what}: datatype '{datatype}' is not supported; use one of {SUPPORTED}")
+    header = _header(tensor, index)
+    if header.datatype not in DATATYPES:
+        raise BadRequest(
+            f"{header.what}: datatype '{header.datatype}' is not supported; use one of {SUPPORTED}"
+        )
+    values = _numeric_values(header, binary, check_booleans)
+    _check_size(values.size, header)
+    return header.name, header.shape, values
+
+
+def _numeric_values(header: _Header, binary: BinaryTensors | None, check_booleans: bool) -> np.ndarray:
+    tensor, what, datatype = header.tensor, header.what, header.datatype
     if "data" not in tensor and _has_binary_data(tensor):
-        if binary is None:
-            raise BadRequest(
-                f"{what} has binary_data_size but the request has no Inference-Header-Content-Length header"
-            )
-        values = binary.take(tensor, datatype, what)
-    else:
-        values = numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data", check_booleans)
-    expected = math.prod(shape)
-    if values.size != expected:
-        raise BadRequest(f"{what}: shape {shape} needs {expected} values, got {values.size}")
-    return name, shape, values
+        return _binary_part(binary, what).take(tensor, datatype, what)
+    return numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data", check_booleans)
+
+
+def _binary_part(binary: BinaryTensors | None, what: str) -> BinaryTensors:
+    if binary is None:
+        raise BadRequest(
+            f"{what} has binary_data_size but the request has no Inference-Header-Content-Length header"
+        )
+    return binary
+
+
+def _check_size(size: int, header: _Header) -> None:
+    expected = math.prod(header.shape)
+    if size != expected:
+        raise BadRequest(f"{header.what}: shape {header.shape} needs {expected} values, got {size}")
 
 
 class V2Request(NamedTuple):
     features: np.ndarray  # float64, (rows, n_features), in the model's feature order
     request_id: str | None
     binary_output: bool  # answer with the prediction tensor as binary data after the JSON
+    unseen: Mapping[str, int] | None = None  # per category input: values encoded as all zeros
 
 
 def decode_v2(
@@ -235,6 +297,9 @@ def decode_v2(
     inputs = _field(request, "inputs", list, "inference request")
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
+    if model.has_categories:
+        features, unseen = _raw_inputs_v2(inputs, model, binary, check_booleans)
+        return V2Request(features, request_id, binary_output, unseen)
     tensors = [_tensor(tensor, index, binary, check_booleans) for index, tensor in enumerate(inputs)]
     if binary is not None:
         binary.check_consumed()
@@ -278,6 +343,89 @@ def _matrix_from_columns(tensors: list[tuple[str, list[int], np.ndarray]], model
         raise BadRequest(f"missing inputs for features: {', '.join(missing)}")
     columns = [by_name[feature] for feature in model.feature_names]
     return np.column_stack(columns).astype(np.float64, copy=False)
+
+
+def _raw_inputs_v2(
+    inputs: list[Any], model: ServedModel, binary: BinaryTensors | None, check_booleans: bool
+) -> tuple[np.ndarray, dict[str, int]]:
+    """One tensor per raw input, named by it: BYTES for a category input, numbers otherwise."""
+    raw = model.raw_inputs
+    columns: dict[str, Any] = {}
+    rows: int | None = None
+    for index, tensor in enumerate(inputs):
+        header = _header(tensor, index)
+        item = raw.by_name.get(header.name)
+        if item is None:
+            raise BadRequest(
+                f"{header.what} is not an input of model '{model.name}'; send one tensor per input: "
+                f"{_input_list(raw)}"
+            )
+        if header.name in columns:
+            raise BadRequest(f"{header.what} appears more than once")
+        if not is_matrix_shape(header.shape, 1):
+            raise BadRequest(
+                f"{header.what}: expected shape [rows] or [rows, 1] for one input, got {header.shape}"
+            )
+        if item.is_category:
+            values = _strings(header, binary)
+        elif header.datatype in DATATYPES:
+            values = _numeric_values(header, binary, check_booleans).reshape(-1)
+        else:
+            raise BadRequest(
+                f"{header.what} is a number input: datatype '{header.datatype}' is not supported; "
+                f"use one of {SUPPORTED}"
+            )
+        _check_size(len(values), header)
+        if rows is not None and header.shape[0] != rows:
+            raise BadRequest(
+                f"{header.what}: expected {rows} rows like the other inputs, got {header.shape[0]}"
+            )
+        rows = header.shape[0]
+        columns[header.name] = values
+    if binary is not None:
+        binary.check_consumed()
+    missing = [name for name in raw.names if name not in columns]
+    if missing:
+        raise BadRequest(
+            f"missing inputs: {', '.join(missing)}; send one tensor per input: {_input_list(raw)}"
+        )
+    return _encode(raw, [columns[name] for name in raw.names], _v2_where)
+
+
+def _strings(header: _Header, binary: BinaryTensors | None) -> Any:
+    """A category input's values: JSON strings (null: missing) or binary BYTES elements."""
+    if header.datatype != BYTES:
+        raise BadRequest(
+            f"{header.what} is a category input: datatype must be {BYTES} (strings), got '{header.datatype}'"
+        )
+    tensor = header.tensor
+    if "data" not in tensor and _has_binary_data(tensor):
+        return _binary_part(binary, header.what).take_strings(tensor, header.what)
+    data = _field(tensor, "data", list, header.what)
+    try:
+        return np.asarray(data, dtype=object).reshape(-1)  # [rows, 1] may come nested
+    except ValueError:
+        raise BadRequest(
+            f"{header.what} data is a ragged nested array; rows must have equal lengths"
+        ) from None
+
+
+def _input_list(raw: Inputs) -> str:
+    return ", ".join(f"{item.name} ({BYTES if item.is_category else 'FP64'})" for item in raw.items)
+
+
+def _v2_where(name: str, row: int | None) -> str:
+    return f"input '{name}'" + ("" if row is None else f" element {row}")
+
+
+def _encode(
+    raw: Inputs, columns: list[Any], where: Callable[[str, int | None], str]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """`Inputs.encode`, its complaint turned into a 400 that says where in this protocol's body."""
+    try:
+        return raw.encode(columns)
+    except EncodingError as exc:
+        raise BadRequest(f"{where(exc.input_name, exc.row)}: {exc.problem}") from None
 
 
 def _parameter(holder: Mapping[str, Any], key: str) -> Any:
@@ -328,7 +476,9 @@ def decode_v1(payload: Any, model: ServedModel, check_booleans: bool = True) -> 
     instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
     objects = sum(isinstance(instance, Mapping) for instance in instances)
     if objects == len(instances) > 0:
-        instances = [_row_from_object(instance, index, model) for index, instance in enumerate(instances)]
+        instances = [
+            _row_from_object(instance, index, model.feature_names) for index, instance in enumerate(instances)
+        ]
     elif objects:
         raise BadRequest(
             "instances must be all lists of numbers or all objects keyed by feature name, not both"
@@ -341,14 +491,65 @@ def decode_v1(payload: Any, model: ServedModel, check_booleans: bool = True) -> 
     raise BadRequest(f"instances: expected shape [rows, {n}] (lists of {n} numbers), got {list(shape)}")
 
 
-def _row_from_object(instance: Mapping[str, Any], index: int, model: ServedModel) -> Sequence[Any]:
-    unknown = [key for key in instance if key not in model.feature_names]
+def decode_v1_inputs(
+    payload: Any, model: ServedModel, check_booleans: bool = True
+) -> tuple[np.ndarray, dict[str, int]]:
+    """A model with category inputs: instances are its raw inputs, as lists in input order or as
+    objects keyed by input name (strings for categories, null for a missing one). The one-hot
+    columns are never sent by hand: (features, unseen values per category input)."""
+    instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
+    raw = model.raw_inputs
+    objects = sum(isinstance(instance, Mapping) for instance in instances)
+    if objects == len(instances) > 0:
+        rows = [
+            _row_from_object(instance, index, raw.names, "inputs") for index, instance in enumerate(instances)
+        ]
+    elif objects:
+        raise BadRequest("instances must be all lists or all objects keyed by input name, not both")
+    else:
+        rows = [_raw_row(instance, index, raw) for index, instance in enumerate(instances)]
+    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in raw.items]
+    if check_booleans:
+        _refuse_booleans(raw, columns)
+    return _encode(raw, columns, _v1_where)
+
+
+def _raw_row(instance: Any, index: int, raw: Inputs) -> Sequence[Any]:
+    n = len(raw.items)
+    if not isinstance(instance, list) or len(instance) != n:
+        got = f"{len(instance)} values" if isinstance(instance, list) else _describe(instance)
+        raise BadRequest(
+            f"instances[{index}]: expected a list of {n} values, one per input ({', '.join(raw.names)}), "
+            f"or an object keyed by input name; got {got}"
+        )
+    return instance
+
+
+def _refuse_booleans(raw: Inputs, columns: list[Any]) -> None:
+    """numpy reads true/false among numbers as 1/0; JSON booleans are not numbers."""
+    for item, column in zip(raw.items, columns, strict=True):
+        if item.is_category:
+            continue  # encoding refuses anything but strings and null there
+        row = next((row for row, value in enumerate(column) if type(value) is bool), None)
+        if row is not None:
+            raise BadRequest(f"{_v1_where(item.name, row)}: must be a number, got boolean")
+
+
+def _v1_where(name: str, row: int | None) -> str:
+    return ("instances" if row is None else f"instances[{row}]") + f": input '{name}'"
+
+
+def _row_from_object(
+    instance: Mapping[str, Any], index: int, names: Sequence[str], kind: str = "features"
+) -> Sequence[Any]:
+    """An instance keyed by name → its values in `names` order; `kind` names them in messages."""
+    unknown = [key for key in instance if key not in names]
     if unknown:
-        raise BadRequest(f"instances[{index}]: unknown features {', '.join(map(str, unknown))}")
-    missing = [feature for feature in model.feature_names if feature not in instance]
+        raise BadRequest(f"instances[{index}]: unknown {kind} {', '.join(map(str, unknown))}")
+    missing = [name for name in names if name not in instance]
     if missing:
-        raise BadRequest(f"instances[{index}]: missing features {', '.join(missing)}")
-    return [instance[feature] for feature in model.feature_names]
+        raise BadRequest(f"instances[{index}]: missing {kind} {', '.join(missing)}")
+    return [instance[name] for name in names]
 
 
 def encode_v1(predictions: np.ndarray) -> bytes:
