@@ -349,7 +349,8 @@ def test_parts_are_shared_not_rewritten(tmp_path: Path) -> None:
 def test_a_manifest_for_other_content_is_refused_not_overwritten(tmp_path: Path) -> None:
     manifest = Path(str(write_prepared(tmp_path).uri)) / "dataset.json"
     description = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**description, "sha256": "0" + description["sha256"][1:]}))
+    other = ("1" if description["sha256"][0] == "0" else "0") + description["sha256"][1:]
+    manifest.write_text(json.dumps({**description, "sha256": other}))
     altered = manifest.read_bytes()
     with pytest.raises(DataError, match="describes different content; refusing to overwrite it"):
         write_prepared(tmp_path)

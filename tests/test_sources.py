@@ -179,7 +179,7 @@ def test_credentials_never_reach_the_description() -> None:
         "a,b,y\n1,2,3\n4.5,-6e-7,8\n",
         "a,b,y\r\n1,2,3\r\n\r\n 4.5 , -6e-7 ,8\r\n",
         '"a","b,c",y\n"1",2,3\n',
-        "a,b,y\n1,#2,3\n",
+        "a,b,y\n1,#2,3\n4,5,6\n7,8,9\n",  # mostly numbers: a numeric column with a bad cell
         "a,b,y\n1,2,3\n4,5\n",
         "a,b,y\n1,NA,3\n",
     ],
@@ -270,3 +270,19 @@ def test_synthetic_rows_do_not_depend_on_the_block_being_read() -> None:
     again = sources.SyntheticSpec(rows=sources.SYNTHETIC_BLOCK_ROWS + 10, features=2, seed=4).block(1)
     assert second.shape == (10, 3) and second.tobytes() == again.tobytes()
     assert not np.array_equal(first[:10], second)
+
+
+def test_a_mostly_text_column_is_a_category_coded_in_order_of_appearance(tmp_path: Path) -> None:
+    path = tmp_path / "cuts.csv"
+    path.write_text("cut,price\nIdeal,1\n Good ,2\nNA,3\nIdeal,4\n")
+    (chunk,) = sources.open_source(str(path)).chunks(("cut", "price"))
+    assert chunk.dictionaries == {"cut": ["Ideal", "Good"]}
+    np.testing.assert_array_equal(chunk.values, [[0, 1], [1, 2], [np.nan, 3], [0, 4]])
+
+
+def test_parquet_strings_are_categories(tmp_path: Path) -> None:
+    path = tmp_path / "cuts.parquet"
+    write_parquet(path, {"cut": ["b", None, "a", "b"], "price": [1.0, 2.0, 3.0, 4.0]})
+    (chunk,) = sources.open_source(str(path)).chunks(("cut", "price"))
+    assert chunk.dictionaries == {"cut": ["b", "a"]}
+    np.testing.assert_array_equal(chunk.values[:, 0], [0, np.nan, 1, 0])

@@ -588,3 +588,89 @@ def test_streaming_refuses_qr_with_a_reason(
     monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
     code, _, err = run_cli(capsys, "train", "--data", diabetes, "--output", str(tmp_path), "--solver", "qr")
     assert code == 1 and "solver: 'qr' refines against the rows in memory" in err
+
+
+# --- text columns: one-hot categories --------------------------------------------------------------------
+
+
+def write_diamonds(path: Path, rows: int = 3_000, seed: int = 5) -> None:
+    """A diamonds-like table: numbers, two text columns and one text column no one selects."""
+    rng = np.random.default_rng(seed)
+    cuts, colors = ["Fair", "Good", "Very Good", "Premium", "Ideal"], list("DEFGHIJ")
+    carat = rng.uniform(0.2, 2.5, rows)
+    cut = rng.choice(cuts, rows)
+    color = rng.choice(colors, rows)
+    effect = {c: 150.0 * k for k, c in enumerate(cuts)} | {c: -90.0 * k for k, c in enumerate(colors)}
+    price = 4000 * carat + [effect[c] for c in cut] + [effect[c] for c in color] + rng.normal(0, 200, rows)
+    lines = ["carat,cut,color,clarity,price"]
+    cells = zip(carat, cut, color, price, strict=True)
+    lines += [f"{a:.3f},{b},{c},SI{k % 3},{p:.2f}" for k, (a, b, c, p) in enumerate(cells)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
+def test_text_columns_are_one_hot_encoded_as_scikit_learn_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streaming: bool
+) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    source = tmp_path / "diamonds.csv"
+    write_diamonds(source)
+    prepared = ok(
+        capsys,
+        "prepare",
+        "--source",
+        str(source),
+        "--output",
+        str(tmp_path / "d"),
+        "--target",
+        "price",
+        "--features",
+        "carat,cut,color",
+    )
+    if streaming:  # the full one-hot block is collinear with the intercept: both paths take a minimum norm
+        monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
+    trained = ok(capsys, "train", "--data", prepared["uri"], "--output", str(tmp_path / "m"))
+    model = artifact.load(trained["uri"])
+    assert [item["name"] for item in model.inputs] == ["carat", "cut", "color"]
+    assert model.inputs[1]["categories"] == sorted(["Fair", "Good", "Very Good", "Premium", "Ideal"])
+    assert model.feature_names[:3] == ["carat", "cut=Fair", "cut=Good"]
+
+    stored = dataset.open_stored(prepared["uri"])
+    dictionaries = stored.description["dictionaries"]
+
+    def raw(split: str) -> tuple[list[list[object]], np.ndarray]:
+        folder = Path(prepared["uri"]).parent / parts.PARTS_FOLDER
+        names = [p["name"] for p in stored.description["parts"][split]["parts"]]
+        values = np.vstack([b for n in names for b in parts.read_part(str(folder / n), stored.columns)])
+        rows = [[r[0], dictionaries["cut"][int(r[1])], dictionaries["color"][int(r[2])]] for r in values]
+        return rows, values[:, -1]
+
+    (x_train, y_train), (x_test, y_test) = raw("train"), raw("test")
+    encoder = ColumnTransformer(
+        [("text", OneHotEncoder(handle_unknown="ignore"), [1, 2])], remainder="passthrough"
+    )
+    pipeline = make_pipeline(encoder, LinearRegression()).fit(x_train, y_train)
+    expected = r2_score(y_test, pipeline.predict(x_test))
+    assert abs(trained["metrics"]["r2"] - expected) <= 1e-6
+
+
+def test_an_identifier_column_is_refused_by_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("id,x,y\n" + "".join(f"user-{i},{i},{2 * i}\n" for i in range(300)))
+    code, _, err = run_cli(
+        capsys,
+        "prepare",
+        "--source",
+        str(path),
+        "--output",
+        str(tmp_path / "o"),
+        "--target",
+        "y",
+        "--max-categories",
+        "50",
+    )
+    assert code == 1 and "column 'id' has more than 50 distinct values" in err

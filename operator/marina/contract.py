@@ -36,7 +36,7 @@ SEARCH_PENALTIES = ("l2", "l1", "elasticnet")  # a search varies alpha, which `n
 L1_RATIO_PENALTIES = ("elasticnet",)  # the only penalty that reads l1_ratio
 MISSING_POLICIES = ("drop", "mean", "median", "fail")
 BUILTIN_DATASETS = ("diabetes",)
-SOURCE_KINDS = ("builtin", "csv", "inline", "synthetic")
+SOURCE_KINDS = ("builtin", "csv", "inline", "parquet", "synthetic")
 DRIFT_ACTIONS = ("Alert", "Retrain")  # ModelDeployment spec.monitoring.onDrift
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
 DATASET_VERSION_PATTERN = r"^[0-9a-f]{16}$"
@@ -134,6 +134,7 @@ def _plain(number: float) -> str:
 
 SPLIT_TEST_FRACTION = Bound(0, 1, exclusive_minimum=True, exclusive_maximum=True)
 SEED = Bound(0)
+MAX_CATEGORIES = Bound(1, 10000)
 ALPHA = Bound(0)
 L1_RATIO = Bound(0, 1)
 MAX_ITER = Bound(1)
@@ -173,6 +174,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
     "Dataset": {
         "spec.source.builtin": Rule(choices=BUILTIN_DATASETS),
         "spec.source.csv.uri": Rule(pattern=S3_URI_PATTERN),
+        "spec.source.parquet.uri": Rule(pattern=S3_URI_PATTERN),
         "spec.source.inline.columns": Rule(size=Bound(2, 200)),
         "spec.source.inline.columns[]": Rule(size=NON_EMPTY),
         "spec.source.inline.rows": Rule(size=INLINE_ROWS),
@@ -185,6 +187,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.target": Rule(size=NON_EMPTY),
         "spec.features[]": Rule(size=NON_EMPTY),
         "spec.cleaning.missing": Rule(choices=MISSING_POLICIES),
+        "spec.cleaning.maxCategories": Rule(bound=MAX_CATEGORIES),
         "spec.split.testFraction": Rule(bound=SPLIT_TEST_FRACTION),
         "spec.split.seed": Rule(bound=SEED),
         "spec.retention.keepLast": Rule(bound=KEEP_LAST),
@@ -446,7 +449,7 @@ class PrepareRequest(Request):
     source: str = flag(
         "--source",
         "builtin:diabetes | synthetic:rows=N,features=N,noise=F,seed=N,missing=F | inline | "
-        "s3://bucket/key.csv | local CSV path",
+        "s3://bucket/key.csv[.gz] | s3://bucket/key.parquet | s3://bucket/prefix/ | local file or folder",
         metavar="SPEC",
     )
     output: str = flag(
@@ -469,6 +472,9 @@ class PrepareRequest(Request):
         default="drop",
         metavar="POLICY",
         parse=_word,
+    )
+    max_categories: int = integer_flag(
+        "--max-categories", "most distinct values a text (category) column may hold", 100
     )
     features: tuple[str, ...] | None = flag(
         "--features",

@@ -33,7 +33,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -70,10 +70,12 @@ class DataError(JobError, ValueError):
 
 @dataclass(frozen=True)
 class Table:
-    """A numeric table as read from a source: NaN marks a missing value."""
+    """A numeric table as read from a source: NaN marks a missing value. A text (category) column holds
+    codes: indexes into its entry of `dictionaries`, its values in order of first appearance."""
 
     columns: tuple[str, ...]
     values: np.ndarray
+    dictionaries: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -161,6 +163,7 @@ class PrepareOptions:
     test_fraction: float = 0.2
     seed: int = 42
     missing: str = "drop"
+    max_categories: int = 100
 
     def __post_init__(self) -> None:
         if not self.target.strip():
@@ -172,6 +175,9 @@ class PrepareOptions:
             raise contract.SpecError(f"seed: must be an integer, got {self.seed!r}")
         contract.SEED.check("seed", self.seed)
         contract.check_choice("missing", self.missing, contract.MISSING_POLICIES)
+        if isinstance(self.max_categories, bool) or not isinstance(self.max_categories, int):
+            raise contract.SpecError(f"max categories: must be an integer, got {self.max_categories!r}")
+        contract.MAX_CATEGORIES.check("max categories", self.max_categories)
         if self.features is not None:
             if not self.features:
                 raise contract.SpecError("features: the list of feature columns is empty")
@@ -292,10 +298,14 @@ class _Split:
         self.moments = ColumnMoments(len(columns))
         self.sums = BlockSums(len(columns))
         self.sample = None if sample_seed is None else sampling.BottomSample(len(columns), sample_seed)
+        self.seen: dict[int, set[int]] = {}  # category column -> codes present in this split
 
-    def add(self, rows: np.ndarray, values: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, values: np.ndarray, categorical: Sequence[int] = ()) -> None:
         if not values.shape[0]:
             return
+        for j in categorical:
+            codes = values[:, j]
+            self.seen.setdefault(j, set()).update(np.unique(codes[~np.isnan(codes)]).astype(int).tolist())
         self.writer.add(values)
         self.moments.add(values)
         self.sums.add(values)
@@ -318,8 +328,17 @@ class _Pass:
     buffer: list[tuple[np.ndarray, np.ndarray]] | None = field(default_factory=list)
     buffered_cells: int = 0
     small: tuple[np.ndarray, np.ndarray] | None = None  # the permuted table's (train, test), when small
+    dictionaries: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
-    def add(self, values: np.ndarray) -> None:
+    @property
+    def categorical(self) -> list[int]:
+        """Positions of the category (text) columns among the features."""
+        return [j for j, name in enumerate(self.columns) if name in self.dictionaries]
+
+    def add(self, chunk: Table) -> None:
+        self.dictionaries = chunk.dictionaries
+        self._check_categories()
+        values = chunk.values
         missing = np.isnan(values)
         self.missing = self.missing + missing.sum(axis=0) if self.missing.size else missing.sum(axis=0)
         keep = _rows_to_keep(missing, self.columns, self.options.missing, self.rows_in)
@@ -336,12 +355,24 @@ class _Pass:
                 self._hash_split(*buffered)
             self.buffer = None
 
+    def _check_categories(self) -> None:
+        target = self.columns[-1]
+        if target in self.dictionaries:
+            raise DataError(f"target column {target!r} holds text; a regression target must be numeric")
+        for name, values in self.dictionaries.items():
+            if len(values) > self.options.max_categories:
+                raise DataError(
+                    f"column {name!r} has more than {self.options.max_categories} distinct values (reached "
+                    f"{len(values)} by row {self.rows_in}): an identifier is not a category; leave it out of "
+                    "features or raise cleaning.maxCategories"
+                )
+
     def _hash_split(self, rows: np.ndarray, kept: np.ndarray) -> None:
         to_test = (
             sampling.uniform_of(rows, self.options.seed, sampling.SPLIT_SALT) < self.options.test_fraction
         )
-        self.train.add(rows[~to_test], kept[~to_test])
-        self.test.add(rows[to_test], kept[to_test])
+        self.train.add(rows[~to_test], kept[~to_test], self.categorical)
+        self.test.add(rows[to_test], kept[to_test], self.categorical)
 
     def finish(self) -> None:
         if self.rows_in == 0:
@@ -356,8 +387,8 @@ class _Pass:
             train_index, test_index = split_indices(
                 kept.shape[0], self.options.test_fraction, self.options.seed
             )
-            self.train.add(rows[train_index], kept[train_index])
-            self.test.add(rows[test_index], kept[test_index])
+            self.train.add(rows[train_index], kept[train_index], self.categorical)
+            self.test.add(rows[test_index], kept[test_index], self.categorical)
             self.small = (kept[train_index], kept[test_index])
             self.buffer = None
         for name, split in (("train", self.train), ("test", self.test)):
@@ -395,7 +426,7 @@ def prepare_source(
     folder = storage.join(output, parts.PARTS_FOLDER) if output is not None else None
     run = _Pass(columns, options, _Split(folder, columns, options.seed), _Split(folder, columns, None))
     for chunk in source.chunks(columns):
-        run.add(chunk.values)
+        run.add(chunk)
         if on_chunk is not None:
             on_chunk(run.rows_in)
     run.finish()
@@ -423,33 +454,32 @@ def prepare(table: Table, options: PrepareOptions) -> tuple[PreparedDataset, Cle
 
 
 def _fill_values(run: _Pass, columns: Sequence[str], folder: str | None) -> np.ndarray:
-    """Per column (target: NaN, never filled): the train split's mean or exact median of present values."""
+    """Per column: the train split's mean or exact median of its present values. NaN (never filled) for
+    the target and for category columns, whose missing cells encode as no category at all."""
     strategy = run.options.missing
-    width = len(columns)
-    fills = np.full(width, np.nan)
+    fills = np.full(len(columns), np.nan)
     if strategy not in ("mean", "median"):
         return fills
+    numeric = np.array([j for j in range(len(columns) - 1) if j not in run.categorical], dtype=np.intp)
     moments = run.train.moments
-    empty = np.flatnonzero(moments.count[:-1] == 0)
-    if empty.size:
+    empty = [int(j) for j in numeric if moments.count[j] == 0]
+    if empty:
         raise DataError(
-            f"column {columns[int(empty[0])]!r}: every training value is missing, "
-            f"cannot impute the {strategy}"
+            f"column {columns[empty[0]]!r}: every training value is missing, cannot impute the {strategy}"
         )
     if strategy == "mean":  # from fixed-block sums, so the fill (part of the version) ignores chunking
-        fills[:-1] = run.train.sums.means()[:-1]
-        return fills
-    if run.small is not None:
-        small_train = run.small[0]
-        fills[:-1] = np.nanmedian(small_train[:, :-1], axis=0)
-        return fills
+        fills[numeric] = run.train.sums.means()[numeric]
+    elif run.small is not None:
+        fills[numeric] = np.nanmedian(run.small[0][:, numeric], axis=0)
+    elif numeric.size:
 
-    def read() -> Iterator[np.ndarray]:
-        yield from _split_chunks(run.train.writer.parts, folder, columns)
+        def read() -> Iterator[np.ndarray]:
+            for values in _split_chunks(run.train.writer.parts, folder, columns):
+                yield values[:, numeric]
 
-    fills[:-1] = exact_medians(read, moments.count[:-1], moments.minimum[:-1], moments.maximum[:-1])[
-        : width - 1
-    ]
+        fills[numeric] = exact_medians(
+            read, moments.count[numeric], moments.minimum[numeric], moments.maximum[numeric]
+        )
     return fills
 
 
@@ -474,7 +504,9 @@ def _report(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> CleaningRe
         rows_in=run.rows_in,
         rows_dropped=run.rows_in - run.kept_rows,
         missing_by_column={c: int(n) for c, n in zip(columns, run.missing, strict=True)},
-        fill_values={c: float(v) for c, v in zip(features, fills[:-1], strict=True)} if imputing else {},
+        fill_values={c: float(v) for c, v in zip(features, fills[:-1], strict=True) if not math.isnan(v)}
+        if imputing
+        else {},
         imputed_train=_counts(columns, run.train.moments.missing) if imputing else {},
         imputed_test=_counts(columns, run.test.moments.missing) if imputing else {},
     )
@@ -482,6 +514,22 @@ def _report(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> CleaningRe
 
 def _counts(columns: Sequence[str], counts: np.ndarray) -> dict[str, int]:
     return {c: int(n) for c, n in zip(columns, counts, strict=True)}
+
+
+def inputs_of(run: _Pass) -> list[dict[str, Any]]:
+    """The model inputs: numbers, and categories with the values the train split holds, sorted (the
+    one-hot columns training fits; a value seen only in test encodes as no category)."""
+    inputs: list[dict[str, Any]] = []
+    for j, name in enumerate(run.columns[:-1]):
+        if name not in run.dictionaries:
+            inputs.append({"name": name, "type": "number"})
+            continue
+        dictionary = run.dictionaries[name]
+        categories = sorted(dictionary[code] for code in run.train.seen.get(j, ()))
+        if not categories:
+            raise DataError(f"column {name!r}: every training value is missing, so it has no category")
+        inputs.append({"name": name, "type": "category", "categories": categories})
+    return inputs
 
 
 def _version_document(
@@ -492,6 +540,8 @@ def _version_document(
         "features": list(features),
         "target": target,
         "fills": fills,
+        "inputs": inputs_of(run),
+        "dictionaries": {name: list(values) for name, values in run.dictionaries.items()},
         "train": {"rows": run.train.writer.rows, "sha256": run.train.writer.sha256},
         "test": {"rows": run.test.writer.rows, "sha256": run.test.writer.sha256},
     }
@@ -514,10 +564,20 @@ def _statistics(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> dict[s
     both = ColumnMoments(len(columns))
     both.merge(run.train.moments)
     both.merge(run.test.moments)
-    return {
+    summaries = {
         "train": train.filled(safe, cells(train)).summary(columns, cells(train)),
         "all": both.filled(safe, cells(both)).summary(columns, cells(both)),
     }
+    for split, moments in (("train", train), ("all", both)):
+        for j in run.categorical:  # moments of codes mean nothing: counts and the number of categories
+            name = columns[j]
+            seen = run.train.seen.get(j, set()) | (run.test.seen.get(j, set()) if split == "all" else set())
+            summaries[split][name] = {
+                "count": int(moments.count[j] + moments.missing[j]),
+                "missing": int(moments.missing[j]),
+                "categories": len(seen),
+            }
+    return summaries
 
 
 def _quantile_edges(run: _Pass, features: Sequence[str], fills: np.ndarray) -> dict[str, Any]:
@@ -527,7 +587,11 @@ def _quantile_edges(run: _Pass, features: Sequence[str], fills: np.ndarray) -> d
     sample = _filled(run.train.sample.values(), fills)
     return {
         "sampleRows": int(sample.shape[0]),
-        "features": {name: quantile_edges(sample[:, j]).tolist() for j, name in enumerate(features)},
+        "features": {
+            name: quantile_edges(sample[:, j]).tolist()
+            for j, name in enumerate(features)
+            if j not in run.categorical
+        },
     }
 
 
@@ -563,6 +627,8 @@ def _manifest(
         "cleaning": report.to_dict(),
         "statistics": _statistics(run, columns, fills),
         "quantileEdges": _quantile_edges(run, columns[:-1], fills),
+        "inputs": inputs_of(run),
+        "dictionaries": {name: list(values) for name, values in run.dictionaries.items()},
         "parts": {
             "folder": f"../{parts.PARTS_FOLDER}",
             "train": {
@@ -627,7 +693,64 @@ class StoredDataset:
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The stored columns: the raw features (category columns as codes), then the target."""
         return (*self.features, self.target)
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """The model's inputs (numbers and categories); older datasets have numbers only."""
+        listed = self.description.get("inputs")
+        return list(listed) if listed else [{"name": name, "type": "number"} for name in self.features]
+
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        """The columns a model is fitted on: numbers, and one 0/1 column per train category."""
+        from marina.encoding import expand
+
+        return tuple(expand(self.inputs))
+
+    @property
+    def has_categories(self) -> bool:
+        return any(item["type"] == "category" for item in self.inputs)
+
+    @cached_property
+    def _one_hot(self) -> list[tuple[int, np.ndarray, int]] | None:
+        """Per category column: (stored position, position of each code among the train categories or -1,
+        number of categories)."""
+        if not self.has_categories:
+            return None
+        dictionaries = self.description.get("dictionaries", {})
+        plan = []
+        for j, item in enumerate(self.inputs):
+            if item["type"] != "category":
+                continue
+            position = {value: k for k, value in enumerate(item["categories"])}
+            lookup = np.array(
+                [position.get(value, -1) for value in dictionaries[item["name"]]], dtype=np.intp
+            )
+            plan.append((j, lookup, len(item["categories"])))
+        return plan
+
+    def _expanded(self, values: np.ndarray) -> np.ndarray:
+        """Stored rows (codes for categories) as the model's design: one-hot blocks in input order."""
+        plan = self._one_hot
+        if plan is None:
+            return values
+        blocks: list[np.ndarray] = []
+        start = 0
+        for j, lookup, width in plan:
+            blocks.append(values[:, start:j])
+            codes = values[:, j]
+            present = ~np.isnan(codes)
+            positions = np.full(codes.shape[0], -1, dtype=np.intp)
+            positions[present] = lookup[codes[present].astype(np.intp)]
+            hot = np.zeros((codes.shape[0], width))
+            rows = np.flatnonzero(positions >= 0)
+            hot[rows, positions[rows]] = 1.0
+            blocks.append(hot)
+            start = j + 1
+        blocks.append(values[:, start:])
+        return np.hstack(blocks)
 
     def rows(self, split: str) -> int:
         if self.legacy is not None:
@@ -654,7 +777,7 @@ class StoredDataset:
             try:
                 for values in parts.read_part(storage.join(folder, str(record["name"])), self.columns):
                     digest.update(values.data)
-                    yield _filled(values, fills)
+                    yield self._expanded(_filled(values, fills))
             except parts.PartError as exc:
                 raise DataError(f"dataset at {self.uri}: {exc}") from exc
         if digest.hexdigest() != entry["sha256"]:
@@ -668,8 +791,9 @@ class StoredDataset:
         """Both splits in memory (for datasets that fit)."""
         if self.legacy is not None:
             return self.legacy
-        train, test = (_stack(self.chunks(split), len(self.columns)) for split in ("train", "test"))
-        return PreparedDataset(self.features, self.target, train, test, self.sha256)
+        width = len(self.feature_names) + 1
+        train, test = (_stack(self.chunks(split), width) for split in ("train", "test"))
+        return PreparedDataset(self.feature_names, self.target, train, test, self.sha256)
 
 
 def _stack(chunks: Iterable[np.ndarray], width: int) -> np.ndarray:
@@ -759,6 +883,8 @@ def open_stored(uri: str) -> StoredDataset:
             "features": list(features),
             "target": target,
             "fills": description["cleaning"]["fillValues"],
+            "inputs": description["inputs"],
+            "dictionaries": description["dictionaries"],
             "train": {
                 "rows": _rows_of(description, "train"),
                 "sha256": description["parts"]["train"]["sha256"],

@@ -54,6 +54,7 @@ def options_of(request: PrepareRequest) -> PrepareOptions:
         test_fraction=request.test_fraction,
         seed=request.seed,
         missing=request.missing,
+        max_categories=request.max_categories,
     )
 
 
@@ -89,10 +90,14 @@ def summary(description: dict[str, Any], uri: str, reused: bool) -> dict[str, An
         "target": description["target"],
         "reused": reused,
         "statistics": {
-            column: {key: _short(stats[key]) for key in ("mean", "std", "min", "max", "missing")}
+            column: {key: _short(stats[key]) for key in _SUMMARY_KEYS if key in stats}
             for column, stats in train_stats.items()
         },
     }
+
+
+# Numbers: mean, std, min, max; categories: how many the train split holds. Both: missing values.
+_SUMMARY_KEYS = ("mean", "std", "min", "max", "categories", "missing")
 
 
 def _short(value: float | int) -> float | int:

@@ -171,9 +171,9 @@ def open_files(uri: str) -> Source:
         description["parts"] = len(parts)
 
     def reader(selected: tuple[str, ...]) -> Iterator[Table]:
-        row = 0
+        row, decoder = 0, _Decoder()
         for part in parts:
-            for chunk in (_parquet_chunks if part.parquet else _csv_chunks)(part.uri, selected, row):
+            for chunk in (_parquet_chunks if part.parquet else _csv_chunks)(part.uri, selected, row, decoder):
                 row += chunk.rows
                 yield chunk
 
@@ -245,7 +245,7 @@ def _csv_header(uri: str) -> tuple[str, ...]:
     return check_columns(next(csv.reader([text.rstrip("\r\n")]), []))
 
 
-def _csv_chunks(uri: str, selected: tuple[str, ...], first_row: int) -> Iterator[Table]:
+def _csv_chunks(uri: str, selected: tuple[str, ...], first_row: int, decoder: _Decoder) -> Iterator[Table]:
     where = _without_credentials(uri)
     header = _csv_header(uri)
     _check_same_columns(uri, header, selected)
@@ -288,7 +288,7 @@ def _csv_chunks(uri: str, selected: tuple[str, ...], first_row: int) -> Iterator
             except (OSError, EOFError) as exc:
                 raise DataError(f"{where}: not a valid gzip file ({exc})") from exc
             if batch.num_rows:
-                yield Table(selected, _numbers(batch.columns, selected, row))
+                yield decoder.table(batch.columns, selected, row)
                 row += batch.num_rows
 
 
@@ -299,35 +299,93 @@ def _csv_error(where: str, rows_before: int, invalid: list[str], exc: Exception)
     return DataError(f"{where}: malformed CSV after row {rows_before}: {one_line(str(exc), 300)}")
 
 
-def _numbers(arrays: Sequence[pa.Array], names: Sequence[str], first_row: int) -> np.ndarray:
-    """Columns as one float64 matrix; a cell that is neither a number nor a missing token is named."""
-    out = np.empty((len(arrays[0]) if arrays else 0, len(arrays)), dtype=np.float64)
-    for j, (array, name) in enumerate(zip(arrays, names, strict=True)):
-        out[:, j] = _column_numbers(array, name, first_row)
-    return out
+class _Decoder:
+    """Arrow columns to float64, deciding once per read which text columns are categories.
+
+    A column whose first batch holds mostly text (more than half of its present cells are not numbers)
+    is a category column: its cells become codes into a dictionary of the values in order of first
+    appearance. Any other column is numeric, and a text cell in it, in any batch, is an error naming
+    the column and the row. Parquet string columns are categories by their type.
+    """
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+        self.dictionaries: dict[str, list[str]] = {}
+        self.codes: dict[str, dict[str, int]] = {}
+
+    def table(self, arrays: Sequence[pa.Array], names: tuple[str, ...], first_row: int) -> Table:
+        out = np.empty((len(arrays[0]) if arrays else 0, len(arrays)), dtype=np.float64)
+        for j, (array, name) in enumerate(zip(arrays, names, strict=True)):
+            out[:, j] = self._column(array, name, first_row)
+        return Table(names, out, self.dictionaries)
+
+    def _column(self, array: pa.Array, name: str, first_row: int) -> np.ndarray:
+        if pa.types.is_dictionary(array.type):
+            array = array.cast(array.type.value_type)
+        if pa.types.is_binary(array.type):  # CSV cells: UTF-8 is checked here, where the cell can be named
+            try:
+                array = pc.cast(array, pa.string())
+            except pa.ArrowInvalid:
+                _name_undecodable(array.to_pylist(), name, first_row)
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            return self._text(pc.utf8_trim_whitespace(array), name, first_row)
+        if not (
+            pa.types.is_boolean(array.type)
+            or pa.types.is_integer(array.type)
+            or pa.types.is_floating(array.type)
+            or pa.types.is_decimal(array.type)
+        ):
+            raise DataError(f"column {name!r}: its type {array.type} is neither a number nor text")
+        return _float_array(pc.cast(array, pa.float64()))
+
+    def _text(self, array: pa.Array, name: str, first_row: int) -> np.ndarray:
+        kind = self.kinds.get(name)
+        if kind != CATEGORY:
+            try:
+                numbers = _float_array(pc.cast(array, pa.float64()))
+            except pa.ArrowInvalid:
+                if kind is None and _mostly_text(array.to_pylist()):
+                    self.kinds[name] = CATEGORY
+                    return self._category(array, name)
+                return _careful_numbers(array.to_pylist(), name, first_row)
+            self.kinds[name] = NUMBER
+            return numbers
+        return self._category(array, name)
+
+    def _category(self, array: pa.Array, name: str) -> np.ndarray:
+        """Codes of the cells; missing tokens (any case, padded) are missing, not a category."""
+        lowered = pc.utf8_lower(array)
+        present = pc.and_(pc.is_valid(array), pc.invert(pc.is_in(lowered, value_set=_TOKENS)))
+        array = pc.if_else(present, array, pa.scalar(None, pa.string()))
+        dictionary = self.dictionaries.setdefault(name, [])
+        codes = self.codes.setdefault(name, {})
+        for value in pc.unique(array.drop_null()).to_pylist():
+            if value not in codes:
+                codes[value] = len(dictionary)
+                dictionary.append(value)
+        index = pc.index_in(array, value_set=pa.array(dictionary, pa.string()))
+        return _float_array(pc.cast(index, pa.float64()))
 
 
-def _column_numbers(array: pa.Array, name: str, first_row: int) -> np.ndarray:
-    if pa.types.is_binary(array.type):  # CSV cells: UTF-8 is checked here, where the cell can be named
-        try:
-            array = pc.cast(array, pa.string())
-        except pa.ArrowInvalid:
-            _name_undecodable(array.to_pylist(), name, first_row)
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        try:
-            array = pc.cast(pc.utf8_trim_whitespace(array), pa.float64())
-        except pa.ArrowInvalid:
-            return _careful_numbers(array.to_pylist(), name, first_row)
-    elif (
-        pa.types.is_boolean(array.type)
-        or pa.types.is_integer(array.type)
-        or pa.types.is_floating(array.type)
-        or pa.types.is_decimal(array.type)
-    ):
-        array = pc.cast(array, pa.float64())
-    else:
-        raise DataError(f"column {name!r}: its type {array.type} is not a number")
+NUMBER, CATEGORY = "number", "category"
+_TOKENS = pa.array(sorted(MISSING_TOKENS), pa.string())
+
+
+def _float_array(array: pa.Array) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _mostly_text(cells: list[str | None]) -> bool:
+    present = [c for c in cells if c is not None and c.strip().lower() not in MISSING_TOKENS]
+    return sum(not _is_number(c) for c in present) * 2 > len(present)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _name_undecodable(cells: list[bytes | None], name: str, first_row: int) -> None:
@@ -367,7 +425,9 @@ def _parquet_file(stream: io.BufferedIOBase, uri: str) -> pq.ParquetFile:
         ) from exc
 
 
-def _parquet_chunks(uri: str, selected: tuple[str, ...], first_row: int) -> Iterator[Table]:
+def _parquet_chunks(
+    uri: str, selected: tuple[str, ...], first_row: int, decoder: _Decoder
+) -> Iterator[Table]:
     where = _without_credentials(uri)
     with storage.open_seekable(uri) as stream:
         file = _parquet_file(stream, uri)
@@ -377,10 +437,10 @@ def _parquet_chunks(uri: str, selected: tuple[str, ...], first_row: int) -> Iter
         try:
             for batch in file.iter_batches(batch_size=rows_per_batch, columns=list(selected)):
                 try:
-                    values = _numbers(batch.columns, selected, row)
+                    table = decoder.table(batch.columns, selected, row)
                 except DataError as exc:
                     raise DataError(f"{where}: {exc}") from exc
-                yield Table(selected, values)
+                yield table
                 row += batch.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(

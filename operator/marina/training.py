@@ -174,16 +174,19 @@ def build_artifact(
     return artifact.ModelArtifact(
         coefficients=[float(c) for c in np.asarray(fitted.model.coef_, dtype=np.float64)],
         intercept=float(fitted.model.intercept_),
-        feature_names=list(stored.features),
+        feature_names=list(stored.feature_names),
+        inputs=stored.inputs if stored.has_categories else [],
         target=stored.target,
         metrics=metrics,
         hyperparameters=hyperparameters,
         scaling=scaled if fitted.parameters.get("standardize") else None,
         dataset={"name": stored.name, "version": stored.version, "sha256": stored.sha256, "uri": stored.uri},
         feature_statistics={
-            name: train_statistics[name] for name in stored.features if name in train_statistics
+            name: train_statistics[name]
+            for name in stored.feature_names
+            if name in train_statistics and "categories" not in train_statistics[name]
         },
-        reference=reference.to_dict(stored.features),
+        reference=reference.to_dict(stored.feature_names),
         code_version=__version__,
         created=utc_now(),
     )
@@ -223,10 +226,10 @@ def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tup
     if parameters["solver"] == "qr":
         raise SpecError(
             f"solver: 'qr' refines against the rows in memory; this dataset has {stored.rows('train')} train "
-            f"rows of {len(stored.features)} features, more than {IN_MEMORY_CELLS} cells: use 'auto' or "
+            f"rows of {len(stored.feature_names)} features, more than {IN_MEMORY_CELLS} cells: use 'auto' or "
             "'normal' (from sufficient statistics)"
         )
-    width = len(stored.features)
+    width = len(stored.feature_names)
     cross_validating = request.searching or request.folds is not None
     folds = (request.folds or DEFAULT_FOLDS) if cross_validating else 1
     held_out = [SufficientStatistics(width) for _ in range(folds)]
@@ -301,7 +304,7 @@ def summary(
         "datasetVersion": stored.version,
         "datasetUri": stored.uri,
         "datasetName": stored.name,
-        "features": len(stored.features),
+        "features": len(stored.feature_names),
         "trainRows": stored.rows("train"),
         "testRows": stored.rows("test"),
     }

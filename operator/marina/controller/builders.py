@@ -259,6 +259,7 @@ def prepare_request(spec: DatasetSpec, output: str, name: str, rows_file: str | 
         test_fraction=spec.test_fraction,
         seed=spec.seed,
         missing=spec.missing,
+        max_categories=spec.max_categories,
         features=spec.features,
         rows_file=rows_file,
         result_file=TERMINATION_LOG,

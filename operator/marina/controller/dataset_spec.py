@@ -19,6 +19,7 @@ class DatasetSpec:
     target: str
     features: tuple[str, ...] | None
     missing: str
+    max_categories: int
     test_fraction: float
     seed: int
     resources: Resources
@@ -46,6 +47,7 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         target=target,
         features=features,
         missing=fields.section("cleaning").string("missing", "drop", choices=MISSING_POLICIES) or "drop",
+        max_categories=fields.section("cleaning").integer("maxCategories", 100, contract.MAX_CATEGORIES),
         test_fraction=split.number("testFraction", 0.2, contract.SPLIT_TEST_FRACTION),
         seed=split.integer("seed", 42, contract.SEED),
         resources=fields.resources(),
@@ -62,8 +64,8 @@ def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tu
     kind = given[0]
     if kind == "builtin":
         return f"builtin:{source.string('builtin', choices=BUILTIN_DATASETS)}", None
-    if kind == "csv":
-        return source.section("csv").required_string("uri", pattern=S3_URI_PATTERN), None
+    if kind in ("csv", "parquet"):  # one object, or a prefix ending in '/' of many parts
+        return source.section(kind).required_string("uri", pattern=S3_URI_PATTERN), None
     if kind == "synthetic":
         return _synthetic(source.section("synthetic")), None
     return "inline", _inline_rows(source.section("inline"), target, features)
