@@ -17,7 +17,7 @@ import numpy as np
 from marina.artifact import ModelArtifact
 from marina.contract import MODEL_VERSION_LENGTH
 from marina.distribution import Reference
-from marina.encoding import Input, Inputs
+from marina.encoding import Inputs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 PLATFORM = "marina_linear"
@@ -62,6 +62,11 @@ def training_statistics(raw: Mapping[str, Any], feature_names: Sequence[str]) ->
     return result
 
 
+def _categorical_inputs(artifact: ModelArtifact) -> Inputs | None:
+    inputs = Inputs.of(artifact)
+    return inputs if inputs.has_categories else None
+
+
 @dataclass(frozen=True)
 class ServedModel:
     name: str
@@ -72,7 +77,7 @@ class ServedModel:
     source: str
     training_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     reference: Reference | None = None  # the training split's histograms; None in older artifacts
-    inputs: Inputs | None = None  # the raw inputs; None: every feature is a number input
+    inputs: Inputs | None = None  # raw inputs with categories among them; None: numbers only
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -87,7 +92,7 @@ class ServedModel:
             source,
             training_statistics(artifact.feature_statistics, artifact.feature_names),
             artifact.reference_distribution(),
-            Inputs.of(artifact),
+            _categorical_inputs(artifact),
         )
 
     @property
@@ -105,11 +110,11 @@ class ServedModel:
 
     @property
     def has_categories(self) -> bool:
-        """Whether requests carry raw inputs (strings among them) rather than the feature matrix."""
-        return self.inputs is not None and self.inputs.has_categories
+        """Whether requests carry raw inputs (strings among them) rather than the feature matrix.
 
-    def input_named(self, name: str) -> Input | None:
-        return self.raw_inputs.by_name.get(name)
+        Asked on every request, so it is one comparison.
+        """
+        return self.inputs is not None
 
     def has_version(self, version: str) -> bool:
         return version in (self.version, self.sha256)
