@@ -265,9 +265,10 @@ def test_a_line_longer_than_a_block_is_an_error_not_an_allocation(
 
 
 def test_synthetic_rows_do_not_depend_on_the_block_being_read() -> None:
-    source = sources.open_source(f"synthetic:rows={sources.SYNTHETIC_BLOCK_ROWS + 10},features=2,seed=4")
+    block_rows = sources.SyntheticSpec(features=2).block_rows
+    source = sources.open_source(f"synthetic:rows={block_rows + 10},features=2,seed=4")
     first, second = (chunk.values for chunk in source.chunks(source.columns))
-    again = sources.SyntheticSpec(rows=sources.SYNTHETIC_BLOCK_ROWS + 10, features=2, seed=4).block(1)
+    again = sources.SyntheticSpec(rows=block_rows + 10, features=2, seed=4).block(1)
     assert second.shape == (10, 3) and second.tobytes() == again.tobytes()
     assert not np.array_equal(first[:10], second)
 

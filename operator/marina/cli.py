@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+# Arrow's buffers from the C allocator (large ones mmap'd), not a pool that keeps freed memory: the data
+# commands promise a peak bounded by a chunk and a part, measured as the process's RSS. Read by Arrow
+# when it first allocates, so it is set before any command module imports pyarrow.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("marina.preparation", "prepare, validate, split and version a dataset"),

@@ -1,6 +1,6 @@
 """Prepared splits as Parquet parts: content-addressed, written once, read back row group by row group.
 
-A split's rows are cut into parts of at most `rows_per_part(width)` rows (about 32 MiB of float64,
+A split's rows are cut into parts of at most `rows_per_part(width)` rows (about 8 MiB of float64,
 whatever the row count), each written as `<parts folder>/<sha256>.parquet` where the sha256 is that of
 the part's canonical bytes: its values as little-endian float64, row by row, with one NaN bit pattern.
 Naming by content means a part is written before the dataset's version is known, is never rewritten
@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from marina import storage
 
 PARTS_FOLDER = "parts"
-PART_CELLS = 1 << 22
-ROW_GROUP_CELLS = 1 << 20
+PART_CELLS = 1 << 20
+ROW_GROUP_CELLS = 1 << 18
 SUFFIX = ".parquet"
 
 

@@ -13,8 +13,9 @@ A source spec is one string, as the `--source` flag and a Dataset resource give 
 - `synthetic:rows=1000,features=5,noise=0.1,seed=7,missing=0.0` — a seeded linear problem
   `target = x · coefficients + intercept + noise · N(0, 1)` with features `x1..xN` drawn from
   N(0, 1); every key is optional (defaults shown) and `missing` is the fraction of feature cells
-  blanked out, to exercise cleaning. Rows are generated in blocks of `SYNTHETIC_BLOCK_ROWS`, each from
-  its own seeded stream, so the same parameters give the same rows whatever the chunk size.
+  blanked out, to exercise cleaning. Rows are generated in blocks of about `SYNTHETIC_BLOCK_CELLS`
+  cells, each from its own seeded stream, so the same parameters give the same rows whatever the chunk
+  size.
 
 Only the columns a dataset selects are converted to numbers: a text column nobody asked for is
 never parsed. Chunks are `Table`s of float64 with NaN for a missing cell; row numbers in messages
@@ -65,8 +66,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 CSV_BLOCK_BYTES = 16 << 20
 #: Cells per chunk from Parquet, synthetic and in-memory sources (8 MiB of float64).
 CHUNK_CELLS = 1 << 20
-#: Rows per independently seeded block of synthetic data.
-SYNTHETIC_BLOCK_ROWS = 1 << 16
+#: Cells per independently seeded block of synthetic data (its rows: this over the width, from the spec alone).
+SYNTHETIC_BLOCK_CELLS = 1 << 20
 #: Longest header line read before giving up on a file that is not a CSV.
 HEADER_BYTES = 1 << 20
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -584,10 +585,14 @@ class SyntheticSpec:
         coefficients = np.round(rng.uniform(-5.0, 5.0, self.features), 3)
         return coefficients, float(np.round(rng.uniform(-2.0, 2.0), 3))
 
+    @property
+    def block_rows(self) -> int:
+        return max(1, SYNTHETIC_BLOCK_CELLS // (self.features + 1))
+
     def block(self, index: int) -> np.ndarray:
         """Rows [index·B, (index+1)·B) as [x | target], from their own stream seeded by (seed, index)."""
         coefficients, intercept = self.model()
-        rows = min(SYNTHETIC_BLOCK_ROWS, self.rows - index * SYNTHETIC_BLOCK_ROWS)
+        rows = min(self.block_rows, self.rows - index * self.block_rows)
         rng = np.random.default_rng([self.seed, index])
         x = rng.standard_normal((rows, self.features))
         y = x @ coefficients + intercept + self.noise * rng.standard_normal(rows)
@@ -609,7 +614,7 @@ def open_synthetic(spec: str) -> Source:
 
     def reader(selected: tuple[str, ...]) -> Iterator[Table]:
         index = [columns.index(column) for column in selected]
-        for block in range(math.ceil(params.rows / SYNTHETIC_BLOCK_ROWS)):
+        for block in range(math.ceil(params.rows / params.block_rows)):
             yield Table(selected, params.block(block)[:, index])
 
     return Source(columns, description, "synthetic", reader)

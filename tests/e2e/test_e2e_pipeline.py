@@ -5,8 +5,6 @@ one left (the diabetes pipeline Ready and serving)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import threading
 import time
@@ -19,7 +17,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from marina import storage
+from marina import dataset, storage
 
 ROW = [
     0.0380759,
@@ -68,21 +66,17 @@ def first_answer(marina: Any, url: str, model: str) -> list[float]:
     return answers[-1]
 
 
-def read_split(uri: str, name: str, columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray]:
-    reader = csv.DictReader(io.StringIO(storage.read_bytes(f"{uri}/{name}").decode()))
-    rows = list(reader)
-    features = [c for c in columns if c != target]
-    return (
-        np.array([[float(r[c]) for c in features] for r in rows]),
-        np.array([float(r[target]) for r in rows]),
-    )
+def read_split(uri: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split the Job wrote, read back from MinIO (its Parquet parts, checked against the version)."""
+    values = np.vstack(list(dataset.open_stored(uri).chunks(split)))
+    return values[:, :-1], values[:, -1]
 
 
 def local_ridge(dataset_status: dict[str, Any], alpha: float) -> tuple[Ridge, dict[str, float]]:
     """scikit-learn fitted on the very split the operator's Job trained on (read back from MinIO)."""
-    columns, target, uri = dataset_status["columns"], dataset_status["target"], dataset_status["uri"]
-    x_train, y_train = read_split(uri, "train.csv", columns, target)
-    x_test, y_test = read_split(uri, "test.csv", columns, target)
+    uri = dataset_status["uri"]
+    x_train, y_train = read_split(uri, "train")
+    x_test, y_test = read_split(uri, "test")
     model = Ridge(alpha=alpha).fit(x_train, y_train)
     predicted = model.predict(x_test)
     mse = mean_squared_error(y_test, predicted)
@@ -286,5 +280,5 @@ def test_deleting_resources_removes_children_but_keeps_stored_objects(
         ),
         timeout=120,
     )
-    assert storage.exists(f"{dataset_uri}/train.csv") and storage.exists(f"{dataset_uri}/test.csv")
+    assert storage.exists(f"{dataset_uri}/dataset.json") and len(dataset.open_stored(dataset_uri).data.train)
     assert storage.exists(model_uri)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from marina import storage
+from marina import dataset, storage
 from marina.storage import StorageAccessDenied
 
 KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -61,8 +61,8 @@ def as_namespace_a(
 
 def test_a_namespace_reaches_its_own_area(marina: Any, as_namespace_a: None, tenants: Any) -> None:
     own = tenants[0]["uri"]
-    assert storage.list_folder(own) == ["dataset.json", "test.csv", "train.csv"]
-    assert storage.read_bytes(f"{own}/train.csv")
+    assert storage.list_folder(own) == ["dataset.json"]
+    assert dataset.load(own).data.train.size  # its parts, under the namespace's datasets prefix
     storage.write_bytes(f"s3://marina/raw/{marina.namespace}/mine.csv", b"x,y\n1,2\n", "text/csv")
 
 
@@ -70,7 +70,7 @@ def test_a_namespace_reaches_its_own_area(marina: Any, as_namespace_a: None, ten
     "attempt",
     [
         lambda b, uri: storage.list_folder(f"s3://marina/datasets/{b}/"),
-        lambda b, uri: storage.read_bytes(f"{uri}/train.csv"),
+        lambda b, uri: storage.read_bytes(f"{uri}/dataset.json"),
         lambda b, uri: storage.list_folder(f"s3://marina/raw/{b}/"),
         lambda b, uri: storage.write_bytes(f"s3://marina/raw/{b}/planted.csv", b"x,y\n1,2\n"),
         lambda b, uri: storage.list_folder("s3://marina"),
