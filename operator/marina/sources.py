@@ -66,7 +66,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 CSV_BLOCK_BYTES = 16 << 20
 #: Cells per chunk from Parquet, synthetic and in-memory sources (8 MiB of float64).
 CHUNK_CELLS = 1 << 20
-#: Cells per independently seeded block of synthetic data (its rows: this over the width, from the spec alone).
+#: Cells per independently seeded block of synthetic data (rows: this over the width, fixed by the spec).
 SYNTHETIC_BLOCK_CELLS = 1 << 20
 #: Longest header line read before giving up on a file that is not a CSV.
 HEADER_BYTES = 1 << 20
