@@ -87,18 +87,61 @@ class KubeApi(Protocol):
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None: ...
 
 
-class Kube:
-    """KubeApi on a real cluster: in-cluster config, or the kubeconfig ($KUBECONFIG) outside one."""
+DEFAULT_TIMEOUT = (10.0, 30.0)  # (connect, read) seconds; Settings.api_timeout in the operator
+# urllib3 tries a request again after a reset connection (a pooled one the server closed); once is enough,
+# and it bounds a call at twice its timeout (urllib3's default, 3, would allow four times).
+RETRIES = 1
 
-    def __init__(self) -> None:
+
+def timed_api_client(configuration: Any, timeout: tuple[float, float]) -> Any:
+    """An ApiClient that puts `timeout` on every request that names none. The dynamic client's discovery
+    (run on first use of each kind, and on a cache miss) takes no timeout argument at all, so a per-call
+    `_request_timeout` would miss it: this covers every call made through the client. Sets the
+    configuration's `retries` (RETRIES)."""
+    import kubernetes
+
+    client: Any = kubernetes.client  # partly typed; this module only passes dicts
+
+    class TimedApiClient(client.ApiClient):  # type: ignore[misc]
+        def call_api(
+            self,
+            method: str,
+            url: str,
+            header_params: Any = None,
+            body: Any = None,
+            post_params: Any = None,
+            _request_timeout: Any = None,
+        ) -> Any:
+            return super().call_api(
+                method, url, header_params, body, post_params, _request_timeout=_request_timeout or timeout
+            )
+
+    configuration.retries = RETRIES
+    return TimedApiClient(configuration)
+
+
+def cluster_configuration() -> Any:
+    """The in-cluster configuration, or the kubeconfig's ($KUBECONFIG) outside a cluster."""
+    import kubernetes
+
+    client: Any = kubernetes  # partly typed; this module only passes dicts
+    configuration = client.client.Configuration()
+    try:
+        client.config.load_incluster_config(client_configuration=configuration)
+    except client.config.ConfigException:
+        client.config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+class Kube:
+    """KubeApi on a real cluster; every call gives up after `timeout` (connect, read) seconds."""
+
+    def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT, configuration: Any = None) -> None:
         import kubernetes
 
-        client: Any = kubernetes  # the client package is untyped
-        try:
-            client.config.load_incluster_config()
-        except client.config.ConfigException:
-            client.config.load_kube_config()
-        self._client: Any = client.dynamic.DynamicClient(client.client.ApiClient())
+        client: Any = kubernetes  # partly typed; this module only passes dicts
+        api = timed_api_client(configuration or cluster_configuration(), timeout)
+        self._client: Any = client.dynamic.DynamicClient(api)
         self._instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     def _resource(self, api_version: str, kind: str) -> Any:

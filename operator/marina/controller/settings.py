@@ -35,6 +35,12 @@ class Settings:
     # operator runs outside the cluster and cannot resolve in-cluster names).
     probe_storage: bool = True
     retry_delay_seconds: float = 10.0
+    # Every Kubernetes API call gives up after this long (seconds: connecting, then reading the answer),
+    # so a silent API server or a lost connection cannot hold a worker thread forever.
+    api_connect_timeout_seconds: float = 10.0
+    api_timeout_seconds: float = 30.0
+    # The liveness probe fails once no worker thread was free, or one reconcile ran, for this long.
+    stall_seconds: float = 300.0
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     shared_prefixes: tuple[str, ...] = field(default_factory=tuple)  # readable by every namespace
 
@@ -53,9 +59,19 @@ class Settings:
             probe_storage=values.get("MARINA_PROBE_STORAGE", "true").strip().lower()
             not in ("0", "false", "no"),
             retry_delay_seconds=float(values.get("MARINA_RETRY_DELAY_SECONDS", defaults.retry_delay_seconds)),
+            api_connect_timeout_seconds=float(
+                values.get("MARINA_API_CONNECT_TIMEOUT_SECONDS", defaults.api_connect_timeout_seconds)
+            ),
+            api_timeout_seconds=float(values.get("MARINA_API_TIMEOUT_SECONDS", defaults.api_timeout_seconds)),
+            stall_seconds=float(values.get("MARINA_STALL_SECONDS", defaults.stall_seconds)),
             namespaces=namespaces,
             shared_prefixes=shared,
         )
+
+    @property
+    def api_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds, as the kubernetes client's `_request_timeout` takes them."""
+        return (self.api_connect_timeout_seconds, self.api_timeout_seconds)
 
     def area(self, purpose: str, namespace: str) -> str:
         """The namespace's folder for one purpose (UPLOADS, DATASETS or MODELS), ending in `/`."""
