@@ -31,6 +31,15 @@ PREPARED = {
 }
 
 
+def indexed(kube: Any, kind: str, entry: Any) -> dict[Any, list[str]]:
+    """What kopf's index of `entry` holds for the objects of `kind` in the fake API."""
+    index: dict[Any, list[str]] = {}
+    for item in kube.list("marina.dev/v1alpha1", kind, "default"):
+        for key, name in entry("default", item["metadata"]["name"], item.get("spec") or {}).items():
+            index.setdefault(key, []).append(name)
+    return index
+
+
 def trained(sha: str) -> dict[str, Any]:
     return {
         "uri": f"s3://marina/models/default/ridge/model-{sha}.json",
@@ -210,7 +219,9 @@ def test_new_dataset_version_retrains(kube: Any, settings: Settings) -> None:
         "diabetes",
         {"version": "1111111111111111", "uri": "s3://marina/datasets/default/diabetes/1111111111111111"},
     )
-    assert handlers.dataset_followers(kube, "default", "diabetes") == ["ridge"]
+    assert handlers.followers(indexed(kube, "TrainingJob", handlers.by_dataset), "default", "diabetes") == [
+        "ridge"
+    ]
     outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
     assert outcome.state is State.PROGRESSING and len(kube.jobs()) == 2
     # the last good model stays in status while the new one trains
@@ -370,7 +381,8 @@ def test_waits_for_a_model(kube: Any, settings: Settings) -> None:
     assert reconcile_md(kube, settings).reason == "TrainingJobNotFound"
     kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}})
     assert reconcile_md(kube, settings).reason == "WaitingForModel"
-    assert handlers.model_followers(kube, "default", "ridge") == ["diabetes"]
+    index = indexed(kube, "ModelDeployment", handlers.by_training_job)
+    assert handlers.followers(index, "default", "ridge") == ["diabetes"]
 
 
 def test_handlers_route_children_to_their_owner(kube: Any, settings: Settings) -> None:
@@ -413,7 +425,7 @@ def test_handlers_route_children_to_their_owner(kube: Any, settings: Settings) -
         ("True", "False", 1, True),
     ],
 )
-def test_timer_only_looks_at_unsettled_objects(
+def test_recheck_only_looks_at_unsettled_objects(
     ready: str, stalled: str, observed: int, attention: bool
 ) -> None:
     status = {
@@ -421,6 +433,7 @@ def test_timer_only_looks_at_unsettled_objects(
         "conditions": [{"type": "Ready", "status": ready}, {"type": "Stalled", "status": stalled}],
     }
     assert handlers.needs_attention(status, 2) is attention
+    assert handlers.unsettled("default", "x", status, 2) == ({"default": "x"} if attention else {})
 
 
 def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings) -> None:

@@ -2,23 +2,38 @@
 
 Each object is reconciled level-wise (observe everything, act, write status) whenever it changes,
 whenever one of its children (Jobs, Deployments) changes, and whenever something it follows (a
-Dataset's version, a TrainingJob's model) changes. WAITING outcomes raise TemporaryError so kopf
-retries with a delay (so do BLOCKED ones: Stalled, but the object in the way may go); FAILED
-outcomes raise PermanentError so a bad spec is not retried forever.
-A slow timer re-checks objects still in progress, in case a pod is stuck without any event.
-ModelDeployments with spec.monitoring get a drift check on 5-second ticks whenever one is due.
+Dataset's version, a TrainingJob's model) changes; followers come from kopf's in-memory indices, not
+from listing the namespace on every event. WAITING outcomes raise TemporaryError so kopf retries with
+a delay (so do BLOCKED ones: Stalled, but the object in the way may go); FAILED outcomes raise
+PermanentError so a bad spec is not retried forever.
+The operator's own loop (`background`, not kopf timers, which would put a finalizer on every object)
+re-checks objects still in progress every 20 s, in case a pod is stuck without any event, and runs
+the drift checks of ModelDeployments with spec.monitoring on 5-second ticks whenever one is due.
+Two replicas run; kopf's peering pauses all but the leader (`leadership`). The liveness probe fails
+when the worker threads are stuck (`health`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from marina.controller import builders, datasets, modeldeployments, monitoring, trainingjobs
+from marina.controller import (
+    background,
+    builders,
+    datasets,
+    leadership,
+    modeldeployments,
+    monitoring,
+    trainingjobs,
+)
 from marina.controller.conditions import Outcome, State, ready_condition
+from marina.controller.health import Health
 from marina.controller.kube import Kube, KubeApi, KubeError
 from marina.controller.reconciler import Reconcile, lock_for
 from marina.controller.settings import Settings
@@ -37,6 +52,14 @@ PLURALS = {
 }
 KOPF_PREFIX = f"kopf.{GROUP}"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
+RECHECK_SECONDS = 20.0
+# A replica that stops writing to the peering object for this long (killed, frozen) is presumed dead and
+# the other takes over; it writes every 10-15 s (kopf: lifetime minus 5-10 s).
+PEERING_LIFETIME = 20
+# kopf's indices, by handler id (kopf passes each to the handlers as a keyword argument of that name).
+TRAININGJOBS_BY_DATASET = "trainingjobs_by_dataset"
+MODELDEPLOYMENTS_BY_TRAININGJOB = "modeldeployments_by_trainingjob"
+MONITORED = "monitored_modeldeployments"
 
 
 def reconcile_object(
@@ -75,29 +98,22 @@ def owner_of(body: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def followers(
-    kube: KubeApi, kind: str, namespace: str, matches: Callable[[Mapping[str, Any]], bool]
-) -> list[str]:
-    return [
-        item["metadata"]["name"]
-        for item in kube.list(builders.API_VERSION, kind, namespace)
-        if matches(item.get("spec") or {})
-    ]
+def by_dataset(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """A TrainingJob's entry in TRAININGJOBS_BY_DATASET: (namespace, Dataset) -> its name. An empty
+    mapping, not None, removes an earlier entry (kopf keeps the last value when a handler returns None)."""
+    dataset = (spec.get("dataset") or {}).get("name")
+    return {(namespace, str(dataset)): name} if dataset else {}
 
 
-def dataset_followers(kube: KubeApi, namespace: str, dataset: str) -> list[str]:
-    return followers(
-        kube, trainingjobs.KIND, namespace, lambda spec: (spec.get("dataset") or {}).get("name") == dataset
-    )
+def by_training_job(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """A ModelDeployment's entry in MODELDEPLOYMENTS_BY_TRAININGJOB: (namespace, TrainingJob) -> its name."""
+    training_job = (spec.get("model") or {}).get("trainingJob")
+    return {(namespace, str(training_job)): name} if training_job else {}
 
 
-def model_followers(kube: KubeApi, namespace: str, training_job: str) -> list[str]:
-    return followers(
-        kube,
-        modeldeployments.KIND,
-        namespace,
-        lambda spec: (spec.get("model") or {}).get("trainingJob") == training_job,
-    )
+def followers(index: Mapping[Hashable, Iterable[str]], namespace: str, name: str) -> list[str]:
+    """The names an index holds for (namespace, name), sorted."""
+    return sorted(set(index.get((namespace, name), ())))
 
 
 def needs_attention(status: Mapping[str, Any] | None, generation: int) -> bool:
@@ -111,84 +127,173 @@ def needs_attention(status: Mapping[str, Any] | None, generation: int) -> bool:
     return not (current and (ready or stalled))
 
 
-def register(config: Settings, kube_factory: Callable[[], KubeApi] = Kube) -> None:
-    """Register every handler with kopf's default registry."""
+def unsettled(namespace: str, name: str, status: Mapping[str, Any] | None, generation: int) -> dict[str, str]:
+    """An object's entry in its kind's `unsettled_<plural>` index (namespace -> name): the re-check list."""
+    return {namespace: name} if needs_attention(status, generation) else {}
+
+
+def monitored(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    """A ModelDeployment's entry in MONITORED (namespace -> name) while it has spec.monitoring."""
+    return {namespace: name} if spec.get("monitoring") is not None else {}
+
+
+def entries(index: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """Every (namespace, name) of an index keyed by namespace."""
+    return sorted({(namespace, name) for namespace in list(index) for name in index[namespace]})
+
+
+def unsettled_index(plural: str) -> str:
+    return f"unsettled_{plural}"
+
+
+def register(
+    config: Settings,
+    kube_factory: Callable[[], KubeApi] | None = None,
+    peering: leadership.Peering | None = None,
+    health: Health | None = None,
+) -> None:
+    """Register every handler with kopf's default registry. `peering` None runs standalone (always leads)."""
     state: dict[str, KubeApi] = {}
+    health = health or Health(config.stall_seconds)
+    make_kube = kube_factory or (lambda: Kube(timeout=config.api_timeout))
 
     def kube() -> KubeApi:
         if "kube" not in state:
-            state["kube"] = kube_factory()
+            state["kube"] = make_kube()
         return state["kube"]
 
-    @kopf.on.startup()
+    def reconcile(kind: str, namespace: str, name: str) -> Outcome | None:
+        with health.working(f"reconcile of {kind} {namespace}/{name}"):
+            return reconcile_object(kube(), config, kind, namespace, name)
+
+    def leading() -> bool:
+        if peering is None:
+            return True
+        body = kube().get(leadership.API_VERSION, leadership.KIND, "", peering.name)
+        peers = (body or {}).get("status") or {}
+        return leadership.leads(peers, peering.identity, datetime.datetime.now(datetime.UTC))
+
+    @kopf.on.startup(id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf ignores every annotation under its storage prefix when it looks for changes, so its
         # prefix must not be marina.dev (users set marina.dev/refresh to re-read a Dataset's source).
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
-        # The re-check timer makes kopf keep a finalizer on each object (so it can stop the timer
-        # before the object goes); children still go by ownerReferences. Delete Marina's objects
-        # before the operator (hack/undeploy.sh does).
+        # No handler needs a finalizer (no deletion handlers, no kopf timers), so kopf adds none and
+        # removes this one, which earlier versions put on every object; deleting an object or its
+        # namespace never waits for the operator. Children go by ownerReferences.
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         # Marina posts its own events on each transition; kopf's per-retry events would only repeat them.
         settings.posting.enabled = False
         settings.execution.max_workers = 8
-        settings.networking.connect_timeout = 10
+        # Every call kopf makes gives up in time; a watch is re-made every 5 minutes, and dropped when
+        # its connection stays silent longer than that.
+        settings.networking.request_timeout = config.api_timeout_seconds
+        settings.networking.connect_timeout = config.api_connect_timeout_seconds
+        settings.watching.connect_timeout = config.api_connect_timeout_seconds
         settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        # One ClusterKopfPeering for every install (cluster-wide or namespaced): replicas of one
+        # operator meet there whatever they watch.
+        settings.peering.clusterwide = True
+        settings.peering.lifetime = PEERING_LIFETIME
+        settings.peering.stealth = True  # no log line per keep-alive
         kube()
+
+    tasks: list[asyncio.Task[None]] = []
+
+    @kopf.on.startup(id="start-background")
+    async def start_background(settings: kopf.OperatorSettings, **indices: Any) -> None:
+        chores = background_chores(indices)
+        loop = background.run(chores, settings.execution.executor, health, leading, monitoring.TICK_SECONDS)
+        tasks.append(asyncio.create_task(loop, name="marina background"))
+
+    @kopf.on.cleanup(id="stop-background")
+    async def stop_background(**_: Any) -> None:
+        for task in tasks:
+            task.cancel()
+
+    @kopf.on.probe(id="reconciling")
+    async def probe(**_: Any) -> dict[str, int]:
+        problem = health.problem()
+        if problem is not None:
+            raise kopf.PermanentError(problem)  # kopf answers the probe with 500
+        return {"busy": health.busy()}
+
+    def background_chores(indices: Mapping[str, Any]) -> list[background.Chore]:
+        memories: dict[tuple[str, str], dict[str, Any]] = {}  # each ModelDeployment's drift memory
+
+        def unsettled_items() -> list[tuple[str, str, str]]:
+            return [
+                (kind, namespace, name)
+                for kind, plural in PLURALS.items()
+                for namespace, name in entries(indices[unsettled_index(plural)])
+            ]
+
+        def recheck(item: tuple[str, str, str]) -> None:
+            kind, namespace, name = item
+            quietly(lambda: reconcile(kind, namespace, name), f"{kind} {name}")
+
+        def monitored_items() -> list[tuple[str, str]]:
+            items = entries(indices[MONITORED])
+            for gone in set(memories) - set(items):
+                del memories[gone]
+            return items
+
+        def check_drift(item: tuple[str, str]) -> None:
+            namespace, name = item
+            memory = memories.setdefault(item, {})
+            with health.working(f"drift check of ModelDeployment {namespace}/{name}"):
+                quietly(
+                    lambda: modeldeployments.monitor(kube(), namespace, name, memory),
+                    f"drift check of ModelDeployment {name}",
+                )
+
+        return [
+            background.Chore("re-check", RECHECK_SECONDS, unsettled_items, recheck),
+            # Drift monitoring (spec.monitoring): `monitor` checks when intervalSeconds have passed.
+            background.Chore("drift check", monitoring.TICK_SECONDS, monitored_items, check_drift),
+        ]
 
     for kind, plural in PLURALS.items():
 
         def on_change(*, name: str, namespace: str | None, kind: str = kind, **_: Any) -> None:
-            raise_for(reconcile_object(kube(), config, kind, namespace or "", name), config)
+            raise_for(reconcile(kind, namespace or "", name), config)
 
-        def on_tick(
-            *,
-            name: str,
-            namespace: str | None,
-            status: kopf.Status,
-            meta: kopf.Meta,
-            kind: str = kind,
-            **_: Any,
-        ) -> None:
-            if needs_attention(status, int(meta.get("generation") or 0)):
-                quietly(
-                    lambda: reconcile_object(kube(), config, kind, namespace or "", name), f"{kind} {name}"
-                )
+        def index_unsettled(
+            *, name: str, namespace: str | None, status: kopf.Status, meta: kopf.Meta, **_: Any
+        ) -> dict[str, str]:
+            return unsettled(namespace or "", name, status, int(meta.get("generation") or 0))
 
         for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
             decorator(GROUP, VERSION, plural, id=f"reconcile-{plural}")(on_change)
-        kopf.timer(GROUP, VERSION, plural, interval=20, initial_delay=20, id=f"recheck-{plural}")(on_tick)
+        kopf.index(GROUP, VERSION, plural, id=unsettled_index(plural))(index_unsettled)
 
-    @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+    @kopf.index(GROUP, VERSION, "trainingjobs", id=TRAININGJOBS_BY_DATASET)
+    def index_by_dataset(*, name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
+        return by_dataset(namespace or "", name, spec)
+
+    @kopf.index(GROUP, VERSION, "modeldeployments", id=MODELDEPLOYMENTS_BY_TRAININGJOB)
+    def index_by_training_job(
+        *, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
+    ) -> dict[Any, str]:
+        return by_training_job(namespace or "", name, spec)
+
+    @kopf.index(GROUP, VERSION, "modeldeployments", id=MONITORED)
+    def index_monitored(*, name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[str, str]:
+        return monitored(namespace or "", name, spec)
+
+    @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, id="owner-of-job")
+    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="owner-of-deployment")
     def on_child(*, body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = owner_of(body)
         if owner is not None and owner[0] in RECONCILERS:
             kind, name = owner
-            quietly(lambda: reconcile_object(kube(), config, kind, namespace or "", name), f"{kind} {name}")
+            quietly(lambda: reconcile(kind, namespace or "", name), f"{kind} {name}")
 
     def reconcile_followers(kind: str, namespace: str, names: list[str]) -> None:
         for name in names:
-            reconcile_object(kube(), config, kind, namespace, name)
-
-    # Drift monitoring (spec.monitoring): the timer ticks often and `monitor` checks when intervalSeconds
-    # have passed, since a kopf timer's interval is fixed when it is registered.
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        "modeldeployments",
-        interval=monitoring.TICK_SECONDS,
-        sharp=True,
-        field="spec.monitoring",
-        value=kopf.PRESENT,
-        id="monitor-drift",
-    )
-    def on_monitor_tick(*, name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-        quietly(
-            lambda: modeldeployments.monitor(kube(), namespace or "", name, memo),
-            f"drift check of ModelDeployment {name}",
-        )
+            reconcile(kind, namespace, name)
 
     @kopf.on.field(
         GROUP, VERSION, "modeldeployments", field="spec.monitoring", new=kopf.ABSENT, id="monitoring-off"
@@ -199,18 +304,16 @@ def register(config: Settings, kube_factory: Callable[[], KubeApi] = Kube) -> No
             f"drift status of ModelDeployment {name}",
         )
 
-    @kopf.on.event(GROUP, VERSION, "datasets")
-    def on_dataset(*, name: str, namespace: str | None, **_: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, "datasets", id="followers-of-dataset")
+    def on_dataset(*, name: str, namespace: str | None, **indices: Any) -> None:
         ns = namespace or ""
-        quietly(
-            lambda: reconcile_followers(trainingjobs.KIND, ns, dataset_followers(kube(), ns, name)),
-            f"followers of Dataset {name}",
-        )
+        names = followers(indices[TRAININGJOBS_BY_DATASET], ns, name)
+        quietly(lambda: reconcile_followers(trainingjobs.KIND, ns, names), f"followers of Dataset {name}")
 
-    @kopf.on.event(GROUP, VERSION, "trainingjobs")
-    def on_trainingjob(*, name: str, namespace: str | None, **_: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, "trainingjobs", id="followers-of-trainingjob")
+    def on_trainingjob(*, name: str, namespace: str | None, **indices: Any) -> None:
         ns = namespace or ""
+        names = followers(indices[MODELDEPLOYMENTS_BY_TRAININGJOB], ns, name)
         quietly(
-            lambda: reconcile_followers(modeldeployments.KIND, ns, model_followers(kube(), ns, name)),
-            f"followers of TrainingJob {name}",
+            lambda: reconcile_followers(modeldeployments.KIND, ns, names), f"followers of TrainingJob {name}"
         )
