@@ -1,0 +1,93 @@
+"""With the operator scaled to 0, a namespace holding a Dataset, a TrainingJob and a ModelDeployment
+is deleted within 60 s: Marina's objects carry no finalizer that would wait for the operator, and
+their children go with them by ownerReferences. The operator is scaled back afterwards, always."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+SYSTEM = "marina-system"
+OPERATOR = "deployment/marina-operator"
+OPERATOR_PODS = "app.kubernetes.io/name=marina-operator"
+DELETED_WITHIN = 60.0
+
+
+@pytest.fixture
+def doomed(cluster: Any, operator: None) -> Iterator[str]:
+    """A namespace of its own, which the test deletes (deleted here too if the test failed first)."""
+    name = f"marina-e2e-down-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+
+
+@pytest.fixture
+def operator_down(cluster: Any) -> Iterator[None]:
+    """The operator scaled to 0 with its pods gone; scaled back to its replicas and rolled out after."""
+    replicas = cluster.kubectl("-n", SYSTEM, "get", OPERATOR, "-o", "jsonpath={.spec.replicas}").strip()
+    try:
+        cluster.kubectl("-n", SYSTEM, "scale", OPERATOR, "--replicas=0")
+        cluster.kubectl(
+            "-n", SYSTEM, "wait", "--for=delete", "pod", "-l", OPERATOR_PODS, "--timeout=90s", timeout=120
+        )
+        yield
+    finally:
+        cluster.kubectl("-n", SYSTEM, "scale", OPERATOR, f"--replicas={replicas or 2}")
+        cluster.kubectl("-n", SYSTEM, "rollout", "status", OPERATOR, "--timeout=180s", timeout=200)
+
+
+def wait_until(what: str, check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+        time.sleep(1)
+
+
+def handled(cluster: Any, namespace: str, kind: str, name: str) -> bool:
+    """The operator has written a status for the current generation (so it had every chance to add a
+    finalizer, had it wanted one)."""
+    body = json.loads(cluster.kubectl("-n", namespace, "get", kind, name, "-o", "json"))
+    return bool((body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"])
+
+
+def test_namespace_deletes_while_the_operator_is_down(
+    cluster: Any, doomed: str, request: pytest.FixtureRequest
+) -> None:
+    samples = [
+        yaml.safe_load((SAMPLES / f"marina.dev_v1alpha1_{kind}.yaml").read_text())
+        for kind in ("dataset", "trainingjob", "modeldeployment")
+    ]
+    listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": samples})
+    cluster.kubectl("-n", doomed, "apply", "-f", "-", stdin=listed)
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in samples]
+    for kind, name in kinds:
+        wait_until(f"{kind}/{name} handled", lambda k=kind, n=name: handled(cluster, doomed, k, n), 120)
+    finalizers = {
+        f"{kind}/{name}": json.loads(cluster.kubectl("-n", doomed, "get", kind, name, "-o", "json"))[
+            "metadata"
+        ].get("finalizers")
+        for kind, name in kinds
+    }
+    assert not any(finalizers.values()), json.dumps(finalizers)
+
+    request.getfixturevalue("operator_down")
+    cluster.kubectl("delete", "namespace", doomed, "--wait=false")
+    started = time.monotonic()
+    wait_until(
+        f"namespace {doomed} gone with the operator down",
+        lambda: f"namespace/{doomed}" not in cluster.kubectl("get", "namespaces", "-o", "name").split(),
+        DELETED_WITHIN,
+    )
+    print(f"namespace deleted in {time.monotonic() - started:.1f}s with the operator scaled to 0")
