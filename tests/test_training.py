@@ -674,3 +674,97 @@ def test_an_identifier_column_is_refused_by_name(capsys: pytest.CaptureFixture[s
         "50",
     )
     assert code == 1 and "column 'id' has more than 50 distinct values" in err
+
+
+# --- sharded training: N pods' statistics merged equal one pod's -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def many_parts(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """20,000 x 6 in parts of 1,000 rows (parts are cut by cells; lowered here): shards get unequal shares."""
+    output = tmp_path_factory.mktemp("many-parts")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parts, "PART_CELLS", 7_000)
+        assert (
+            main(
+                [
+                    "prepare",
+                    "--source",
+                    "synthetic:rows=20000,features=6,noise=0.3,seed=8",
+                    "--output",
+                    str(output),
+                ]
+            )
+            == 0
+        )
+    return version_folder(output)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--penalty", "l2", "--alpha", "0.3", "--standardize"],
+        ["--penalty", "l1", "--search-alpha", "0.001,0.01", "--cv", "4"],
+    ],
+    ids=["ols", "ridge-standardize", "lasso-cv"],
+)
+@pytest.mark.parametrize("shards", [2, 3])
+def test_sharded_training_equals_one_pod(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    many_parts: str,
+    options: list[str],
+    shards: int,
+) -> None:
+    monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
+    single = ok(capsys, "train", "--data", many_parts, "--output", str(tmp_path / "one"), *options)
+    common = [
+        "--data",
+        many_parts,
+        "--output",
+        str(tmp_path / "many"),
+        "--shards",
+        str(shards),
+        "--partials",
+        str(tmp_path / "p"),
+    ]
+    rows = 0
+    for index in range(shards):
+        monkeypatch.setenv(training.JOB_INDEX_ENV, str(index))  # as Kubernetes sets it in an Indexed Job
+        rows += ok(capsys, "train", *common, "--phase", "shard", *options)["trainRows"]
+    reduced = ok(capsys, "train", *common, "--phase", "reduce", *options)
+    assert rows == single["trainRows"] == reduced["trainRows"]
+    one, many = artifact.load(single["uri"]), artifact.load(reduced["uri"])
+    scale = max(abs(c) for c in one.coefficients)
+    assert max(abs(a - b) for a, b in zip(one.coefficients, many.coefficients, strict=True)) <= 1e-10 * scale
+    assert abs(one.intercept - many.intercept) <= 1e-10 * max(1.0, abs(one.intercept))
+    for name in ("mse", "rmse", "mae", "r2"):
+        assert abs(single["metrics"][name] - reduced["metrics"][name]) <= 1e-10 * max(
+            1.0, abs(single["metrics"][name])
+        )
+    assert one.reference["features"] == many.reference["features"]  # the same sample, merged from shards
+    assert "mae" not in reduced["trainMetrics"]
+    assert (
+        abs(reduced["trainMetrics"]["mse"] - single["trainMetrics"]["mse"])
+        <= 1e-9 * single["trainMetrics"]["mse"]
+    )
+
+
+def test_a_reduce_without_every_shard_names_the_missing_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, many_parts: str
+) -> None:
+    common = [
+        "--data",
+        many_parts,
+        "--output",
+        str(tmp_path),
+        "--shards",
+        "2",
+        "--partials",
+        str(tmp_path / "p"),
+    ]
+    ok(capsys, "train", *common, "--phase", "shard", "--shard-index", "0")
+    code, _, err = run_cli(capsys, "train", *common, "--phase", "reduce")
+    assert code == 1 and "expected one shard-1-of-2-<sha256>.json, found 0" in err

@@ -135,6 +135,8 @@ def _plain(number: float) -> str:
 SPLIT_TEST_FRACTION = Bound(0, 1, exclusive_minimum=True, exclusive_maximum=True)
 SEED = Bound(0)
 MAX_CATEGORIES = Bound(1, 10000)
+SHARDS = Bound(1, 64)
+TRAIN_PHASES = ("all", "shard", "reduce")
 ALPHA = Bound(0)
 L1_RATIO = Bound(0, 1)
 MAX_ITER = Bound(1)
@@ -551,6 +553,20 @@ class TrainRequest(Request):
     )
     folds: int | None = integer_flag("--cv", "cross-validation folds (default: 5 when searching)", None, "K")
     seed: int = integer_flag("--seed", "seed of the cross-validation folds", 42)
+    phase: str = flag(
+        "--phase",
+        f"{' | '.join(TRAIN_PHASES)}: everything in this pod, one shard's statistics, or the reduce",
+        default="all",
+        metavar="PHASE",
+        parse=_word,
+    )
+    shards: int = integer_flag("--shards", "pods sharing the statistics pass (an Indexed Job)", 1)
+    shard_index: int | None = integer_flag(
+        "--shard-index", "this pod's shard, 0-based (default: $JOB_COMPLETION_INDEX)", None, "I"
+    )
+    partials: str | None = flag(
+        "--partials", "folder or s3:// prefix for the shards' partial statistics", default=None, metavar="URI"
+    )
     result_file: str | None = flag(
         "--result-file",
         "also write the result JSON here (the operator uses /dev/termination-log)",
@@ -570,6 +586,19 @@ class TrainRequest(Request):
             MAX_ITER.check("--max-iter", self.max_iter)
         TOL.check("--tol", self.tol)
         self._check_search()
+        self._check_shards()
+
+    def _check_shards(self) -> None:
+        check_choice("--phase", self.phase, TRAIN_PHASES)
+        SHARDS.check("--shards", self.shards)
+        if self.phase == "all":
+            return
+        if self.shards < 2 or self.partials is None:
+            raise SpecError(f"--phase {self.phase} needs --shards of at least 2 and --partials")
+        if self.solver == "qr":
+            raise SpecError("--solver: 'qr' refines against the rows; sharded training merges statistics")
+        if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
+            raise SpecError(f"--shard-index: must be in [0, {self.shards - 1}], got {self.shard_index}")
 
     def _check_search(self) -> None:
         if self.search_alpha and self.penalty not in SEARCH_PENALTIES:

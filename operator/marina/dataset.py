@@ -786,6 +786,27 @@ class StoredDataset:
                 f"not {entry['sha256']}"
             )
 
+    def shard_chunks(self, split: str, shards: int, index: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(number of its first row in the split, rows) for every `shards`-th part from `index`: one shard's
+        share. Each part is checked against the sha256 its name carries (the split's hash needs them all)."""
+        if self.legacy is not None:
+            raise DataError(
+                f"dataset at {self.uri} is stored in the first format (train.csv): sharded training needs "
+                "Parquet parts; prepare it again"
+            )
+        records = self.description["parts"][split]["parts"]
+        folder = _normalised(storage.join(self.uri, str(self.description["parts"]["folder"])))
+        offsets = np.cumsum([0, *(int(r["rows"]) for r in records)])
+        fills = self.fills
+        for position in range(index, len(records), shards):
+            row, name = int(offsets[position]), str(records[position]["name"])
+            try:
+                for values in parts.read_part(storage.join(folder, name), self.columns, verify=name):
+                    yield row, self._expanded(_filled(values, fills))
+                    row += values.shape[0]
+            except parts.PartError as exc:
+                raise DataError(f"dataset at {self.uri} is corrupted: {exc}") from exc
+
     @cached_property
     def data(self) -> PreparedDataset:
         """Both splits in memory (for datasets that fit)."""

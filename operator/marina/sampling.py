@@ -59,29 +59,36 @@ def folds(first_row: int, count: int, seed: int, k: int) -> np.ndarray:
 
 class BottomSample:
     """The `size` rows with the smallest seeded hashes seen so far: a uniform sample without replacement,
-    mergeable and independent of how the rows were chunked. Memory: size rows."""
+    mergeable and independent of how the rows were chunked or sharded. Memory: size rows."""
 
     def __init__(self, width: int, seed: int, size: int = SAMPLE_ROWS) -> None:
         self.size, self.seed = size, seed
         self.keys = np.empty(0, dtype=np.uint64)
+        self.numbers = np.empty(0, dtype=np.int64)
         self.rows = np.empty((0, width))
 
     def add(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Offer `values`, whose row numbers are `rows`."""
-        offered = hashes(rows, self.seed, SAMPLE_SALT)
+        numbers = np.asarray(rows, dtype=np.int64)
+        offered = hashes(numbers, self.seed, SAMPLE_SALT)
         if self.keys.size >= self.size:  # full: only rows that beat the largest kept key can enter
             better = offered < self.keys.max()
-            offered, values = offered[better], values[better]
+            offered, numbers, values = offered[better], numbers[better], values[better]
         keys = np.concatenate([self.keys, offered])
-        rows = np.vstack([self.rows, values])
+        kept_numbers = np.concatenate([self.numbers, numbers])
+        kept = np.vstack([self.rows, values])
         if keys.size > self.size:
             keep = np.argpartition(keys, self.size - 1)[: self.size]
-            keys, rows = keys[keep], rows[keep]
-        self.keys, self.rows = keys, rows
+            keys, kept_numbers, kept = keys[keep], kept_numbers[keep], kept[keep]
+        self.keys, self.numbers, self.rows = keys, kept_numbers, kept
+
+    def order(self) -> np.ndarray:
+        return np.asarray(np.argsort(self.keys, kind="stable"))
 
     def values(self) -> np.ndarray:
         """The sampled rows in hash order (a fixed order whatever the chunking)."""
-        return self.rows[np.argsort(self.keys, kind="stable")]
+        ordered: np.ndarray = self.rows[self.order()]
+        return ordered
 
 
 def uniform_of(rows: np.ndarray, seed: int, salt: int) -> np.ndarray:

@@ -34,16 +34,18 @@ file and the kind's exit code (see `marina.contract`).
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from marina import __version__, artifact, dataset, evaluation, results, sampling
+from marina import __version__, artifact, dataset, evaluation, partials, results
 from marina.artifact import ArtifactError
 from marina.clock import utc_now
 from marina.contract import L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
@@ -54,13 +56,14 @@ from marina.solver import (
     InvalidParameterError,
     LinearRegressor,
     NonFiniteError,
-    SufficientStatistics,
     TooFewRowsError,
     crossval,
 )
 from marina.text import one_line
 
 DEFAULT_FOLDS = 5
+#: Set by Kubernetes in every pod of an Indexed Job: the pod's completion index.
+JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
 #: Datasets up to this many cells (both splits, 32 MiB of float64) are trained in memory; larger ones
 #: stream: one pass for the sufficient statistics (and per-fold statistics, folds by a seeded hash of
 #: the train row number), one for the metrics, in memory O(chunk + d²) whatever the row count.
@@ -222,51 +225,109 @@ def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tup
 
 def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
     """Two passes over the train split and one over test, never holding a split."""
-    parameters = request.model_parameters()
-    if parameters["solver"] == "qr":
+    if request.solver == "qr":
         raise SpecError(
             f"solver: 'qr' refines against the rows in memory; this dataset has {stored.rows('train')} train "
             f"rows of {len(stored.feature_names)} features, more than {IN_MEMORY_CELLS} cells: use 'auto' or "
             "'normal' (from sufficient statistics)"
         )
-    width = len(stored.feature_names)
-    cross_validating = request.searching or request.folds is not None
-    folds = (request.folds or DEFAULT_FOLDS) if cross_validating else 1
-    held_out = [SufficientStatistics(width) for _ in range(folds)]
-    sample = sampling.BottomSample(width, request.seed)
-    row = 0
+    gathered = partials.gather(_numbered(stored.chunks("train")), *_shape(request, stored))
+    fitted = fit_gathered(request, gathered)
+    train = evaluation.ResidualMoments()
     for chunk in stored.chunks("train"):
-        x, y = chunk[:, :-1], chunk[:, -1]
-        fold_of = sampling.folds(row, len(y), request.seed, folds)
-        for k, statistics in enumerate(held_out):
-            chosen = fold_of == k
-            statistics.update(x[chosen], y[chosen])
-        sample.add(np.arange(row, row + len(y)), x)
-        row += len(y)
-    statistics = crossval.merge(held_out)
+        train.add(chunk[:, -1], fitted.model.predict(chunk[:, :-1]))
+    return fitted, evaluate(stored, fitted, gathered, train.metrics())
+
+
+def _shape(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[int, int, int]:
+    """(width, folds, seed) of what a pass gathers."""
+    cross_validating = request.searching or request.folds is not None
+    return (
+        len(stored.feature_names),
+        (request.folds or DEFAULT_FOLDS) if cross_validating else 1,
+        request.seed,
+    )
+
+
+def _numbered(chunks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    row = 0
+    for chunk in chunks:
+        yield row, chunk
+        row += chunk.shape[0]
+
+
+def fit_gathered(request: TrainRequest, gathered: partials.Gathered) -> Fit:
+    """Cross-validate from the folds' statistics when asked, then fit on all of them."""
+    parameters = request.model_parameters()
+    statistics = gathered.statistics
+    folds = len(gathered.held_out)
     search = None
     with warnings.catch_warnings(record=True) as caught, solver_errors():
         warnings.simplefilter("always")
-        if cross_validating:
+        if request.searching or request.folds is not None:
             if folds > statistics.n_samples:
                 raise DataError(
                     f"cv: {folds} folds need at least {folds} training rows, got {statistics.n_samples}"
                 )
-            search = evaluation.search(grid(request), crossval.held_out_scorer(parameters, held_out), folds)
+            scorer = crossval.held_out_scorer(parameters, gathered.held_out)
+            search = evaluation.search(grid(request), scorer, folds)
             parameters.update(search.best.parameters)
         model = make_model(parameters).fit_statistics(statistics)
     messages = tuple(dict.fromkeys(one_line(str(w.message), 200) for w in caught))
-    fitted = Fit(model, parameters, search, request.seed, messages, request.name or "")
-    test, train = evaluation.ResidualMoments(), evaluation.ResidualMoments()
-    for split, moments in (("test", test), ("train", train)):
-        for chunk in stored.chunks(split):
-            moments.add(chunk[:, -1], model.predict(chunk[:, :-1]))
+    return Fit(model, parameters, search, request.seed, messages, request.name or "")
+
+
+def evaluate(
+    stored: dataset.StoredDataset, fitted: Fit, gathered: partials.Gathered, train_metrics: dict[str, float]
+) -> Evaluation:
+    """Test metrics from a pass over the test split; scaling and the reference from what was gathered."""
+    test = evaluation.ResidualMoments()
+    for chunk in stored.chunks("test"):
+        test.add(chunk[:, -1], fitted.model.predict(chunk[:, :-1]))
+    statistics = gathered.statistics
     std = statistics.x_std
     scaled = {"mean": statistics.x_mean.tolist(), "scale": np.where(std > 0, std, 1.0).tolist()}
-    sampled = sample.values()
-    return fitted, Evaluation(
-        test.metrics(), train.metrics(), scaled, Reference.of(sampled, model.predict(sampled))
-    )
+    sampled = gathered.sample.values()
+    reference = Reference.of(sampled, fitted.model.predict(sampled))
+    return Evaluation(test.metrics(), train_metrics, scaled, reference)
+
+
+def shard_index(request: TrainRequest) -> int:
+    """This pod's shard: the flag, or the index Kubernetes gives each pod of an Indexed Job."""
+    if request.shard_index is not None:
+        return request.shard_index
+    raw = os.environ.get(JOB_INDEX_ENV, "")
+    if not raw.isdigit() or int(raw) >= request.shards:
+        raise SpecError(
+            f"--shard-index: not given and ${JOB_INDEX_ENV} is {raw!r}, not in [0, {request.shards - 1}]"
+        )
+    return int(raw)
+
+
+def shard_command(request: TrainRequest, stored: dataset.StoredDataset) -> dict[str, Any]:
+    """One shard: gather this pod's share of the train parts and store it for the reduce."""
+    index = shard_index(request)
+    gathered = partials.gather(stored.shard_chunks("train", request.shards, index), *_shape(request, stored))
+    uri = partials.write(gathered, str(request.partials), stored.sha256, request.shards, index, request.seed)
+    return {
+        "partial": uri,
+        "shard": index,
+        "shards": request.shards,
+        "trainRows": gathered.statistics.n_samples,
+    }
+
+
+def reduce_fit(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
+    """Merge the shards, fit, and evaluate on test. Train metrics come from the merged moments (mse, rmse,
+    r2, exact algebra); the train mae would need another pass over every row, so it is left out."""
+    width, folds, seed = _shape(request, stored)
+    gathered = partials.read_all(str(request.partials), stored.sha256, request.shards, seed, width, folds)
+    fitted = fit_gathered(request, gathered)
+    statistics = gathered.statistics
+    mse = crossval.validation_mse(fitted.model.coef_, fitted.model.intercept_, statistics)
+    spread = statistics.yy / statistics.n_samples
+    train_metrics = {"mse": mse, "rmse": math.sqrt(mse), "r2": 1.0 - mse / spread if spread > 0 else 0.0}
+    return fitted, evaluate(stored, fitted, gathered, train_metrics)
 
 
 def train_command(request: TrainRequest) -> dict[str, Any]:
@@ -275,7 +336,12 @@ def train_command(request: TrainRequest) -> dict[str, Any]:
     if location.note:
         print(f"marina train: {location.note}", file=sys.stderr, flush=True)
     stored = dataset.open_stored(location.folder)
-    fitted, judged = (train_in_memory if fits_in_memory(stored) else train_streaming)(request, stored)
+    if request.phase == "shard":
+        return shard_command(request, stored)
+    if request.phase == "reduce":
+        fitted, judged = reduce_fit(request, stored)
+    else:
+        fitted, judged = (train_in_memory if fits_in_memory(stored) else train_streaming)(request, stored)
     metrics = dict(judged.metrics)
     if fitted.search is not None:
         metrics["cv_mse"] = fitted.search.best.mean_mse
