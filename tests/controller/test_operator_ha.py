@@ -8,6 +8,8 @@ import datetime
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -140,6 +142,46 @@ def test_the_probe_fails_while_workers_are_stuck(registry: kopf.OperatorRegistry
     now[0] = 61.0
     with pytest.raises(kopf.PermanentError, match="no worker thread was free"):
         asyncio.run(probe.fn())
+
+
+def test_the_liveness_endpoint_answers_500_while_workers_are_stuck(registry: kopf.OperatorRegistry) -> None:
+    """Through kopf's own health server, as the kubelet's probe sees it."""
+    from kopf._cogs.structs import ephemera
+    from kopf._core.engines import probing
+
+    now = [0.0]
+    health = Health(stall_seconds=60, clock=lambda: now[0])
+    handlers.register(Settings(), kube_factory=no_kube, health=health)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}/healthz"
+
+    def status() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    async def main() -> int:
+        ready = asyncio.Event()
+        server = asyncio.create_task(
+            probing.health_reporter(
+                url,
+                registry=registry,
+                settings=kopf.OperatorSettings(),
+                indices={},
+                memo=ephemera.AnyMemo(kopf.Memo()),
+                ready_flag=ready,
+            )
+        )
+        await asyncio.wait_for(ready.wait(), 5)
+        now[0] = 61.0  # kopf keeps an answer for 10 s, so the first one is the stuck one
+        code = await asyncio.to_thread(status)
+        server.cancel()
+        return code
+
+    assert asyncio.run(main()) == 500
 
 
 def test_followers_come_from_the_index_and_leave_it() -> None:
