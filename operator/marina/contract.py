@@ -209,6 +209,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.search.l1Ratios[]": Rule(bound=L1_RATIO),
         "spec.search.folds": Rule(bound=FOLDS),
         "spec.backoffLimit": Rule(bound=BACKOFF_LIMIT),
+        "spec.parallelism": Rule(bound=SHARDS),
         "spec.activeDeadlineSeconds": Rule(bound=ACTIVE_DEADLINE_SECONDS),
         "spec.retention.keepLast": Rule(bound=KEEP_LAST),
     },

@@ -446,3 +446,53 @@ def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings
     outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     assert (outcome.state, outcome.reason) == (State.WAITING, "StorageAccessDenied")
     assert kube.jobs() == [job_name]  # kept until the retry delay has passed
+
+
+def container_args(kube: Any, job_name: str) -> list[str]:
+    job = kube.get("batch/v1", "Job", "default", job_name)
+    return list(job["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_parallel_training_runs_indexed_shards_then_a_reduce(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    kube.add_resource("TrainingJob", "wide", {"dataset": {"name": "diabetes"}, "parallelism": 3})
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    (shards,) = kube.jobs()
+    spec = kube.get("batch/v1", "Job", "default", shards)["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    assert spec["backoffLimitPerIndex"] == 1 and spec["maxFailedIndexes"] == 0 and "backoffLimit" not in spec
+    actions = [rule["action"] for rule in spec["podFailurePolicy"]["rules"]]
+    assert actions[0] == "Ignore" and set(actions[1:]) == {"FailIndex"}
+    args = container_args(kube, shards)
+    partials = args[args.index("--partials") + 1]
+    assert args[args.index("--phase") + 1] == "shard" and args[args.index("--shards") + 1] == "3"
+    assert partials.startswith("s3://marina/models/default/wide/partials/")
+    assert outcome.state is State.PROGRESSING and "gathering statistics in 3 shards" in outcome.message
+
+    kube.finish_job(
+        shards, json.dumps({"partial": f"{partials}/shard-2-of-3-x.json", "format": "marina.dev/result/v1"})
+    )
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    reduce = next(name for name in kube.jobs() if name != shards)
+    args = container_args(kube, reduce)
+    assert args[args.index("--phase") + 1] == "reduce" and args[args.index("--partials") + 1] == partials
+    kube.finish_job(reduce, json.dumps(trained(SHA_A)))
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    assert (
+        outcome.state is State.READY
+        and kube.current("TrainingJob", "wide")["status"]["model"]["sha256"] == SHA_A
+    )
+
+    kube.objects[("marina.dev/v1alpha1", "TrainingJob", "default", "wide")]["spec"]["parallelism"] = 1
+    # How, not what, is trained: no new run.
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    assert outcome.state is State.READY and len(kube.jobs()) == 2
+
+
+def test_parallel_training_refuses_qr_naming_the_field(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    kube.add_resource(
+        "TrainingJob", "qr", {"dataset": {"name": "diabetes"}, "parallelism": 2, "model": {"solver": "qr"}}
+    )
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "qr"))
+    assert outcome.reason == "InvalidSpec" and "spec.parallelism" in outcome.message and not kube.jobs()

@@ -311,9 +311,12 @@ def inline_rows_config_map(owner: Owner, spec: DatasetSpec, digest: str) -> dict
     }
 
 
-def train_request(spec: TrainingJobSpec, data_uri: str, output: str, name: str) -> TrainRequest:
+def train_request(
+    spec: TrainingJobSpec, data_uri: str, output: str, name: str, sharding: Mapping[str, Any] | None = None
+) -> TrainRequest:
     model, search = spec.model, spec.search
     optional: dict[str, Any] = {"tol": model.tol} if model.tol is not None else {}
+    optional.update(sharding or {})
     if search is not None:
         optional.update(
             search_alpha=search.alphas, search_l1_ratio=search.l1_ratios or (), folds=search.folds
@@ -334,16 +337,29 @@ def train_request(spec: TrainingJobSpec, data_uri: str, output: str, name: str) 
     )
 
 
-def train_args(spec: TrainingJobSpec, data_uri: str, output: str, name: str) -> list[str]:
-    return train_request(spec, data_uri, output, name).to_argv()
+def train_args(
+    spec: TrainingJobSpec, data_uri: str, output: str, name: str, sharding: Mapping[str, Any] | None = None
+) -> list[str]:
+    return train_request(spec, data_uri, output, name, sharding).to_argv()
+
+
+def sharding(
+    settings: Settings, owner: Owner, spec: TrainingJobSpec, digest: str, phase: str
+) -> dict[str, Any]:
+    """The `marina train` arguments of one phase of a sharded run; the partials live under the models
+    prefix, one folder per run (digest), so the shards of two runs never meet."""
+    partials = f"{settings.models_prefix(owner.namespace, owner.name)}/partials/{digest}"
+    return {"phase": phase, "shards": spec.parallelism, "partials": partials}
 
 
 def train_job(
     settings: Settings, owner: Owner, spec: TrainingJobSpec, data_uri: str, digest: str
 ) -> dict[str, Any]:
+    """The training Job: the whole run, or with parallelism the reduce after the shards."""
     output = settings.models_prefix(owner.namespace, owner.name)
+    phase = sharding(settings, owner, spec, digest, "reduce") if spec.parallelism > 1 else None
     container = marina_container(
-        settings, train_args(spec, data_uri, output, owner.name), spec.resources, DEFAULT_JOB_RESOURCES
+        settings, train_args(spec, data_uri, output, owner.name, phase), spec.resources, DEFAULT_JOB_RESOURCES
     )
     return job(
         owner,
@@ -354,6 +370,40 @@ def train_job(
         deadline_seconds=spec.active_deadline_seconds,
         digest=digest,
     )
+
+
+def shard_job(
+    settings: Settings, owner: Owner, spec: TrainingJobSpec, data_uri: str, digest: str
+) -> dict[str, Any]:
+    """An Indexed Job of `parallelism` pods, pod i gathering every i-th part's statistics. A failed index
+    retries alone (backoffLimitPerIndex); a permanent failure or an OOM kill fails its index at once."""
+    output = settings.models_prefix(owner.namespace, owner.name)
+    args = train_args(spec, data_uri, output, owner.name, sharding(settings, owner, spec, digest, "shard"))
+    container = marina_container(settings, args, spec.resources, DEFAULT_JOB_RESOURCES)
+    built = job(
+        owner,
+        child_name(owner, "shard", digest),
+        "shard",
+        container,
+        backoff_limit=spec.backoff_limit,
+        deadline_seconds=spec.active_deadline_seconds,
+        digest=digest,
+    )
+    job_spec = built["spec"]
+    del job_spec["backoffLimit"]  # per index instead
+    job_spec.update(
+        {
+            "completionMode": "Indexed",
+            "completions": spec.parallelism,
+            "parallelism": spec.parallelism,
+            "backoffLimitPerIndex": spec.backoff_limit,
+            "maxFailedIndexes": 0,
+        }
+    )
+    for rule in job_spec["podFailurePolicy"]["rules"]:
+        if rule["action"] == "FailJob":
+            rule["action"] = "FailIndex"
+    return built
 
 
 def selector(owner: Owner) -> dict[str, str]:

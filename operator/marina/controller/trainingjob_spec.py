@@ -39,8 +39,10 @@ class TrainingJobSpec:
     resources: Resources
     backoff_limit: int
     active_deadline_seconds: int
-    # Not an input of the training: out of repr, so out of the Job's digest (builders.short_hash).
+    # Not inputs of the training: out of repr, so out of the Job's digest (builders.short_hash). Shards
+    # change how the statistics are gathered, not the model (equal to 1e-10), so they do not retrain.
     keep_last: int | None = field(default=None, repr=False)
+    parallelism: int = field(default=1, repr=False)
 
 
 def parse(spec: Mapping[str, Any] | None) -> TrainingJobSpec:
@@ -59,7 +61,19 @@ def parse(spec: Mapping[str, Any] | None) -> TrainingJobSpec:
             "activeDeadlineSeconds", 3600, contract.ACTIVE_DEADLINE_SECONDS
         ),
         keep_last=keep_last(fields),
+        parallelism=_parallelism(fields, model),
     )
+
+
+def _parallelism(fields: Fields, model: ModelParameters) -> int:
+    parallelism = fields.integer("parallelism", 1, contract.SHARDS)
+    if parallelism > 1 and model.solver == "qr":
+        raise InvalidSpec(
+            fields.where("parallelism"),
+            "solver 'qr' refines against the rows in one pod, shards merge statistics: "
+            "use auto, normal, cd or gd",
+        )
+    return parallelism
 
 
 def _model(model: Fields) -> ModelParameters:

@@ -72,12 +72,38 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
     status = body.get("status") or {}
     if status.get("inputsHash") == digest and status.get("phase") == "Succeeded":
         return trained(status)
+    if spec.parallelism > 1:
+        shards = gather_shards(kube, settings, owner, spec, uri, digest, version)
+        if shards is not None:
+            return shards
     job = builders.train_job(settings, owner, spec, uri, digest)
     job_name = job["metadata"]["name"]
     result = run_job(kube, settings, owner, job)
     if isinstance(result, Outcome):
         return result
     return from_job(kube, owner, result, job_name, {"jobName": job_name, "datasetVersion": version}, digest)
+
+
+def gather_shards(
+    kube: KubeApi,
+    settings: Settings,
+    owner: builders.Owner,
+    spec: trainingjob_spec.TrainingJobSpec,
+    uri: str,
+    digest: str,
+    version: str,
+) -> Outcome | None:
+    """Run the Indexed Job of shards; None once every index succeeded (then the reduce runs)."""
+    job = builders.shard_job(settings, owner, spec, uri, digest)
+    job_name = job["metadata"]["name"]
+    result = run_job(kube, settings, owner, job)
+    if isinstance(result, Outcome):
+        return result
+    fields = {"jobName": job_name, "datasetVersion": version, "shards": spec.parallelism}
+    if result.phase is JobPhase.SUCCEEDED:
+        forget_old_jobs(kube, owner, "shard", keep=job_name)
+        return None
+    return from_job(kube, owner, result, job_name, fields, digest)
 
 
 def job_times(kube: KubeApi, owner: builders.Owner, job_name: str) -> dict[str, str]:
@@ -96,7 +122,10 @@ def from_job(
 ) -> Outcome:
     fields = {**fields, **job_times(kube, owner, job_name)}
     if result.phase is JobPhase.RUNNING:
-        return running_outcome(result, "Training", "is training", job_name, {**fields, "phase": "Running"})
+        doing = (
+            f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
+        )
+        return running_outcome(result, "Training", doing, job_name, {**fields, "phase": "Running"})
     if result.phase is JobPhase.FAILED:
         return Outcome(
             State.FAILED,
