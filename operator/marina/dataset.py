@@ -57,8 +57,8 @@ MANIFEST_NAME = "dataset.json"
 TRAIN_NAME = "train.csv"
 TEST_NAME = "test.csv"
 VERSION_LENGTH = 16  # hex digits of the sha256: fits a Kubernetes label value and a folder name
-#: Up to this many selected cells a table is split by an exact seeded permutation (16 MiB of float64).
-SMALL_TABLE_CELLS = 1 << 21
+#: Up to this many selected cells a table is split by an exact seeded permutation (8 MiB of float64).
+SMALL_TABLE_CELLS = 1 << 20
 
 
 class DataError(JobError, ValueError):

@@ -63,11 +63,11 @@ SOURCE_FORMS = (
 )
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 #: Bytes of CSV text Arrow parses per block; also the longest line a CSV may have.
-CSV_BLOCK_BYTES = 16 << 20
-#: Cells per chunk from Parquet, synthetic and in-memory sources (8 MiB of float64).
-CHUNK_CELLS = 1 << 20
+CSV_BLOCK_BYTES = 8 << 20
+#: Cells per chunk from Parquet, synthetic and in-memory sources (4 MiB of float64).
+CHUNK_CELLS = 1 << 19
 #: Cells per independently seeded block of synthetic data (rows: this over the width, fixed by the spec).
-SYNTHETIC_BLOCK_CELLS = 1 << 20
+SYNTHETIC_BLOCK_CELLS = 1 << 19
 #: Longest header line read before giving up on a file that is not a CSV.
 HEADER_BYTES = 1 << 20
 PARQUET_SUFFIXES = (".parquet", ".pq")

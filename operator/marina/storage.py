@@ -10,6 +10,7 @@ so a namespace's Jobs and model servers can neither read nor change another team
 
 from __future__ import annotations
 
+import functools
 import hmac
 import io
 import json
@@ -163,11 +164,21 @@ def join(base: str, *names: str) -> str:
 
 
 def _client(settings: S3Settings | None = None):  # type: ignore[no-untyped-def]
+    return _client_for(settings or S3Settings.from_environment())
+
+
+@functools.lru_cache(maxsize=4)
+def _client_for(settings: S3Settings):  # type: ignore[no-untyped-def]
+    """One client (and connection pool) per endpoint and credentials: a client per call left a pool, its
+    buffers and reference cycles behind each time, garbage that piled up between collections."""
     from minio import Minio
 
-    s = settings or S3Settings.from_environment()
     return Minio(
-        s.endpoint, access_key=s.access_key, secret_key=s.secret_key, secure=s.secure, region=s.region
+        settings.endpoint,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        secure=settings.secure,
+        region=settings.region,
     )
 
 
@@ -308,8 +319,22 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
             _put(client, location, data, content_type)
 
 
+#: S3's smallest multipart part; a single PUT takes up to 5 GiB.
+_MIN_PART_BYTES = 5 << 20
+
+
 def _put(client: Any, location: S3Location, data: bytes, content_type: str) -> None:
-    client.put_object(location.bucket, location.key, io.BytesIO(data), len(data), content_type=content_type)
+    """One PUT of bytes already in memory: the SDK's default multipart upload runs parallel threads, each
+    copying parts (and each a malloc arena), which costs more memory than the object itself."""
+    client.put_object(
+        location.bucket,
+        location.key,
+        io.BytesIO(data),
+        len(data),
+        content_type=content_type,
+        part_size=max(_MIN_PART_BYTES, len(data)),
+        num_parallel_uploads=1,
+    )
 
 
 def _ensure_bucket(client: Any, bucket: str) -> None:
@@ -331,8 +356,19 @@ def exists(uri: str) -> bool:
         with _s3_call(f"cannot check {uri}"):
             _client().stat_object(location.bucket, location.key)
         return True
-    except StorageNotFound:
+    except StorageNotFound as missing:
+        _forget(missing)
         return False
+
+
+def _forget(error: BaseException) -> None:
+    """Drop the tracebacks of a handled error and of its causes. Their frames form reference cycles, and a
+    frame in a cycle keeps its callers' frames, with their arrays, alive until a full garbage collection:
+    a prepare asking whether each part exists held hundreds of MiB that way."""
+    seen: BaseException | None = error
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
 
 
 def list_folder(uri: str) -> list[str]:

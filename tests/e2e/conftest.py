@@ -50,7 +50,9 @@ class Marina:
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return str(self.cluster.kubectl("-n", self.namespace, *args, stdin=stdin))
 
-    def try_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def try_kubectl(
+        self, *args: str, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         command = [
             "bash",
             str(REPO / "hack" / "kubectl.sh"),
@@ -60,7 +62,9 @@ class Marina:
             self.namespace,
             *args,
         ]
-        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def apply(self, *documents: dict[str, Any]) -> None:
         # JSON, not YAML: kubectl's YAML reads strings such as `y` or `on` as booleans.
@@ -98,9 +102,9 @@ class Marina:
             time.sleep(every)
 
     def wait_ready(self, kind: str, name: str, timeout: float = 300) -> dict[str, Any]:
-        result = self.try_kubectl(
-            "wait", "--for=condition=Ready", f"{kind}/{name}", f"--timeout={int(timeout)}s"
-        )
+        # kubectl gives up at --timeout; its process gets a little longer (it was capped at 120 s).
+        wait = ("wait", "--for=condition=Ready", f"{kind}/{name}", f"--timeout={int(timeout)}s")
+        result = self.try_kubectl(*wait, timeout=timeout + 30)
         if result.returncode != 0:
             pytest.fail(
                 f"{kind}/{name} not Ready: {json.dumps(self.status(kind, name), indent=1)}", pytrace=False
