@@ -23,6 +23,7 @@ from bounds import (
     least_squares_tolerance,
     metrics_tolerance,
     normal_equations_tolerance,
+    relative_residual,
     residual_tolerance,
     scaled_error,
     statistics_mse_tolerance,
@@ -32,6 +33,7 @@ from marina import __version__, artifact, dataset, evaluation, parts, training
 from marina.cli import main
 from marina.contract import TrainRequest
 from marina.distribution import bin_counts
+from tables import write_diamonds
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -582,30 +584,23 @@ def test_streaming_training_matches_in_memory(
     assert second.reference["features"] == first.reference["features"]
 
 
-def test_streaming_refuses_qr_with_a_reason(
+def test_streaming_qr_refines_against_rows_read_again(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, diabetes: str
 ) -> None:
+    """With --solver qr a streamed split is read again for R and each refinement sweep: the coefficients
+    agree with the in-memory QR fit to the least-squares bound, not just the Gram's."""
+    in_memory = ok(capsys, "train", "--data", diabetes, "--output", str(tmp_path / "a"), "--solver", "qr")
     monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
-    code, _, err = run_cli(capsys, "train", "--data", diabetes, "--output", str(tmp_path), "--solver", "qr")
-    assert code == 1 and "solver: 'qr' refines against the rows in memory" in err
+    streamed = ok(capsys, "train", "--data", diabetes, "--output", str(tmp_path / "b"), "--solver", "qr")
+    assert streamed["bestParameters"]["solver_used"] == "qr"
+    x_train, y_train = read_split(diabetes, "train")
+    first, second = (np.array(artifact.load(r["uri"]).coefficients) for r in (in_memory, streamed))
+    relative = relative_residual(x_train, y_train, first, artifact.load(in_memory["uri"]).intercept)
+    bound = least_squares_tolerance(condition(x_train), *x_train.shape, relative)
+    assert scaled_error(x_train, second, first) <= bound
 
 
 # --- text columns: one-hot categories --------------------------------------------------------------------
-
-
-def write_diamonds(path: Path, rows: int = 3_000, seed: int = 5) -> None:
-    """A diamonds-like table: numbers, two text columns and one text column no one selects."""
-    rng = np.random.default_rng(seed)
-    cuts, colors = ["Fair", "Good", "Very Good", "Premium", "Ideal"], list("DEFGHIJ")
-    carat = rng.uniform(0.2, 2.5, rows)
-    cut = rng.choice(cuts, rows)
-    color = rng.choice(colors, rows)
-    effect = {c: 150.0 * k for k, c in enumerate(cuts)} | {c: -90.0 * k for k, c in enumerate(colors)}
-    price = 4000 * carat + [effect[c] for c in cut] + [effect[c] for c in color] + rng.normal(0, 200, rows)
-    lines = ["carat,cut,color,clarity,price"]
-    cells = zip(carat, cut, color, price, strict=True)
-    lines += [f"{a:.3f},{b},{c},SI{k % 3},{p:.2f}" for k, (a, b, c, p) in enumerate(cells)]
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])

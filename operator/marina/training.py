@@ -48,10 +48,11 @@ import numpy as np
 from marina import __version__, artifact, dataset, evaluation, partials, results
 from marina.artifact import ArtifactError
 from marina.clock import utc_now
-from marina.contract import L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
+from marina.contract import L1_PENALTIES, L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
 from marina.dataset import DataError
 from marina.distribution import Reference
 from marina.solver import (
+    Chunks,
     DivergenceError,
     InvalidParameterError,
     LinearRegressor,
@@ -62,6 +63,8 @@ from marina.solver import (
 from marina.text import one_line
 
 DEFAULT_FOLDS = 5
+#: Solvers that refine against the rows when they can read them (the rest work from statistics alone).
+ROWS_SOLVERS = ("auto", "normal", "qr")
 #: Set by Kubernetes in every pod of an Indexed Job: the pod's completion index.
 JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
 #: Datasets up to this many cells (both splits, 32 MiB of float64) are trained in memory; larger ones
@@ -224,15 +227,16 @@ def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tup
 
 
 def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
-    """Two passes over the train split and one over test, never holding a split."""
-    if request.solver == "qr":
-        raise SpecError(
-            f"solver: 'qr' refines against the rows in memory; this dataset has {stored.rows('train')} train "
-            f"rows of {len(stored.feature_names)} features, more than {IN_MEMORY_CELLS} cells: use 'auto' or "
-            "'normal' (from sufficient statistics)"
-        )
+    """One pass over the train split for the statistics, one for the train metrics and one over test,
+    never holding a split; the QR path (`qr`, or an ill-conditioned design) reads the train rows again
+    for R and per refinement sweep."""
     gathered = partials.gather(_numbered(stored.chunks("train")), *_shape(request, stored))
-    fitted = fit_gathered(request, gathered)
+
+    def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for chunk in stored.chunks("train"):
+            yield chunk[:, :-1], chunk[:, -1]
+
+    fitted = fit_gathered(request, gathered, rows)
     train = evaluation.ResidualMoments()
     for chunk in stored.chunks("train"):
         train.add(chunk[:, -1], fitted.model.predict(chunk[:, :-1]))
@@ -256,8 +260,10 @@ def _numbered(chunks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
         row += chunk.shape[0]
 
 
-def fit_gathered(request: TrainRequest, gathered: partials.Gathered) -> Fit:
-    """Cross-validate from the folds' statistics when asked, then fit on all of them."""
+def fit_gathered(request: TrainRequest, gathered: partials.Gathered, rows: Chunks | None = None) -> Fit:
+    """Cross-validate from the folds' statistics when asked, then fit on all of them; with `rows` (the
+    train split, readable again) the solvers that can use rows (`qr`, and `normal` when the design is
+    ill-conditioned) refine against them."""
     parameters = request.model_parameters()
     statistics = gathered.statistics
     folds = len(gathered.held_out)
@@ -272,7 +278,15 @@ def fit_gathered(request: TrainRequest, gathered: partials.Gathered) -> Fit:
             scorer = crossval.held_out_scorer(parameters, gathered.held_out)
             search = evaluation.search(grid(request), scorer, folds)
             parameters.update(search.best.parameters)
-        model = make_model(parameters).fit_statistics(statistics)
+        model = make_model(parameters)
+        if (
+            rows is not None
+            and parameters["penalty"] not in L1_PENALTIES
+            and parameters["solver"] in ROWS_SOLVERS
+        ):
+            model.fit_chunks(rows, statistics)
+        else:
+            model.fit_statistics(statistics)
     messages = tuple(dict.fromkeys(one_line(str(w.message), 200) for w in caught))
     return Fit(model, parameters, search, request.seed, messages, request.name or "")
 

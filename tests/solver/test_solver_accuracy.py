@@ -168,6 +168,24 @@ def test_rows_path_gets_nine_digits(case: tuple[str, Design, tuple[Array, float]
     assert digits >= TARGET_DIGITS, f"{digits:.1f} correct digits (κ = {kappa:.1e})"
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+@pytest.mark.parametrize("solver", ["auto", "qr"])
+def test_rows_read_in_chunks_get_the_same_nine_digits(
+    case: tuple[str, Design, tuple[Array, float]], solver: str, chunk: int
+) -> None:
+    """fit_chunks re-reads the rows for R and for each refinement sweep: data from storage, larger than
+    memory, gets the rows path's accuracy, not the Gram's."""
+    _, design, exact = case
+
+    def chunks() -> list[tuple[Array, Array]]:
+        return [(design.X[i : i + chunk], design.y[i : i + chunk]) for i in range(0, len(design.y), chunk)]
+
+    model = LinearRegressor(solver=solver, fit_intercept=design.fit_intercept).fit_chunks(chunks)
+    digits = correct_digits(model.coef_, model.intercept_, design, exact)
+    kappa = condition(design.X, design.fit_intercept)
+    assert digits >= TARGET_DIGITS, f"{digits:.1f} correct digits (κ = {kappa:.1e})"
+
+
 def test_streaming_path_meets_the_gram_bound(case: tuple[str, Design, tuple[Array, float]]) -> None:
     """Without rows only the Gram is left: error ≲ c·n·eps·κ², lost directions beyond 1/(n·eps).
 

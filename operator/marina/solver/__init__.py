@@ -4,7 +4,7 @@
 >>> model = LinearRegressor(penalty="l2", alpha=1.0).fit(X, y)   # doctest: +SKIP
 """
 
-from marina.solver._solvers import PENALTIES, SOLVERS
+from marina.solver._solvers import PENALTIES, SOLVERS, Chunks
 from marina.solver.errors import (
     ConvergenceWarning,
     DivergenceError,
@@ -23,6 +23,7 @@ from marina.solver.statistics import SufficientStatistics
 __all__ = [
     "PENALTIES",
     "SOLVERS",
+    "Chunks",
     "ConvergenceWarning",
     "DivergenceError",
     "IncompatibleSolverError",

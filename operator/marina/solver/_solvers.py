@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,35 +45,44 @@ class Penalty:
     l2: float
 
 
+#: Re-reads the rows from the start, chunk by chunk, as (X, y): in memory one chunk, from storage many.
+Chunks = Callable[[], Iterable[tuple[Array, Array]]]
+
+
 @dataclass(frozen=True)
 class Rows:
-    """The rows themselves, as stored; the model is ``intercept + X·(coef / x_scale)``."""
+    """The rows themselves, as stored, readable any number of times; the model is
+    ``intercept + X·(coef / x_scale)``. Every pass holds one block, so the QR path and its refinement
+    work on data read from storage as well as on arrays in memory."""
 
-    X: Array
-    y: Array
+    chunks: Chunks
+    n_features: int
     x_offset: Array
     y_offset: float
     x_scale: Array
     intercept: bool
+
+    def pieces(self, step: int) -> Iterator[tuple[Array, Array]]:
+        """(X, y) in pieces of at most `step` rows, whatever the chunks."""
+        for X, y in self.chunks():
+            for start in range(0, X.shape[0], step):
+                yield X[start : start + step], y[start : start + step]
 
     def blocks(self, out: Array, column_scale: Array, ones: float) -> Iterator[Array]:
         """Fill ``out`` block by block with ``[ones | (X - x_offset)/(x_scale·column_scale) | y - y_offset]``.
 
         The ``ones`` column is there only with an intercept; each filled block is yielded.
         """
-        n_features = self.X.shape[1]
         first = int(self.intercept)
-        features = slice(first, first + n_features)
+        features = slice(first, first + self.n_features)
         divisor = self.x_scale * column_scale
-        step = out.shape[0]
-        for start in range(0, self.X.shape[0], step):
-            block = self.X[start : start + step]
+        for block, target in self.pieces(out.shape[0]):
             filled = out[: block.shape[0]]
             if self.intercept:
                 filled[:, 0] = ones
             np.subtract(block, self.x_offset, out=filled[:, features])
             filled[:, features] /= divisor
-            np.subtract(self.y[start : start + step], self.y_offset, out=filled[:, -1])
+            np.subtract(target, self.y_offset, out=filled[:, -1])
             yield filled
 
 
@@ -303,10 +312,8 @@ def _refine(
 def _gradient(rows: Rows, intercept: float, coef: Array) -> tuple[float, Array]:
     """``(Σr, Xᵀr / x_scale)`` for ``r = y - intercept - X·coef/x_scale``, in double-double."""
     weights = coef / rows.x_scale
-    step = block_rows(rows.X.shape[1] + 2)
-    total = _DoubleDouble(rows.X.shape[1] + 1)
-    for start in range(0, rows.X.shape[0], step):
-        X, y = rows.X[start : start + step], rows.y[start : start + step]
+    total = _DoubleDouble(rows.n_features + 1)
+    for X, y in rows.pieces(block_rows(rows.n_features + 2)):
         residual, residual_low = _residual(X, y, intercept, weights)
         with_ones = np.column_stack([np.ones(len(y)), X])
         products, errors = _two_product(with_ones, residual[:, None])

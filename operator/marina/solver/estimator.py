@@ -22,6 +22,7 @@ meaning), and ``learning_rate`` is the seed's step (its alpha; default: 1/L, the
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -150,7 +151,7 @@ class LinearRegressor:
         check_rows_match(matrix, target)
         self._check_row_count(matrix.shape[0])
         statistics = SufficientStatistics.from_arrays(matrix, target)
-        return self._fit(statistics, solver, (matrix, target))
+        return self._fit(statistics, solver, lambda: [(matrix, target)])
 
     def fit_statistics(self, statistics: SufficientStatistics) -> LinearRegressor:
         """Fit from accumulated (possibly merged, possibly deserialised) sufficient statistics.
@@ -166,6 +167,30 @@ class LinearRegressor:
             )
         self._check_row_count(statistics.n_samples)
         return self._fit(statistics, solver, None)
+
+    def fit_chunks(
+        self, chunks: _solvers.Chunks, statistics: SufficientStatistics | None = None
+    ) -> LinearRegressor:
+        """Fit on data read in chunks, any number of times: ``chunks()`` yields ``(X, y)`` pairs from the
+        start. One pass gathers the statistics (unless given, gathered from the same rows); the QR path
+        (``qr``, or ``normal`` on an ill-conditioned design) reads the rows again to build R and once per
+        refinement sweep, holding one block at a time, so a data set larger than memory gets the same
+        accuracy as ``fit`` on arrays."""
+        solver = self._validated_solver()
+        if statistics is None:
+            for X, y in chunks():
+                matrix = as_matrix(X)
+                statistics = statistics or SufficientStatistics(n_features=max(matrix.shape[1], 1))
+                statistics.update(matrix, y)
+        if statistics is None:
+            raise TooFewRowsError("need at least one chunk of rows, got none")
+        self._check_row_count(statistics.n_samples)
+
+        def checked() -> Iterable[tuple[Array, Array]]:
+            for X, y in chunks():
+                yield as_matrix(X), as_vector(y)
+
+        return self._fit(statistics, solver, checked)
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike) -> LinearRegressor:
         """Add a chunk of rows to ``statistics_`` and refit from all rows seen so far."""
@@ -183,7 +208,7 @@ class LinearRegressor:
             raise TooFewRowsError(f"need at least {needed} rows to fit {reason}, got {n_samples}")
 
     def _fit(
-        self, statistics: SufficientStatistics, solver: str, data: tuple[Array, Array] | None
+        self, statistics: SufficientStatistics, solver: str, data: _solvers.Chunks | None
     ) -> LinearRegressor:
         n_features = statistics.n_features
         if self.fit_intercept:
@@ -198,7 +223,7 @@ class LinearRegressor:
             scale = np.where(std > 0, std, 1.0)
         rows = None
         if data is not None:
-            rows = _solvers.Rows(data[0], data[1], x_offset, y_offset, scale, self.fit_intercept)
+            rows = _solvers.Rows(data, n_features, x_offset, y_offset, scale, self.fit_intercept)
         problem = _solvers.Problem(
             gram=gram / np.outer(scale, scale),
             xty=xty / scale,
