@@ -1,7 +1,8 @@
 """Two operator replicas, one leading through kopf's peering: TrainingJobs applied at once, the leader
 pod deleted once half of them have their Job. The other replica takes over (the time is printed),
 every TrainingJob gets exactly one Job (counted from a watch, so a Job made twice and deleted would
-show) and all become Ready."""
+show) and all become Ready. And a leader that stops without a goodbye (a crash, a frozen node: here a
+made-up peer of top priority that never writes again) holds both replicas back only for its lifetime."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from marina.controller import leadership
 TRAINING_JOBS = int(os.environ.get("MARINA_E2E_LEADER_JOBS", "50"))
 SYSTEM = "marina-system"
 OPERATOR = "deployment/marina-operator"
+LIFETIME = 20  # seconds a silent peer still counts (the operator's PEERING_LIFETIME)
 
 
 class JobWatch:
@@ -149,3 +152,53 @@ def test_the_follower_takes_over_and_every_training_job_gets_one_job(
     assert {n: c for n, c in per_training_job.items() if c != 1} == {}
     for name in names:
         assert marina.condition("trainingjob", name)["status"] == "True"
+
+
+def paused_for(marina: Any, pod: str, peer: str) -> bool:
+    """The leader `pod` has paused in favour of `peer`, or is gone (the follower was paused already, and
+    a replica started since starts paused until it has read the peering object)."""
+    if pod not in live_operator_pods(marina.cluster):
+        return True
+    logs = marina.try_kubectl("-n", SYSTEM, "logs", pod, "--since=5m").stdout
+    return f"Pausing operations in favour of [<Peer {peer}:" in logs
+
+
+def test_a_leader_gone_silent_is_replaced_after_its_lifetime(marina: Any, two_replicas: None) -> None:
+    cluster = marina.cluster
+    dataset = marina.sample("Dataset")
+    marina.apply(dataset)
+    marina.wait_ready("dataset", dataset["metadata"]["name"])
+    first = marina.wait_for("a leader among two replicas", lambda: leader(cluster), timeout=60)
+    ghost = f"ghost-{uuid.uuid4().hex[:6]}"
+    seen = datetime.datetime.now(datetime.UTC).isoformat()
+    entry = {"priority": 2**31, "lifetime": LIFETIME, "lastseen": seen}  # above any replica's
+    cluster.kubectl(
+        "patch", "clusterkopfpeering", "marina", "--type=merge", "-p", json.dumps({"status": {ghost: entry}})
+    )
+    injected = time.monotonic()
+    marina.wait_for(f"the leader to pause for {ghost}", lambda: paused_for(marina, first, ghost))
+    training_job = {
+        "apiVersion": "marina.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "after-a-silent-leader"},
+        "spec": marina.sample("TrainingJob")["spec"],
+    }
+    marina.apply(training_job)
+    marina.wait_for(
+        "a replica to take the TrainingJob up",
+        lambda: marina.status("trainingjob", "after-a-silent-leader").get("observedGeneration") == 1,
+        timeout=90,
+    )
+    handled = time.monotonic() - injected
+    print(f"a leader gone silent: a TrainingJob was taken up {handled:.1f}s after its last keep-alive")
+    assert LIFETIME - 2 <= handled <= LIFETIME + 30
+    marina.wait_for(
+        f"{ghost} cleaned from the peering object",
+        lambda: (
+            ghost
+            not in json.loads(cluster.kubectl("get", "clusterkopfpeering", "marina", "-o", "json")).get(
+                "status", {}
+            )
+        ),
+    )
+    marina.wait_ready("trainingjob", "after-a-silent-leader")
