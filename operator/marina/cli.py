@@ -8,6 +8,7 @@ loads kopf and `marina train` never loads the HTTP stack. A command module expos
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import os
 import sys
@@ -51,7 +52,25 @@ def _version() -> str:
     return __version__
 
 
+#: glibc's mallopt parameter for the size above which allocations are mmap'd.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def bound_the_heap() -> None:
+    """Keep chunk-sized buffers out of the heap. glibc raises its mmap threshold after each large free (up
+    to 32 MiB), so later chunk-sized buffers come from the heap, where freed ones are seldom given back:
+    a streaming command's RSS then grows with the data (a 392 MB CSV prepared at 1.3 GiB). A fixed
+    threshold keeps them mmap'd and returned as soon as they are freed."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_the_heap()
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(args_list).parse_args(args_list)
     return int(args.handler(args))
