@@ -33,7 +33,7 @@ from marina import __version__, artifact, dataset, evaluation, parts, training
 from marina.cli import main
 from marina.contract import TrainRequest
 from marina.distribution import bin_counts
-from tables import write_diamonds
+from tabular import write_diamonds
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

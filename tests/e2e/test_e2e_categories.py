@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from marina import artifact, dataset, parts, storage
-from tables import COLORS, CUTS, write_diamonds
+from tabular import COLORS, CUTS, write_diamonds
 
 NAME = "diamonds"
 FEATURES = ["carat", "cut", "color"]
