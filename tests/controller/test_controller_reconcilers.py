@@ -448,6 +448,23 @@ def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings
     assert kube.jobs() == [job_name]  # kept until the retry delay has passed
 
 
+def test_a_result_lost_with_its_pod_is_computed_again(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}})
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    (job_name,) = kube.jobs()
+    kube.finish_job(job_name, json.dumps(trained(SHA_A)))
+    kube.delete("v1", "Pod", "default", f"{job_name}-pod")  # garbage-collected, or its node lost
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "ResultLost")
+    assert kube.jobs() == []
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    assert kube.jobs() == [job_name]  # the same Job again, for the same input
+    kube.finish_job(job_name, json.dumps(trained(SHA_A)))
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
+    assert outcome.state is State.READY
+
+
 def container_args(kube: Any, job_name: str) -> list[str]:
     job = kube.get("batch/v1", "Job", "default", job_name)
     return list(job["spec"]["template"]["spec"]["containers"][0]["args"])

@@ -1,6 +1,8 @@
 """With the operator scaled to 0, a namespace holding a Dataset, a TrainingJob and a ModelDeployment
 is deleted within 60 s: Marina's objects carry no finalizer that would wait for the operator, and
-their children go with them by ownerReferences. The operator is scaled back afterwards, always."""
+their children go with them by ownerReferences. And a training Job that succeeds while the operator is
+down, its pod (with the result in its termination message) deleted before the operator is back, is run
+again, so the TrainingJob still becomes Ready. The operator is scaled back afterwards, always."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,8 @@ def doomed(cluster: Any, operator: None) -> Iterator[str]:
         cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
 
 
-@pytest.fixture
-def operator_down(cluster: Any) -> Iterator[None]:
+@contextmanager
+def operator_scaled_to_zero(cluster: Any) -> Iterator[None]:
     """The operator scaled to 0 with its pods gone; scaled back to its replicas and rolled out after."""
     replicas = cluster.kubectl("-n", SYSTEM, "get", OPERATOR, "-o", "jsonpath={.spec.replicas}").strip()
     try:
@@ -62,15 +65,15 @@ def handled(cluster: Any, namespace: str, kind: str, name: str) -> bool:
     return bool((body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"])
 
 
-def test_namespace_deletes_while_the_operator_is_down(
-    cluster: Any, doomed: str, request: pytest.FixtureRequest
-) -> None:
-    samples = [
-        yaml.safe_load((SAMPLES / f"marina.dev_v1alpha1_{kind}.yaml").read_text())
-        for kind in ("dataset", "trainingjob", "modeldeployment")
-    ]
+def apply_samples(cluster: Any, namespace: str, *kinds: str) -> list[dict[str, Any]]:
+    samples = [yaml.safe_load((SAMPLES / f"marina.dev_v1alpha1_{kind}.yaml").read_text()) for kind in kinds]
     listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": samples})
-    cluster.kubectl("-n", doomed, "apply", "-f", "-", stdin=listed)
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", stdin=listed)
+    return samples
+
+
+def test_namespace_deletes_while_the_operator_is_down(cluster: Any, doomed: str) -> None:
+    samples = apply_samples(cluster, doomed, "dataset", "trainingjob", "modeldeployment")
     kinds = [(d["kind"], d["metadata"]["name"]) for d in samples]
     for kind, name in kinds:
         wait_until(f"{kind}/{name} handled", lambda k=kind, n=name: handled(cluster, doomed, k, n), 120)
@@ -82,12 +85,43 @@ def test_namespace_deletes_while_the_operator_is_down(
     }
     assert not any(finalizers.values()), json.dumps(finalizers)
 
-    request.getfixturevalue("operator_down")
-    cluster.kubectl("delete", "namespace", doomed, "--wait=false")
-    started = time.monotonic()
-    wait_until(
-        f"namespace {doomed} gone with the operator down",
-        lambda: f"namespace/{doomed}" not in cluster.kubectl("get", "namespaces", "-o", "name").split(),
-        DELETED_WITHIN,
+    with operator_scaled_to_zero(cluster):
+        cluster.kubectl("delete", "namespace", doomed, "--wait=false")
+        started = time.monotonic()
+        wait_until(
+            f"namespace {doomed} gone with the operator down",
+            lambda: f"namespace/{doomed}" not in cluster.kubectl("get", "namespaces", "-o", "name").split(),
+            DELETED_WITHIN,
+        )
+        print(f"namespace deleted in {time.monotonic() - started:.1f}s with the operator scaled to 0")
+
+
+def test_a_result_lost_with_its_pod_while_the_operator_is_down_is_computed_again(
+    cluster: Any, doomed: str
+) -> None:
+    def kubectl(*args: str) -> str:
+        return str(cluster.kubectl("-n", doomed, *args, timeout=400))
+
+    (dataset,) = apply_samples(cluster, doomed, "dataset")
+    kubectl("wait", "--for=condition=Ready", f"dataset/{dataset['metadata']['name']}", "--timeout=300s")
+    # No pod may start until the operator is down, so it cannot read the result first.
+    kubectl("create", "quota", "hold-pods", "--hard=pods=0")
+    (training_job,) = apply_samples(cluster, doomed, "trainingjob")
+    name = training_job["metadata"]["name"]
+    wait_until(f"TrainingJob {name} started its Job", lambda: "jobName" in status(cluster, doomed, name), 120)
+    job = status(cluster, doomed, name)["jobName"]
+    with operator_scaled_to_zero(cluster):
+        kubectl("delete", "quota", "hold-pods")
+        kubectl("wait", "--for=condition=Complete", f"job/{job}", "--timeout=300s")
+        kubectl("delete", "pods", "-l", f"job-name={job}", "--wait=true")
+    kubectl("wait", "--for=condition=Ready", f"trainingjob/{name}", "--timeout=300s")
+    events = json.loads(
+        kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
     )
-    print(f"namespace deleted in {time.monotonic() - started:.1f}s with the operator scaled to 0")
+    assert "ResultLost" in {e["reason"] for e in events["items"]}
+    assert status(cluster, doomed, name)["jobName"] == job  # the same Job, run again
+
+
+def status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
+    body = json.loads(cluster.kubectl("-n", namespace, "get", "trainingjob", name, "-o", "json"))
+    return dict(body.get("status") or {})

@@ -14,7 +14,7 @@ from marina.controller import builders, ownership, preflight
 from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
 from marina.controller.kube import KubeApi, KubeError
 from marina.controller.settings import Settings
-from marina.controller.termination import JobPhase, JobResult, failed_at, job_result
+from marina.controller.termination import JobPhase, JobResult, failed_at, job_phase, job_result
 
 # The condition reason of each failure worth a new Job (`FailureKind.retryable`); the rest are permanent.
 RETRY_REASONS = {
@@ -100,6 +100,16 @@ def run_job(
                 ownership.create(kube, owner, child)
         return JobResult(JobPhase.RUNNING)
     pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
+    if not pods and job_phase(existing) is JobPhase.SUCCEEDED:
+        # Its pod, and with it the termination message that held the result, is gone (garbage-collected,
+        # its node lost). Run it again: outputs are content-addressed, so the same input gives the same
+        # result again and nothing stored is overwritten.
+        kube.delete("batch/v1", "Job", owner.namespace, name)
+        return Outcome(
+            State.WAITING,
+            "ResultLost",
+            f"Job {name} succeeded but its pod is gone with the result; running it again",
+        )
     result = job_result(existing, pods)
     failure = result.failure
     if result.phase is JobPhase.FAILED and failure is not None and failure.kind.retryable:
