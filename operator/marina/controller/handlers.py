@@ -84,7 +84,7 @@ def raise_for(outcome: Outcome | None, settings: Settings) -> None:
 
 
 def quietly(action: Callable[[], Any], what: str) -> None:
-    """Watch-event work is best effort: the next event or the timer tries again."""
+    """Watch-event work is best effort: the next event or the re-check loop tries again."""
     try:
         action()
     except KubeError as error:
