@@ -96,11 +96,17 @@ class BlockSums:
         self.pending = np.empty((0, width))
 
     def add(self, values: np.ndarray) -> None:
-        rows = np.vstack([self.pending, values]) if self.pending.shape[0] else values
-        whole = rows.shape[0] - rows.shape[0] % self.block
-        for start in range(0, whole, self.block):
-            self._absorb(rows[start : start + self.block])
-        self.pending = rows[whole:].copy()
+        start = 0
+        if self.pending.shape[0]:  # complete the pending block first, then whole blocks in place
+            start = min(self.block - self.pending.shape[0], values.shape[0])
+            self.pending = np.vstack([self.pending, values[:start]])
+            if self.pending.shape[0] < self.block:
+                return
+            self._absorb(self.pending)
+        whole = start + (values.shape[0] - start) // self.block * self.block
+        for first in range(start, whole, self.block):
+            self._absorb(values[first : first + self.block])
+        self.pending = values[whole:].copy()
 
     def _absorb(self, rows: np.ndarray) -> None:
         present = ~np.isnan(rows)

@@ -59,28 +59,60 @@ def folds(first_row: int, count: int, seed: int, k: int) -> np.ndarray:
 
 class BottomSample:
     """The `size` rows with the smallest seeded hashes seen so far: a uniform sample without replacement,
-    mergeable and independent of how the rows were chunked or sharded. Memory: size rows."""
+    mergeable and independent of how the rows were chunked or sharded. Memory: about twice size rows
+    (candidates are kept until they are as many as the sample, then the sample is cut again)."""
 
     def __init__(self, width: int, seed: int, size: int = SAMPLE_ROWS) -> None:
-        self.size, self.seed = size, seed
-        self.keys = np.empty(0, dtype=np.uint64)
-        self.numbers = np.empty(0, dtype=np.int64)
-        self.rows = np.empty((0, width))
+        self.size, self.seed, self.width = size, seed, width
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._numbers = np.empty(0, dtype=np.int64)
+        self._rows = np.empty((0, width))
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
+        self._bar: np.uint64 | None = None  # the largest kept key once full: only smaller ones enter
 
     def add(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Offer `values`, whose row numbers are `rows`."""
         numbers = np.asarray(rows, dtype=np.int64)
         offered = hashes(numbers, self.seed, SAMPLE_SALT)
-        if self.keys.size >= self.size:  # full: only rows that beat the largest kept key can enter
-            better = offered < self.keys.max()
+        if self._bar is not None:
+            better = offered < self._bar
+            if not better.any():
+                return
             offered, numbers, values = offered[better], numbers[better], values[better]
-        keys = np.concatenate([self.keys, offered])
-        kept_numbers = np.concatenate([self.numbers, numbers])
-        kept = np.vstack([self.rows, values])
+        self._pending.append((offered, numbers, np.array(values, dtype=np.float64)))
+        self._pending_rows += offered.size
+        if self._pending_rows >= self.size:
+            self._compact()
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        keys = np.concatenate([self._keys, *(p[0] for p in self._pending)])
+        numbers = np.concatenate([self._numbers, *(p[1] for p in self._pending)])
+        rows = np.vstack([self._rows, *(p[2] for p in self._pending)])
+        self._pending, self._pending_rows = [], 0
         if keys.size > self.size:
             keep = np.argpartition(keys, self.size - 1)[: self.size]
-            keys, kept_numbers, kept = keys[keep], kept_numbers[keep], kept[keep]
-        self.keys, self.numbers, self.rows = keys, kept_numbers, kept
+            keys, numbers, rows = keys[keep], numbers[keep], rows[keep]
+        if keys.size >= self.size:
+            self._bar = keys.max()
+        self._keys, self._numbers, self._rows = keys, numbers, rows
+
+    @property
+    def keys(self) -> np.ndarray:
+        self._compact()
+        return self._keys
+
+    @property
+    def numbers(self) -> np.ndarray:
+        self._compact()
+        return self._numbers
+
+    @property
+    def rows(self) -> np.ndarray:
+        self._compact()
+        return self._rows
 
     def order(self) -> np.ndarray:
         return np.asarray(np.argsort(self.keys, kind="stable"))

@@ -291,7 +291,7 @@ def _csv_chunks(uri: str, selected: tuple[str, ...], first_row: int, decoder: _D
             except (OSError, EOFError) as exc:
                 raise DataError(f"{where}: not a valid gzip file ({exc})") from exc
             if batch.num_rows:
-                yield decoder.table(batch.columns, selected, row)
+                yield decoder.table(batch, selected, row)
                 row += batch.num_rows
 
 
@@ -316,11 +316,25 @@ class _Decoder:
         self.dictionaries: dict[str, list[str]] = {}
         self.codes: dict[str, dict[str, int]] = {}
 
-    def table(self, arrays: Sequence[pa.Array], names: tuple[str, ...], first_row: int) -> Table:
-        out = np.empty((len(arrays[0]) if arrays else 0, len(arrays)), dtype=np.float64)
-        for j, (array, name) in enumerate(zip(arrays, names, strict=True)):
-            out[:, j] = self._column(array, name, first_row)
+    def table(self, batch: pa.RecordBatch, names: tuple[str, ...], first_row: int) -> Table:
+        out = np.empty((batch.num_rows, len(names)), dtype=np.float64)
+        numbers = self._all_numbers(batch, names)
+        for j, (array, name) in enumerate(zip((numbers or batch).columns, names, strict=True)):
+            out[:, j] = _float_array(array) if numbers is not None else self._column(array, name, first_row)
         return Table(names, out, self.dictionaries)
+
+    def _all_numbers(self, batch: pa.RecordBatch, names: tuple[str, ...]) -> pa.RecordBatch | None:
+        """The whole batch cast to float64 in one call, the common case; None when any column is (or may
+        be) text or holds a cell Arrow cannot read as a number, which the column-by-column path handles."""
+        if any(self.kinds.get(name) == CATEGORY for name in names):
+            return None
+        try:
+            cast = batch.cast(pa.schema([(name, pa.float64()) for name in batch.schema.names]))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        for name in names:
+            self.kinds.setdefault(name, NUMBER)
+        return cast
 
     def _column(self, array: pa.Array, name: str, first_row: int) -> np.ndarray:
         if pa.types.is_dictionary(array.type):
@@ -440,7 +454,7 @@ def _parquet_chunks(
         try:
             for batch in file.iter_batches(batch_size=rows_per_batch, columns=list(selected)):
                 try:
-                    table = decoder.table(batch.columns, selected, row)
+                    table = decoder.table(batch, selected, row)
                 except DataError as exc:
                     raise DataError(f"{where}: {exc}") from exc
                 yield table
