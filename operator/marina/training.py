@@ -17,7 +17,7 @@ with `--solver qr`, which refits on the rows. The artifact is written to `<outpu
 Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   uri, sha256      the artifact (give both to `marina serve --model URI --sha256 HEX`)
   metrics          test split: {mse, rmse, mae, r2}
-  trainMetrics     train split: {mse, rmse, mae, r2}
+  trainMetrics     train split: {mse, rmse, mae, r2}; mse, rmse and r2 only when streamed or sharded
   bestParameters   {penalty, alpha, l1_ratio, solver, solver_used, fit_intercept, standardize, tol,
                    n_iter, and max_iter / learning_rate when given}
   datasetVersion, datasetUri, datasetName, features (count), trainRows, testRows
@@ -57,6 +57,7 @@ from marina.solver import (
     InvalidParameterError,
     LinearRegressor,
     NonFiniteError,
+    SufficientStatistics,
     TooFewRowsError,
     crossval,
 )
@@ -227,9 +228,8 @@ def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tup
 
 
 def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
-    """One pass over the train split for the statistics, one for the train metrics and one over test,
-    never holding a split; the QR path (`qr`, or an ill-conditioned design) reads the train rows again
-    for R and per refinement sweep."""
+    """One pass over the train split for the statistics and one over test, never holding a split; the QR
+    path (`qr`, or an ill-conditioned design) reads the train rows again for R and per refinement sweep."""
     gathered = partials.gather(_numbered(stored.chunks("train")), *_shape(request, stored))
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -237,10 +237,15 @@ def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tup
             yield chunk[:, :-1], chunk[:, -1]
 
     fitted = fit_gathered(request, gathered, rows)
-    train = evaluation.ResidualMoments()
-    for chunk in stored.chunks("train"):
-        train.add(chunk[:, -1], fitted.model.predict(chunk[:, :-1]))
-    return fitted, evaluate(stored, fitted, gathered, train.metrics())
+    return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
+
+
+def moment_metrics(fitted: Fit, statistics: SufficientStatistics) -> dict[str, float]:
+    """Train mse, rmse and r2 from the split's centred moments (exact algebra, no pass over the rows); the
+    mae would need every row again after the fit, so streamed and sharded training leave it out."""
+    mse = crossval.validation_mse(fitted.model.coef_, fitted.model.intercept_, statistics)
+    spread = statistics.yy / statistics.n_samples
+    return {"mse": mse, "rmse": math.sqrt(mse), "r2": 1.0 - mse / spread if spread > 0 else 0.0}
 
 
 def _shape(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[int, int, int]:
@@ -332,16 +337,11 @@ def shard_command(request: TrainRequest, stored: dataset.StoredDataset) -> dict[
 
 
 def reduce_fit(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
-    """Merge the shards, fit, and evaluate on test. Train metrics come from the merged moments (mse, rmse,
-    r2, exact algebra); the train mae would need another pass over every row, so it is left out."""
+    """Merge the shards, fit, and evaluate on test; train metrics from the merged moments."""
     width, folds, seed = _shape(request, stored)
     gathered = partials.read_all(str(request.partials), stored.sha256, request.shards, seed, width, folds)
     fitted = fit_gathered(request, gathered)
-    statistics = gathered.statistics
-    mse = crossval.validation_mse(fitted.model.coef_, fitted.model.intercept_, statistics)
-    spread = statistics.yy / statistics.n_samples
-    train_metrics = {"mse": mse, "rmse": math.sqrt(mse), "r2": 1.0 - mse / spread if spread > 0 else 0.0}
-    return fitted, evaluate(stored, fitted, gathered, train_metrics)
+    return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
 
 
 def train_command(request: TrainRequest) -> dict[str, Any]:
