@@ -2,12 +2,13 @@
 
     marina prepare --source SPEC --output DIR_OR_S3 [--target target] [--name NAME]
                    [--test-fraction 0.2] [--seed 42] [--missing drop|mean|median|fail]
-                   [--features a,b,c] [--inline-rows JSON_OR_YAML | --rows-file PATH_OR_S3]
-                   [--result-file PATH]
+                   [--features a,b,c] [--max-categories 100]
+                   [--inline-rows JSON_OR_YAML | --rows-file PATH_OR_S3] [--result-file PATH]
 
 SPEC is `builtin:diabetes`, `synthetic:rows=1000,features=5,noise=0.1,seed=7`, `inline` (with
 `--inline-rows` or `--rows-file`), `s3://bucket/key.csv[.gz]` or a local CSV path (see
-`marina.sources`). The dataset lands in `<output>/<version>/` (train.csv, test.csv, dataset.json).
+`marina.sources`). The splits land as Parquet parts under `<output>/parts/` and the manifest in
+`<output>/<version>/dataset.json` (see `marina.dataset`).
 
 Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   version      content version (first 16 hex digits of sha256), also the folder name
