@@ -500,6 +500,12 @@ class PrepareRequest(Request):
         default=None,
         metavar="PATH_OR_S3",
     )
+    progress: str | None = flag(
+        "--progress",
+        "file or s3:// object rewritten every few seconds with the command's progress (JSON)",
+        default=None,
+        metavar="URI",
+    )
     result_file: str | None = flag(
         "--result-file",
         "also write the result JSON here (the operator uses /dev/termination-log)",
@@ -567,6 +573,12 @@ class TrainRequest(Request):
     )
     partials: str | None = flag(
         "--partials", "folder or s3:// prefix for the shards' partial statistics", default=None, metavar="URI"
+    )
+    progress: str | None = flag(
+        "--progress",
+        "file or s3:// object rewritten every few seconds with the command's progress (JSON)",
+        default=None,
+        metavar="URI",
     )
     result_file: str | None = flag(
         "--result-file",

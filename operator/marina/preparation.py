@@ -69,7 +69,7 @@ def prepare_command(request: PrepareRequest) -> dict[str, Any]:
     options = options_of(request)
     source = sources.open_source(request.source, inline_text(request))
     name = (request.name or source.default_name).strip()
-    progress = Progress("marina prepare")
+    progress = Progress("marina prepare", source.expected_rows, request.progress)
     prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
     progress.done()
     assert prepared.uri is not None

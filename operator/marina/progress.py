@@ -1,16 +1,31 @@
-"""Progress of a long command on stderr: rows so far and their rate, at most every `INTERVAL` seconds."""
+"""Progress of a long command: rows so far, their rate, the total and an ETA when known, on stderr and
+(with a URI) as a small JSON object the operator copies into the resource's `status.progress`.
+
+The object is rewritten at most every `INTERVAL` seconds; writing it never fails the command (a storage
+hiccup only skips one report). Format `marina.dev/progress/v1`:
+  rows, rowsPerSecond, elapsedSeconds, updated (RFC 3339), and with a known total: total, percent,
+  etaSeconds; done: true in the last report.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from typing import Any
 
+from marina import storage
+from marina.clock import utc_now
+
+FORMAT = "marina.dev/progress/v1"
 INTERVAL = 5.0
 
 
 class Progress:
-    def __init__(self, command: str, interval: float = INTERVAL) -> None:
-        self.command, self.interval = command, interval
+    def __init__(
+        self, command: str, total: int | None = None, uri: str | None = None, interval: float = INTERVAL
+    ) -> None:
+        self.command, self.total, self.uri, self.interval = command, total, uri, interval
         self.started = self.last = time.monotonic()
         self.count = 0
 
@@ -19,16 +34,56 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
-            self._say(now, "")
+            self._report(now, done=False)
 
     def done(self) -> None:
         if self.last > self.started:  # only long runs reported progress; close them with the total
-            self._say(time.monotonic(), " (done)")
+            self._report(time.monotonic(), done=True)
 
-    def _say(self, now: float, suffix: str) -> None:
+    def document(self, now: float, done: bool) -> dict[str, Any]:
         elapsed = max(now - self.started, 1e-9)
         rate = self.count / elapsed
+        report: dict[str, Any] = {
+            "format": FORMAT,
+            "rows": self.count,
+            "rowsPerSecond": round(rate, 1),
+            "elapsedSeconds": round(elapsed, 1),
+            "updated": utc_now(),
+        }
+        if self.total:
+            report.update(
+                total=self.total,
+                percent=round(min(100.0, 100.0 * self.count / self.total), 1),
+                etaSeconds=round(max(self.total - self.count, 0) / rate, 1) if rate > 0 else None,
+            )
+        if done:
+            report["done"] = True
+        return report
+
+    def _report(self, now: float, done: bool) -> None:
+        report = self.document(now, done)
+        share = f" of {self.total} ({report['percent']}%)" if self.total else ""
+        suffix = " (done)" if done else ""
         print(
-            f"{self.command}: {self.count} rows in {elapsed:.0f} s ({rate:,.0f} rows/s){suffix}",
+            f"{self.command}: {self.count} rows{share} in {report['elapsedSeconds']:.0f} s "
+            f"({report['rowsPerSecond']:,.0f} rows/s){suffix}",
             file=sys.stderr,
+            flush=True,
         )
+        if self.uri is None:
+            return
+        try:
+            storage.write_bytes(self.uri, json.dumps(report).encode(), "application/json")
+        except storage.StorageError as exc:  # a skipped report, never a failed command
+            print(f"{self.command}: progress not written ({exc})", file=sys.stderr, flush=True)
+
+
+def read(uri: str) -> dict[str, Any] | None:
+    """The last report at `uri`, or None when there is none (yet) or it cannot be read."""
+    try:
+        document = json.loads(storage.read_bytes(uri))
+    except (storage.StorageError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        return None
+    return {key: value for key, value in document.items() if key != "format"}

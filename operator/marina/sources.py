@@ -95,6 +95,7 @@ class Source:
     description: dict[str, Any]
     default_name: str
     reader: Reader
+    expected_rows: int | None = None  # known before reading (synthetic, in memory): for progress
 
     def chunks(self, selected: Sequence[str]) -> Iterator[Table]:
         """The selected columns, in that order, chunk by chunk; each chunk is checked for infinities."""
@@ -499,7 +500,7 @@ def memory_source(table: Table, description: dict[str, Any], name: str) -> Sourc
         for start in range(0, table.rows, step):
             yield Table(selected, table.values[start : start + step][:, index])
 
-    return Source(table.columns, description, name, reader)
+    return Source(table.columns, description, name, reader, table.rows)
 
 
 def parse_rows(text: str) -> list[dict[str, Any]]:
@@ -633,4 +634,4 @@ def open_synthetic(spec: str) -> Source:
         for block in range(math.ceil(params.rows / params.block_rows)):
             yield Table(selected, params.block(block)[:, index])
 
-    return Source(columns, description, "synthetic", reader)
+    return Source(columns, description, "synthetic", reader, params.rows)

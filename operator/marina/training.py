@@ -51,6 +51,7 @@ from marina.clock import utc_now
 from marina.contract import L1_PENALTIES, L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
 from marina.dataset import DataError
 from marina.distribution import Reference
+from marina.progress import Progress
 from marina.solver import (
     Chunks,
     DivergenceError,
@@ -230,7 +231,11 @@ def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tup
 def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
     """One pass over the train split for the statistics and one over test, never holding a split; the QR
     path (`qr`, or an ill-conditioned design) reads the train rows again for R and per refinement sweep."""
-    gathered = partials.gather(_numbered(stored.chunks("train")), *_shape(request, stored))
+    progress = Progress("marina train", stored.rows("train"), request.progress)
+    gathered = partials.gather(
+        _counted(_numbered(stored.chunks("train")), progress), *_shape(request, stored)
+    )
+    progress.done()
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for chunk in stored.chunks("train"):
@@ -256,6 +261,14 @@ def _shape(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[int, i
         (request.folds or DEFAULT_FOLDS) if cross_validating else 1,
         request.seed,
     )
+
+
+def _counted(
+    chunks: Iterable[tuple[int, np.ndarray]], progress: Progress
+) -> Iterator[tuple[int, np.ndarray]]:
+    for first_row, chunk in chunks:
+        yield first_row, chunk
+        progress.rows(first_row + chunk.shape[0])
 
 
 def _numbered(chunks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:

@@ -513,3 +513,23 @@ def test_parallel_training_refuses_qr_naming_the_field(kube: Any, settings: Sett
     )
     outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "qr"))
     assert outcome.reason == "InvalidSpec" and "spec.parallelism" in outcome.message and not kube.jobs()
+
+
+def test_a_running_preparation_shows_its_pods_progress_until_it_ends(
+    kube: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports: dict[str, Any] = {}
+    monkeypatch.setattr("marina.progress.read", lambda uri: reports.get(uri))
+    kube.add_resource("Dataset", "big", {"source": {"synthetic": {"rows": 1000}}})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "big"))
+    (job_name,) = kube.jobs()
+    args = container_args(kube, job_name)
+    uri = args[args.index("--progress") + 1]
+    assert uri == f"s3://marina/datasets/default/big/progress/{job_name}.json"
+    reports[uri] = {"rows": 600, "total": 1000, "percent": 60.0, "etaSeconds": 4.0}
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "big"))
+    status = kube.current("Dataset", "big")["status"]
+    assert status["progress"]["percent"] == 60.0 and "(600 rows, 60.0%)" in outcome.message
+    kube.finish_job(job_name, json.dumps({"format": "marina.dev/result/v1", "version": "0123456789abcdef"}))
+    datasets.reconcile(kube, settings, kube.current("Dataset", "big"))
+    assert kube.current("Dataset", "big")["status"].get("progress") is None

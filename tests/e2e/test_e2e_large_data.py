@@ -25,7 +25,19 @@ def test_a_dataset_larger_than_the_pods_memory_prepares_and_trains(marina: Any, 
     synthetic = {"rows": ROWS, "features": FEATURES, "noise": 0.5, "seed": 3}
     started = time.monotonic()
     marina.apply(resource("Dataset", "big", {"source": {"synthetic": synthetic}, "resources": LIMITS}))
+    # The pod reports every 5 s and the operator re-checks a running Job every 20 s: the status shows the
+    # rows while the Job runs (about 50 s here), before it is Ready.
+    seen = marina.wait_for(
+        "status.progress while the Dataset prepares",
+        lambda: (
+            (marina.status("dataset", "big").get("progress") or {})
+            or marina.condition("dataset", "big").get("status") == "True"
+        ),
+        timeout=900,
+    )
+    assert isinstance(seen, dict) and 0 < seen["rows"] <= ROWS and seen["total"] == ROWS, seen
     prepared = marina.wait_ready("dataset", "big", timeout=900)
+    assert "progress" not in prepared
     prepare_seconds = time.monotonic() - started
     assert prepared["rows"] == ROWS and prepared["trainRows"] + prepared["testRows"] == ROWS
     assert abs(prepared["testRows"] - 0.2 * ROWS) <= 6 * np.sqrt(ROWS * 0.2 * 0.8)  # the hash split

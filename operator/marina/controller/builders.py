@@ -250,7 +250,14 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def prepare_request(spec: DatasetSpec, output: str, name: str, rows_file: str | None) -> PrepareRequest:
+def progress_uri(prefix: str, job_name: str) -> str:
+    """Where a Job's pod reports its progress (marina.progress), under the resource's own prefix."""
+    return f"{prefix}/progress/{job_name}.json"
+
+
+def prepare_request(
+    spec: DatasetSpec, output: str, name: str, rows_file: str | None, progress: str | None = None
+) -> PrepareRequest:
     return PrepareRequest(
         source=spec.source,
         output=output,
@@ -262,12 +269,15 @@ def prepare_request(spec: DatasetSpec, output: str, name: str, rows_file: str | 
         max_categories=spec.max_categories,
         features=spec.features,
         rows_file=rows_file,
+        progress=progress,
         result_file=TERMINATION_LOG,
     )
 
 
-def prepare_args(spec: DatasetSpec, output: str, name: str, rows_file: str | None) -> list[str]:
-    return prepare_request(spec, output, name, rows_file).to_argv()
+def prepare_args(
+    spec: DatasetSpec, output: str, name: str, rows_file: str | None, progress: str | None = None
+) -> list[str]:
+    return prepare_request(spec, output, name, rows_file, progress).to_argv()
 
 
 def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any]:
@@ -282,7 +292,7 @@ def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str
         volumes.append({"name": INLINE_VOLUME, "configMap": {"name": name}})
     container = marina_container(
         settings,
-        prepare_args(spec, output, owner.name, rows_file),
+        prepare_args(spec, output, owner.name, rows_file, progress_uri(output, name)),
         spec.resources,
         DEFAULT_JOB_RESOURCES,
         mounts,
@@ -357,7 +367,9 @@ def train_job(
 ) -> dict[str, Any]:
     """The training Job: the whole run, or with parallelism the reduce after the shards."""
     output = settings.models_prefix(owner.namespace, owner.name)
+    name = child_name(owner, "train", digest)
     phase = sharding(settings, owner, spec, digest, "reduce") if spec.parallelism > 1 else None
+    phase = phase or {"progress": progress_uri(output, name)}  # one pod's pass; a reduce reads test only
     container = marina_container(
         settings, train_args(spec, data_uri, output, owner.name, phase), spec.resources, DEFAULT_JOB_RESOURCES
     )

@@ -77,11 +77,17 @@ def conditions_for(
     return result
 
 
+TRANSIENT_FIELDS = ("progress",)
+
+
 def status_patch(
     outcome: Outcome, current: Mapping[str, Any] | None, generation: int, clock: Callable[[], str] = utc_now
 ) -> dict[str, Any]:
     current = current or {}
+    # Fields that describe a run in progress go when it ends (null deletes them in a merge patch).
+    ended = {key: None for key in TRANSIENT_FIELDS if key in current and key not in outcome.fields}
     return {
+        **ended,
         **outcome.fields,
         "observedGeneration": generation,
         "conditions": conditions_for(outcome, current.get("conditions") or [], generation, clock),

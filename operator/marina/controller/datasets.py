@@ -70,12 +70,21 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
     result = run_job(kube, settings, owner, job, builders.inline_rows_config_map(owner, spec, digest))
     if isinstance(result, Outcome):
         return result
-    return from_job(kube, owner, result, job_name, digest)
+    progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), job_name)
+    return from_job(kube, owner, result, job_name, digest, progress)
 
 
-def from_job(kube: KubeApi, owner: builders.Owner, result: JobResult, job_name: str, digest: str) -> Outcome:
+def from_job(
+    kube: KubeApi,
+    owner: builders.Owner,
+    result: JobResult,
+    job_name: str,
+    digest: str,
+    progress: str | None = None,
+) -> Outcome:
     if result.phase is JobPhase.RUNNING:
-        return running_outcome(result, "Preparing", "is preparing the data", job_name, {"jobName": job_name})
+        fields = {"jobName": job_name}
+        return running_outcome(result, "Preparing", "is preparing the data", job_name, fields, progress)
     if result.phase is JobPhase.FAILED:
         return Outcome(
             State.FAILED,

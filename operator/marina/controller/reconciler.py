@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from marina import progress
 from marina.clock import seconds_since
 from marina.contract import FailureKind
 from marina.controller import builders, ownership, preflight
@@ -133,10 +134,20 @@ def forget_old_jobs(kube: KubeApi, owner: builders.Owner, component: str, keep: 
 
 
 def running_outcome(
-    result: JobResult, reason: str, what: str, job_name: str, fields: Mapping[str, Any]
+    result: JobResult,
+    reason: str,
+    what: str,
+    job_name: str,
+    fields: Mapping[str, Any],
+    progress_uri: str | None = None,
 ) -> Outcome:
     if result.problem:
         return Outcome(State.WAITING, "PodNotRunning", f"Job {job_name}: {result.problem}", fields)
+    reported = progress.read(progress_uri) if progress_uri else None
+    if reported is not None:
+        fields = {**fields, "progress": reported}
+        share = f", {reported['percent']}%" if "percent" in reported else ""
+        what = f"{what} ({reported['rows']} rows{share})"
     return Outcome(State.PROGRESSING, reason, f"Job {job_name} {what}", fields)
 
 

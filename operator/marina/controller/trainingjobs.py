@@ -81,7 +81,13 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
     result = run_job(kube, settings, owner, job)
     if isinstance(result, Outcome):
         return result
-    return from_job(kube, owner, result, job_name, {"jobName": job_name, "datasetVersion": version}, digest)
+    progress = (
+        None
+        if spec.parallelism > 1
+        else builders.progress_uri(settings.models_prefix(owner.namespace, owner.name), job_name)
+    )
+    fields = {"jobName": job_name, "datasetVersion": version}
+    return from_job(kube, owner, result, job_name, fields, digest, progress)
 
 
 def gather_shards(
@@ -119,13 +125,14 @@ def from_job(
     job_name: str,
     fields: dict[str, Any],
     digest: str,
+    progress: str | None = None,
 ) -> Outcome:
     fields = {**fields, **job_times(kube, owner, job_name)}
     if result.phase is JobPhase.RUNNING:
         doing = (
             f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
         )
-        return running_outcome(result, "Training", doing, job_name, {**fields, "phase": "Running"})
+        return running_outcome(result, "Training", doing, job_name, {**fields, "phase": "Running"}, progress)
     if result.phase is JobPhase.FAILED:
         return Outcome(
             State.FAILED,
