@@ -370,13 +370,26 @@ def train_job(
     name = child_name(owner, "train", digest)
     phase = sharding(settings, owner, spec, digest, "reduce") if spec.parallelism > 1 else None
     phase = phase or {"progress": progress_uri(output, name)}  # one pod's pass; a reduce reads test only
-    container = marina_container(
-        settings, train_args(spec, data_uri, output, owner.name, phase), spec.resources, DEFAULT_JOB_RESOURCES
-    )
+    return _training_job(settings, owner, spec, data_uri, digest, "train", phase)
+
+
+def _training_job(
+    settings: Settings,
+    owner: Owner,
+    spec: TrainingJobSpec,
+    data_uri: str,
+    digest: str,
+    role: str,
+    phase: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A Job running `marina train` for one role (the run or reduce, or the shards) of a TrainingJob."""
+    output = settings.models_prefix(owner.namespace, owner.name)
+    args = train_args(spec, data_uri, output, owner.name, phase)
+    container = marina_container(settings, args, spec.resources, DEFAULT_JOB_RESOURCES)
     return job(
         owner,
-        child_name(owner, "train", digest),
-        "train",
+        child_name(owner, role, digest),
+        role,
         container,
         backoff_limit=spec.backoff_limit,
         deadline_seconds=spec.active_deadline_seconds,
@@ -389,18 +402,8 @@ def shard_job(
 ) -> dict[str, Any]:
     """An Indexed Job of `parallelism` pods, pod i gathering every i-th part's statistics. A failed index
     retries alone (backoffLimitPerIndex); a permanent failure or an OOM kill fails its index at once."""
-    output = settings.models_prefix(owner.namespace, owner.name)
-    args = train_args(spec, data_uri, output, owner.name, sharding(settings, owner, spec, digest, "shard"))
-    container = marina_container(settings, args, spec.resources, DEFAULT_JOB_RESOURCES)
-    built = job(
-        owner,
-        child_name(owner, "shard", digest),
-        "shard",
-        container,
-        backoff_limit=spec.backoff_limit,
-        deadline_seconds=spec.active_deadline_seconds,
-        digest=digest,
-    )
+    phase = sharding(settings, owner, spec, digest, "shard")
+    built = _training_job(settings, owner, spec, data_uri, digest, "shard", phase)
     job_spec = built["spec"]
     del job_spec["backoffLimit"]  # per index instead
     job_spec.update(
