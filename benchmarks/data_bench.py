@@ -77,38 +77,15 @@ def write_csv(path: Path, rows: int, features: int) -> None:
 
 
 def start_minio(root: Path) -> tuple[subprocess.Popen[Any], dict[str, str]]:
-    from minio_server import free_port, minio_binary_path
+    from minio_server import MinioServer, free_port, minio_binary_path, start
 
     binary = minio_binary_path()
     if not binary.exists():
         raise SystemExit(f"no MinIO at {binary}: run `bash hack/build-binaries.sh minio` or pass --local")
-    port, user, password = free_port(), "bench", secrets.token_hex(16)
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "server",
-            "--quiet",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--console-address",
-            f"127.0.0.1:{free_port()}",
-            str(root / "minio"),
-        ],
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(root),
-            "MINIO_ROOT_USER": user,
-            "MINIO_ROOT_PASSWORD": password,
-            "MINIO_BROWSER": "off",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "MARINA_S3_ENDPOINT": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": user,
-        "AWS_SECRET_ACCESS_KEY": password,
-    }
+    port = free_port()
+    server = MinioServer(f"http://127.0.0.1:{port}", "bench", secrets.token_hex(16))
+    process = start(binary, root, server, port, subprocess.DEVNULL)
+    env = server.environment()
     deadline = time.monotonic() + 60
     import urllib.request
 

@@ -77,6 +77,22 @@ class MinioServer:
         }
 
 
+def start(binary: Path, root: Path, server: MinioServer, port: int, output: Any) -> subprocess.Popen[Any]:
+    """The pinned MinIO on loopback `port` with the server's root credentials, data under `root/data`
+    (also what benchmarks/data_bench.py runs its MinIO with)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(root),
+        "MINIO_ROOT_USER": server.access_key,
+        "MINIO_ROOT_PASSWORD": server.secret_key,
+        "MINIO_BROWSER": "off",
+        "MINIO_UPDATE": "off",
+    }
+    command = [str(binary), "server", "--quiet", "--address", f"127.0.0.1:{port}"]
+    command += ["--console-address", f"127.0.0.1:{free_port()}", str(root / "data")]
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
 def wait_until_ready(process: subprocess.Popen[Any], url: str, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,31 +113,9 @@ def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("minio")
     port = free_port()
     server = MinioServer(f"http://127.0.0.1:{port}", "marina-test", secrets.token_hex(16))
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(root),
-        "MINIO_ROOT_USER": server.access_key,
-        "MINIO_ROOT_PASSWORD": server.secret_key,
-        "MINIO_BROWSER": "off",
-        "MINIO_UPDATE": "off",
-    }
     log = root / "minio.log"
     with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                str(minio_binary),
-                "server",
-                "--quiet",
-                "--address",
-                f"127.0.0.1:{port}",
-                "--console-address",
-                f"127.0.0.1:{free_port()}",
-                str(root / "data"),
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+        process = start(minio_binary, root, server, port, output)
     try:
         wait_until_ready(process, f"{server.endpoint}/minio/health/ready", log)
         yield server

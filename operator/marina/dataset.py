@@ -769,8 +769,7 @@ class StoredDataset:
             yield self.legacy.train if split == "train" else self.legacy.test
             return
         entry = self.description["parts"][split]
-        folder = storage.join(self.uri, str(self.description["parts"]["folder"]))
-        folder = _normalised(folder)
+        folder = self.parts_folder
         digest = hashlib.sha256()
         fills = self.fills
         for record in entry["parts"]:
@@ -786,6 +785,11 @@ class StoredDataset:
                 f"not {entry['sha256']}"
             )
 
+    @property
+    def parts_folder(self) -> str:
+        """Where the parts are: `parts.folder` of dataset.json, relative to this version's folder."""
+        return _normalised(storage.join(self.uri, str(self.description["parts"]["folder"])))
+
     def shard_chunks(self, split: str, shards: int, index: int) -> Iterator[tuple[int, np.ndarray]]:
         """(number of its first row in the split, rows) for every `shards`-th part from `index`: one shard's
         share. Each part is checked against the sha256 its name carries (the split's hash needs them all)."""
@@ -795,7 +799,7 @@ class StoredDataset:
                 "Parquet parts; prepare it again"
             )
         records = self.description["parts"][split]["parts"]
-        folder = _normalised(storage.join(self.uri, str(self.description["parts"]["folder"])))
+        folder = self.parts_folder
         offsets = np.cumsum([0, *(int(r["rows"]) for r in records)])
         fills = self.fills
         for position in range(index, len(records), shards):
