@@ -54,4 +54,7 @@ def test_block_sums_give_the_same_bits_whatever_the_chunks() -> None:
             sums.add(values[start : start + chunk])
         results.add(sums.means().tobytes())
     assert len(results) == 1
-    np.testing.assert_allclose(np.frombuffer(results.pop()), np.nanmean(values, axis=0), rtol=1e-12)
+    # Two summation orders of the same present values: each within the rounding of a sum of 10,000 terms.
+    present = ~np.isnan(values)
+    bound = 2 * sum_tolerance(10_000) * np.array([np.abs(values[present[:, j], j]).mean() for j in range(2)])
+    assert np.all(np.abs(np.frombuffer(results.pop()) - np.nanmean(values, axis=0)) <= bound)
