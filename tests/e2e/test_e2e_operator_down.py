@@ -1,8 +1,10 @@
 """With the operator scaled to 0, a namespace holding a Dataset, a TrainingJob and a ModelDeployment
 is deleted within 60 s: Marina's objects carry no finalizer that would wait for the operator, and
 their children go with them by ownerReferences. And a training Job that succeeds while the operator is
-down, its pod (with the result in its termination message) deleted before the operator is back, is run
-again, so the TrainingJob still becomes Ready. The operator is scaled back afterwards, always."""
+down, its pod (with the result in its termination message) and its stored result document both deleted
+before the operator is back, is run again, so the TrainingJob still becomes Ready (with the stored
+document kept, test_e2e_result_persisted shows it is Ready without a second run). The operator is
+scaled back afterwards, always."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from marina import storage
+from marina.controller import termination
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 SYSTEM = "marina-system"
@@ -97,7 +102,7 @@ def test_namespace_deletes_while_the_operator_is_down(cluster: Any, doomed: str)
 
 
 def test_a_result_lost_with_its_pod_while_the_operator_is_down_is_computed_again(
-    cluster: Any, doomed: str
+    cluster: Any, doomed: str, storage_env: None
 ) -> None:
     def kubectl(*args: str) -> str:
         return str(cluster.kubectl("-n", doomed, *args, timeout=400))
@@ -114,12 +119,22 @@ def test_a_result_lost_with_its_pod_while_the_operator_is_down_is_computed_again
         kubectl("delete", "quota", "hold-pods")
         kubectl("wait", "--for=condition=Complete", f"job/{job}", "--timeout=300s")
         kubectl("delete", "pods", "-l", f"job-name={job}", "--wait=true")
+        stored = stored_result_uri(json.loads(kubectl("get", "job", job, "-o", "json")))
+        assert storage.exists(stored)  # the command stored its result: this test takes it away
+        storage.delete_objects([stored])
     kubectl("wait", "--for=condition=Ready", f"trainingjob/{name}", "--timeout=300s")
     events = json.loads(
         kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
     )
     assert "ResultLost" in {e["reason"] for e in events["items"]}
     assert status(cluster, doomed, name)["jobName"] == job  # the same Job, run again
+
+
+def stored_result_uri(job: dict[str, Any]) -> str:
+    """Where the Job's command stored its result document (marina.results)."""
+    uri = termination.result_location(job)
+    assert uri is not None, "the Job names no place for its result"
+    return uri
 
 
 def status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from marina.controller.fields import Resources
 from marina.controller.modeldeployment_spec import Autoscaling, ModelDeploymentSpec
 from marina.controller.settings import Settings
 from marina.controller.trainingjob_spec import TrainingJobSpec
+from marina.results import RESULT_URI_ENV, result_uri
 
 GROUP = "marina.dev"
 API_VERSION = f"{GROUP}/v1alpha1"
@@ -255,6 +256,16 @@ def progress_uri(prefix: str, job_name: str) -> str:
     return f"{prefix}/progress/{job_name}.json"
 
 
+def storing_result(built: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The Job's command also stores its result document under the resource's prefix, keyed by the Job's
+    name (marina.results), so a finished result outlives the pod. Not for an Indexed Job, whose pods
+    would share the key."""
+    where = {"name": RESULT_URI_ENV, "value": result_uri(prefix, built["metadata"]["name"])}
+    for container in built["spec"]["template"]["spec"]["containers"]:
+        container["env"].append(where)
+    return built
+
+
 def prepare_request(
     spec: DatasetSpec, output: str, name: str, rows_file: str | None, progress: str | None = None
 ) -> PrepareRequest:
@@ -297,7 +308,7 @@ def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str
         DEFAULT_JOB_RESOURCES,
         mounts,
     )
-    return job(
+    built = job(
         owner,
         name,
         "prepare",
@@ -307,6 +318,7 @@ def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str
         digest=digest,
         volumes=volumes,
     )
+    return storing_result(built, output)
 
 
 def inline_rows_config_map(owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any] | None:
@@ -370,7 +382,7 @@ def train_job(
     name = child_name(owner, "train", digest)
     phase = sharding(settings, owner, spec, digest, "reduce") if spec.parallelism > 1 else None
     phase = phase or {"progress": progress_uri(output, name)}  # one pod's pass; a reduce reads test only
-    return _training_job(settings, owner, spec, data_uri, digest, "train", phase)
+    return storing_result(_training_job(settings, owner, spec, data_uri, digest, "train", phase), output)
 
 
 def _training_job(

@@ -8,14 +8,21 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from marina import progress
+from marina import progress, results
 from marina.clock import seconds_since
-from marina.contract import FailureKind
+from marina.contract import Failure, FailureKind, Success
 from marina.controller import builders, ownership, preflight
 from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
 from marina.controller.kube import KubeApi, KubeError
 from marina.controller.settings import Settings
-from marina.controller.termination import JobPhase, JobResult, failed_at, job_phase, job_result
+from marina.controller.termination import (
+    JobPhase,
+    JobResult,
+    failed_at,
+    job_phase,
+    job_result,
+    result_location,
+)
 
 # The condition reason of each failure worth a new Job (`FailureKind.retryable`); the rest are permanent.
 RETRY_REASONS = {
@@ -101,17 +108,18 @@ def run_job(
                 ownership.create(kube, owner, child)
         return JobResult(JobPhase.RUNNING)
     pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
-    if not pods and job_phase(existing) is JobPhase.SUCCEEDED:
+    stored = None if pods else stored_result(existing)
+    if not pods and job_phase(existing) is JobPhase.SUCCEEDED and not isinstance(stored, Success):
         # Its pod, and with it the termination message that held the result, is gone (garbage-collected,
-        # its node lost). Run it again: outputs are content-addressed, so the same input gives the same
-        # result again and nothing stored is overwritten.
+        # its node lost), and no result was stored either. Run it again: outputs are content-addressed,
+        # so the same input gives the same result again and nothing stored is overwritten.
         kube.delete("batch/v1", "Job", owner.namespace, name)
         return Outcome(
             State.WAITING,
             "ResultLost",
             f"Job {name} succeeded but its pod is gone with the result; running it again",
         )
-    result = job_result(existing, pods)
+    result = job_result(existing, pods, stored)
     failure = result.failure
     if result.phase is JobPhase.FAILED and failure is not None and failure.kind.retryable:
         # Not the data's fault (storage down, credentials wrong): a new Job after a pause, until fixed.
@@ -122,6 +130,14 @@ def run_job(
             State.WAITING, RETRY_REASONS[failure.kind], f"{failure.message}; retrying with a new Job"
         )
     return result
+
+
+def stored_result(job: Mapping[str, Any]) -> Success | Failure | None:
+    """The result document the Job's command stored (marina.results), read only once the Job finished."""
+    uri = result_location(job)
+    if uri is None or job_phase(job) is JobPhase.RUNNING:
+        return None
+    return results.read_stored(uri)
 
 
 def forget_old_jobs(kube: KubeApi, owner: builders.Owner, component: str, keep: str) -> None:

@@ -8,6 +8,12 @@ kind the exit code implies (internal, unless it is the retryable code).
 A container the kernel killed at its memory limit writes nothing: the kubelet's `OOMKilled` reason
 (a typed field of the pod's status) is what says so, and the result names the pod, its limit and the
 field to raise, under the reason `OutOfMemory` instead of the Job controller's `BackoffLimitExceeded`.
+
+The pod, and with it the termination message, can be gone (garbage-collected, its node lost) while the
+Job remains. The command also stored its result document where the Job's container says
+(`result_location`); the caller reads it and passes it as `stored`, used only when no pod reported and
+only if it agrees with the Job's phase (a success for a Job that completed, a failure for one that
+failed), so a document left by an earlier run of the same Job never contradicts the Job controller.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from marina.clock import parse_timestamp
 from marina.contract import Failure, FailureKind, Success, parse_result
+from marina.results import RESULT_URI_ENV
 from marina.text import one_line
 
 OUT_OF_MEMORY = "OutOfMemory"  # the condition reason of a Job whose pod was killed at its memory limit
@@ -158,7 +165,29 @@ def _newest_first(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
 
 
-def job_result(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobResult:
+def result_location(job: Mapping[str, Any]) -> str | None:
+    """Where the Job's command stores its result document (`$MARINA_RESULT_URI` of its container)."""
+    template = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in template.get("containers") or []:
+        for variable in container.get("env") or []:
+            if variable.get("name") == RESULT_URI_ENV and variable.get("value"):
+                return str(variable["value"])
+    return None
+
+
+def _from_storage(phase: JobPhase, stored: Success | Failure | None) -> JobResult | None:
+    if phase is JobPhase.SUCCEEDED and isinstance(stored, Success):
+        return JobResult(phase, summary=stored.summary)
+    if phase is JobPhase.FAILED and isinstance(stored, Failure):
+        return JobResult(phase, failure=stored)
+    return None
+
+
+def job_result(
+    job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], stored: Success | Failure | None = None
+) -> JobResult:
+    """The Job's outcome from its pods, newest first; from `stored` (the result document the command
+    stored) when no pod says."""
     phase = job_phase(job)
     ordered = _newest_first(pods)
     if phase is JobPhase.RUNNING:
@@ -172,6 +201,8 @@ def job_result(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Job
             return JobResult(phase, summary=reported.summary)
         if phase is JobPhase.FAILED and isinstance(reported, Failure):
             return JobResult(phase, failure=reported)
+    if (kept := _from_storage(phase, stored)) is not None:
+        return kept
     if phase is JobPhase.SUCCEEDED:
         failure = Failure(FailureKind.INTERNAL, "the Job succeeded but its pod left no result JSON")
     else:  # no pod said why: a deadline, evictions, the backoff limit (the Job controller's words)
