@@ -287,3 +287,98 @@ def test_parquet_strings_are_categories(tmp_path: Path) -> None:
     (chunk,) = sources.open_source(str(path)).chunks(("cut", "price"))
     assert chunk.dictionaries == {"cut": ["b", "a"]}
     np.testing.assert_array_equal(chunk.values[:, 0], [0, np.nan, 1, 0])
+
+
+def _parsed_by_arrow_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every block through Arrow and the decoder: the reference the polars blocks must equal."""
+    monkeypatch.setattr(sources, "_parsed", lambda block, *_: block)
+
+
+def _many_block_csv(rng: np.random.Generator, rows: int) -> str:
+    cells = rng.standard_normal((rows, 3)) * 10.0 ** rng.integers(-30, 30, size=(rows, 3))
+    digits = rng.integers(1, 18, size=(rows, 3))  # 1 to 17 significant digits, some in exponent form
+    text = [
+        [f"{v:.{k}g}" for v, k in zip(row, width, strict=True)]
+        for row, width in zip(cells, digits, strict=True)
+    ]
+    for i, j in zip(rng.integers(0, rows, 40), rng.integers(0, 2, 40), strict=True):
+        text[i][j] = str(rng.choice(["", "NA", "nan", "NULL", "n/a"]))
+    return "a,b,target\n" + "\n".join(",".join(row) for row in text) + "\n"
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_polars_blocks_read_what_arrow_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line_end: str
+) -> None:
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1 << 12)  # ~150 blocks, most of them through polars
+    path = tmp_path / "numbers.csv"
+    path.write_bytes(_many_block_csv(np.random.default_rng(5), 8_000).replace("\n", line_end).encode())
+    fast = sources.load(str(path)).table.values
+    with monkeypatch.context() as arrow:
+        _parsed_by_arrow_only(arrow)
+        reference = sources.load(str(path)).table.values
+    assert fast.shape == (8_000, 3)
+    np.testing.assert_array_equal(fast, reference)  # both round every decimal correctly: the same bits
+
+
+def test_polars_blocks_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1 << 12)
+    path = tmp_path / "numbers.csv"
+    path.write_text(_many_block_csv(np.random.default_rng(6), 4_000))
+    kinds: list[str] = []
+    parsed = sources._parsed
+
+    def counting(block: bytes, *rest: object) -> object:
+        result = parsed(block, *rest)  # type: ignore[arg-type]
+        kinds.append("arrow" if isinstance(result, bytes) else "polars")
+        return result
+
+    monkeypatch.setattr(sources, "_parsed", counting)
+    sources.load(str(path))
+    assert kinds.count("polars") > len(kinds) // 2, kinds
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("1.5,2.5", r"row 3001: expected 3 values, got 2"),
+        ("1.5,2.5,3,4", r"row 3001: expected 3 values, got 4"),
+        ("1.5,oops,3", r"column 'b' row 3001: 'oops' is not a number"),
+        (" 1.5 ,2,3", None),  # padded numbers: Arrow's path trims them
+    ],
+)
+def test_an_odd_row_deep_in_a_file_takes_the_careful_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_line: str, message: str | None
+) -> None:
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1 << 12)
+    lines = [f"{i},{i / 7!r},{2 * i}" for i in range(4_000)]
+    lines[3_000] = bad_line
+    path = tmp_path / "odd.csv"
+    path.write_text("a,b,target\n" + "\n".join(lines) + "\n")
+    if message is None:
+        assert sources.load(str(path)).table.values[3_000, 0] == 1.5
+        return
+    with pytest.raises(DataError, match=message):
+        sources.load(str(path))
+
+
+def test_blank_lines_and_quoted_newlines_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1 << 10)
+    rows = [
+        f'{i},"note {i}\nspans ""two"" lines",{i / 3!r}' if i % 7 == 0 else f"{i},plain,{i / 3!r}"
+        for i in range(600)
+    ]
+    rows[100] = ""
+    path = tmp_path / "quoted.csv"
+    path.write_text("a,note,target\n" + "\n".join(rows) + "\n")
+    values = sources.open_source(str(path)).table()
+    expected = [[i, i / 3] for i in range(600) if i != 100]
+    np.testing.assert_array_equal(values.values[:, [0, 2]], expected)
+
+
+def test_a_last_record_without_a_newline_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "end.csv"
+    path.write_text("x,y\n1,2\n3,4")
+    np.testing.assert_array_equal(sources.load(str(path)).table.values, [[1, 2], [3, 4]])

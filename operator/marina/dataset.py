@@ -45,6 +45,7 @@ from marina.clock import utc_now
 from marina.contract import FailureKind, JobError
 from marina.moments import BlockSums, ColumnMoments
 from marina.order_statistics import exact_medians
+from marina.readahead import ahead
 
 if TYPE_CHECKING:
     from marina.sources import Source
@@ -144,8 +145,18 @@ def _number(cell: object, column: str, row: int) -> float:
     raise DataError(f"column {column!r} row {row}: {cell!r} is not a number")
 
 
+def all_finite(values: np.ndarray) -> bool:
+    """True when no cell is NaN or infinite, from one pass of row sums (a matrix-vector product): a
+    non-finite cell makes its row's sum non-finite. False can also mean a row sum overflowed, so False
+    only sends the caller to its exact, cell-by-cell path."""
+    if values.size == 0:
+        return True
+    sums = values @ np.ones(values.shape[1]) if values.ndim == 2 else values
+    return bool(np.isfinite(sums).all())
+
+
 def reject_infinite(values: np.ndarray, columns: Sequence[str], row_offset: int = 0) -> None:
-    if np.isfinite(values).all() or not np.isinf(values).any():
+    if all_finite(values) or not np.isinf(values).any():
         return
     row, col = (int(i) for i in np.argwhere(np.isinf(values))[0])
     raise DataError(
@@ -339,10 +350,15 @@ class _Pass:
         self.dictionaries = chunk.dictionaries
         self._check_categories()
         values = chunk.values
-        missing = np.isnan(values)
-        self.missing = self.missing + missing.sum(axis=0) if self.missing.size else missing.sum(axis=0)
-        keep = _rows_to_keep(missing, self.columns, self.options.missing, self.rows_in)
-        rows, kept = self.rows_in + np.flatnonzero(keep), values[keep]
+        if all_finite(values):  # the common case: nothing missing, every row kept, no copies
+            missing_counts = np.zeros(values.shape[1], dtype=np.int64)
+            rows, kept = np.arange(self.rows_in, self.rows_in + values.shape[0]), values
+        else:
+            missing = np.isnan(values)
+            missing_counts = missing.sum(axis=0)
+            keep = _rows_to_keep(missing, self.columns, self.options.missing, self.rows_in)
+            rows, kept = self.rows_in + np.flatnonzero(keep), values[keep]
+        self.missing = self.missing + missing_counts if self.missing.size else missing_counts
         self.rows_in += values.shape[0]
         self.kept_rows += kept.shape[0]
         if self.buffer is None:
@@ -769,16 +785,17 @@ class StoredDataset:
             yield self.legacy.train if split == "train" else self.legacy.test
             return
         entry = self.description["parts"][split]
-        folder = self.parts_folder
         digest = hashlib.sha256()
-        fills = self.fills
-        for record in entry["parts"]:
-            try:
-                for values in parts.read_part(storage.join(folder, str(record["name"])), self.columns):
-                    digest.update(values.data)
-                    yield self._expanded(_filled(values, fills))
-            except parts.PartError as exc:
-                raise DataError(f"dataset at {self.uri}: {exc}") from exc
+
+        def read(record: Mapping[str, Any]) -> list[np.ndarray]:
+            """One part, read, hashed and filled by the read-ahead thread in part order."""
+            blocks = self._part(str(record["name"]), verify=False)
+            for values in blocks:
+                digest.update(values.data)
+            return [self._expanded(_filled(values, self.fills)) for values in blocks]
+
+        for blocks in ahead(entry["parts"], read):
+            yield from blocks
         if digest.hexdigest() != entry["sha256"]:
             raise DataError(
                 f"dataset at {self.uri} is corrupted: its {split} rows hash to {digest.hexdigest()}, "
@@ -799,17 +816,24 @@ class StoredDataset:
                 "Parquet parts; prepare it again"
             )
         records = self.description["parts"][split]["parts"]
-        folder = self.parts_folder
         offsets = np.cumsum([0, *(int(r["rows"]) for r in records)])
-        fills = self.fills
-        for position in range(index, len(records), shards):
-            row, name = int(offsets[position]), str(records[position]["name"])
-            try:
-                for values in parts.read_part(storage.join(folder, name), self.columns, verify=name):
-                    yield row, self._expanded(_filled(values, fills))
-                    row += values.shape[0]
-            except parts.PartError as exc:
-                raise DataError(f"dataset at {self.uri} is corrupted: {exc}") from exc
+
+        def read(position: int) -> tuple[int, list[np.ndarray]]:
+            blocks = self._part(str(records[position]["name"]), verify=True)
+            return int(offsets[position]), [self._expanded(_filled(values, self.fills)) for values in blocks]
+
+        for row, blocks in ahead(range(index, len(records), shards), read):
+            for values in blocks:
+                yield row, values
+                row += values.shape[0]
+
+    def _part(self, name: str, verify: bool) -> list[np.ndarray]:
+        try:
+            return list(
+                parts.read_part(storage.join(self.parts_folder, name), self.columns, name if verify else None)
+            )
+        except parts.PartError as exc:
+            raise DataError(f"dataset at {self.uri} is corrupted: {exc}") from exc
 
     @cached_property
     def data(self) -> PreparedDataset:

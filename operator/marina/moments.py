@@ -24,19 +24,23 @@ class ColumnMoments:
     def add(self, values: np.ndarray) -> None:
         if values.shape[0] == 0:
             return
-        present = ~np.isnan(values)
-        count = present.sum(axis=0)
-        self.missing += values.shape[0] - count
-        if present.all():
+        low = values.min(axis=0)  # NaN wherever a column has a missing cell
+        if not np.isnan(low).any():
+            count = np.full(values.shape[1], values.shape[0], dtype=np.int64)
             mean = values.mean(axis=0)
-            m2 = ((values - mean) ** 2).sum(axis=0)
-            low, high = values.min(axis=0), values.max(axis=0)
+            centered = values - mean
+            np.square(centered, out=centered)
+            m2 = centered.sum(axis=0)
+            high = values.max(axis=0)
         else:
+            present = ~np.isnan(values)
+            count = present.sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), 0.0)
                 m2 = np.nansum(np.where(present, values - mean, 0.0) ** 2, axis=0)
                 low = np.where(count > 0, np.nanmin(np.where(present, values, np.inf), axis=0), np.inf)
                 high = np.where(count > 0, np.nanmax(np.where(present, values, -np.inf), axis=0), -np.inf)
+        self.missing += values.shape[0] - count
         self._merge(count, mean, m2)
         self.minimum = np.minimum(self.minimum, low)
         self.maximum = np.maximum(self.maximum, high)
@@ -93,29 +97,38 @@ class BlockSums:
         self.block = block
         self.sums = np.zeros(width)
         self.count = np.zeros(width, dtype=np.int64)
-        self.pending = np.empty((0, width))
+        self.pending = np.empty((block, width))  # the rows of the block being completed
+        self.filled = 0
 
     def add(self, values: np.ndarray) -> None:
         start = 0
-        if self.pending.shape[0]:  # complete the pending block first, then whole blocks in place
-            start = min(self.block - self.pending.shape[0], values.shape[0])
-            self.pending = np.vstack([self.pending, values[:start]])
-            if self.pending.shape[0] < self.block:
+        if self.filled:  # complete the pending block first, then whole blocks in place
+            start = min(self.block - self.filled, values.shape[0])
+            self.pending[self.filled : self.filled + start] = values[:start]
+            self.filled += start
+            if self.filled < self.block:
                 return
             self._absorb(self.pending)
+            self.filled = 0
         whole = start + (values.shape[0] - start) // self.block * self.block
         for first in range(start, whole, self.block):
             self._absorb(values[first : first + self.block])
-        self.pending = values[whole:].copy()
+        self.filled = values.shape[0] - whole
+        self.pending[: self.filled] = values[whole:]
 
     def _absorb(self, rows: np.ndarray) -> None:
-        present = ~np.isnan(rows)
-        self.sums += np.where(present, rows, 0.0).sum(axis=0)
-        self.count += present.sum(axis=0)
+        sums = rows.sum(axis=0)  # the same bits as summing with missing cells as 0 when there are none
+        if np.isnan(sums).any():
+            present = ~np.isnan(rows)
+            sums = np.where(present, rows, 0.0).sum(axis=0)
+            self.count += present.sum(axis=0)
+        else:
+            self.count += rows.shape[0]
+        self.sums += sums
 
     def means(self) -> np.ndarray:
-        if self.pending.shape[0]:
-            self._absorb(self.pending)
-            self.pending = self.pending[:0]
+        if self.filled:
+            self._absorb(self.pending[: self.filled])
+            self.filled = 0
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.sums / self.count

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,7 @@ PARTS_FOLDER = "parts"
 PART_CELLS = 1 << 20
 ROW_GROUP_CELLS = 1 << 18
 SUFFIX = ".parquet"
+WRITES_IN_FLIGHT = 2  # parts encoded or uploading at once, beside the one being filled
 
 
 def rows_per_part(width: int) -> int:
@@ -34,9 +37,8 @@ def rows_per_part(width: int) -> int:
 def canonical(values: np.ndarray) -> np.ndarray:
     """Little-endian float64, C order, every NaN the same quiet NaN: the bytes every hash is taken of."""
     array = np.ascontiguousarray(values, dtype="<f8")
-    missing = np.isnan(array)
-    if missing.any():
-        array = np.where(missing, np.nan, array)
+    if array.size and np.isnan(array.min()):  # min propagates NaN: one pass, no mask in the common case
+        array = np.where(np.isnan(array), np.nan, array)
     return array
 
 
@@ -50,15 +52,21 @@ class PartRecord:
 
 
 class SplitWriter:
-    """Collects one split's rows and writes them as parts; also hashes the whole split in row order."""
+    """Collects one split's rows and writes them as parts; also hashes the whole split in row order.
+
+    Rows are copied into a part-sized buffer; a full part is named, encoded and uploaded by a writer
+    thread (hashing, encoding and the upload release the GIL) while the next rows arrive, with at most
+    `WRITES_IN_FLIGHT` parts held."""
 
     def __init__(self, folder: str | None, columns: Sequence[str]) -> None:
         self.folder, self.columns = folder, tuple(columns)
         self.limit = rows_per_part(len(columns))
         self.digest = hashlib.sha256()
         self.rows = 0
-        self.pending: list[np.ndarray] = []
-        self.pending_rows = 0
+        self.block = np.empty((0, len(columns)))
+        self.filled = 0
+        self.writes: deque[Future[PartRecord]] = deque()
+        self.writer: ThreadPoolExecutor | None = None
         self.parts: list[PartRecord] = []
         self.kept: list[np.ndarray] = []  # only without a folder: the in-memory form
 
@@ -66,27 +74,39 @@ class SplitWriter:
         values = canonical(values)
         self.digest.update(values.data)
         self.rows += values.shape[0]
-        self.pending.append(values)
-        self.pending_rows += values.shape[0]
-        while self.pending_rows >= self.limit:
-            self._flush(self.limit)
+        start = 0
+        while start < values.shape[0]:
+            if not self.block.shape[0]:
+                self.block, self.filled = np.empty((self.limit, len(self.columns))), 0
+            count = min(self.limit - self.filled, values.shape[0] - start)
+            self.block[self.filled : self.filled + count] = values[start : start + count]
+            self.filled += count
+            start += count
+            if self.filled == self.limit:
+                self._flush()
 
     def close(self) -> None:
-        if self.pending_rows:
-            self._flush(self.pending_rows)
+        """Write the last part and wait for every write; a failed write raises here."""
+        try:
+            if self.filled:
+                self._flush()
+            while self.writes:
+                self.parts.append(self.writes.popleft().result())
+        finally:
+            if self.writer is not None:
+                self.writer.shutdown(cancel_futures=True)
 
-    def _flush(self, count: int) -> None:
-        stacked = np.vstack(self.pending) if len(self.pending) > 1 else self.pending[0]
-        block, rest = stacked[:count], stacked[count:]
-        self.pending, self.pending_rows = ([rest] if rest.shape[0] else []), rest.shape[0]
+    def _flush(self) -> None:
+        block = self.block[: self.filled]
+        self.block, self.filled = np.empty((0, len(self.columns))), 0
         if self.folder is None:
             self.kept.append(block)
             return
-        name = hashlib.sha256(np.ascontiguousarray(block).data).hexdigest() + SUFFIX
-        uri = storage.join(self.folder, name)
-        if not storage.exists(uri):
-            storage.write_bytes(uri, to_parquet(block, self.columns), "application/vnd.apache.parquet")
-        self.parts.append(PartRecord(name, int(block.shape[0])))
+        if self.writer is None:
+            self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="marina-parts")
+        while len(self.writes) >= WRITES_IN_FLIGHT:
+            self.parts.append(self.writes.popleft().result())
+        self.writes.append(self.writer.submit(write_part, self.folder, block, self.columns))
 
     @property
     def sha256(self) -> str:
@@ -96,9 +116,20 @@ class SplitWriter:
         return np.vstack(self.kept) if self.kept else np.empty((0, len(self.columns)))
 
 
+def write_part(folder: str, block: np.ndarray, columns: Sequence[str]) -> PartRecord:
+    """Store a part under its content's sha256 (unless that name already exists: same values)."""
+    name = hashlib.sha256(block.data).hexdigest() + SUFFIX
+    uri = storage.join(folder, name)
+    if not storage.exists(uri):
+        storage.write_bytes(uri, to_parquet(block, columns), "application/vnd.apache.parquet")
+    return PartRecord(name, int(block.shape[0]))
+
+
 def to_parquet(values: np.ndarray, columns: Sequence[str]) -> bytes:
-    """Plain-encoded, zstd level 1: dictionary encoding (Parquet's default) gives up on float columns only
-    after trying, and cost six times the write here; contiguous columns go to Arrow without copies."""
+    """Plain-encoded, LZ4: dictionary encoding (Parquet's default) gives up on float columns only
+    after trying, and cost six times the write here; contiguous columns go to Arrow without copies.
+    LZ4 rather than zstd: on float64 columns zstd saved 5% of the bytes for 2.4x the write and 4x the read
+    time (measured per 8 MiB part: 44 ms and 62 ms against 18 ms and 15 ms)."""
     by_column = np.ascontiguousarray(values.T)
     table = pa.table({name: by_column[j] for j, name in enumerate(columns)})
     buffer = io.BytesIO()
@@ -106,8 +137,7 @@ def to_parquet(values: np.ndarray, columns: Sequence[str]) -> bytes:
         table,
         buffer,
         row_group_size=max(1, ROW_GROUP_CELLS // max(len(columns), 1)),
-        compression="zstd",
-        compression_level=1,
+        compression="lz4",
         use_dictionary=False,
         write_statistics=False,
     )
@@ -119,23 +149,32 @@ class PartError(ValueError):
 
 
 def read_part(uri: str, columns: Sequence[str], verify: str | None = None) -> Iterator[np.ndarray]:
-    """A part's rows, one row group at a time; with `verify`, the part's content must hash to it."""
-    digest = hashlib.sha256()
+    """A part's rows as one array (a part is a few MiB); with `verify`, the part's content must hash to
+    it."""
     with storage.open_seekable(uri) as stream:
         try:
             file = pq.ParquetFile(stream)
-            missing = [c for c in columns if c not in file.schema_arrow.names]
+            names = file.schema_arrow.names
+            missing = [c for c in columns if c not in names]
             if missing:
                 raise PartError(f"{uri}: column {missing[0]!r} is missing")
-            for group in range(file.num_row_groups):
-                table = file.read_row_group(group, columns=list(columns))
-                values = np.column_stack([table.column(c).to_numpy() for c in columns]).astype(
-                    "<f8", copy=False
-                )
-                values = canonical(values)
-                digest.update(values.data)
-                yield values
+            table = file.read(columns=None if names == list(columns) else list(columns))
         except (pa.ArrowInvalid, OSError) as exc:
             raise PartError(f"{uri}: not a readable Parquet part ({exc})") from exc
-    if verify is not None and digest.hexdigest() + SUFFIX != verify:
-        raise PartError(f"{uri}: its content sha256 is {digest.hexdigest()}, not what its name says")
+    values = canonical(_rows_of(table, columns))
+    if verify is not None:
+        digest = hashlib.sha256(values.data).hexdigest()
+        if digest + SUFFIX != verify:
+            raise PartError(f"{uri}: its content sha256 is {digest}, not what its name says")
+    yield values
+
+
+def _rows_of(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+    """The table's columns side by side in row order, copied once, row group by row group."""
+    values = np.empty((table.num_rows, len(columns)))
+    for j, name in enumerate(columns):
+        row = 0
+        for chunk in table.column(name).chunks:
+            values[row : row + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+            row += len(chunk)
+    return values

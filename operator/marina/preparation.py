@@ -32,6 +32,7 @@ from typing import Any
 
 from marina import dataset, results, sources, storage
 from marina.contract import PrepareRequest
+from marina.cpu import blas_beside_a_reader
 from marina.dataset import PrepareOptions
 from marina.progress import Progress
 
@@ -70,7 +71,8 @@ def prepare_command(request: PrepareRequest) -> dict[str, Any]:
     source = sources.open_source(request.source, inline_text(request))
     name = (request.name or source.default_name).strip()
     progress = Progress("marina prepare", source.expected_rows, request.progress)
-    prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
+    with blas_beside_a_reader():
+        prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
     progress.done()
     assert prepared.uri is not None
     return summary(prepared.description, prepared.uri, prepared.reused)

@@ -19,8 +19,10 @@ A source spec is one string, as the `--source` flag and a Dataset resource give 
 
 Only the columns a dataset selects are converted to numbers: a text column nobody asked for is
 never parsed. Chunks are `Table`s of float64 with NaN for a missing cell; row numbers in messages
-count data rows from 1 across all parts (a header is not a row). CSV parsing is Apache Arrow's
-streaming reader (measured against numpy, pandas and polars in benchmarks/data_bench.py).
+count data rows from 1 across all parts (a header is not a row). A CSV is read in blocks cut at record
+boundaries, one block ahead in a thread: polars parses a block of plain numbers (three times Arrow's
+CSV reader here); the first block, any block with quotes, text, blank or ragged rows, goes through
+Arrow's reader and the decoder, which decide the column kinds and name a bad cell by column and row.
 Every source carries a description for lineage that never contains credentials.
 """
 
@@ -39,6 +41,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -55,6 +58,7 @@ from marina.dataset import (
     reject_infinite,
     table_from_records,
 )
+from marina.readahead import ahead
 from marina.text import one_line
 
 SOURCE_FORMS = (
@@ -250,50 +254,139 @@ def _csv_header(uri: str) -> tuple[str, ...]:
 
 
 def _csv_chunks(uri: str, selected: tuple[str, ...], first_row: int, decoder: _Decoder) -> Iterator[Table]:
+    """The file's records in blocks cut at record boundaries: polars parses a block of plain numbers; a
+    block with quotes, text, odd rows or the first block of a file goes through Arrow and the decoder,
+    which decide the column kinds and name a bad cell by column and row."""
     where = _without_credentials(uri)
     header = _csv_header(uri)
     _check_same_columns(uri, header, selected)
+    row = first_row
+    with _text_stream(uri) as stream:
+        try:
+            stream.readline(HEADER_BYTES)
+            for block in ahead(
+                _record_blocks(stream, CSV_BLOCK_BYTES), lambda b: _parsed(b, header, selected, decoder)
+            ):
+                if isinstance(block, bytes):
+                    tables = list(_arrow_block(block, header, selected, row, decoder, where))
+                else:
+                    tables = [block]
+                for table in tables:
+                    yield table
+                    row += table.rows
+        except _LongRecord as exc:
+            raise DataError(
+                f"{where}: malformed CSV after row {row}: a record longer than {exc.limit:,} bytes "
+                f"(the most one block holds); is it a CSV?"
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{where}: not a valid gzip file ({exc})") from exc
+
+
+class _LongRecord(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _record_blocks(stream: io.BufferedIOBase, size: int) -> Iterator[bytes]:
+    """About `size` bytes at a time, each ending after a record: a newline outside quotes."""
+    carry = b""
+    while True:
+        data = stream.read(size)
+        if not data:
+            if carry.strip():
+                yield carry if carry.endswith(b"\n") else carry + b"\n"
+            return
+        buffer = carry + data if carry else bytes(data)
+        end = _last_record_end(buffer)
+        if end < 0:
+            if len(buffer) > size:
+                raise _LongRecord(size)
+            carry = buffer
+            continue
+        carry = buffer[end + 1 :]
+        yield buffer[: end + 1]
+
+
+def _last_record_end(buffer: bytes) -> int:
+    """The position of the last newline that ends a record; quotes pair up from the block's start."""
+    if b'"' not in buffer:
+        return buffer.rfind(b"\n")
+    raw = np.frombuffer(buffer, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == ord("\n"))
+    outside = np.cumsum(raw == ord('"'))[newlines] % 2 == 0
+    return int(newlines[outside][-1]) if outside.any() else -1
+
+
+def _parsed(
+    block: bytes, header: tuple[str, ...], selected: tuple[str, ...], decoder: _Decoder
+) -> Table | bytes:
+    """The block as numbers when every selected column is known to be numeric and polars reads it with
+    exactly one value per column in every record (no quotes, no blank or short rows); else the block, for
+    Arrow."""
+    if any(decoder.kinds.get(name) != NUMBER for name in selected) or b'"' in block:
+        return block
+    try:
+        frame = pl.read_csv(
+            block,
+            has_header=False,
+            schema={name: pl.Float64 if name in selected else pl.String for name in header},
+            columns=[header.index(name) for name in selected],
+            null_values=_NULL_VALUES,
+            raise_if_empty=False,
+        )
+    except pl.exceptions.PolarsError:
+        return block
+    if _delimiters(block) != frame.height * (len(header) - 1):
+        return block
+    if frame.columns != list(selected):
+        frame = frame.select(selected)
+    return Table(selected, frame.to_numpy(order="c"), decoder.dictionaries)
+
+
+def _delimiters(block: bytes) -> int:
+    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == ord(",")))
+
+
+def _arrow_block(
+    block: bytes,
+    header: tuple[str, ...],
+    selected: tuple[str, ...],
+    first_row: int,
+    decoder: _Decoder,
+    where: str,
+) -> Iterator[Table]:
     invalid: list[str] = []
 
     def on_invalid_row(row: Any) -> str:
-        # Single-threaded parsing numbers the rows: the header is row 1 of the file, blank lines don't count.
-        where_row = f"row {first_row + row.number - 1}" if row.number is not None else "a row"
+        # Single-threaded parsing numbers the block's lines from 1; blank lines don't count.
+        where_row = f"row {first_row + row.number}" if row.number is not None else "a row"
         invalid.append(f"{where_row}: expected {row.expected_columns} values, got {row.actual_columns}")
         return "error"
 
-    with _text_stream(uri) as stream:
-        try:
-            reader = pa_csv.open_csv(
-                stream,
-                read_options=pa_csv.ReadOptions(
-                    column_names=list(header), skip_rows=1, block_size=CSV_BLOCK_BYTES, use_threads=False
-                ),
-                parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row),
-                convert_options=pa_csv.ConvertOptions(
-                    include_columns=list(selected),
-                    column_types=dict.fromkeys(selected, pa.binary()),
-                    null_values=_NULL_VALUES,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
-            )
-        except pa.ArrowInvalid as exc:
-            raise _csv_error(where, first_row, invalid, exc) from exc
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{where}: not a valid gzip file ({exc})") from exc
+    try:
+        reader = pa_csv.open_csv(
+            pa.BufferReader(block),
+            read_options=pa_csv.ReadOptions(
+                column_names=list(header), block_size=len(block) + 1, use_threads=False
+            ),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=list(selected),
+                column_types=dict.fromkeys(selected, pa.binary()),
+                null_values=_NULL_VALUES,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
         row = first_row
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:
-                raise _csv_error(where, row, invalid, exc) from exc
-            except (OSError, EOFError) as exc:
-                raise DataError(f"{where}: not a valid gzip file ({exc})") from exc
+        for batch in reader:
             if batch.num_rows:
                 yield decoder.table(batch, selected, row)
                 row += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(where, first_row, invalid, exc) from exc
 
 
 def _csv_error(where: str, rows_before: int, invalid: list[str], exc: Exception) -> DataError:

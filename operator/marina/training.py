@@ -49,6 +49,7 @@ from marina import __version__, artifact, dataset, evaluation, partials, results
 from marina.artifact import ArtifactError
 from marina.clock import utc_now
 from marina.contract import L1_PENALTIES, L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
+from marina.cpu import blas_beside_a_reader
 from marina.dataset import DataError
 from marina.distribution import Reference
 from marina.progress import Progress
@@ -364,11 +365,15 @@ def train_command(request: TrainRequest) -> dict[str, Any]:
         print(f"marina train: {location.note}", file=sys.stderr, flush=True)
     stored = dataset.open_stored(location.folder)
     if request.phase == "shard":
-        return shard_command(request, stored)
+        with blas_beside_a_reader():
+            return shard_command(request, stored)
     if request.phase == "reduce":
         fitted, judged = reduce_fit(request, stored)
+    elif fits_in_memory(stored):
+        fitted, judged = train_in_memory(request, stored)
     else:
-        fitted, judged = (train_in_memory if fits_in_memory(stored) else train_streaming)(request, stored)
+        with blas_beside_a_reader():
+            fitted, judged = train_streaming(request, stored)
     metrics = dict(judged.metrics)
     if fitted.search is not None:
         metrics["cv_mse"] = fitted.search.best.mean_mse
