@@ -19,6 +19,7 @@ Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   columns      feature columns then the target;  target: the target column
   reused       true when this version was already stored (nothing was written)
   statistics   train-split statistics per column: {mean, std, min, max, missing} (6 significant digits)
+  peakMemoryBytes  the container's cgroup peak (or the process's VmHWM outside one): what to size limits by
   truncated    present only when keys were dropped to fit 4096 bytes (statistics first, then columns)
   format       marina.dev/result/v1
 On failure: `marina prepare: error: <message>` on stderr, the failure's kind and message in the
@@ -34,6 +35,7 @@ from marina import dataset, results, sources, storage
 from marina.contract import PrepareRequest
 from marina.cpu import blas_beside_a_reader
 from marina.dataset import PrepareOptions
+from marina.memory import memory_used
 from marina.progress import Progress
 
 DROPPABLE = ("statistics", "columns")
@@ -75,7 +77,7 @@ def prepare_command(request: PrepareRequest) -> dict[str, Any]:
         prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
     progress.done()
     assert prepared.uri is not None
-    return summary(prepared.description, prepared.uri, prepared.reused)
+    return {**summary(prepared.description, prepared.uri, prepared.reused), **memory_used()}
 
 
 def summary(description: dict[str, Any], uri: str, reused: bool) -> dict[str, Any]:

@@ -21,6 +21,7 @@ Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   bestParameters   {penalty, alpha, l1_ratio, solver, solver_used, fit_intercept, standardize, tol,
                    n_iter, and max_iter / learning_rate when given}
   datasetVersion, datasetUri, datasetName, features (count), trainRows, testRows
+  peakMemoryBytes  the container's cgroup peak (or the process's VmHWM outside one)
   name             the --name given, when given
   cv               only with cross-validation: {folds, seed, candidates, bestMeanMse, bestStdMse}
   cvResults        only with cross-validation: [{alpha, l1_ratio, meanMse, stdMse}, ...] best first
@@ -52,6 +53,7 @@ from marina.contract import L1_PENALTIES, L1_RATIO_PENALTIES, FailureKind, JobEr
 from marina.cpu import blas_beside_a_reader
 from marina.dataset import DataError
 from marina.distribution import Reference
+from marina.memory import memory_used
 from marina.progress import Progress
 from marina.solver import (
     Chunks,
@@ -347,6 +349,7 @@ def shard_command(request: TrainRequest, stored: dataset.StoredDataset) -> dict[
         "shard": index,
         "shards": request.shards,
         "trainRows": gathered.statistics.n_samples,
+        **memory_used(),
     }
 
 
@@ -382,7 +385,7 @@ def train_command(request: TrainRequest) -> dict[str, Any]:
     except ArtifactError as exc:  # e.g. non-finite coefficients: the fit, not the data, went wrong
         raise TrainingError(f"training produced an unusable model: {exc}") from exc
     uri, digest = artifact.save(model, request.output)
-    return summary(model, uri, digest, fitted, stored, judged.train_metrics)
+    return {**summary(model, uri, digest, fitted, stored, judged.train_metrics), **memory_used()}
 
 
 def summary(
