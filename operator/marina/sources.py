@@ -545,14 +545,19 @@ def _parquet_chunks(
         _check_same_columns(uri, file.schema_arrow.names, selected)
         rows_per_batch = max(1, CHUNK_CELLS // max(len(selected), 1))
         row = first_row
+
+        def decoded(batch: pa.RecordBatch) -> Table:
+            """Decoded by the read-ahead thread, in order, while the consumer works on the batch before."""
+            nonlocal row
+            try:
+                table = decoder.table(batch, selected, row)
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from exc
+            row += batch.num_rows
+            return table
+
         try:
-            for batch in file.iter_batches(batch_size=rows_per_batch, columns=list(selected)):
-                try:
-                    table = decoder.table(batch, selected, row)
-                except DataError as exc:
-                    raise DataError(f"{where}: {exc}") from exc
-                yield table
-                row += batch.num_rows
+            yield from ahead(file.iter_batches(batch_size=rows_per_batch, columns=list(selected)), decoded)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(
                 f"{where}: unreadable Parquet data after row {row} ({one_line(str(exc), 200)})"

@@ -85,7 +85,7 @@ def test_anything_else_is_outside_however_it_is_spelt(uri: str, resolves_to: str
         "s3://marina/raw/probe/x/../houses.csv",
         "s3://marina/raw/probe/%68ouses.csv",
         "s3://marina/raw/probe/houses.csv?versionId=1",
-        "s3://marina/raw/probe/houses.csv/",
+        "s3://marina/raw/probe/parts//",
     ],
 )
 def test_a_path_inside_must_still_be_plain(uri: str) -> None:
@@ -106,6 +106,11 @@ def test_a_path_inside_must_still_be_plain(uri: str) -> None:
 )
 def test_shared_prefixes_are_readable_by_every_namespace(uri: str, readable: bool) -> None:
     assert (csv_problem(uri, SHARED) is None) is readable
+
+
+def test_a_folder_of_parts_keeps_its_slash() -> None:
+    """`s3://bucket/prefix/` names every part under the prefix: a plain form, not a key to refuse."""
+    assert csv_problem("s3://marina/raw/probe/parts/") is None
 
 
 @pytest.mark.parametrize(
@@ -171,20 +176,23 @@ def test_a_model_uri_is_served_only_from_the_namespace_or_a_shared_prefix(
     )
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
 @pytest.mark.parametrize(
     ("uri", "reason"),
     [
-        ("s3://marina/raw/default/houses.csv", "Preparing"),
-        ("s3://marina/raw/team-b/houses.csv", "InvalidSpec"),
+        ("s3://marina/raw/default/houses", "Preparing"),
+        ("s3://marina/raw/default/houses/", "Preparing"),
+        ("s3://marina/raw/team-b/houses", "InvalidSpec"),
+        ("s3://marina/raw/team-b/", "InvalidSpec"),
     ],
 )
-def test_a_csv_source_is_read_only_from_the_namespace(
-    kube: Any, settings: Settings, uri: str, reason: str
+def test_a_stored_source_is_read_only_from_the_namespace(
+    kube: Any, settings: Settings, kind: str, uri: str, reason: str
 ) -> None:
-    kube.add_resource("Dataset", "houses", {"source": {"csv": {"uri": uri}}, "target": "price"})
+    kube.add_resource("Dataset", "houses", {"source": {kind: {"uri": uri}}, "target": "price"})
     outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "houses"))
     assert outcome.reason == reason and len(kube.jobs()) == (reason == "Preparing")
     if reason == "InvalidSpec":
         assert outcome.message.startswith(
-            f"spec.source.csv.uri: {uri} is outside this namespace's storage area"
+            f"spec.source.{kind}.uri: {uri} is outside this namespace's storage area"
         )

@@ -25,11 +25,17 @@ class DatasetSpec:
     resources: Resources
     # Not an input of the preparation: out of repr, so out of the Job's digest (builders.short_hash).
     keep_last: int | None = field(default=None, repr=False)
+    # The source's kind (csv, parquet, ...): where a bad URI is reported; the URI itself is in `source`.
+    source_kind: str = field(default="", repr=False)
 
     @property
-    def csv_uri(self) -> str | None:
-        """The object a `csv` source reads (the only source that reads storage)."""
+    def stored_uri(self) -> str | None:
+        """The object or prefix a `csv` or `parquet` source reads (the sources that read storage)."""
         return self.source if self.source.startswith("s3://") else None
+
+    @property
+    def uri_field(self) -> str:
+        return f"spec.source.{self.source_kind}.uri"
 
 
 def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
@@ -52,6 +58,7 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         seed=split.integer("seed", 42, contract.SEED),
         resources=fields.resources(),
         keep_last=keep_last(fields),
+        source_kind=next(kind for kind in SOURCE_KINDS if fields.section("source").has(kind)),
     )
 
 

@@ -49,9 +49,9 @@ def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> st
 def parse(settings: Settings, namespace: str, body: Mapping[str, Any]) -> dataset_spec.DatasetSpec:
     """The typed spec; a CSV source must lie in the namespace's storage area (or a shared one)."""
     spec = dataset_spec.parse(body.get("spec"))
-    if spec.csv_uri is not None:
+    if spec.stored_uri is not None:
         areas = settings.csv_areas(namespace)
-        storage_area.require_inside("spec.source.csv.uri", spec.csv_uri, areas, settings.shared_prefixes)
+        storage_area.require_inside(spec.uri_field, spec.stored_uri, areas, settings.shared_prefixes)
     return spec
 
 

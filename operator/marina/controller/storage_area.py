@@ -39,7 +39,8 @@ def normal_form(uri: str) -> str | None:
             parts.pop()
         elif segment not in ("", "."):
             parts.append(segment)
-    return f"{S3}{bucket}/{'/'.join(parts)}"
+    folder = "/" if key.endswith("/") and parts else ""  # a prefix of many parts keeps its slash
+    return f"{S3}{bucket}/{'/'.join(parts)}{folder}"
 
 
 def inside(uri: str, prefixes: Sequence[str]) -> bool:
