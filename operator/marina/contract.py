@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -38,6 +39,8 @@ MISSING_POLICIES = ("drop", "mean", "median", "fail")
 BUILTIN_DATASETS = ("diabetes",)
 SOURCE_KINDS = ("builtin", "csv", "inline", "parquet", "synthetic")
 DRIFT_ACTIONS = ("Alert", "Retrain")  # ModelDeployment spec.monitoring.onDrift
+PROMOTION_POLICIES = ("Always", "IfBetter")  # ModelDeployment spec.promotion.policy
+PROMOTION_METRICS = ("rmse", "mae", "r2")  # spec.promotion.metric: lower is better, but r2 higher
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
 DATASET_VERSION_PATTERN = r"^[0-9a-f]{16}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -159,6 +162,10 @@ MONITORING_MIN_ROWS = Bound(100, 100_000_000)  # fewer rows leave most of 10 bin
 PSI_THRESHOLD = Bound(0, exclusive_minimum=True)
 NON_EMPTY = Bound(1)
 KEEP_LAST = Bound(1)  # spec.retention.keepLast: the current version always stays
+PROMOTION_TOLERANCE = Bound(0, 1)  # relative for rmse and mae, absolute for r2
+RETRAIN_COOLDOWN_SECONDS = Bound(0, 7 * 86400)
+RETRAINS_PER_DAY = Bound(1, 1440)
+RETRAIN_EVERY_SECONDS = Bound(60, 366 * 86400)
 
 
 @dataclass(frozen=True)
@@ -226,6 +233,12 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.monitoring.minRows": Rule(bound=MONITORING_MIN_ROWS),
         "spec.monitoring.psiThreshold": Rule(bound=PSI_THRESHOLD),
         "spec.monitoring.onDrift": Rule(choices=DRIFT_ACTIONS),
+        "spec.retraining.cooldownSeconds": Rule(bound=RETRAIN_COOLDOWN_SECONDS),
+        "spec.retraining.maxPerDay": Rule(bound=RETRAINS_PER_DAY),
+        "spec.retraining.everySeconds": Rule(bound=RETRAIN_EVERY_SECONDS),
+        "spec.promotion.policy": Rule(choices=PROMOTION_POLICIES),
+        "spec.promotion.metric": Rule(choices=PROMOTION_METRICS),
+        "spec.promotion.tolerance": Rule(bound=PROMOTION_TOLERANCE),
     },
 }
 
@@ -385,6 +398,16 @@ def switch(name: str, help: str, aliases: tuple[str, ...] = ()) -> Any:
     return flag(name, help, default=False, switch=True, aliases=aliases)
 
 
+def result_file_flag() -> Any:
+    """`--result-file`, which every command the operator runs in a Job takes."""
+    return flag(
+        "--result-file",
+        "also write the result JSON here (the operator uses /dev/termination-log)",
+        default=None,
+        metavar="PATH",
+    )
+
+
 R = TypeVar("R", bound="Request")
 
 
@@ -506,12 +529,7 @@ class PrepareRequest(Request):
         default=None,
         metavar="URI",
     )
-    result_file: str | None = flag(
-        "--result-file",
-        "also write the result JSON here (the operator uses /dev/termination-log)",
-        default=None,
-        metavar="PATH",
-    )
+    result_file: str | None = result_file_flag()
 
     def __post_init__(self) -> None:
         SPLIT_TEST_FRACTION.check("--test-fraction", self.test_fraction)
@@ -580,12 +598,7 @@ class TrainRequest(Request):
         default=None,
         metavar="URI",
     )
-    result_file: str | None = flag(
-        "--result-file",
-        "also write the result JSON here (the operator uses /dev/termination-log)",
-        default=None,
-        metavar="PATH",
-    )
+    result_file: str | None = result_file_flag()
 
     def __post_init__(self) -> None:
         check_choice("--penalty", self.penalty, PENALTIES)
@@ -649,3 +662,30 @@ class TrainRequest(Request):
         if self.learning_rate is not None:
             parameters["learning_rate"] = self.learning_rate
         return parameters
+
+
+@dataclass(frozen=True)
+class EvaluateRequest(Request):
+    """`marina evaluate`: score a serving model (champion) and a new one (challenger) on one test split."""
+
+    COMMAND: ClassVar[str] = "evaluate"
+
+    champion: str = flag("--champion", "the serving model's artifact (path or s3:// URI)", metavar="URI")
+    champion_sha256: str = flag("--champion-sha256", "the champion artifact's sha256", metavar="HEX")
+    challenger: str = flag("--challenger", "the new model's artifact (path or s3:// URI)", metavar="URI")
+    challenger_sha256: str = flag("--challenger-sha256", "the challenger artifact's sha256", metavar="HEX")
+    data: str | None = flag(
+        "--data",
+        "the prepared dataset version whose test split scores both (default: the challenger's own)",
+        default=None,
+        metavar="DIR_OR_S3",
+    )
+    result_file: str | None = result_file_flag()
+
+    def __post_init__(self) -> None:
+        for where, digest in (
+            ("--champion-sha256", self.champion_sha256),
+            ("--challenger-sha256", self.challenger_sha256),
+        ):
+            if not re.fullmatch(SHA256_PATTERN, digest):
+                raise SpecError(f"{where}: expected 64 lowercase hex digits, got {digest!r}")

@@ -96,6 +96,10 @@ class FakeKube:
         existing = self.objects.get(self.key(body))
         if existing is None:
             return self.add(body)
+        if "spec" not in body and "data" not in body:  # metadata only: set these annotations, keep the rest
+            annotations = existing["metadata"].setdefault("annotations", {})
+            annotations.update(body["metadata"].get("annotations") or {})
+            return copy.deepcopy(existing)
         changed = existing.get("spec") != body.get("spec")
         existing["spec"] = copy.deepcopy(body.get("spec"))
         existing["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})

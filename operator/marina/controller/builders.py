@@ -18,6 +18,7 @@ from marina.contract import (
     EXIT_INTERNAL,
     EXIT_PERMANENT,
     MODEL_VERSION_LENGTH,
+    EvaluateRequest,
     PrepareRequest,
     TrainRequest,
 )
@@ -430,6 +431,26 @@ def shard_job(
     for rule in job_spec["podFailurePolicy"]["rules"]:
         if rule["action"] == "FailJob":
             rule["action"] = "FailIndex"
+    return built
+
+
+def evaluation_job(
+    settings: Settings, owner: Owner, champion: ModelReference, challenger: ModelReference, digest: str
+) -> dict[str, Any]:
+    """The promotion gate's Job (`marina evaluate`): both models scored on the challenger's test split.
+    Its pods do not carry the ModelDeployment's own label, which selects the serving pods (the Service,
+    the drift checks): an evaluation pod must never look like one of them."""
+    request = EvaluateRequest(
+        champion=champion.uri,
+        champion_sha256=champion.sha256,
+        challenger=challenger.uri,
+        challenger_sha256=challenger.sha256,
+        result_file=TERMINATION_LOG,
+    )
+    container = marina_container(settings, request.to_argv(), {}, DEFAULT_JOB_RESOURCES)
+    name = child_name(owner, "eval", digest)
+    built = job(owner, name, "evaluate", container, backoff_limit=2, deadline_seconds=1800, digest=digest)
+    del built["spec"]["template"]["metadata"]["labels"][owner.label_key]
     return built
 
 

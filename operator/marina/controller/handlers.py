@@ -133,8 +133,10 @@ def unsettled(namespace: str, name: str, status: Mapping[str, Any] | None, gener
 
 
 def monitored(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, str]:
-    """A ModelDeployment's entry in MONITORED (namespace -> name) while it has spec.monitoring."""
-    return {namespace: name} if spec.get("monitoring") is not None else {}
+    """A ModelDeployment's entry in MONITORED (namespace -> name) while it has spec.monitoring or a
+    retraining schedule (the loop checks drift and the schedule on the same ticks)."""
+    scheduled = (spec.get("retraining") or {}).get("everySeconds") is not None
+    return {namespace: name} if spec.get("monitoring") is not None or scheduled else {}
 
 
 def entries(index: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:

@@ -26,13 +26,35 @@ class Autoscaling:
 
 @dataclass(frozen=True)
 class Monitoring:
-    """Drift monitoring (`spec.monitoring`; absent: off). `on_drift` is recorded for the retraining step
-    (`Retrain`); until that exists every drift is reported the way `Alert` reports it."""
+    """Drift monitoring (`spec.monitoring`; absent: off). `on_drift: Retrain` also refreshes the Dataset
+    behind the served TrainingJob, within the limits of `Retraining`."""
 
     interval_seconds: int = 60
     min_rows: int = 1000
     psi_threshold: float = 0.2
     on_drift: str = "Alert"
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """The limits on refreshing the Dataset (`spec.retraining`), whatever triggers it (drift or the
+    schedule): at most `max_per_day` refreshes a UTC day, `cooldown_seconds` apart; `every_seconds` (None:
+    no schedule) refreshes it that long after the last refresh even without drift."""
+
+    cooldown_seconds: int = 3600
+    max_per_day: int = 4
+    every_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The gate before a new model replaces the serving one (`spec.promotion`). `IfBetter` scores both on
+    the new model's test split and admits it only when its `metric` is no worse than the serving model's,
+    within `tolerance` (relative for rmse and mae, absolute for r2)."""
+
+    policy: str = "Always"
+    metric: str = "rmse"
+    tolerance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -43,12 +65,20 @@ class ModelDeploymentSpec:
     autoscaling: Autoscaling | None
     progress_deadline_seconds: int
     monitoring: Monitoring | None = None
+    retraining: Retraining = Retraining()
+    promotion: Promotion = Promotion()
+
+    @property
+    def retrains(self) -> bool:
+        """Whether the operator ever refreshes the Dataset: on drift, or on a schedule."""
+        on_drift = self.monitoring is not None and self.monitoring.on_drift == "Retrain"
+        return on_drift or self.retraining.every_seconds is not None
 
 
 def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
     fields = Fields(spec)
     autoscaling = _autoscaling(fields.section("autoscaling")) if fields.has("autoscaling") else None
-    return ModelDeploymentSpec(
+    parsed = ModelDeploymentSpec(
         model=_model(fields.section("model")),
         replicas=fields.integer("replicas", 1, contract.REPLICAS),
         resources=fields.resources(),
@@ -57,7 +87,29 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
             "progressDeadlineSeconds", 120, contract.PROGRESS_DEADLINE_SECONDS
         ),
         monitoring=_monitoring(fields.section("monitoring")) if fields.has("monitoring") else None,
+        retraining=_retraining(fields.section("retraining")),
+        promotion=_promotion(fields.section("promotion")),
     )
+    _require_training_job(fields, parsed)
+    return parsed
+
+
+def _require_training_job(fields: Fields, spec: ModelDeploymentSpec) -> None:
+    """Retraining and the promotion gate act on the TrainingJob's models: a fixed URI has none."""
+    if spec.model.training_job is not None:
+        return
+    if spec.monitoring is not None and spec.monitoring.on_drift == "Retrain":
+        where = fields.section("monitoring").where("onDrift")
+        raise InvalidSpec(where, "Retrain needs spec.model.trainingJob (a fixed model.uri has no Dataset)")
+    if spec.retraining.every_seconds is not None:
+        where = fields.section("retraining").where("everySeconds")
+        raise InvalidSpec(where, "a schedule needs spec.model.trainingJob (a fixed model.uri has no Dataset)")
+    if spec.promotion.policy == "IfBetter":
+        where = fields.section("promotion").where("policy")
+        raise InvalidSpec(
+            where,
+            "IfBetter needs spec.model.trainingJob (a fixed model.uri is chosen by hand)",
+        )
 
 
 def _model(model: Fields) -> ModelSource:
@@ -99,3 +151,30 @@ def _monitoring(monitoring: Fields) -> Monitoring:
         psi_threshold=monitoring.number("psiThreshold", defaults.psi_threshold, contract.PSI_THRESHOLD),
         on_drift=on_drift,
     )
+
+
+def _retraining(retraining: Fields) -> Retraining:
+    defaults = Retraining()
+    cooldown = retraining.integer(
+        "cooldownSeconds", defaults.cooldown_seconds, contract.RETRAIN_COOLDOWN_SECONDS
+    )
+    every = retraining.optional_integer("everySeconds", contract.RETRAIN_EVERY_SECONDS)
+    if every is not None and every < cooldown:
+        raise InvalidSpec(
+            retraining.where("everySeconds"),
+            f"{every} is shorter than cooldownSeconds {cooldown}, which would hold every scheduled refresh",
+        )
+    return Retraining(
+        cooldown_seconds=cooldown,
+        max_per_day=retraining.integer("maxPerDay", defaults.max_per_day, contract.RETRAINS_PER_DAY),
+        every_seconds=every,
+    )
+
+
+def _promotion(promotion: Fields) -> Promotion:
+    defaults = Promotion()
+    policy = promotion.string("policy", defaults.policy, choices=contract.PROMOTION_POLICIES)
+    metric = promotion.string("metric", defaults.metric, choices=contract.PROMOTION_METRICS)
+    assert policy is not None and metric is not None
+    tolerance = promotion.number("tolerance", defaults.tolerance, contract.PROMOTION_TOLERANCE)
+    return Promotion(policy, metric, tolerance)

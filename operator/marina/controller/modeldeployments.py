@@ -7,12 +7,13 @@ rollout already failed (status.failedModel, never retried until something new ar
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from marina.clock import utc_now
+from marina.clock import parse_timestamp, utc_now
 from marina.controller import (
     builders,
     collector,
@@ -20,6 +21,8 @@ from marina.controller import (
     monitoring,
     ownership,
     preflight,
+    promotion,
+    retraining,
     storage_area,
 )
 from marina.controller.builders import ModelReference
@@ -166,9 +169,24 @@ def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcom
         spec = parse(settings, owner.namespace, body)
     except InvalidSpec as error:
         return invalid(error)
-    wanted = desired_model(kube, owner.namespace, spec)
-    if isinstance(wanted, Outcome):
-        return wanted
+    challenger = desired_model(kube, owner.namespace, spec)
+    if isinstance(challenger, Outcome):
+        return challenger
+    # The promotion gate decides first; the admitted model then goes through the spec's rollout.
+    champion = model_of((body.get("status") or {}).get("model"))
+    admission = promotion.admitted(kube, settings, body, spec, challenger, champion)
+    return admission.report(roll_out(kube, settings, body, owner, spec, admission.model))
+
+
+def roll_out(
+    kube: KubeApi,
+    settings: Settings,
+    body: Mapping[str, Any],
+    owner: builders.Owner,
+    spec: ModelDeploymentSpec,
+    wanted: ModelReference,
+) -> Outcome:
+    """Serve `wanted` (the model the gate admitted): roll it out, or hold the last good model."""
     status = body.get("status") or {}
     serving, failed = model_of(status.get("model")), model_of(status.get("failedModel"))
     base = {"selector": builders.selector_string(owner), "url": builders.service_url(owner)}
@@ -290,22 +308,39 @@ def monitor(
     fetch: collector.Fetch = collector.fetch_json,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """One drift check when it is due: read the ready pods' counts, judge them, write the status.
-    `memory` outlives the check (kopf's per-object memo): the pods' histories cut their windows."""
+    """One tick of the loop for a ModelDeployment it watches: the drift check when one is due, then
+    retraining when a trigger fires (drift, or the schedule)."""
     body = kube.get(builders.API_VERSION, KIND, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     try:
-        spec = modeldeployment_spec.parse(body.get("spec")).monitoring
+        spec = modeldeployment_spec.parse(body.get("spec"))
     except InvalidSpec:
         return  # the reconciler reports it
+    judged = check_drift(kube, body, spec.monitoring, memory, fetch, clock)
+    if spec.retrains:
+        retrain(kube, namespace, name, spec, judged, datetime.datetime.fromtimestamp(clock(), datetime.UTC))
+
+
+def check_drift(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    spec: modeldeployment_spec.Monitoring | None,
+    memory: MutableMapping[str, Any],
+    fetch: collector.Fetch,
+    clock: Callable[[], float],
+) -> monitoring.Assessment | None:
+    """One drift check when it is due: read the ready pods' counts, judge them, write the status.
+    `memory` outlives the check (the loop's per-object memo): the pods' histories cut their windows.
+    None when no check was due."""
+    owner = builders.Owner.of(body)
+    namespace, name = owner.namespace, owner.name
     if spec is None:
         forget_drift(kube, namespace, name)
-        return
+        return None
     if not monitoring.due(memory.get(LAST_CHECK), spec.interval_seconds, time.monotonic()):
-        return
+        return None
     memory[LAST_CHECK] = time.monotonic()
-    owner = builders.Owner.of(body)
     pods = collector.ready_pods(kube, namespace, builders.selector_string(owner))
     collected = collector.collect(pods, name, clock(), fetch)
     previous: Mapping[str, monitoring.History] = memory.get(HISTORIES) or {}
@@ -314,10 +349,12 @@ def monitor(
     judged = monitoring.judge(list(histories.values()), serving.version if serving else None, spec)
     live = {pod.uid for pod in pods}  # a pod that did not answer this time keeps its history
     memory[HISTORIES] = {**{uid: h for uid, h in previous.items() if uid in live}, **histories}
+    assessment = judged or not_judged(collected, len(pods))
     with lock_for(KIND, namespace, name):  # the reconciler rewrites the conditions list under it too
         current = kube.get(builders.API_VERSION, KIND, namespace, name)
         if current is not None:
-            report_drift(kube, current, judged or not_judged(collected, len(pods)))
+            report_drift(kube, current, assessment)
+    return assessment
 
 
 def not_judged(collected: collector.Collected, pods: int) -> monitoring.Assessment:
@@ -361,3 +398,85 @@ def forget_drift(kube: KubeApi, namespace: str, name: str) -> None:
             return
         conditions = without_condition(status.get("conditions") or [], monitoring.DRIFTED)
         kube.patch_status(body, {"monitoring": None, "conditions": conditions})
+
+
+# -- retraining (spec.monitoring.onDrift: Retrain, spec.retraining): status.retraining ----------------
+
+
+def retrain(
+    kube: KubeApi,
+    namespace: str,
+    name: str,
+    spec: ModelDeploymentSpec,
+    judged: monitoring.Assessment | None,
+    now: datetime.datetime,
+) -> None:
+    """Refresh the Dataset behind the served TrainingJob when a trigger fires within the limits
+    (`retraining`); the record goes into status first, so a crash in between never exceeds them."""
+    with lock_for(KIND, namespace, name):
+        body = kube.get(builders.API_VERSION, KIND, namespace, name)
+        if body is None:
+            return
+        record = retraining.Record.of(body.get("status"))
+        created = parse_timestamp(str(body["metadata"].get("creationTimestamp") or retraining.stamp(now)))
+        drifted = judged is not None and judged.level is monitoring.Level.DRIFTED
+        reason = retraining.due(spec, record, drifted, now, created)
+        if reason is None:
+            return
+        stopped = retraining.hold(record, spec.retraining, now)
+        target = dataset_to_refresh(kube, namespace, spec) if stopped is None else None
+        if stopped is not None or isinstance(target, retraining.Hold):
+            held = stopped or target
+            assert isinstance(held, retraining.Hold)
+            hold_retrain(kube, body, record, reason, held, spec, now)
+            return
+        assert isinstance(target, str)
+        why = judged.message if reason == retraining.DRIFT and judged is not None else "the schedule"
+        fields = retraining.triggered(
+            record, reason, why, target, retraining.token(name, now), now, spec.retraining
+        )
+        kube.patch_status(body, {"retraining": fields})
+        kube.apply(retraining.refresh(namespace, target, fields["refresh"]))
+        kube.event(
+            body,
+            "Normal",
+            "RetrainTriggered",
+            f"{reason}: refreshed Dataset {target} ({why}); refresh {fields['countToday']} of "
+            f"{spec.retraining.max_per_day} today, next allowed at {fields['nextAllowed']}",
+        )
+
+
+def dataset_to_refresh(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> str | retraining.Hold:
+    """The Dataset the served TrainingJob trains on, or why there is none to refresh."""
+    name = spec.model.training_job
+    training = kube.get(builders.API_VERSION, "TrainingJob", namespace, name or "") if name else None
+    dataset = ((training or {}).get("spec") or {}).get("dataset") or {}
+    if training is None or not dataset.get("name"):
+        return retraining.Hold(retraining.NO_DATASET, f"TrainingJob {name} not found or names no Dataset")
+    if dataset.get("version"):
+        return retraining.Hold(
+            retraining.NO_DATASET,
+            f"TrainingJob {name} pins dataset version {dataset['version']}: a refresh would not retrain it",
+        )
+    if kube.get(builders.API_VERSION, "Dataset", namespace, str(dataset["name"])) is None:
+        return retraining.Hold(retraining.NO_DATASET, f"Dataset {dataset['name']} not found")
+    return str(dataset["name"])
+
+
+def hold_retrain(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    record: retraining.Record,
+    trigger: str,
+    held: retraining.Hold,
+    spec: ModelDeploymentSpec,
+    now: datetime.datetime,
+) -> None:
+    """Record a trigger that may not refresh now; an event when the reason for holding changes."""
+    if record.held == held.reason:
+        return
+    fields = retraining.held(trigger, held, now)
+    kube.patch_status(body, {"retraining": fields})
+    warning = held.reason == retraining.NO_DATASET
+    message = f"{trigger} trigger held: {fields['held']['message']}"
+    kube.event(body, "Warning" if warning else "Normal", "RetrainHeld", message)
