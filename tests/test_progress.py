@@ -46,3 +46,30 @@ def test_reading_a_missing_or_foreign_object_is_none(tmp_path: Path, content: st
     if content is not None:
         path.write_text(content)
     assert progress.read(str(path)) is None
+
+
+def test_shard_reports_merge_into_one() -> None:
+    from marina.progress import merged, shard_uri
+
+    assert shard_uri("s3://b/p/progress/job.json", 3) == "s3://b/p/progress/job-shard-3.json"
+    assert merged([]) is None
+    one = {
+        "rows": 10,
+        "total": 40,
+        "rowsPerSecond": 5.0,
+        "etaSeconds": 6.0,
+        "updated": "2026-01-01T00:00:01Z",
+    }
+    two = {
+        "rows": 30,
+        "total": 60,
+        "rowsPerSecond": 7.5,
+        "etaSeconds": 4.0,
+        "updated": "2026-01-01T00:00:02Z",
+    }
+    both = merged([one, two])
+    assert both is not None
+    assert (both["rows"], both["total"], both["percent"], both["etaSeconds"]) == (40, 100, 40.0, 6.0)
+    assert (both["rowsPerSecond"], both["updated"], both["shardsReporting"]) == (12.5, two["updated"], 2)
+    unknown = merged([one, {"rows": 5}])
+    assert unknown is not None and "total" not in unknown and "percent" not in unknown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -33,6 +34,7 @@ from marina import __version__, artifact, dataset, evaluation, parts, training
 from marina.cli import main
 from marina.contract import TrainRequest
 from marina.distribution import bin_counts
+from marina.progress import Progress
 from tabular import write_diamonds
 
 
@@ -763,3 +765,29 @@ def test_a_reduce_without_every_shard_names_the_missing_one(
     ok(capsys, "train", *common, "--phase", "shard", "--shard-index", "0")
     code, _, err = run_cli(capsys, "train", *common, "--phase", "reduce")
     assert code == 1 and "expected one shard-1-of-2-<sha256>.json, found 0" in err
+
+
+def test_each_shard_reports_its_own_share_beside_the_jobs_progress(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, many_parts: str
+) -> None:
+    monkeypatch.setattr(training, "Progress", functools.partial(Progress, interval=0.0))  # every chunk
+    stored = dataset.open_stored(many_parts)
+    uri = tmp_path / "progress" / "wide-shard-x.json"
+    uri.parent.mkdir()
+    common = [
+        "--data",
+        many_parts,
+        "--output",
+        str(tmp_path),
+        "--shards",
+        "2",
+        "--partials",
+        str(tmp_path / "p"),
+    ]
+    for index in range(2):
+        ok(capsys, "train", *common, "--phase", "shard", "--shard-index", str(index), "--progress", str(uri))
+        report = json.loads((tmp_path / "progress" / f"wide-shard-x-shard-{index}.json").read_text())
+        share = stored.shard_rows("train", 2, index)
+        assert report["rows"] == report["total"] == share and report["done"] is True
+    assert stored.shard_rows("train", 2, 0) + stored.shard_rows("train", 2, 1) == stored.rows("train")
+    assert not uri.exists()  # shards write only their own objects

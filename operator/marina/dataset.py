@@ -827,6 +827,11 @@ class StoredDataset:
                 yield row, values
                 row += values.shape[0]
 
+    def shard_rows(self, split: str, shards: int, index: int) -> int:
+        """The rows of one shard's share of a split (every `shards`-th part from `index`)."""
+        records = self.description["parts"][split]["parts"]
+        return sum(int(records[position]["rows"]) for position in range(index, len(records), shards))
+
     def _part(self, name: str, verify: bool) -> list[np.ndarray]:
         try:
             return list(

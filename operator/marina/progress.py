@@ -87,3 +87,31 @@ def read(uri: str) -> dict[str, Any] | None:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         return None
     return {key: value for key, value in document.items() if key != "format"}
+
+
+def shard_uri(uri: str, index: int) -> str:
+    """Where shard `index` of a sharded pass reports, beside the Job's own progress object."""
+    return f"{uri.removesuffix('.json')}-shard-{index}.json"
+
+
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The shards' reports as one: rows and rates add up, the total when every shard knows its own, the
+    ETA of the slowest shard; None when no shard has reported yet."""
+    if not reports:
+        return None
+    rows = sum(int(r.get("rows", 0)) for r in reports)
+    report: dict[str, Any] = {
+        "rows": rows,
+        "rowsPerSecond": round(sum(float(r.get("rowsPerSecond", 0.0)) for r in reports), 1),
+        "elapsedSeconds": max(float(r.get("elapsedSeconds", 0.0)) for r in reports),
+        "updated": max(str(r.get("updated", "")) for r in reports),
+        "shardsReporting": len(reports),
+    }
+    totals = [r.get("total") for r in reports]
+    if all(isinstance(t, int) and t > 0 for t in totals):
+        total = sum(int(t) for t in totals if t is not None)
+        report.update(total=total, percent=round(min(100.0, 100.0 * rows / total), 1))
+        etas = [r.get("etaSeconds") for r in reports]
+        if all(isinstance(e, int | float) for e in etas):
+            report["etaSeconds"] = max(float(e) for e in etas if e is not None)
+    return report

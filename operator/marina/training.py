@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from marina import __version__, artifact, dataset, evaluation, partials, results
+from marina import __version__, artifact, dataset, evaluation, partials, progress, results
 from marina.artifact import ArtifactError
 from marina.clock import utc_now
 from marina.contract import L1_PENALTIES, L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
@@ -234,11 +234,11 @@ def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tup
 def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
     """One pass over the train split for the statistics and one over test, never holding a split; the QR
     path (`qr`, or an ill-conditioned design) reads the train rows again for R and per refinement sweep."""
-    progress = Progress("marina train", stored.rows("train"), request.progress)
+    reporter = Progress("marina train", stored.rows("train"), request.progress)
     gathered = partials.gather(
-        _counted(_numbered(stored.chunks("train")), progress), *_shape(request, stored)
+        _counted(_numbered(stored.chunks("train")), reporter), *_shape(request, stored)
     )
-    progress.done()
+    reporter.done()
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for chunk in stored.chunks("train"):
@@ -267,11 +267,14 @@ def _shape(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[int, i
 
 
 def _counted(
-    chunks: Iterable[tuple[int, np.ndarray]], progress: Progress
+    chunks: Iterable[tuple[int, np.ndarray]], reporter: Progress
 ) -> Iterator[tuple[int, np.ndarray]]:
+    """The chunks, reporting the rows handed out so far (a shard's rows are not numbered from 0)."""
+    count = 0
     for first_row, chunk in chunks:
         yield first_row, chunk
-        progress.rows(first_row + chunk.shape[0])
+        count += chunk.shape[0]
+        reporter.rows(count)
 
 
 def _numbered(chunks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
@@ -342,7 +345,12 @@ def shard_index(request: TrainRequest) -> int:
 def shard_command(request: TrainRequest, stored: dataset.StoredDataset) -> dict[str, Any]:
     """One shard: gather this pod's share of the train parts and store it for the reduce."""
     index = shard_index(request)
-    gathered = partials.gather(stored.shard_chunks("train", request.shards, index), *_shape(request, stored))
+    share = stored.shard_rows("train", request.shards, index)
+    uri = progress.shard_uri(request.progress, index) if request.progress else None
+    reporter = Progress(f"marina train shard {index}", share, uri)
+    chunks = _counted(stored.shard_chunks("train", request.shards, index), reporter)
+    gathered = partials.gather(chunks, *_shape(request, stored))
+    reporter.done()
     uri = partials.write(gathered, str(request.partials), stored.sha256, request.shards, index, request.seed)
     return {
         "partial": uri,

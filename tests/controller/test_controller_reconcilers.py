@@ -533,3 +533,26 @@ def test_a_running_preparation_shows_its_pods_progress_until_it_ends(
     kube.finish_job(job_name, json.dumps({"format": "marina.dev/result/v1", "version": "0123456789abcdef"}))
     datasets.reconcile(kube, settings, kube.current("Dataset", "big"))
     assert kube.current("Dataset", "big")["status"].get("progress") is None
+
+
+def test_running_shards_show_their_merged_progress_and_how_many_are_done(
+    kube: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports: dict[str, Any] = {}
+    monkeypatch.setattr("marina.progress.read", lambda uri: reports.get(uri))
+    ready_dataset(kube)
+    kube.add_resource("TrainingJob", "wide", {"dataset": {"name": "diabetes"}, "parallelism": 2})
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    (job_name,) = kube.jobs()
+    args = container_args(kube, job_name)
+    uri = args[args.index("--progress") + 1]
+    assert uri == f"s3://marina/models/default/wide/progress/{job_name}.json"
+    reports[uri.removesuffix(".json") + "-shard-0.json"] = {"rows": 300, "total": 500, "etaSeconds": 2.0}
+    reports[uri.removesuffix(".json") + "-shard-1.json"] = {"rows": 100, "total": 500, "etaSeconds": 8.0}
+    job = kube.objects[("batch/v1", "Job", "default", job_name)]
+    job.setdefault("status", {})["succeeded"] = 1
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    shown = kube.current("TrainingJob", "wide")["status"]["progress"]
+    assert (shown["rows"], shown["total"], shown["percent"], shown["etaSeconds"]) == (400, 1000, 40.0, 8.0)
+    assert (shown["shardsDone"], shown["shards"]) == (1, 2)
+    assert "1 of 2 done (400 rows, 40.0%)" in outcome.message

@@ -415,7 +415,9 @@ def shard_job(
 ) -> dict[str, Any]:
     """An Indexed Job of `parallelism` pods, pod i gathering every i-th part's statistics. A failed index
     retries alone (backoffLimitPerIndex); a permanent failure or an OOM kill fails its index at once."""
-    phase = sharding(settings, owner, spec, digest, "shard")
+    output = settings.models_prefix(owner.namespace, owner.name)
+    progress = progress_uri(output, child_name(owner, "shard", digest))  # shard i reports beside it
+    phase = {**sharding(settings, owner, spec, digest, "shard"), "progress": progress}
     built = _training_job(settings, owner, spec, data_uri, digest, "shard", phase)
     job_spec = built["spec"]
     del job_spec["backoffLimit"]  # per index instead

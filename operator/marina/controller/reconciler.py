@@ -156,17 +156,30 @@ def running_outcome(
     job_name: str,
     fields: Mapping[str, Any],
     progress_uri: str | None = None,
+    shards: tuple[int, int] | None = None,
 ) -> Outcome:
+    """A running Job's outcome with what its pod reported at `progress_uri`; with `shards` (done, of), what
+    each shard reported beside it, merged, and how many shards are done."""
     if result.problem:
         return Outcome(State.WAITING, "PodNotRunning", f"Job {job_name}: {result.problem}", fields)
-    reported = progress.read(progress_uri) if progress_uri else None
+    reported = _reported(progress_uri, shards[1] if shards else 0) if progress_uri else None
+    if shards is not None:
+        reported = {**(reported or {}), "shardsDone": shards[0], "shards": shards[1]}
+        what = f"{what}, {shards[0]} of {shards[1]} done"
     if reported is not None:
         fields = {**fields, "progress": reported}
         share = f", {reported['percent']}%" if "percent" in reported else ""
-        what = f"{what} ({reported['rows']} rows{share})"
+        what = f"{what} ({reported['rows']} rows{share})" if "rows" in reported else what
     return Outcome(State.PROGRESSING, reason, f"Job {job_name} {what}", fields)
 
 
 def failure_message(result: JobResult, job_name: str) -> str:
     """The status message of a failed Job: the command's own words (or the Job controller's)."""
     return f"Job {job_name}: {result.failure.message if result.failure else 'failed'}"
+
+
+def _reported(uri: str, shards: int) -> dict[str, Any] | None:
+    if not shards:
+        return progress.read(uri)
+    reports = [progress.read(progress.shard_uri(uri, index)) for index in range(shards)]
+    return progress.merged([report for report in reports if report is not None])

@@ -109,7 +109,15 @@ def gather_shards(
     if result.phase is JobPhase.SUCCEEDED:
         forget_old_jobs(kube, owner, "shard", keep=job_name)
         return None
-    return from_job(kube, owner, result, job_name, fields, digest)
+    progress = builders.progress_uri(settings.models_prefix(owner.namespace, owner.name), job_name)
+    shards = (shards_done(kube, owner, job_name), spec.parallelism)
+    return from_job(kube, owner, result, job_name, fields, digest, progress, shards)
+
+
+def shards_done(kube: KubeApi, owner: builders.Owner, job_name: str) -> int:
+    """Indexes of the shard Job that succeeded (the Job controller counts them)."""
+    job = kube.get("batch/v1", "Job", owner.namespace, job_name) or {}
+    return int((job.get("status") or {}).get("succeeded") or 0)
 
 
 def job_times(kube: KubeApi, owner: builders.Owner, job_name: str) -> dict[str, str]:
@@ -126,13 +134,15 @@ def from_job(
     fields: dict[str, Any],
     digest: str,
     progress: str | None = None,
+    shards: tuple[int, int] | None = None,
 ) -> Outcome:
     fields = {**fields, **job_times(kube, owner, job_name)}
     if result.phase is JobPhase.RUNNING:
         doing = (
             f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
         )
-        return running_outcome(result, "Training", doing, job_name, {**fields, "phase": "Running"}, progress)
+        running = {**fields, "phase": "Running"}
+        return running_outcome(result, "Training", doing, job_name, running, progress, shards)
     if result.phase is JobPhase.FAILED:
         return Outcome(
             State.FAILED,
