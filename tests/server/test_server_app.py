@@ -432,37 +432,37 @@ def test_metrics_count_requests_and_input_statistics(client: Client, served: Ser
     columns = np.array([*ROWS, [7, 8, 9]], dtype=np.float64).T
     predictions = served.predict(columns.T)
     expected = {
-        'marina_http_requests_total{endpoint="v2_infer",status="200"} 1',
-        'marina_http_requests_total{endpoint="v2_infer",status="400"} 1',
-        'marina_http_requests_total{endpoint="v1_predict",status="200"} 1',
-        'marina_http_requests_total{endpoint="unmatched",status="404"} 1',
-        'marina_http_request_duration_seconds_count{endpoint="v2_infer",status="200"} 1',
-        'marina_http_request_duration_seconds_bucket{endpoint="v2_infer",status="200",le="+Inf"} 1',
-        f'marina_model_info{{model="diabetes",version="{served.version}",sha256="{served.sha256}",'
-        'n_features="3"} 1',
-        'marina_model_features{model="diabetes"} 3',
-        'marina_prediction_count{model="diabetes"} 3',
+        'marina_http_requests_total{endpoint="v2_infer",status="200"} 1.0',
+        'marina_http_requests_total{endpoint="v2_infer",status="400"} 1.0',
+        'marina_http_requests_total{endpoint="v1_predict",status="200"} 1.0',
+        'marina_http_requests_total{endpoint="unmatched",status="404"} 1.0',
+        'marina_http_request_duration_seconds_count{endpoint="v2_infer",status="200"} 1.0',
+        'marina_http_request_duration_seconds_bucket{endpoint="v2_infer",le="+Inf",status="200"} 1.0',
+        f'marina_model_info{{model="diabetes",n_features="3",sha256="{served.sha256}",'
+        f'version="{served.version}"}} 1.0',
+        'marina_model_features{model="diabetes"} 3.0',
+        'marina_prediction_count{model="diabetes"} 3.0',
         f'marina_prediction_mean{{model="diabetes"}} {float(predictions.mean())!r}',
     }
     for name, column in zip(FEATURES, columns, strict=True):
-        labels = f'{{model="diabetes",feature="{name}"}}'
+        labels = f'{{feature="{name}",model="diabetes"}}'
         expected |= {
-            f"marina_feature_count{labels} 3",
+            f"marina_feature_count{labels} 3.0",
             f"marina_feature_mean{labels} {float(column.mean())!r}",
             f"marina_feature_variance{labels} {float(column.var())!r}",
             f"marina_feature_min{labels} {float(column.min())!r}",
             f"marina_feature_max{labels} {float(column.max())!r}",
         }
     expected |= {
-        'marina_feature_training_mean{model="diabetes",feature="age"} 2.0',
-        'marina_feature_training_std{model="diabetes",feature="bp"} 3.0',
-        'marina_feature_training_max{model="diabetes",feature="bp"} 20.0',
-        'marina_feature_mean_shift_stds{model="diabetes",feature="age"} 1.0',  # (4 - 2) / 2
-        'marina_feature_mean_shift_stds{model="diabetes",feature="bp"} -0.5',  # (6 - 7.5) / 3
+        'marina_feature_training_mean{feature="age",model="diabetes"} 2.0',
+        'marina_feature_training_std{feature="bp",model="diabetes"} 3.0',
+        'marina_feature_training_max{feature="bp",model="diabetes"} 20.0',
+        'marina_feature_mean_shift_stds{feature="age",model="diabetes"} 1.0',  # (4 - 2) / 2
+        'marina_feature_mean_shift_stds{feature="bp",model="diabetes"} -0.5',  # (6 - 7.5) / 3
     }
     assert expected <= lines, sorted(expected - lines)
     assert not any(
-        line.startswith('marina_feature_mean_shift_stds{model="diabetes",feature="bmi"}') for line in lines
+        line.startswith('marina_feature_mean_shift_stds{feature="bmi",model="diabetes"}') for line in lines
     )
 
 

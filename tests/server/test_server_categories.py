@@ -107,7 +107,7 @@ def v2_binary(
 
 
 def unseen_line(count: int) -> str:
-    return f'marina_unseen_category_values_total{{model="diabetes",input="colour"}} {count}'
+    return f'marina_unseen_category_values_total{{input="colour",model="diabetes"}} {float(count)!r}'
 
 
 # ------------------------------------------------------------------------------ answered requests

@@ -83,7 +83,7 @@ def test_sigterm_lets_the_in_flight_request_finish(server: ServerProcess, artifa
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
         head = f"POST /v1/models/dm:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
         connection.sendall(head.encode() + body[:5])
-        wait_for_metric(f"{server.base}/metrics", "marina_http_requests_in_flight 2")  # ours and the scrape
+        wait_for_metric(f"{server.base}/metrics", "marina_http_requests_in_flight 2.0")  # ours and the scrape
         server.process.send_signal(signal.SIGTERM)
         server.wait_for_line("Shutting down")
         connection.sendall(body[5:])

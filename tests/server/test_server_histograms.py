@@ -80,9 +80,9 @@ def test_the_distribution_endpoint_reports_windows_beside_the_reference(
         expected = bin_counts(reference.features[j].edge_array, np.array(rows)[:, j])
         assert window["features"][name] == expected.tolist()
     metrics = client.get("/metrics").text
-    assert 'marina_feature_bin_rows_total{model="diabetes",feature="age",bin="0"}' in metrics
+    assert 'marina_feature_bin_rows_total{bin="0",feature="age",model="diabetes"}' in metrics
     top = len(reference.prediction.counts) - 1
-    assert f'marina_prediction_bin_rows_total{{model="diabetes",bin="{top}"}}' in metrics
+    assert f'marina_prediction_bin_rows_total{{bin="{top}",model="diabetes"}}' in metrics
 
 
 def test_a_model_without_a_reference_says_so(client: Client) -> None:

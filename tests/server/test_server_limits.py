@@ -164,7 +164,7 @@ def test_a_non_finite_prediction_is_a_400_naming_the_row(client: Client, path: s
     response = client.post(path, json=payload)
     assert response.status_code == 400
     assert response.json()["error"].startswith("row 1: the prediction is inf (inputs not finite or too large")
-    assert 'marina_feature_count{model="diabetes",feature="age"} 0' in client.get("/metrics").text
+    assert 'marina_feature_count{feature="age",model="diabetes"} 0.0' in client.get("/metrics").text
 
 
 def test_running_statistics_never_become_nan() -> None:
@@ -212,7 +212,7 @@ def test_headers_that_never_finish_get_408(guarded: ServerProcess) -> None:
         status, body = read_reply(connection)
     assert status == "HTTP/1.1 408 Request Timeout"
     assert body == {"error": "the request headers did not arrive within 0.5 s"}
-    wait_for_metric(f"{guarded.base}/metrics", 'marina_http_connections_refused_total{status="408"} 1')
+    wait_for_metric(f"{guarded.base}/metrics", 'marina_http_connections_refused_total{status="408"} 1.0')
 
 
 def test_a_body_that_never_finishes_gets_408(guarded: ServerProcess) -> None:
@@ -221,11 +221,11 @@ def test_a_body_that_never_finishes_gets_408(guarded: ServerProcess) -> None:
         status, body = read_reply(connection)
     assert status == "HTTP/1.1 408 Request Timeout"
     assert body == {"error": "the request body did not arrive within 2 s"}
-    wait_for_metric(f"{guarded.base}/metrics", 'marina_http_connections_refused_total{status="408"} 1')
+    wait_for_metric(f"{guarded.base}/metrics", 'marina_http_connections_refused_total{status="408"} 1.0')
     wait_for_metric(
-        f"{guarded.base}/metrics", 'marina_http_requests_total{endpoint="v1_predict",status="499"} 1'
+        f"{guarded.base}/metrics", 'marina_http_requests_total{endpoint="v1_predict",status="499"} 1.0'
     )
-    wait_for_metric(f"{guarded.base}/metrics", "marina_http_requests_in_flight 1")  # only the scrape
+    wait_for_metric(f"{guarded.base}/metrics", "marina_http_requests_in_flight 1.0")  # only the scrape
 
 
 def test_oversized_headers_get_431(guarded: ServerProcess) -> None:
@@ -234,7 +234,7 @@ def test_oversized_headers_get_431(guarded: ServerProcess) -> None:
         status, body = read_reply(connection)
     assert status == "HTTP/1.1 431 Request Header Fields Too Large"
     assert body == {"error": "request line and headers exceed 65536 bytes"}
-    wait_for_metric(f"{guarded.base}/metrics", 'marina_http_connections_refused_total{status="431"} 1')
+    wait_for_metric(f"{guarded.base}/metrics", 'marina_http_connections_refused_total{status="431"} 1.0')
 
 
 def stall(port: int, declared: int, sent: int) -> socket.socket:
@@ -265,7 +265,7 @@ def test_stalled_large_bodies_cannot_exhaust_memory_and_normal_clients_are_serve
     stalled = [stall(port, declared, sent) for _ in range(20)]
     try:
         wait_for_metric(
-            f"{guarded.base}/metrics", 'marina_http_requests_total{endpoint="v2_infer",status="503"} 17'
+            f"{guarded.base}/metrics", 'marina_http_requests_total{endpoint="v2_infer",status="503"} 17.0'
         )
         row = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}
         answers = [httpx.post(f"{guarded.base}/v2/models/dm/infer", json=row).status_code for _ in range(20)]
@@ -275,7 +275,7 @@ def test_stalled_large_bodies_cannot_exhaust_memory_and_normal_clients_are_serve
         assert vm_hwm(pid) - baseline <= bound
         wait_for_metric(
             f"{guarded.base}/metrics",
-            'marina_http_connections_refused_total{status="408"} 3',
+            'marina_http_connections_refused_total{status="408"} 3.0',
             timeout=15,
         )
     finally:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bounds import sum_tolerance
+from marina.artifact import ModelArtifact
+from marina.distribution import Reference
 from marina.server import metrics
+from marina.server.model import ServedModel
 
 
 def running_tolerances(batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,15 +74,56 @@ def test_latency_histogram_is_cumulative_with_le_upper_bounds() -> None:
     requests = metrics.RequestMetrics()
     for seconds in (0.0001, 0.0003, 0.002, 10.0):
         requests.observe("v2_infer", 200, seconds)
-    lines = list(requests.render())
-    bucket = 'marina_http_request_duration_seconds_bucket{endpoint="v2_infer",status="200",le="%s"} %d'
-    assert bucket % ("0.0001", 1) in lines  # le is inclusive
-    assert bucket % ("0.0005", 2) in lines
-    assert bucket % ("0.0025", 3) in lines
-    assert bucket % ("5.0", 3) in lines
-    assert bucket % ("+Inf", 4) in lines
-    assert 'marina_http_request_duration_seconds_count{endpoint="v2_infer",status="200"} 4' in lines
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(metrics.render(requests, None).decode())
+        if f.name == "marina_http_request_duration_seconds"
+    ]
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    assert buckets["0.0001"] == 1  # le is inclusive
+    assert buckets["0.0005"] == 2
+    assert buckets["0.0025"] == 3
+    assert buckets["5.0"] == 3
+    assert buckets["+Inf"] == 4
+    (count,) = [s.value for s in family.samples if s.name.endswith("_count")]
+    assert count == 4
 
 
 def test_label_values_are_escaped() -> None:
-    assert metrics.labels(model='a"b\\c\nd') == '{model="a\\"b\\\\c\\nd"}'
+    requests = metrics.RequestMetrics()
+    requests.observe('a"b\\c\nd', 200, 0.001)
+    text = metrics.render(requests, None).decode()
+    assert 'marina_http_requests_total{endpoint="a\\"b\\\\c\\nd",status="200"} 1.0' in text.splitlines()
+
+
+def test_the_exposition_parses_back_to_the_same_series() -> None:
+    """Every family the server exports, read back by the reference parser: names, types, values."""
+    reference = Reference.of(np.arange(40.0).reshape(20, 2), np.arange(20.0))
+    served = ServedModel.from_artifact(
+        ModelArtifact([1.0, 2.0], 0.5, ["a", "b"], reference=reference.to_dict(["a", "b"])), "m", "memory"
+    )
+    model = metrics.ModelMetrics(served)
+    model.record(np.array([[1.0, 2.0], [3.0, 50.0]]), np.array([5.5, 103.5]))
+    requests = metrics.RequestMetrics()
+    requests.observe("v2_infer", 200, 0.003)
+    requests.refuse(408)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render(requests, model).decode())}
+    kinds = {name: family.type for name, family in families.items() if name.startswith("marina_")}
+    assert kinds["marina_http_requests"] == "counter"
+    assert kinds["marina_http_request_duration_seconds"] == "histogram"
+    assert kinds["marina_feature_bin_rows"] == "counter"
+    assert kinds["marina_feature_mean"] == "gauge"
+    assert "process_cpu_seconds" in families  # the process collector rides along
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families.values()
+        for sample in family.samples
+    }
+    assert values[("marina_http_connections_refused_total", (("status", "408"),))] == 1
+    assert values[("marina_feature_max", (("feature", "b"), ("model", "m")))] == 50.0
+    top = len(reference.features[1].counts) - 1  # 50 is beyond every training value of b
+    assert (
+        values[("marina_feature_bin_rows_total", (("bin", str(top)), ("feature", "b"), ("model", "m")))] == 1
+    )
+    shares = [v for (name, labels), v in values.items() if name == "marina_feature_reference_bin_ratio"]
+    assert sum(shares) == pytest.approx(2.0)  # each feature's shares sum to 1

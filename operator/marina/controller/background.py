@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from marina.controller import metrics
 from marina.controller.health import Health
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,12 @@ def pulse_then(health: Health, leading: Callable[[], bool]) -> bool:
     """Runs in a worker thread: proves one was free, then asks whether this replica leads."""
     health.pulse()
     try:
-        return leading()
+        leads = leading()
     except Exception as error:  # not knowing means not leading: kopf pauses in doubt too
         log.warning("cannot tell whether this replica leads: %s", error)
-        return False
+        leads = False
+    metrics.leading(leads)
+    return leads
 
 
 async def run(

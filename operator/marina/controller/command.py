@@ -1,6 +1,7 @@
 """`marina operator`: run the kopf operator in-process.
 
-    marina operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--peering NAME] [--verbose]
+    marina operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--peering NAME]
+                    [--metrics HOST:PORT] [--verbose]
 
 Replicas take turns through kopf's peering (the ClusterKopfPeering NAME, default `marina`, which
 manifests/operator creates): each picks a random priority, only the highest runs, and the other takes
@@ -22,6 +23,7 @@ from typing import Any, cast
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DEFAULT_PEERING = "marina"
+DEFAULT_METRICS = "0.0.0.0:8081"
 # Each replica's kopf priority, drawn at start: the highest runs. Ties would pause both (kopf's rule);
 # one in 2**31 per pair of replicas.
 PRIORITIES = range(1, 2**31)
@@ -46,13 +48,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PEERING,
         help=f"kopf peering object shared by the replicas (default {DEFAULT_PEERING}; 'none' for standalone)",
     )
+    parser.add_argument(
+        "--metrics",
+        default=DEFAULT_METRICS,
+        help=f"host:port serving Prometheus metrics (default {DEFAULT_METRICS}; 'none' to disable)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from marina.controller import handlers
+    from marina.controller import handlers, metrics
     from marina.controller.leadership import Peering
     from marina.controller.settings import Settings
 
@@ -69,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     priority = random.SystemRandom().choice(PRIORITIES)
     peering = None if standalone else Peering(args.peering, identity, priority)
     handlers.register(settings, peering=peering)
+    if args.metrics != "none":
+        metrics.serve(args.metrics)
     logging.getLogger(__name__).info(
         "marina operator: image=%s storage=%s secret=%s scope=%s peering=%s",
         settings.image,

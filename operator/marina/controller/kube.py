@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from marina.clock import utc_now
+from marina.controller import metrics
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "marina-operator"
@@ -185,6 +186,7 @@ class Kube:
                 namespace=meta["namespace"],
                 field_manager=FIELD_MANAGER,
             )
+            metrics.created(body)
             return dict(created.to_dict())
         except ConflictError:  # already there (a retry, a concurrent reconcile, or not ours: callers check)
             existing = self.get(body["apiVersion"], body["kind"], meta["namespace"], meta["name"])
@@ -246,6 +248,7 @@ class Kube:
             raise self._fail(
                 "update the status of", body["kind"], f"{meta['namespace']}/{meta['name']}", exc
             ) from exc
+        metrics.status_written(body, status)
 
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         meta = body["metadata"]
@@ -271,6 +274,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
+        metrics.event_posted(body["kind"], meta["namespace"], meta["name"], event_type, reason)
         try:
             self._client.create(self._resource("v1", "Event"), body=event, namespace=meta["namespace"])
         except Exception as exc:  # an event is best effort; the status already says it

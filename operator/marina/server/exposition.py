@@ -1,23 +1,8 @@
-"""The Prometheus text exposition format, written by hand: label escaping and number formatting."""
+"""The content type of `/metrics`: the text exposition format 0.0.4, which every Prometheus reads
+(`metrics.render` writes it with prometheus_client)."""
 
 from __future__ import annotations
 
-import math
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-
-
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def labels(**pairs: str) -> str:
-    return "{" + ",".join(f'{key}="{escape_label(value)}"' for key, value in pairs.items()) + "}"
-
-
-def number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4.encode()

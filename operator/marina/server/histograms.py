@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from marina.distribution import Counts, Reference, bin_counts
-from marina.server.exposition import labels, number
 
 FLUSH_ROWS = 8192
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -114,28 +113,3 @@ class WindowedHistograms:
             features=[np.zeros(len(edges) + 1, dtype=np.int64) for edges in self._feature_edges],
             prediction=np.zeros(len(self._prediction_edges) + 1, dtype=np.int64),
         )
-
-    def render(self, model: str, feature_names: Sequence[str]) -> Iterable[str]:
-        """Cumulative counts per bin as Prometheus counters, and the reference's share of each bin."""
-        self.windows()  # flush, so the counters include every answered row
-        metric = "marina_feature_bin_rows_total"
-        yield f"# HELP {metric} Serving rows per training-quantile bin of each feature since start-up."
-        yield f"# TYPE {metric} counter"
-        for name, counts in zip(feature_names, self.total.features, strict=True):
-            yield from _series(metric, model, counts, feature=name)
-        metric = "marina_prediction_bin_rows_total"
-        yield f"# HELP {metric} Predictions per training-quantile bin of the predictions since start-up."
-        yield f"# TYPE {metric} counter"
-        yield from _series(metric, model, self.total.prediction)
-        metric = "marina_feature_reference_bin_ratio"
-        yield f"# HELP {metric} Share of the training rows in each bin of each feature (the reference)."
-        yield f"# TYPE {metric} gauge"
-        for name, histogram in zip(feature_names, self.reference.features, strict=True):
-            counts = np.asarray(histogram.counts, dtype=np.float64)
-            yield from _series(metric, model, counts / max(counts.sum(), 1.0), feature=name)
-
-
-def _series(metric: str, model: str, values: np.ndarray, feature: str | None = None) -> Iterable[str]:
-    for index, value in enumerate(values.tolist()):
-        pairs = {"model": model, **({"feature": feature} if feature is not None else {}), "bin": str(index)}
-        yield f"{metric}{labels(**pairs)} {number(float(value))}"

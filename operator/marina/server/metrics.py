@@ -1,19 +1,32 @@
-"""Prometheus metrics written by hand: request counts and latency, and input statistics for drift.
+"""Prometheus metrics: request counts and latency, and input statistics for drift.
 
 Per request the hot path does a dict lookup, a bisect and a list append; the statistics of input
 features are merged in batches (Chan et al.'s parallel update of Welford's running moments) when
 enough rows are pending or when `/metrics` is scraped, so monitoring costs almost nothing per call.
+`prometheus_client` writes the exposition: custom collectors turn these structures into metric
+families at scrape time, so its per-sample locks never touch the hot path
+(benchmarks/metrics_bench.py measures the difference against hand-written text and native
+instruments).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
+from prometheus_client import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
-from marina.server.exposition import escape_label, labels, number
 from marina.server.histograms import WindowedHistograms
 from marina.server.model import TRAINING_STATISTICS, ServedModel
 
@@ -34,6 +47,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     2.5,
     5.0,
 )
+_BUCKET_LABELS = (*(repr(bound) for bound in LATENCY_BUCKETS), "+Inf")  # the `le` labels
+#: CPU seconds, resident memory and open files of this process (read from /proc at scrape time).
+_PROCESS = ProcessCollector(registry=None)
 FLUSH_ROWS = 8192
 #: Rows with a value beyond this magnitude are left out of the running statistics (and counted):
 #: their squares, summed over up to 1e10 rows, would overflow float64 and turn the moments into NaN.
@@ -71,29 +87,37 @@ class RequestMetrics:
         series = self._series.get((endpoint, status))
         return 0 if series is None else series.count
 
-    def render(self) -> Iterable[str]:
-        yield "# HELP marina_http_requests_in_flight Requests being answered now (this scrape included)."
-        yield "# TYPE marina_http_requests_in_flight gauge"
-        yield f"marina_http_requests_in_flight {self.in_flight}"
-        yield "# HELP marina_http_requests_total HTTP requests answered, by endpoint and status."
-        yield "# TYPE marina_http_requests_total counter"
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "marina_http_requests_in_flight",
+            "Requests being answered now (this scrape included).",
+            value=self.in_flight,
+        )
+        requests = CounterMetricFamily(
+            "marina_http_requests_total",
+            "HTTP requests answered, by endpoint and status.",
+            labels=("endpoint", "status"),
+        )
+        duration = HistogramMetricFamily(
+            "marina_http_request_duration_seconds",
+            "Time from request start to response sent, by endpoint and status.",
+            labels=("endpoint", "status"),
+        )
         for (endpoint, status), series in sorted(self._series.items()):
-            yield f"marina_http_requests_total{labels(endpoint=endpoint, status=str(status))} {series.count}"
-        yield "# HELP marina_http_connections_refused_total Connections closed by the limits, by status."
-        yield "# TYPE marina_http_connections_refused_total counter"
+            key = [endpoint, str(status)]
+            requests.add_metric(key, series.count)
+            cumulative = zip(_BUCKET_LABELS, accumulate(series.buckets), strict=True)
+            duration.add_metric(key, [(bound, float(count)) for bound, count in cumulative], series.total)
+        refused = CounterMetricFamily(
+            "marina_http_connections_refused_total",
+            "Connections closed by the limits, by status.",
+            labels=("status",),
+        )
         for status, count in sorted(self._refused.items()):
-            yield f"marina_http_connections_refused_total{labels(status=str(status))} {count}"
-        name = "marina_http_request_duration_seconds"
-        yield f"# HELP {name} Time from request start to response sent, by endpoint and status."
-        yield f"# TYPE {name} histogram"
-        for (endpoint, status), series in sorted(self._series.items()):
-            base = f'endpoint="{escape_label(endpoint)}",status="{status}"'
-            cumulative = 0
-            for bound, hits in zip((*LATENCY_BUCKETS, float("inf")), series.buckets, strict=True):
-                cumulative += hits
-                yield f'{name}_bucket{{{base},le="{number(bound)}"}} {cumulative}'
-            yield f"{name}_sum{{{base}}} {number(series.total)}"
-            yield f"{name}_count{{{base}}} {series.count}"
+            refused.add_metric([str(status)], count)
+        yield requests
+        yield refused
+        yield duration
 
 
 class RunningStatistics:
@@ -197,89 +221,142 @@ class ModelMetrics:
         if self.histograms is not None:
             self.histograms.add(features, predictions)
 
-    def render(self) -> Iterable[str]:
-        model = escape_label(self.model)
-        yield "# HELP marina_model_info The served model; the value is always 1."
-        yield "# TYPE marina_model_info gauge"
-        info = labels(
-            model=self.model,
-            version=self.version,
-            sha256=self.sha256,
-            n_features=str(len(self.feature_names)),
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "marina_model_info",
+            "The served model; the value is always 1.",
+            labels=("model", "version", "sha256", "n_features"),
         )
-        yield f"marina_model_info{info} 1"
-        yield "# HELP marina_model_features Number of input features the model expects."
-        yield "# TYPE marina_model_features gauge"
-        yield f'marina_model_features{{model="{model}"}} {len(self.feature_names)}'
-        yield from self._render_statistics("feature", self.features, self.feature_names)
-        yield from self._render_training()
-        yield from self._render_statistics("prediction", self.predictions, None)
-        if self.unseen:
-            yield from self._render_unseen()
+        info.add_metric([self.model, self.version, self.sha256, str(len(self.feature_names))], 1)
+        yield info
+        features = GaugeMetricFamily(
+            "marina_model_features", "Number of input features the model expects.", labels=("model",)
+        )
+        features.add_metric([self.model], len(self.feature_names))
+        yield features
+        yield from self._collect_statistics("feature", self.features, self.feature_names)
+        yield from self._collect_training()
+        yield from self._collect_statistics("prediction", self.predictions, None)
+        if self.unseen:  # only for models with category inputs, so a numbers-only model's scrape is unchanged
+            unseen = CounterMetricFamily(
+                "marina_unseen_category_values_total",
+                "Category values served as all zeros: not seen in training, or null.",
+                labels=("model", "input"),
+            )
+            for name, count in self.unseen.items():
+                unseen.add_metric([self.model, name], count)
+            yield unseen
         if self.histograms is not None:
-            yield from self.histograms.render(self.model, self.feature_names)
+            yield from _collect_bins(self.histograms, self.model, self.feature_names)
 
-    def _render_unseen(self) -> Iterable[str]:
-        """Only for models with category inputs, so a numbers-only model's scrape is unchanged."""
-        metric = "marina_unseen_category_values_total"
-        yield f"# HELP {metric} Category values served as all zeros: not seen in training, or null."
-        yield f"# TYPE {metric} counter"
-        for name, count in self.unseen.items():
-            yield f"{metric}{labels(model=self.model, input=name)} {count}"
-
-    def _render_training(self) -> Iterable[str]:
+    def _collect_training(self) -> Iterator[Metric]:
         """Training statistics from the artifact, and how far the serving mean has moved from them."""
-        model = escape_label(self.model)
         for stat in TRAINING_STATISTICS:
-            metric = f"marina_feature_training_{stat}"
-            yield f"# HELP {metric} Training split's {stat} of each feature, from the model artifact."
-            yield f"# TYPE {metric} gauge"
+            family = self._per_feature(
+                f"marina_feature_training_{stat}",
+                f"Training split's {stat} of each feature, from the model artifact.",
+            )
             for name, stats in self.training.items():
                 if stat in stats:
-                    yield f'{metric}{{model="{model}",feature="{escape_label(name)}"}} {number(stats[stat])}'
-        metric = "marina_feature_mean_shift_stds"
-        yield f"# HELP {metric} (serving mean - training mean) / training std per feature: input drift."
-        yield f"# TYPE {metric} gauge"
+                    family.add_metric([self.model, name], stats[stat])
+            yield family
+        shift = self._per_feature(
+            "marina_feature_mean_shift_stds",
+            "(serving mean - training mean) / training std per feature: input drift.",
+        )
         serving_mean = dict(zip(self.feature_names, self.features.summary()["mean"], strict=True))
         for name, stats in self.training.items():
             mean, std = serving_mean[name], stats.get("std", 0.0)
             if "mean" in stats and std > 0 and not np.isnan(mean):
-                shift = (float(mean) - stats["mean"]) / std
-                yield f'{metric}{{model="{model}",feature="{escape_label(name)}"}} {number(shift)}'
+                shift.add_metric([self.model, name], (float(mean) - stats["mean"]) / std)
+        yield shift
 
-    def _render_statistics(
+    def _per_feature(self, name: str, documentation: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, documentation, labels=("model", "feature"))
+
+    def _collect_statistics(
         self, kind: str, statistics: RunningStatistics, names: Sequence[str] | None
-    ) -> Iterable[str]:
+    ) -> Iterator[Metric]:
         count = statistics.count
         summary = statistics.summary()
-        series = [
-            f'model="{escape_label(self.model)}"' + (f',feature="{escape_label(n)}"' if names else "")
-            for n in (names or [""])
-        ]
-        metric = f"marina_{kind}_count"
-        yield f"# HELP {metric} Rows seen since start-up (input statistics for drift monitoring)."
-        yield f"# TYPE {metric} gauge"
-        for label_set in series:
-            yield f"{metric}{{{label_set}}} {count}"
-        metric = f"marina_{kind}_rows_out_of_range_total"
-        yield f"# HELP {metric} Rows left out of the statistics: a value beyond ±{STATISTICS_MAGNITUDE:g}."
-        yield f"# TYPE {metric} counter"
-        yield f'{metric}{{model="{escape_label(self.model)}"}} {statistics.out_of_range}'
+        label_names = ("model", "feature") if names else ("model",)
+        series = [[self.model, name] for name in names] if names else [[self.model]]
+        rows = GaugeMetricFamily(
+            f"marina_{kind}_count",
+            "Rows seen since start-up (input statistics for drift monitoring).",
+            labels=label_names,
+        )
+        for label_values in series:
+            rows.add_metric(label_values, count)
+        yield rows
+        out_of_range = CounterMetricFamily(
+            f"marina_{kind}_rows_out_of_range_total",
+            f"Rows left out of the statistics: a value beyond ±{STATISTICS_MAGNITUDE:g}.",
+            labels=("model",),
+        )
+        out_of_range.add_metric([self.model], statistics.out_of_range)
+        yield out_of_range
         for stat, text in (
             ("mean", "Running mean"),
             ("variance", "Running population variance"),
             ("min", "Smallest value"),
             ("max", "Largest value"),
         ):
-            metric = f"marina_{kind}_{stat}"
-            yield f"# HELP {metric} {text} of each {kind} since start-up."
-            yield f"# TYPE {metric} gauge"
-            for label_set, value in zip(series, summary[stat], strict=True):
-                yield f"{metric}{{{label_set}}} {number(float(value))}"
+            family = GaugeMetricFamily(
+                f"marina_{kind}_{stat}", f"{text} of each {kind} since start-up.", labels=label_names
+            )
+            for label_values, value in zip(series, summary[stat].tolist(), strict=True):
+                family.add_metric(label_values, value)
+            yield family
+
+
+def _collect_bins(
+    histograms: WindowedHistograms, model: str, feature_names: Sequence[str]
+) -> Iterator[Metric]:
+    """Cumulative counts per bin as counters, and the reference's share of each bin."""
+    histograms.windows()  # flush, so the counters include every answered row
+    rows = CounterMetricFamily(
+        "marina_feature_bin_rows_total",
+        "Serving rows per training-quantile bin of each feature since start-up.",
+        labels=("model", "feature", "bin"),
+    )
+    for name, counts in zip(feature_names, histograms.total.features, strict=True):
+        for index, count in enumerate(counts.tolist()):
+            rows.add_metric([model, name, str(index)], count)
+    yield rows
+    predictions = CounterMetricFamily(
+        "marina_prediction_bin_rows_total",
+        "Predictions per training-quantile bin of the predictions since start-up.",
+        labels=("model", "bin"),
+    )
+    for index, count in enumerate(histograms.total.prediction.tolist()):
+        predictions.add_metric([model, str(index)], count)
+    yield predictions
+    shares = GaugeMetricFamily(
+        "marina_feature_reference_bin_ratio",
+        "Share of the training rows in each bin of each feature (the reference).",
+        labels=("model", "feature", "bin"),
+    )
+    for name, histogram in zip(feature_names, histograms.reference.features, strict=True):
+        counts = np.asarray(histogram.counts, dtype=np.float64)
+        for index, share in enumerate((counts / max(counts.sum(), 1.0)).tolist()):
+            shares.add_metric([model, name, str(index)], share)
+    yield shares
+
+
+class Scrape(Collector):
+    """What one server exports: its requests, its model (once loaded) and its process."""
+
+    def __init__(self, requests: RequestMetrics, model: ModelMetrics | None) -> None:
+        self.requests, self.model = requests, model
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.requests.collect()
+        if self.model is not None:
+            yield from self.model.collect()
+        yield from _PROCESS.collect()
 
 
 def render(requests: RequestMetrics, model: ModelMetrics | None) -> bytes:
-    lines = list(requests.render())
-    if model is not None:
-        lines.extend(model.render())
-    return ("\n".join(lines) + "\n").encode()
+    """The text exposition format 0.0.4 (`exposition.CONTENT_TYPE`), which every Prometheus reads."""
+    return generate_latest(Scrape(requests, model))

@@ -1,0 +1,201 @@
+"""The operator's own Prometheus metrics, served on `/metrics` (`marina operator --metrics`).
+
+Named functions, so any module can count what it does without knowing prometheus_client: reconciles
+and their outcomes, Jobs created, drift checks and levels, retrains, rollouts, and whether this replica
+leads. Most are fed at the API boundary (`kube.KubeApi` reports each Job it creates, each event it
+posts and each status it writes), the way kube-state-metrics reads objects: what the metrics say is
+what the resources' status and events say. Every series of a resource carries its `namespace` and
+name, so alerts and dashboards select one ModelDeployment as the serving pods' metrics do.
+
+Only the leading replica reconciles and checks drift, so only its counters grow; `marina_operator_leader`
+says which replica that is (sum it over pods: 1 when exactly one leads).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+#: Drift levels (monitoring.Level's values); the level gauge has one series per level, 1 for the current.
+DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
+MODEL_DEPLOYMENT = "ModelDeployment"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def _counter(name: str, documentation: str, labels: str) -> Counter:
+    return Counter(name, documentation, labels.split(), registry=REGISTRY)
+
+
+def _gauge(name: str, documentation: str, labels: str = "") -> Gauge:
+    return Gauge(name, documentation, labels.split(), registry=REGISTRY)
+
+
+RECONCILES = _counter("marina_operator_reconciles", "Reconciles by kind and resulting state.", "kind state")
+ERRORS = _counter(
+    "marina_operator_reconcile_errors",
+    "Reconciles that ended in a warning (a failure, a refused write, a retry), by kind and reason.",
+    "kind reason",
+)
+JOBS = _counter(
+    "marina_operator_jobs_created",
+    "Jobs the operator created, by component (prepare, train, shard, ...).",
+    "namespace component",
+)
+EVENTS = _counter(
+    "marina_operator_events",
+    "Events posted on Marina's resources, by kind, type (Normal or Warning) and reason.",
+    "namespace kind name type reason",
+)
+DRIFT_CHECKS = _counter(
+    "marina_operator_drift_checks",
+    "Drift checks of a ModelDeployment, by the level they found.",
+    "namespace modeldeployment level",
+)
+DRIFT_LEVEL = _gauge(
+    "marina_operator_drift_level",
+    "1 for the level the last drift check found, 0 for the others.",
+    "namespace modeldeployment level",
+)
+DRIFT_SCORE = _gauge(
+    "marina_operator_drift_score",
+    "The largest per-feature PSI of the last drift check.",
+    "namespace modeldeployment",
+)
+DRIFT_ROWS = _gauge(
+    "marina_operator_drift_window_rows",
+    "Serving rows in the window the last drift check judged.",
+    "namespace modeldeployment",
+)
+FEATURE_PSI = _gauge(
+    "marina_operator_drift_feature_psi",
+    "PSI of each of the top features of the last drift check (status.monitoring.topFeatures).",
+    "namespace modeldeployment feature",
+)
+RETRAINS = _counter(
+    "marina_operator_retrains",
+    "Retrains a ModelDeployment triggered, by trigger (Drift, Schedule).",
+    "namespace modeldeployment trigger",
+)
+ROLLOUTS = _counter(
+    "marina_operator_rollouts",
+    "Rollouts of a new model that ended, by outcome (Promoted, RolledBack, Failed, Rejected).",
+    "namespace modeldeployment outcome",
+)
+LEADER = _gauge(
+    "marina_operator_leader", "1 while this replica leads (runs the reconciles and checks), else 0."
+)
+
+_features_lock = threading.Lock()
+_serving = False
+_features: dict[tuple[str, str], set[str]] = {}  # the feature series each ModelDeployment has now
+
+
+def serve(address: str) -> None:
+    """Serve /metrics from a daemon thread at `host:port`, once per process (the registry is too)."""
+    global _serving
+    with _features_lock:
+        if _serving:
+            return
+        host, _, port = address.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)
+        _serving = True
+
+
+def reconciled(kind: str, state: str, warning_reason: str | None = None) -> None:
+    """One reconcile ended in `state`; `warning_reason` when its outcome was a warning."""
+    RECONCILES.labels(kind, state).inc()
+    if warning_reason is not None:
+        ERRORS.labels(kind, warning_reason).inc()
+
+
+def job_created(namespace: str, component: str) -> None:
+    JOBS.labels(namespace, component).inc()
+
+
+def created(body: Mapping[str, Any]) -> None:
+    """An object the operator created: a Job counts, by its component label."""
+    if body.get("kind") == "Job":
+        meta = body["metadata"]
+        labels = meta.get("labels") or {}
+        job_created(str(meta.get("namespace") or ""), str(labels.get(COMPONENT_LABEL, "unknown")))
+
+
+def event_posted(kind: str, namespace: str, name: str, event_type: str, reason: str) -> None:
+    EVENTS.labels(namespace, kind, name, event_type, reason).inc()
+
+
+def retrain_triggered(namespace: str, name: str, trigger: str) -> None:
+    RETRAINS.labels(namespace, name, trigger).inc()
+
+
+def rollout_finished(namespace: str, name: str, outcome: str) -> None:
+    ROLLOUTS.labels(namespace, name, outcome).inc()
+
+
+def leading(leads: bool) -> None:
+    LEADER.set(1 if leads else 0)
+
+
+def drift_checked(
+    namespace: str,
+    name: str,
+    level: str,
+    score: float | None,
+    rows: int | None,
+    features: Mapping[str, float],
+) -> None:
+    """A drift check's result: counted, and the gauges set to it (features not in the top any more go)."""
+    DRIFT_CHECKS.labels(namespace, name, level).inc()
+    for each in (*DRIFT_LEVELS, *([level] if level not in DRIFT_LEVELS else [])):
+        DRIFT_LEVEL.labels(namespace, name, each).set(1 if each == level else 0)
+    if score is not None:
+        DRIFT_SCORE.labels(namespace, name).set(score)
+    if rows is not None:
+        DRIFT_ROWS.labels(namespace, name).set(rows)
+    with _features_lock:
+        for gone in _features.get((namespace, name), set()) - set(features):
+            FEATURE_PSI.remove(namespace, name, gone)
+        _features[(namespace, name)] = set(features)
+        for feature, psi in features.items():
+            FEATURE_PSI.labels(namespace, name, feature).set(psi)
+
+
+def drift_forgotten(namespace: str, name: str) -> None:
+    """Monitoring was switched off (or the ModelDeployment went): its drift series go."""
+    for gauge in (DRIFT_LEVEL, DRIFT_SCORE, DRIFT_ROWS, FEATURE_PSI):
+        for labels in [s.labels for f in gauge.collect() for s in f.samples]:
+            if labels.get("namespace") == namespace and labels.get("modeldeployment") == name:
+                gauge.remove(*labels.values())
+    with _features_lock:
+        _features.pop((namespace, name), None)
+
+
+def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    """Read what a status write says: a ModelDeployment's `monitoring` is its last drift check."""
+    if body.get("kind") != MODEL_DEPLOYMENT or "monitoring" not in status:
+        return
+    meta = body["metadata"]
+    namespace, name = str(meta.get("namespace") or ""), str(meta["name"])
+    monitoring = status["monitoring"]
+    if not isinstance(monitoring, Mapping) or not monitoring.get("level"):
+        drift_forgotten(namespace, name)
+        return
+    features = {
+        str(f["name"]): float(f["psi"])
+        for f in monitoring.get("topFeatures") or []
+        if isinstance(f, Mapping) and "name" in f and isinstance(f.get("psi"), int | float)
+    }
+    score, rows = monitoring.get("score"), monitoring.get("rows")
+    drift_checked(
+        namespace,
+        name,
+        str(monitoring["level"]),
+        float(score) if isinstance(score, int | float) else None,
+        int(rows) if isinstance(rows, int) else None,
+        features,
+    )

@@ -1,0 +1,93 @@
+"""The operator's metrics follow what it writes: drift levels from status.monitoring, Jobs, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marina.controller import background, metrics
+from marina.controller.health import Health
+
+
+def value(name: str, **labels: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, labels)
+
+
+def deployment(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "marina.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": "ns"},
+    }
+
+
+def monitoring(level: str, *features: tuple[str, float]) -> dict[str, Any]:
+    top = [{"name": n, "psi": psi, "pValue": 0.0, "drifted": psi > 0.2} for n, psi in features]
+    return {
+        "monitoring": {
+            "level": level,
+            "rows": 2000,
+            "score": max((p for _, p in features), default=None),
+            "topFeatures": top,
+        }
+    }
+
+
+def test_a_drift_check_sets_one_level_and_the_top_features() -> None:
+    body = deployment("drift-a")
+    metrics.status_written(body, monitoring("Stable", ("bmi", 0.01), ("age", 0.02)))
+    metrics.status_written(body, monitoring("Drifted", ("bmi", 0.9)))
+    where = {"namespace": "ns", "modeldeployment": "drift-a"}
+    assert value("marina_operator_drift_level", **where, level="Drifted") == 1
+    assert value("marina_operator_drift_level", **where, level="Stable") == 0
+    assert value("marina_operator_drift_checks_total", **where, level="Stable") == 1
+    assert value("marina_operator_drift_feature_psi", **where, feature="bmi") == 0.9
+    assert value("marina_operator_drift_feature_psi", **where, feature="age") is None  # left the top
+    assert value("marina_operator_drift_score", **where) == 0.9
+    assert value("marina_operator_drift_window_rows", **where) == 2000
+
+
+def test_monitoring_switched_off_removes_the_series() -> None:
+    body = deployment("drift-b")
+    metrics.status_written(body, monitoring("Moderate", ("bmi", 0.15)))
+    metrics.status_written(body, {"monitoring": None, "conditions": []})
+    where = {"namespace": "ns", "modeldeployment": "drift-b"}
+    assert value("marina_operator_drift_level", **where, level="Moderate") is None
+    assert value("marina_operator_drift_feature_psi", **where, feature="bmi") is None
+    assert value("marina_operator_drift_checks_total", **where, level="Moderate") == 1  # counters stay
+
+
+def test_other_status_writes_and_kinds_leave_drift_alone() -> None:
+    metrics.status_written(deployment("drift-c"), {"conditions": []})
+    trainingjob = {**deployment("drift-c"), "kind": "TrainingJob"}
+    metrics.status_written(trainingjob, monitoring("Drifted", ("x", 1.0)))
+    assert (
+        value("marina_operator_drift_level", namespace="ns", modeldeployment="drift-c", level="Drifted")
+        is None
+    )
+
+
+def test_created_jobs_count_by_component_and_other_objects_do_not() -> None:
+    job = {"kind": "Job", "metadata": {"namespace": "jobs", "labels": {metrics.COMPONENT_LABEL: "train"}}}
+    before = value("marina_operator_jobs_created_total", namespace="jobs", component="train") or 0
+    metrics.created(job)
+    metrics.created({"kind": "Service", "metadata": {"namespace": "jobs"}})
+    assert value("marina_operator_jobs_created_total", namespace="jobs", component="train") == before + 1
+
+
+def test_reconcile_outcomes_and_warnings_count_by_reason() -> None:
+    metrics.reconciled("TrainingJob", "failed", "InvalidSpec")
+    metrics.reconciled("TrainingJob", "ready")
+    assert value("marina_operator_reconcile_errors_total", kind="TrainingJob", reason="InvalidSpec") == 1
+    assert value("marina_operator_reconciles_total", kind="TrainingJob", state="ready") == 1
+
+
+def test_the_background_loop_reports_whether_this_replica_leads() -> None:
+    health = Health(stall_seconds=60)
+    assert background.pulse_then(health, lambda: True) is True
+    assert value("marina_operator_leader") == 1
+
+    def unknown() -> bool:
+        raise RuntimeError("peering object unreadable")
+
+    assert background.pulse_then(health, unknown) is False
+    assert value("marina_operator_leader") == 0
