@@ -77,6 +77,8 @@ SYNTHETIC_BLOCK_CELLS = 1 << 19
 #: Longest header line read before giving up on a file that is not a CSV.
 HEADER_BYTES = 1 << 20
 PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Read buffer of each Parquet column chunk: pages stream through it instead of whole chunks.
+PARQUET_BUFFER_BYTES = 1 << 20
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 # Every capitalisation of the missing-value tokens, as Arrow compares null values exactly.
@@ -528,8 +530,12 @@ def _careful_numbers(cells: list[str | None], name: str, first_row: int) -> np.n
 
 
 def _parquet_file(stream: io.BufferedIOBase, uri: str) -> pq.ParquetFile:
+    """The file read column chunk by column chunk through a small buffer: Arrow's defaults (pre-buffering
+    and threads) fetched ranges of many row groups at once, and a 1,000,000-row file of 5,190-row groups
+    was killed at 512Mi; without them memory is about one row group (measured: 118 MiB for a 240 MB
+    file of small groups, against 393 MiB)."""
     try:
-        return pq.ParquetFile(stream)
+        return pq.ParquetFile(stream, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(
             f"{_without_credentials(uri)}: not a readable Parquet file ({one_line(str(exc), 200)})"
@@ -557,7 +563,8 @@ def _parquet_chunks(
             return table
 
         try:
-            yield from ahead(file.iter_batches(batch_size=rows_per_batch, columns=list(selected)), decoded)
+            batches = file.iter_batches(batch_size=rows_per_batch, columns=list(selected), use_threads=False)
+            yield from ahead(batches, decoded)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(
                 f"{where}: unreadable Parquet data after row {row} ({one_line(str(exc), 200)})"
