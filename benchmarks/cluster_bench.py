@@ -30,6 +30,7 @@ sys.path[:0] = [str(REPO / "operator")]
 LIMIT = "512Mi"
 RESOURCES = {"limits": {"memory": LIMIT}, "requests": {"memory": LIMIT, "cpu": "100m"}}
 PART_ROWS = 1_000_000
+ROW_GROUP_ROWS = 65_536  # row groups as a writer flushing every 64k rows makes them (~50 MB here)
 
 
 def kubectl(*args: str, stdin: str | None = None) -> str:
@@ -78,6 +79,7 @@ def write_source(uri: str, rows: int, features: int) -> None:
         started = time.perf_counter()
         with tempfile.NamedTemporaryFile(suffix=".parquet") as local:
             with pq.ParquetWriter(local.name, schema, compression="snappy") as writer:
+                pending: list[np.ndarray] = []
                 for block in range(
                     first // spec.block_rows, -(-min(first + PART_ROWS, rows) // spec.block_rows)
                 ):
@@ -86,10 +88,22 @@ def write_source(uri: str, rows: int, features: int) -> None:
                     high = (
                         min(first + PART_ROWS, rows, (block + 1) * spec.block_rows) - block * spec.block_rows
                     )
-                    chunk = np.ascontiguousarray(values[low:high].T)
-                    writer.write_table(pa.table(dict(zip(names, chunk, strict=True)), schema=schema))
+                    pending.append(values[low:high])
+                    if sum(len(p) for p in pending) >= ROW_GROUP_ROWS:
+                        write_group(writer, pending, names, schema)
+                        pending = []
+                if pending:
+                    write_group(writer, pending, names, schema)
             storage.write_bytes(part_uri, Path(local.name).read_bytes(), "application/vnd.apache.parquet")
         print(f"  wrote {part_uri} in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def write_group(writer: Any, blocks: list[Any], names: list[str], schema: Any) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    columns = np.ascontiguousarray(np.vstack(blocks).T)
+    writer.write_table(pa.table(dict(zip(names, columns, strict=True)), schema=schema))
 
 
 def apply(namespace: str, kind: str, name: str, spec: dict[str, Any]) -> None:
