@@ -2,6 +2,7 @@
 # Builds (or reuses) the pinned cluster binaries from the Go module proxy into a cache outside the repo:
 #   ~/.cache/marina/bin-<kube>/   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
 #   ~/.cache/marina/etcd-<v>/     etcd etcdctl
+#   ~/.cache/marina/kube-network-policies-<v>/  kube-network-policies (NetworkPolicy enforcer; hack/lib/network-policies.sh)
 #   ~/.cache/marina/coredns-<v>/  coredns
 #   ~/.cache/marina/minio-<v>/    minio
 # and, for kind (hack/kind/node-image.sh; not part of the default set):
@@ -10,7 +11,7 @@
 #   ~/.cache/marina/crictl-<v>/                   crictl
 #   ~/.cache/marina/local-path-provisioner-<v>/   local-path-provisioner
 # Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner ...]
-#        (default: pause kube etcd coredns minio)
+#        (default: pause kube etcd coredns minio; cluster-up also builds network_policies)
 # Each build goes to <folder>.partial and is renamed when complete, so a killed build is simply redone.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
@@ -121,6 +122,20 @@ build_pause() {
   [[ -x $out/pause && $out/pause -nt $src/pause.go ]] && return 0
   mkdir -p "$out"
   (cd "$src" && go build -ldflags "-s -w" -o "$out/pause" .)
+}
+
+# build_network_policies: sigs.k8s.io/kube-network-policies, the NetworkPolicy enforcer cluster-up runs beside the
+# bridge plugin (its main package is ./cmd, so build_in_module's module-root build does not fit).
+build_network_policies() {
+  local v=$KUBE_NETWORK_POLICIES_VERSION out="$MARINA_CACHE/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION" dir
+  local src="$MARINA_CACHE/src/kube-network-policies-$v"
+  [[ -f $out/.complete ]] && return 0
+  log "building kube-network-policies $v into $out"
+  dir=$(cd /tmp && go mod download -json "sigs.k8s.io/kube-network-policies@$v" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && go build -ldflags "-s -w" -o "$out.partial/kube-network-policies" ./cmd)
+  finish "$out"
 }
 
 # build_kubeadm: kubeadm in its own cache folder (bin-<kube> keeps its meaning) and wrapper module; Go's build

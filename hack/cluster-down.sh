@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Stops the local cluster and removes what hack/cluster-up.sh created: its processes (by PID file), pod
-# containers and cgroups, mounts under its folders, pod network namespaces, the bridge, its iptables chains
-# and its state. Idempotent and safe after a killed run. Keeps $LOG_DIR, the build cache (~/.cache/marina) and
-# $VOLUMES_DIR: MinIO's stored datasets and models with the root credentials that read them, found again by
-# the next cluster-up and deploy. PURGE=1 deletes those too.
+# containers and cgroups, mounts under its folders, pod network namespaces, the bridge, its iptables chains,
+# the NetworkPolicy enforcer's nftables table and its state. Idempotent and safe after a killed run. Keeps
+# $LOG_DIR, the build cache (~/.cache/marina) and $VOLUMES_DIR: MinIO's stored datasets and models with the
+# root credentials that read them, found again by the next cluster-up and deploy. PURGE=1 deletes those too.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/lib/cluster.sh
@@ -147,7 +147,9 @@ remove_state() {
 
 main() {
   lock cluster 8
-  # Everything but containerd at once; then the pods, while containerd can still kill them; then containerd.
+  # The enforcer first (it deletes its nftables table; a leftover one too); then everything but containerd at
+  # once; then the pods, while containerd can still kill them; then containerd.
+  stop_network_policies
   stop kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
   stop_pods
   stop containerd

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Brings up a one-node Kubernetes cluster from source on this machine (see hack/lib/cluster.sh for the layout):
 # containerd (own socket and roots), etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-# kube-proxy (iptables) and CoreDNS. Idempotent: a healthy cluster is left alone; leftovers of a killed run
-# are cleaned by hack/cluster-down.sh first. Prints the `export KUBECONFIG=...` line at the end.
+# kube-proxy (iptables), CoreDNS and the NetworkPolicy enforcer kube-network-policies (hack/lib/network-policies.sh).
+# Idempotent: a healthy cluster is left alone; leftovers of a killed run (a stale nftables table too) are
+# cleaned by hack/cluster-down.sh first. Prints the `export KUBECONFIG=...` line at the end.
 set -euo pipefail
 HACK="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/lib/cluster.sh
@@ -43,6 +44,7 @@ preflight() {
   for s in containerd runc ctr openssl iptables ip findmnt ss curl python3; do
     command -v "$s" >/dev/null || die "'$s' is missing; run hack/install-deps.sh"
   done
+  netpol_preflight
   [[ -x /usr/lib/cni/bridge ]] || die "CNI plugins missing in /usr/lib/cni; run hack/install-deps.sh"
   local free_gb
   free_gb=$(df -P --block-size=1G /var/lib | awk 'NR==2 {print $4}')
@@ -96,28 +98,6 @@ setup_network() {
   ]
 }
 EOF
-}
-
-# start NAME COMMAND...: runs a component in its own session with its log under $LOG_DIR and a PID file.
-start() {
-  local name=$1; shift
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
-  echo $! >"$RUN_DIR/$name.pid"
-  log "started $name (pid $!, log $LOG_DIR/$name.log)"
-}
-
-# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds; on timeout shows the relevant log.
-wait_for() {
-  local what=$1 timeout=$2; shift 2
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      local name=${what%% *}
-      [[ -f $LOG_DIR/$name.log ]] && tail -n 30 "$LOG_DIR/$name.log" >&2
-      die "timed out after ${timeout}s waiting for $what (logs in $LOG_DIR)"
-    fi
-    sleep 1
-  done
 }
 
 start_containerd() {
@@ -290,7 +270,7 @@ main() {
     PURGE=0 bash "$HACK/cluster-down.sh"  # leftovers go, MinIO's kept data never
   fi
   preflight
-  bash "$HACK/build-binaries.sh" pause kube etcd coredns
+  bash "$HACK/build-binaries.sh" pause kube etcd coredns network_policies
   if [[ -d $LOG_DIR ]]; then rm -rf "$LOG_DIR.prev" && mv "$LOG_DIR" "$LOG_DIR.prev"; fi
   mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$CLUSTER_DIR/bin" "$MARINA_CACHE/images"
   ln -sfn "$LOG_DIR" "$CLUSTER_DIR/logs"
@@ -304,6 +284,7 @@ main() {
   start_node
   wait_for "kubelet: node $NODE_NAME Ready" 180 node_ready
   start_dns
+  start_network_policies
   log "cluster ready in $((SECONDS - STARTED))s"
   link_checkout
   print_usage_hint

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   containerd runc docker.io containernetworking-plugins debootstrap iptables conntrack socat ebtables
-  ethtool iproute2 kmod util-linux wrk curl openssl
+  ethtool iproute2 kmod util-linux wrk curl openssl nftables
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -27,9 +27,9 @@ CLUSTER_DOMAIN=cluster.local
 API_PORT=6443
 FORWARD_CHAIN=MARINA-FORWARD
 # Ports the components listen on (all on loopback or $NODE_IP); preflight wants them free.
-CLUSTER_PORTS=(6443 2379 2380 10248 10249 10250 10256 10257 10259)
+CLUSTER_PORTS=(6443 2379 2380 10248 10249 10250 10256 10257 10259 9080)
 # Start order; cluster-down stops them in reverse.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-network-policies)
 
 # Host settings the cluster changes (ip_forward by cluster-up, the rest by the kubelet), restored by cluster-down.
 SAVED_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
@@ -59,3 +59,28 @@ pid_of() {
 }
 
 require_root() { ((EUID == 0)) || die "run as root (the kubelet, containerd and the network setup need it)"; }
+
+# start NAME COMMAND...: runs a component in its own session with its log under $LOG_DIR and a PID file.
+start() {
+  local name=$1; shift
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
+  echo $! >"$RUN_DIR/$name.pid"
+  log "started $name (pid $!, log $LOG_DIR/$name.log)"
+}
+
+# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds; on timeout shows the relevant log.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      local name=${what%% *}
+      [[ -f $LOG_DIR/$name.log ]] && tail -n 30 "$LOG_DIR/$name.log" >&2
+      die "timed out after ${timeout}s waiting for $what (logs in $LOG_DIR)"
+    fi
+    sleep 1
+  done
+}
+
+# shellcheck source=hack/lib/network-policies.sh
+source "$(dirname "${BASH_SOURCE[0]}")/network-policies.sh"

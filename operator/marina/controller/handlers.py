@@ -171,7 +171,7 @@ def register(
     def leading() -> bool:
         if peering is None:
             return True
-        body = kube().get(leadership.API_VERSION, leadership.KIND, "", peering.name)
+        body = kube().get(leadership.API_VERSION, peering.kind, peering.namespace, peering.name)
         peers = (body or {}).get("status") or {}
         return leadership.leads(peers, peering.identity, datetime.datetime.now(datetime.UTC))
 
@@ -195,9 +195,9 @@ def register(
         settings.watching.connect_timeout = config.api_connect_timeout_seconds
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        # One ClusterKopfPeering for every install (cluster-wide or namespaced): replicas of one
-        # operator meet there whatever they watch.
-        settings.peering.clusterwide = True
+        # The cluster-wide install's replicas meet in a ClusterKopfPeering; the namespace-scoped one's,
+        # which may touch nothing cluster-wide, in the KopfPeering of each namespace they watch.
+        settings.peering.clusterwide = peering is None or peering.clusterwide
         settings.peering.lifetime = PEERING_LIFETIME
         settings.peering.stealth = True  # no log line per keep-alive
         kube()
