@@ -6,22 +6,41 @@
 # namespace's Secret marina-s3-credentials (replacing the root copy earlier versions of this script made).
 # KUBECONFIG defaults to the local cluster's .cluster/kubeconfig when unset.
 # Usage: hack/deploy.sh [NAMESPACE ...]   workload namespaces (default: $MARINA_NAMESPACES, else "default")
+# NetworkPolicies (manifests/network): MinIO answers only Marina's pods and the operator; in each workload
+# namespace, Marina's Jobs reach only MinIO and DNS and model servers take connections on their port only.
+# MARINA_INSTALL=namespaced: the namespace-scoped install (manifests/operator-namespaced): the operator watches
+# and holds rights in the workload namespaces only (default MARINA_INSTALL=cluster: every namespace).
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
 if [[ -z ${KUBECONFIG:-} && -f $ROOT/.cluster/kubeconfig ]]; then export KUBECONFIG=$ROOT/.cluster/kubeconfig; fi
 SYSTEM=marina-system
 read -r -a NAMESPACES <<<"${*:-${MARINA_NAMESPACES:-default}}"
+INSTALL=${MARINA_INSTALL:-cluster}
+[[ $INSTALL == cluster || $INSTALL == namespaced ]] || { echo "MARINA_INSTALL must be cluster or namespaced" >&2; exit 2; }
 k() { bash "$HACK/kubectl.sh" "$@"; }
 log() { printf '[deploy] %s\n' "$*" >&2; }
 die() { printf '[deploy] error: %s\n' "$*" >&2; exit 1; }
+
+# apply_unless_foreign NAMESPACE KUSTOMIZATION: applies a per-namespace kustomization (no namespace of its own)
+# into NAMESPACE, leaving alone any object of the same name that is not Marina's (no part-of=marina label).
+apply_unless_foreign() {
+  local namespace=$1 dir=$2 object part_of
+  for object in $(k kustomize "$dir" | k -n "$namespace" create --dry-run=client -f - -o name); do
+    part_of=$(k -n "$namespace" get "$object" --ignore-not-found \
+      -o jsonpath='{.metadata.labels.app\.kubernetes\.io/part-of}{"+"}')
+    [[ -z $part_of || $part_of == marina+ ]] || die "$namespace has a $object that is not Marina's: remove or rename it"
+  done
+  k -n "$namespace" apply -k "$dir" >/dev/null
+}
 
 k version >/dev/null 2>&1 || die "no cluster reachable (KUBECONFIG=${KUBECONFIG:-unset}); run 'make cluster-up' first"
 
 log "CRDs"
 k apply --server-side --force-conflicts -k "$ROOT/crds" >/dev/null
 k wait --for=condition=Established --timeout=60s \
-  crd/datasets.marina.dev crd/trainingjobs.marina.dev crd/modeldeployments.marina.dev >/dev/null
+  crd/datasets.marina.dev crd/trainingjobs.marina.dev crd/modeldeployments.marina.dev \
+  crd/kopfpeerings.kopf.dev >/dev/null
 
 log "MinIO"
 bash "$HACK/minio-up.sh"
@@ -31,8 +50,27 @@ for namespace in "${NAMESPACES[@]}"; do
   k get namespace "$namespace" >/dev/null 2>&1 || { log "namespace $namespace"; k create namespace "$namespace" >/dev/null; }
 done
 
-log "operator"
-k apply -k "$ROOT/manifests/operator" >/dev/null
+log "NetworkPolicies"
+k apply -k "$ROOT/manifests/network" >/dev/null
+for namespace in "${NAMESPACES[@]}"; do
+  [[ $namespace == "$SYSTEM" ]] || apply_unless_foreign "$namespace" "$ROOT/manifests/network/workload"
+done
+
+if [[ $INSTALL == namespaced ]]; then
+  log "operator (namespace-scoped: ${NAMESPACES[*]})"
+  watched=$(IFS=,; echo "${NAMESPACES[*]}")
+  k -n "$SYSTEM" create configmap marina-operator-namespaces --from-literal="namespaces=$watched" \
+    --dry-run=client -o yaml | k apply -f - >/dev/null
+  for namespace in "${NAMESPACES[@]}"; do
+    apply_unless_foreign "$namespace" "$ROOT/manifests/operator-namespaced/namespace"
+  done
+  k apply -k "$ROOT/manifests/operator-namespaced" >/dev/null
+  # A cluster-wide install before this one: its rights go (only Marina's own objects, by their label).
+  k delete clusterrolebinding,clusterrole -l app.kubernetes.io/name=marina-operator --ignore-not-found >/dev/null
+else
+  log "operator"
+  k apply -k "$ROOT/manifests/operator" >/dev/null
+fi
 # Pick up a rebuilt marina:dev (same tag) on every deploy.
 k -n "$SYSTEM" rollout restart deployment/marina-operator >/dev/null
 k -n "$SYSTEM" rollout status deployment/marina-operator --timeout=180s >/dev/null || {

@@ -4,9 +4,10 @@
                     [--metrics HOST:PORT] [--verbose]
 
 Replicas take turns through kopf's peering (the ClusterKopfPeering NAME, default `marina`, which
-manifests/operator creates): each picks a random priority, only the highest runs, and the other takes
-over when it stops or stops writing to the peering object (`--peering none` runs standalone: for one
-operator outside the cluster, where no peering object exists).
+manifests/operator creates; watching only some namespaces, the KopfPeering NAME in each of them, which
+manifests/operator-namespaced/namespace creates): each picks a random priority, only the highest runs,
+and the other takes over when it stops or stops writing to the peering object (`--peering none` runs
+standalone: for one operator outside the cluster, where no peering object exists).
 
 Settings come from the environment (see `marina.controller.settings`): MARINA_IMAGE,
 MARINA_S3_ENDPOINT, MARINA_S3_SECRET, MARINA_S3_BUCKET, MARINA_NAMESPACES.
@@ -74,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     identity = os.environ.get("POD_NAME") or socket.gethostname()
     standalone = args.peering == "none"
     priority = random.SystemRandom().choice(PRIORITIES)
-    peering = None if standalone else Peering(args.peering, identity, priority)
+    # Namespace-scoped, kopf keeps the same entries in every watched namespace's KopfPeering: read the first.
+    peering_namespace = "" if clusterwide else namespaces[0]
+    peering = None if standalone else Peering(args.peering, identity, priority, peering_namespace)
     handlers.register(settings, peering=peering)
     if args.metrics != "none":
         metrics.serve(args.metrics)

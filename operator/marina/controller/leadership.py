@@ -1,9 +1,11 @@
 """Which replica leads: kopf's peering rule, read from the same peering object.
 
 Replicas find each other through kopf's peering: each writes `{identity: {priority, lifetime,
-lastseen}}` into the status of the ClusterKopfPeering object every few seconds, and kopf pauses every
-watch and handler of a replica while another live replica has a priority at least as high as its own
-(kopf._core.engines.peering). Each replica picks a random priority at start, so exactly one runs.
+lastseen}}` into the status of the ClusterKopfPeering object every few seconds (in the namespace-scoped
+install, which holds no cluster-wide rights, into the KopfPeering of that name in each watched namespace,
+the same entries in each), and kopf pauses every watch and handler of a replica while another live
+replica has a priority at least as high as its own (kopf._core.engines.peering). Each replica picks a
+random priority at start, so exactly one runs.
 
 The operator's own periodic work (re-checks, drift checks; see `background`) is not a kopf handler, so
 kopf cannot pause it: `leads` applies kopf's rule to the peering object to know whether to run it.
@@ -16,17 +18,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-API_VERSION, KIND = "kopf.dev/v1", "ClusterKopfPeering"
+API_VERSION, KIND, NAMESPACED_KIND = "kopf.dev/v1", "ClusterKopfPeering", "KopfPeering"
 DEFAULT_LIFETIME = 60  # kopf assumes this for a peer that states none
 
 
 @dataclass(frozen=True)
 class Peering:
-    """This replica's place in kopf's peering: the object's name, its identity and its priority."""
+    """This replica's place in kopf's peering: the object's name, its identity and its priority, and
+    the namespace whose KopfPeering it reads ("" for the ClusterKopfPeering of a cluster-wide install)."""
 
     name: str
     identity: str
     priority: int
+    namespace: str = ""
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespace
+
+    @property
+    def kind(self) -> str:
+        return KIND if self.clusterwide else NAMESPACED_KIND
 
 
 def alive(peer: Mapping[str, Any], now: datetime.datetime) -> bool:
