@@ -67,7 +67,9 @@ def run_operator(monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str
 
 
 def test_watching_listed_namespaces_meets_in_their_kopf_peering(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = run_operator(monkeypatch, ["--peering=marina"], {"MARINA_NAMESPACES": "team-a, team-b"})
+    seen = run_operator(
+        monkeypatch, ["--peering=marina", "--metrics=none"], {"MARINA_NAMESPACES": "team-a, team-b"}
+    )
     assert seen["clusterwide"] is False and seen["namespaces"] == ["team-a", "team-b"]
     peering = seen["peering"]
     assert (peering.kind, peering.namespace, peering.name) == (leadership.NAMESPACED_KIND, "team-a", "marina")
@@ -75,7 +77,7 @@ def test_watching_listed_namespaces_meets_in_their_kopf_peering(monkeypatch: pyt
 
 
 def test_watching_everything_meets_in_the_cluster_peering(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = run_operator(monkeypatch, ["--all-namespaces"], {"MARINA_NAMESPACES": "team-a"})
+    seen = run_operator(monkeypatch, ["--all-namespaces", "--metrics=none"], {"MARINA_NAMESPACES": "team-a"})
     assert seen["clusterwide"] is True and seen["namespaces"] == []
     assert (seen["peering"].kind, seen["peering"].namespace) == (leadership.KIND, "")
 
