@@ -621,8 +621,6 @@ class TrainRequest(Request):
             return
         if self.shards < 2 or self.partials is None:
             raise SpecError(f"--phase {self.phase} needs --shards of at least 2 and --partials")
-        if self.solver == "qr":
-            raise SpecError("--solver: 'qr' refines against the rows; sharded training merges statistics")
         if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
             raise SpecError(f"--shard-index: must be in [0, {self.shards - 1}], got {self.shard_index}")
 

@@ -239,13 +239,19 @@ def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tup
         _counted(_numbered(stored.chunks("train")), reporter), *_shape(request, stored)
     )
     reporter.done()
+    fitted = fit_gathered(request, gathered, train_rows(stored))
+    return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
+
+
+def train_rows(stored: dataset.StoredDataset) -> Chunks:
+    """The train split as (X, y) chunks, readable again: only the solvers that refine against rows (`qr`,
+    and `auto`/`normal` on an ill-conditioned design) read it, in one pod or in the reduce after shards."""
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for chunk in stored.chunks("train"):
             yield chunk[:, :-1], chunk[:, -1]
 
-    fitted = fit_gathered(request, gathered, rows)
-    return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
+    return rows
 
 
 def moment_metrics(fitted: Fit, statistics: SufficientStatistics) -> dict[str, float]:
@@ -365,7 +371,7 @@ def reduce_fit(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fi
     """Merge the shards, fit, and evaluate on test; train metrics from the merged moments."""
     width, folds, seed = _shape(request, stored)
     gathered = partials.read_all(str(request.partials), stored.sha256, request.shards, seed, width, folds)
-    fitted = fit_gathered(request, gathered)
+    fitted = fit_gathered(request, gathered, train_rows(stored))
     return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
 
 

@@ -506,13 +506,16 @@ def test_parallel_training_runs_indexed_shards_then_a_reduce(kube: Any, settings
     assert outcome.state is State.READY and len(kube.jobs()) == 2
 
 
-def test_parallel_training_refuses_qr_naming_the_field(kube: Any, settings: Settings) -> None:
+def test_parallel_training_takes_the_qr_solver_too(kube: Any, settings: Settings) -> None:
     ready_dataset(kube)
     kube.add_resource(
         "TrainingJob", "qr", {"dataset": {"name": "diabetes"}, "parallelism": 2, "model": {"solver": "qr"}}
     )
     outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "qr"))
-    assert outcome.reason == "InvalidSpec" and "spec.parallelism" in outcome.message and not kube.jobs()
+    (job_name,) = kube.jobs()
+    args = container_args(kube, job_name)
+    assert outcome.reason == "Training" and args[args.index("--solver") + 1] == "qr"
+    assert args[args.index("--phase") + 1] == "shard"
 
 
 def test_a_running_preparation_shows_its_pods_progress_until_it_ends(

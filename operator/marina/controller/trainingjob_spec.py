@@ -61,19 +61,14 @@ def parse(spec: Mapping[str, Any] | None) -> TrainingJobSpec:
             "activeDeadlineSeconds", 3600, contract.ACTIVE_DEADLINE_SECONDS
         ),
         keep_last=keep_last(fields),
-        parallelism=_parallelism(fields, model),
+        parallelism=_parallelism(fields),
     )
 
 
-def _parallelism(fields: Fields, model: ModelParameters) -> int:
-    parallelism = fields.integer("parallelism", 1, contract.SHARDS)
-    if parallelism > 1 and model.solver == "qr":
-        raise InvalidSpec(
-            fields.where("parallelism"),
-            "solver 'qr' refines against the rows in one pod, shards merge statistics: "
-            "use auto, normal, cd or gd",
-        )
-    return parallelism
+def _parallelism(fields: Fields) -> int:
+    """Any solver shards: the statistics merge, and `qr` (or `auto` on an ill-conditioned design) reads
+    the train rows again in the reduce for its R factor and refinement, as one pod would."""
+    return fields.integer("parallelism", 1, contract.SHARDS)
 
 
 def _model(model: Fields) -> ModelParameters:
