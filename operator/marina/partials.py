@@ -41,10 +41,13 @@ class Gathered:
 
     def add(self, first_row: int, chunk: np.ndarray, seed: int) -> None:
         x, y = chunk[:, :-1], chunk[:, -1]
-        fold_of = sampling.folds(first_row, len(y), seed, len(self.held_out))
-        for k, statistics in enumerate(self.held_out):
-            chosen = fold_of == k
-            statistics.update(x[chosen], y[chosen])
+        if len(self.held_out) == 1:  # no cross-validation: every row, without a masked copy
+            self.held_out[0].update(x, y)
+        else:
+            fold_of = sampling.folds(first_row, len(y), seed, len(self.held_out))
+            for k, statistics in enumerate(self.held_out):
+                chosen = fold_of == k
+                statistics.update(x[chosen], y[chosen])
         self.sample.add(np.arange(first_row, first_row + len(y)), x)
 
     @property

@@ -27,6 +27,7 @@ PARTS_FOLDER = "parts"
 PART_CELLS = 1 << 20
 ROW_GROUP_CELLS = 1 << 18
 SUFFIX = ".parquet"
+TRANSPOSE_BAND = 256  # rows per band of a transposing copy (256 x 100 float64: 200 KiB, in L2)
 WRITES_IN_FLIGHT = 2  # parts encoded or uploading at once, beside the one being filled
 
 
@@ -130,7 +131,7 @@ def to_parquet(values: np.ndarray, columns: Sequence[str]) -> bytes:
     after trying, and cost six times the write here; contiguous columns go to Arrow without copies.
     LZ4 rather than zstd: on float64 columns zstd saved 5% of the bytes for 2.4x the write and 4x the read
     time (measured per 8 MiB part: 44 ms and 62 ms against 18 ms and 15 ms)."""
-    by_column = np.ascontiguousarray(values.T)
+    by_column = _transposed(values)
     table = pa.table({name: by_column[j] for j, name in enumerate(columns)})
     buffer = io.BytesIO()
     pq.write_table(
@@ -170,11 +171,23 @@ def read_part(uri: str, columns: Sequence[str], verify: str | None = None) -> It
 
 
 def _rows_of(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
-    """The table's columns side by side in row order, copied once, row group by row group."""
-    values = np.empty((table.num_rows, len(columns)))
+    """The table's columns side by side in row order: each column copied whole, then transposed."""
+    by_column = np.empty((len(columns), table.num_rows))
     for j, name in enumerate(columns):
         row = 0
         for chunk in table.column(name).chunks:
-            values[row : row + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+            by_column[j, row : row + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
             row += len(chunk)
-    return values
+    return _transposed(by_column)
+
+
+def _transposed(values: np.ndarray) -> np.ndarray:
+    """A contiguous transpose, copied a band of `TRANSPOSE_BAND` rows of the result at a time: each band's
+    source and destination stay in the core's own cache, where writing a whole column at a stride of a
+    row evicts every line it touches before the next column reuses it (measured on a busy machine: 28%
+    of a training pass's samples were that strided copy)."""
+    rows, width = values.shape[1], values.shape[0]
+    out = np.empty((rows, width))
+    for first in range(0, rows, TRANSPOSE_BAND):
+        out[first : first + TRANSPOSE_BAND] = values[:, first : first + TRANSPOSE_BAND].T
+    return out
