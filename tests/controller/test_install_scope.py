@@ -104,3 +104,4 @@ def test_kopf_peers_in_the_scope_of_the_install(registry: Any, namespace: str, c
     settings = kopf.OperatorSettings()
     configure.fn(settings=settings)
     assert settings.peering.clusterwide is clusterwide
+    assert settings.scanning.disabled is not clusterwide  # no listing of namespaces or CRDs it may not read

@@ -197,7 +197,11 @@ def register(
         settings.watching.client_timeout = 330
         # The cluster-wide install's replicas meet in a ClusterKopfPeering; the namespace-scoped one's,
         # which may touch nothing cluster-wide, in the KopfPeering of each namespace they watch.
-        settings.peering.clusterwide = peering is None or peering.clusterwide
+        namespaced = peering is not None and not peering.clusterwide
+        settings.peering.clusterwide = not namespaced
+        # Nor may it list namespaces or watch CRDs: kopf would retry each 403 for a minute before it falls
+        # back to the namespaces it was given and the resources it found at start, which is all it needs.
+        settings.scanning.disabled = namespaced
         settings.peering.lifetime = PEERING_LIFETIME
         settings.peering.stealth = True  # no log line per keep-alive
         kube()
