@@ -162,6 +162,15 @@ MONITORING_MIN_ROWS = Bound(100, 100_000_000)  # fewer rows leave most of 10 bin
 PSI_THRESHOLD = Bound(0, exclusive_minimum=True)
 NON_EMPTY = Bound(1)
 KEEP_LAST = Bound(1)  # spec.retention.keepLast: the current version always stays
+# ModelDeployment spec.rollout (Canary): steps of canary weight (percent of spec.replicas) and pause.
+ROLLOUT_STRATEGIES = ("RollingUpdate", "Canary")
+CANARY_STEPS = Bound(1, 20)
+CANARY_WEIGHT = Bound(1, 100)
+CANARY_PAUSE_SECONDS = Bound(0, 86400)
+MAX_ERROR_RATE = Bound(0, 1)
+MAX_P99_LATENCY_SECONDS = Bound(0, 10, exclusive_minimum=True)  # the servers' largest latency bucket
+MAX_PREDICTION_SHIFT = Bound(0, exclusive_minimum=True)
+MIN_CANARY_REQUESTS = Bound(0, 1_000_000)
 PROMOTION_TOLERANCE = Bound(0, 1)  # relative for rmse and mae, absolute for r2
 RETRAIN_COOLDOWN_SECONDS = Bound(0, 7 * 86400)
 RETRAINS_PER_DAY = Bound(1, 1440)
@@ -229,6 +238,14 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "spec.autoscaling.maxReplicas": Rule(bound=MAX_REPLICAS),
         "spec.autoscaling.targetCPUUtilizationPercentage": Rule(bound=TARGET_CPU_PERCENT),
         "spec.rollout.progressDeadlineSeconds": Rule(bound=PROGRESS_DEADLINE_SECONDS),
+        "spec.rollout.strategy": Rule(choices=ROLLOUT_STRATEGIES),
+        "spec.rollout.steps": Rule(size=CANARY_STEPS),
+        "spec.rollout.steps[].weight": Rule(bound=CANARY_WEIGHT),
+        "spec.rollout.steps[].pauseSeconds": Rule(bound=CANARY_PAUSE_SECONDS),
+        "spec.rollout.analysis.maxErrorRate": Rule(bound=MAX_ERROR_RATE),
+        "spec.rollout.analysis.maxP99LatencySeconds": Rule(bound=MAX_P99_LATENCY_SECONDS),
+        "spec.rollout.analysis.maxPredictionShift": Rule(bound=MAX_PREDICTION_SHIFT),
+        "spec.rollout.analysis.minRequests": Rule(bound=MIN_CANARY_REQUESTS),
         "spec.monitoring.intervalSeconds": Rule(bound=MONITORING_INTERVAL_SECONDS),
         "spec.monitoring.minRows": Rule(bound=MONITORING_MIN_ROWS),
         "spec.monitoring.psiThreshold": Rule(bound=PSI_THRESHOLD),

@@ -54,6 +54,8 @@ DEFAULT_SERVER_RESOURCES: Resources = {
     "limits": {"memory": "512Mi"},
 }
 PRESTOP_SECONDS = 5
+TRACK = f"{GROUP}/track"  # on a canary's pods and in its Deployment's selector (the stable's pods have none)
+CANARY = "canary"
 EXIT_KILLED = 128 + signal.SIGKILL  # 137: the kernel's OOM killer, or a SIGKILL after a grace period
 TERMINATION_LOG = "/dev/termination-log"
 
@@ -518,13 +520,40 @@ def server_container(
 def deployment(
     settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference
 ) -> dict[str, Any]:
-    pod_labels = {**labels(owner, "serve"), f"{GROUP}/model-version": model.version}
+    """The stable Deployment: the one `spec.replicas` (or the HPA) sizes."""
+    replicas = spec.replicas if spec.autoscaling is None else None  # the HPA owns the count then
+    return _serving_deployment(settings, owner, spec, model, owner.name, {}, replicas)
+
+
+def canary_name(owner: Owner) -> str:
+    return f"{owner.name}-{CANARY}"
+
+
+def canary_deployment(
+    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference, replicas: int
+) -> dict[str, Any]:
+    """The canary Deployment: the new model's pods beside the stable ones. They carry the stable's
+    labels too, so the one Service sends them their share of the traffic; their own selector adds
+    the track label, so the two Deployments never count each other's pods as theirs."""
+    return _serving_deployment(settings, owner, spec, model, canary_name(owner), {TRACK: CANARY}, replicas)
+
+
+def _serving_deployment(
+    settings: Settings,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    model: ModelReference,
+    name: str,
+    track: Mapping[str, str],
+    replicas: int | None,
+) -> dict[str, Any]:
+    pod_labels = {**labels(owner, "serve"), f"{GROUP}/model-version": model.version, **track}
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(owner, owner.name, "serve"),
+        "metadata": metadata(owner, name, "serve"),
         "spec": {
-            "selector": {"matchLabels": selector(owner)},
+            "selector": {"matchLabels": {**selector(owner), **track}},
             "progressDeadlineSeconds": spec.progress_deadline_seconds,
             "revisionHistoryLimit": 5,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
@@ -539,8 +568,8 @@ def deployment(
             },
         },
     }
-    if spec.autoscaling is None:
-        body["spec"]["replicas"] = spec.replicas  # the HPA owns the count when autoscaling
+    if replicas is not None:
+        body["spec"]["replicas"] = replicas
     return body
 
 

@@ -67,8 +67,12 @@ def ready_pods(kube: KubeApi, namespace: str, selector: str) -> list[Pod]:
 
 
 def distribution_url(pod: Pod, model: str, port: int = SERVER_PORT) -> str:
+    return pod_url(pod, f"/v2/models/{model}/distribution", port)
+
+
+def pod_url(pod: Pod, path: str, port: int = SERVER_PORT) -> str:
     host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
-    return f"http://{host}:{port}/v2/models/{model}/distribution"
+    return f"http://{host}:{port}{path}"
 
 
 def fetch_json(url: str, timeout: float = TIMEOUT_SECONDS) -> Any:
@@ -92,24 +96,37 @@ def collect(pods: Sequence[Pod], model: str, at: float, fetch: Fetch = fetch_jso
     """Ask every pod at once; each reading is stamped `at` (one time per check, so the spans of the
     pods are cut at the same moment)."""
     collected = Collected()
-    if not pods:
-        return collected
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(pods))) as pool:
-        answers = list(pool.map(lambda pod: _read(pod, model, at, fetch), pods))
+    answers = ask(pods, f"/v2/models/{model}/distribution", fetch)
     for pod, answer in zip(pods, answers, strict=True):
-        if isinstance(answer, PodCounts):
-            collected.readings.append(answer)
+        reading = _counts(answer, pod, at)
+        if isinstance(reading, PodCounts):
+            collected.readings.append(reading)
             continue
-        collected.problems.append(f"pod {pod.name}: {answer}")
-        collected.no_reference |= isinstance(answer, CollectError) and answer.status == 404
+        collected.problems.append(f"pod {pod.name}: {reading}")
+        collected.no_reference |= isinstance(reading, CollectError) and reading.status == 404
     return collected
 
 
-def _read(pod: Pod, model: str, at: float, fetch: Fetch) -> PodCounts | Exception:
+def ask(pods: Sequence[Pod], path: str, fetch: Fetch = fetch_json) -> list[Any]:
+    """GET `path` from every pod at once: each one's JSON answer, or the CollectError it gave instead."""
+    if not pods:
+        return []
+
+    def one(pod: Pod) -> Any:
+        try:
+            return fetch(pod_url(pod, path))
+        except CollectError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(pods))) as pool:
+        return list(pool.map(one, pods))
+
+
+def _counts(answer: Any, pod: Pod, at: float) -> PodCounts | Exception:
+    if isinstance(answer, CollectError):
+        return answer
     try:
-        return parse_counts(fetch(distribution_url(pod, model)), pod.uid, at)
-    except CollectError as error:
-        return error
+        return parse_counts(answer, pod.uid, at)
     except ValueError as error:
         return ValueError(f"unexpected distribution: {error}")
 

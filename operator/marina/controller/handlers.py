@@ -30,6 +30,7 @@ from marina.controller import (
     leadership,
     modeldeployments,
     monitoring,
+    rollout,
     trainingjobs,
 )
 from marina.controller.conditions import Outcome, State, ready_condition
@@ -60,6 +61,7 @@ PEERING_LIFETIME = 20
 TRAININGJOBS_BY_DATASET = "trainingjobs_by_dataset"
 MODELDEPLOYMENTS_BY_TRAININGJOB = "modeldeployments_by_trainingjob"
 MONITORED = "monitored_modeldeployments"
+CANARIES = "canary_modeldeployments"
 
 
 def reconcile_object(
@@ -139,6 +141,12 @@ def monitored(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, s
     return {namespace: name} if spec.get("monitoring") is not None or scheduled else {}
 
 
+def in_canary(namespace: str, name: str, status: Mapping[str, Any] | None) -> dict[str, str]:
+    """A ModelDeployment's entry in CANARIES (namespace -> name) while a canary runs or is promoted."""
+    phase = ((status or {}).get("rollout") or {}).get("phase")
+    return {namespace: name} if phase in (rollout.PROGRESSING, rollout.PROMOTING) else {}
+
+
 def entries(index: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
     """Every (namespace, name) of an index keyed by namespace."""
     return sorted({(namespace, name) for namespace in list(index) for name in index[namespace]})
@@ -211,7 +219,8 @@ def register(
     @kopf.on.startup(id="start-background")
     async def start_background(settings: kopf.OperatorSettings, **indices: Any) -> None:
         chores = background_chores(indices)
-        loop = background.run(chores, settings.execution.executor, health, leading, monitoring.TICK_SECONDS)
+        tick = min(monitoring.TICK_SECONDS, rollout.TICK_SECONDS)
+        loop = background.run(chores, settings.execution.executor, health, leading, tick)
         tasks.append(asyncio.create_task(loop, name="marina background"))
 
     @kopf.on.cleanup(id="stop-background")
@@ -246,6 +255,11 @@ def register(
                 del memories[gone]
             return items
 
+        def canary_items() -> list[tuple[str, str, str]]:
+            return [
+                (modeldeployments.KIND, namespace, name) for namespace, name in entries(indices[CANARIES])
+            ]
+
         def check_drift(item: tuple[str, str]) -> None:
             namespace, name = item
             memory = memories.setdefault(item, {})
@@ -259,6 +273,8 @@ def register(
             background.Chore("re-check", RECHECK_SECONDS, unsettled_items, recheck),
             # Drift monitoring (spec.monitoring): `monitor` checks when intervalSeconds have passed.
             background.Chore("drift check", monitoring.TICK_SECONDS, monitored_items, check_drift),
+            # Canary rollouts: a step's pause ends, and its analysis runs, within a tick.
+            background.Chore("canary", rollout.TICK_SECONDS, canary_items, recheck),
         ]
 
     for kind, plural in PLURALS.items():
@@ -288,6 +304,10 @@ def register(
     @kopf.index(GROUP, VERSION, "modeldeployments", id=MONITORED)
     def index_monitored(*, name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[str, str]:
         return monitored(namespace or "", name, spec)
+
+    @kopf.index(GROUP, VERSION, "modeldeployments", id=CANARIES)
+    def index_canaries(*, name: str, namespace: str | None, status: kopf.Status, **_: Any) -> dict[str, str]:
+        return in_canary(namespace or "", name, status)
 
     @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, id="owner-of-job")
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="owner-of-deployment")

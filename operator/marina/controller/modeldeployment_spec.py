@@ -36,6 +36,44 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class CanaryStep:
+    """Run the canary at `weight` percent of spec.replicas (at least one pod) for `pause_seconds`."""
+
+    weight: int
+    pause_seconds: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What each canary step must show over its pause, canary against stable. The prediction shift is
+    |canary mean - stable mean| / stable standard deviation of the predictions both answered in the
+    step: the two models' reference bins are each their own training quantiles, so a PSI would need a
+    shared binning, and a shift in the stable's own spread reads the same whatever the target's scale."""
+
+    max_error_rate: float = 0.01
+    max_p99_latency_seconds: float = 1.0
+    max_prediction_shift: float = 1.0
+    min_requests: int = 20
+
+
+DEFAULT_CANARY_STEPS = (CanaryStep(20, 60), CanaryStep(50, 60))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """`spec.rollout`: RollingUpdate replaces the pods in place; Canary runs the new model beside the
+    stable one through `steps` (analysed after each pause) before the stable is updated."""
+
+    strategy: str = "RollingUpdate"
+    steps: tuple[CanaryStep, ...] = DEFAULT_CANARY_STEPS
+    analysis: Analysis = Analysis()
+
+    @property
+    def canary(self) -> bool:
+        return self.strategy == "Canary"
+
+
+@dataclass(frozen=True)
 class Retraining:
     """The limits on refreshing the Dataset (`spec.retraining`), whatever triggers it (drift or the
     schedule): at most `max_per_day` refreshes a UTC day, `cooldown_seconds` apart; `every_seconds` (None:
@@ -65,6 +103,7 @@ class ModelDeploymentSpec:
     autoscaling: Autoscaling | None
     progress_deadline_seconds: int
     monitoring: Monitoring | None = None
+    rollout: Rollout = Rollout()
     retraining: Retraining = Retraining()
     promotion: Promotion = Promotion()
 
@@ -87,6 +126,7 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
             "progressDeadlineSeconds", 120, contract.PROGRESS_DEADLINE_SECONDS
         ),
         monitoring=_monitoring(fields.section("monitoring")) if fields.has("monitoring") else None,
+        rollout=_rollout(fields.section("rollout")),
         retraining=_retraining(fields.section("retraining")),
         promotion=_promotion(fields.section("promotion")),
     )
@@ -150,6 +190,48 @@ def _monitoring(monitoring: Fields) -> Monitoring:
         min_rows=monitoring.integer("minRows", defaults.min_rows, contract.MONITORING_MIN_ROWS),
         psi_threshold=monitoring.number("psiThreshold", defaults.psi_threshold, contract.PSI_THRESHOLD),
         on_drift=on_drift,
+    )
+
+
+def _rollout(rollout: Fields) -> Rollout:
+    strategy = rollout.string("strategy", Rollout.strategy, choices=contract.ROLLOUT_STRATEGIES)
+    assert strategy is not None
+    steps = _canary_steps(rollout) if rollout.has("steps") else DEFAULT_CANARY_STEPS
+    return Rollout(strategy, steps, _analysis(rollout.section("analysis")))
+
+
+def _canary_steps(rollout: Fields) -> tuple[CanaryStep, ...]:
+    where, items = rollout.where("steps"), rollout.data["steps"]
+    if not isinstance(items, list):
+        raise InvalidSpec(where, f"must be a list of steps, got {type(items).__name__}")
+    size = contract.CANARY_STEPS.problem(len(items))
+    if size:
+        raise InvalidSpec(where, f"number of steps {size}")
+    steps = []
+    for index, item in enumerate(items):
+        step = Fields(item, f"{where}[{index}]")
+        if not step.has("weight"):
+            raise InvalidSpec(step.where("weight"), "is required")
+        steps.append(
+            CanaryStep(
+                step.integer("weight", 0, contract.CANARY_WEIGHT),
+                step.integer("pauseSeconds", 60, contract.CANARY_PAUSE_SECONDS),
+            )
+        )
+    return tuple(steps)
+
+
+def _analysis(analysis: Fields) -> Analysis:
+    defaults = Analysis()
+    return Analysis(
+        max_error_rate=analysis.number("maxErrorRate", defaults.max_error_rate, contract.MAX_ERROR_RATE),
+        max_p99_latency_seconds=analysis.number(
+            "maxP99LatencySeconds", defaults.max_p99_latency_seconds, contract.MAX_P99_LATENCY_SECONDS
+        ),
+        max_prediction_shift=analysis.number(
+            "maxPredictionShift", defaults.max_prediction_shift, contract.MAX_PREDICTION_SHIFT
+        ),
+        min_requests=analysis.integer("minRequests", defaults.min_requests, contract.MIN_CANARY_REQUESTS),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from marina.clock import parse_timestamp, utc_now
@@ -23,6 +23,7 @@ from marina.controller import (
     preflight,
     promotion,
     retraining,
+    rollout,
     storage_area,
 )
 from marina.controller.builders import ModelReference
@@ -211,12 +212,16 @@ def roll_out(
         )
     # A model whose rollout failed is not tried again; anything new (or no fallback) is.
     target = serving if (failed and serving and wanted == failed) else wanted
+    canaried = canary(kube, settings, body, spec, target, existing)
+    if isinstance(canaried, Outcome):
+        return canaried
     deployment = ensure_deployment(
         kube, settings, owner, builders.deployment(settings, owner, spec, target), existing
     )
     if isinstance(deployment, Outcome):
         return deployment
-    return observe(kube, owner, deployment, target, status, base, wanted)
+    observed = observe(kube, owner, deployment, target, status, base, wanted)
+    return after_canary(kube, owner, observed, canaried or rollout.State.of(status.get("rollout")), existing)
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ class Children:
     deployment: dict[str, Any] | None
     service: dict[str, Any] | None
     hpa: dict[str, Any] | None
+    canary: dict[str, Any] | None = None  # the canary Deployment (spec.rollout.strategy Canary)
 
 
 def children(kube: KubeApi, owner: builders.Owner, spec: ModelDeploymentSpec) -> Children:
@@ -234,9 +240,19 @@ def children(kube: KubeApi, owner: builders.Owner, spec: ModelDeploymentSpec) ->
     deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
     service = kube.get("v1", "Service", owner.namespace, owner.name)
     hpa = kube.get("autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace, owner.name)
-    for needed in (deployment, service, hpa if spec.autoscaling is not None else None):
+    canary = kube.get("apps/v1", "Deployment", owner.namespace, builders.canary_name(owner))
+    for needed in (
+        deployment,
+        service,
+        hpa if spec.autoscaling is not None else None,
+        canary if spec.rollout.canary else None,
+    ):
         ownership.require_owned(owner, needed)
-    return Children(deployment, service, hpa if hpa is not None and ownership.owns(owner, hpa) else None)
+    return Children(deployment, service, _if_ours(owner, hpa), _if_ours(owner, canary))
+
+
+def _if_ours(owner: builders.Owner, child: dict[str, Any] | None) -> dict[str, Any] | None:
+    return child if child is not None and ownership.owns(owner, child) else None
 
 
 def ensure_companions(
@@ -292,6 +308,153 @@ def observe(
         f"serving model {target.version} on {fields['readyReplicas']} ready replicas at {base['url']}",
         fields,
     )
+
+
+# -- canary rollouts (spec.rollout.strategy Canary): the canary Deployment and status.rollout ------------
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_traffic(kube: KubeApi, owner: builders.Owner) -> list[rollout.PodTraffic]:
+    """Every ready serving pod's traffic counters (stable and canary: the Service's pods); a pod that
+    does not answer is left out of this reading."""
+    pods = collector.ready_pods(kube, owner.namespace, builders.selector_string(owner))
+    path = f"/v2/models/{owner.name}/traffic"
+    readings = []
+    for pod, answer in zip(pods, collector.ask(pods, path), strict=True):
+        try:
+            readings.append(rollout.PodTraffic.parse(answer, pod.uid))
+        except (KeyError, TypeError, ValueError):
+            continue  # an error from the pod, or not a traffic document
+    return readings
+
+
+def canary(
+    kube: KubeApi,
+    settings: Settings,
+    body: Mapping[str, Any],
+    spec: ModelDeploymentSpec,
+    target: ModelReference,
+    existing: Children,
+) -> Outcome | rollout.State | None:
+    """Run `target` as a canary beside the serving model when the spec asks for one: an Outcome while
+    the canary runs or once it is rolled back; the (Promoting) state once every step passed, for the
+    stable Deployment to be updated; None when no canary is involved."""
+    status = body.get("status") or {}
+    state = rollout.State.of(status.get("rollout"))
+    serving = model_of(status.get("model"))
+    stable = existing.deployment
+    if rollout.is_current(state, target) and state is not None and state.phase == rollout.PROMOTING:
+        return state
+    if not (
+        spec.rollout.canary
+        and serving is not None
+        and target != serving
+        and builders.deployed_model(stable) == serving
+    ):
+        return None
+    return canary_step(kube, settings, body, spec, serving, target, existing, state)
+
+
+def canary_step(
+    kube: KubeApi,
+    settings: Settings,
+    body: Mapping[str, Any],
+    spec: ModelDeploymentSpec,
+    serving: ModelReference,
+    target: ModelReference,
+    existing: Children,
+    state: rollout.State | None,
+) -> Outcome | rollout.State:
+    owner, steps, moment = builders.Owner.of(body), spec.rollout.steps, now()
+    replicas = int(((existing.deployment or {}).get("spec") or {}).get("replicas") or spec.replicas or 1)
+    if state is None or not rollout.is_current(state, target):
+        state = rollout.start(target, steps, replicas, timestamp(moment))
+    elif state.step >= len(steps):  # the spec lost steps meanwhile
+        state = rollout.at_step(state, len(steps) - 1, steps, replicas)
+    paused = state.paused_for(moment)
+    if paused is not None and paused >= steps[state.step].pause_seconds:
+        verdict = rollout.analyse(state, read_traffic(kube, owner), serving, spec.rollout.analysis)
+        judged = rollout.after(state, verdict, steps, replicas)
+        if judged.phase == rollout.ROLLED_BACK:
+            return abort_canary(kube, owner, serving, judged, rollout.rollback_reason(state, verdict))
+        if judged.phase == rollout.PROMOTING:
+            kube.event(body, "Normal", "CanaryPassed", f"model {target.version}: {verdict.message}")
+            return judged
+        state = judged
+    pods = rollout.canary_replicas(steps[state.step].weight, replicas)
+    desired = builders.canary_deployment(settings, owner, spec, target, pods)
+    if needs_write(desired, existing.canary):
+        blocked = preflight.blocking_outcome(kube, settings, owner.namespace)
+        if blocked is not None:
+            return blocked
+    deployment = ensure(kube, owner, desired, existing.canary)
+    if rollout_stuck(deployment):
+        said = rollout_failure_reason(kube, owner, target, deployment)
+        reason = f"canary step {state.step + 1}/{state.steps}: its pods never became ready: {said}"
+        return abort_canary(kube, owner, serving, state, reason)
+    if not rollout_complete(deployment):
+        ready = (deployment.get("status") or {}).get("availableReplicas", 0)
+        return canary_outcome(state, f"waiting for the canary's pods ({ready} of {pods} ready)")
+    if state.step_started is None:
+        state = rollout.began(state, timestamp(moment), read_traffic(kube, owner))
+    paused = state.paused_for(moment) or 0.0
+    left = steps[state.step].pause_seconds - paused
+    said = str((state.analysis or {}).get("message", "")) if left <= 0 else f"analysis in {left:.0f} s"
+    return canary_outcome(state, said)
+
+
+def canary_outcome(state: rollout.State, said: str) -> Outcome:
+    message = (
+        f"canary of model {state.canary.version} at step {state.step + 1}/{state.steps} "
+        f"(stable/canary {state.weights}): {said}"
+    )
+    return Outcome(State.PROGRESSING, "Canary", message, {"rollout": state.to_status()})
+
+
+def abort_canary(
+    kube: KubeApi,
+    owner: builders.Owner,
+    serving: ModelReference,
+    state: rollout.State,
+    reason: str,
+) -> Outcome:
+    """A failed step: the canary's pods go (they drain as any pod does: preStop, then SIGTERM), the
+    stable keeps serving, and the model is not tried again (status.failedModel) until a new one comes."""
+    kube.delete("apps/v1", "Deployment", owner.namespace, builders.canary_name(owner))
+    aborted = replace(state, phase=rollout.ROLLED_BACK, baseline=(), weights=rollout.weights(1, 0))
+    fields = {"failedModel": {**state.canary.as_status(), "reason": reason}, "rollout": aborted.to_status()}
+    return Outcome(State.DEGRADED, "RolledBack", rolled_back(serving, state.canary, reason), fields)
+
+
+def after_canary(
+    kube: KubeApi, owner: builders.Owner, outcome: Outcome, state: rollout.State | None, existing: Children
+) -> Outcome:
+    """Once the stable Deployment has settled no canary is left, and a canary's record ends: promoted
+    when the stable serves its model, rolled back when the stable's own update of it failed, gone when
+    the spec moved on (another model, or RollingUpdate) before it ended."""
+    if outcome.state is State.PROGRESSING:
+        return outcome if state is None else with_rollout(outcome, state.to_status())
+    if existing.canary is not None:
+        kube.delete("apps/v1", "Deployment", owner.namespace, builders.canary_name(owner))
+    if state is None or state.phase not in (rollout.PROGRESSING, rollout.PROMOTING):
+        return outcome
+    served = outcome.fields.get("model", {}).get("sha256")
+    if outcome.state is State.READY and state.phase == rollout.PROMOTING and served == state.canary.sha256:
+        return with_rollout(outcome, rollout.promoted(state).to_status())
+    if outcome.state is State.DEGRADED:
+        return with_rollout(outcome, replace(state, phase=rollout.ROLLED_BACK, baseline=()).to_status())
+    return with_rollout(outcome, None)
+
+
+def with_rollout(outcome: Outcome, fields: dict[str, Any] | None) -> Outcome:
+    return replace(outcome, fields={**outcome.fields, "rollout": fields})
 
 
 # -- drift monitoring (spec.monitoring): status.monitoring and the Drifted condition ------------------

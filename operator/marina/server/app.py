@@ -2,6 +2,7 @@
 
 Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
   GET  /v2/health/live · /v2/health/ready · /v2 · /v2/models/m · /v2/models/m/ready · /metrics
+  GET  /v2/models/m/distribution · /v2/models/m/traffic (counters for the operator's canary analysis)
   POST /v2/models/m/infer · /v1/models/m:predict
   GET  /v1/models · /v1/models/m
 """
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from marina import __version__
-from marina.server import jsoncodec, metrics, protocol
+from marina.server import jsoncodec, metrics, protocol, traffic
 from marina.server.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -124,6 +125,7 @@ class ServingApp:
         self.limits = limits or ServerLimits()
         self.budget = BodyBudget(self.limits.body_budget_bytes)
         self.requests = metrics.RequestMetrics()
+        self.traffic = traffic.Traffic()
         self.model: ServedModel | None = None
         self.model_metrics: metrics.ModelMetrics | None = None
         if model is not None:
@@ -161,7 +163,7 @@ class ServingApp:
             body = await self._read_body(scope, receive, reservation) if route.methods == POST else b""
             status, content, headers = route.handler(self, route, body, scope)
         except _ClientGone:  # nobody to answer; counted as nginx does, 499 "client closed request"
-            self.requests.observe(endpoint, CLIENT_CLOSED_REQUEST, perf_counter() - started)
+            self._observe(endpoint, CLIENT_CLOSED_REQUEST, perf_counter() - started)
             return
         except ServingError as error:
             status, content, headers = _json({"error": str(error)}, status_of(error))
@@ -174,7 +176,11 @@ class ServingApp:
         headers = [*headers, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-        self.requests.observe(endpoint, status, perf_counter() - started)
+        self._observe(endpoint, status, perf_counter() - started)
+
+    def _observe(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.observe(endpoint, status, seconds)
+        self.traffic.observe(endpoint, status, seconds)
 
     async def _read_body(self, scope: Scope, receive: Receive, reservation: BodyReservation) -> bytes:
         """The whole body, within the size limit and the memory budget."""
@@ -261,6 +267,11 @@ class ServingApp:
             }
         )
 
+    def traffic_counters(self, route: Route, body: bytes, scope: Scope) -> Response:
+        """Inference requests, server errors, latency buckets and prediction sums since start-up."""
+        model = self.served(route)
+        return _json(self.traffic.document(model.name, model.version))
+
     def model_ready(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"name": self.served(route).name, "ready": True})
 
@@ -309,6 +320,7 @@ class ServingApp:
 
     def _record(self, features: Any, predictions: Any, unseen: Mapping[str, int] | None = None) -> None:
         """Only answered requests count: a 400 leaves the statistics and unseen counts alone."""
+        self.traffic.predicted(predictions)
         if self.model_metrics is not None:
             self.model_metrics.record(features, predictions)
             if unseen:
@@ -327,6 +339,7 @@ V2_MODEL_ROUTES: dict[str, tuple[str, tuple[str, ...], Handler]] = {
     "ready": ("v2_model_ready", GET, ServingApp.model_ready),
     "infer": ("v2_infer", POST, ServingApp.infer),
     "distribution": ("v2_model_distribution", GET, ServingApp.distribution),
+    "traffic": ("v2_model_traffic", GET, ServingApp.traffic_counters),
 }
 
 

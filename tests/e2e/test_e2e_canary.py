@@ -1,0 +1,188 @@
+"""Canary rollouts on the real cluster, while a client sends requests throughout and counts failures.
+
+(a) A challenger trained on the diabetes data with its target multiplied by 100 predicts about 100
+times the stable's values: its first step's prediction shift is hundreds of stable standard deviations,
+far beyond maxPredictionShift 1, so it is rolled back at step 1; the stable keeps serving.
+(b) A challenger trained on the same data with another alpha passes both steps and is promoted.
+Every request of both must succeed. The time from the change to each decision is printed for the note
+(`pytest -s`)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes
+from tests.e2e.test_e2e_pipeline import first_answer, predict
+
+NAME = "canary"
+PAUSE_SECONDS = 5
+STEPS = [{"weight": 50, "pauseSeconds": PAUSE_SECONDS}, {"weight": 100, "pauseSeconds": PAUSE_SECONDS}]
+SCALE = 100.0
+
+
+def training_job(marina: Any, name: str, dataset: str, alpha: float) -> dict[str, Any]:
+    body: dict[str, Any] = marina.sample("TrainingJob")
+    body["metadata"]["name"] = name
+    body["spec"]["dataset"]["name"] = dataset
+    body["spec"]["model"]["alpha"] = alpha
+    return body
+
+
+def scaled_dataset(marina: Any) -> dict[str, Any]:
+    """The diabetes rows inline, the target multiplied by SCALE (same feature names and order)."""
+    source = load_diabetes()
+    columns = [*source.feature_names, "target"]
+    rows = [[*map(float, x), float(y) * SCALE] for x, y in zip(source.data, source.target, strict=True)]
+    body: dict[str, Any] = marina.sample("Dataset")
+    body["metadata"]["name"] = "scaled"
+    body["spec"]["source"] = {"inline": {"columns": columns, "rows": rows}}
+    return body
+
+
+def serving(marina: Any, training: str) -> dict[str, Any]:
+    body: dict[str, Any] = marina.sample("ModelDeployment")
+    body["metadata"]["name"] = NAME
+    body["spec"]["model"]["trainingJob"] = training
+    body["spec"]["rollout"] = {
+        "progressDeadlineSeconds": 60,
+        "strategy": "Canary",
+        "steps": STEPS,
+        "analysis": {"maxPredictionShift": 1.0, "minRequests": 20},
+    }
+    return body
+
+
+@pytest.fixture(scope="module")
+def trained(marina: Any) -> Any:
+    diabetes = marina.sample("Dataset")
+    marina.apply(
+        diabetes,
+        scaled_dataset(marina),
+        training_job(marina, "stable", "diabetes", 0.1),
+        training_job(marina, "better", "diabetes", 0.2),
+        training_job(marina, "scaled", "scaled", 0.1),
+    )
+    for name in ("stable", "better", "scaled"):
+        marina.wait_ready("trainingjob", name, timeout=420)
+    marina.apply(serving(marina, "stable"))
+    marina.wait_ready("modeldeployment", NAME, timeout=300)
+    return marina
+
+
+class Client:
+    """Requests one diabetes row at a time (drawn at random, so the predictions vary) until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.answers = url, 0
+        self.failures: list[str] = []
+        self.rows = np.asarray(load_diabetes().data, dtype=np.float64)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:  # bounded: 10 minutes at most
+        rng, deadline = np.random.default_rng(10), time.monotonic() + 600
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            row = self.rows[rng.integers(len(self.rows))].tolist()
+            try:
+                predict(self.url, NAME, [row], timeout=10)
+                self.answers += 1
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                self.failures.append(repr(error))
+
+
+@pytest.fixture
+def client(trained: Any) -> Iterator[Client]:
+    url = trained.service_url(NAME)
+    first_answer(trained, url, NAME)
+    running = Client(url)
+    running.thread.start()
+    yield running
+    running.stop.set()
+    running.thread.join(timeout=30)
+
+
+def switch(marina: Any, training: str) -> tuple[float, str]:
+    """Point the ModelDeployment at another TrainingJob's model: (when, monotonic; when, as status says)."""
+    wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    patch = json.dumps({"spec": {"model": {"trainingJob": training}}})
+    marina.kubectl("patch", "modeldeployment", NAME, "--type=merge", "-p", patch)
+    return time.monotonic(), wall
+
+
+def follow(marina: Any, started: tuple[float, str], phase: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """Poll status.rollout until the rollout begun at `started` reaches `phase`; also say when (seconds
+    after the patch) each step asked for its canary pods, when its pause began, and when it ended."""
+    begun, wall = started
+    seen: dict[str, float] = {}
+
+    def reached() -> dict[str, Any] | None:
+        rollout = marina.status("modeldeployment", NAME).get("rollout") or {}
+        if rollout.get("startedAt", "") < wall:
+            return None  # the record of an earlier rollout
+        at = f"step {rollout.get('step')} " + ("pause" if rollout.get("stepStartedAt") else "pods")
+        seen.setdefault(
+            at if rollout.get("phase") == "Progressing" else str(rollout["phase"]), time.monotonic()
+        )
+        return rollout if rollout.get("phase") == phase else None
+
+    rollout = marina.wait_for(f"rollout phase {phase}", reached, timeout=timeout, every=0.5)
+    return rollout, ", ".join(f"{what} at {moment - begun:.1f} s" for what, moment in seen.items())
+
+
+def stop(client: Client) -> None:
+    client.stop.set()
+    client.thread.join(timeout=30)
+
+
+def test_a_shifted_challenger_is_rolled_back_at_the_first_step(trained: Any, client: Client) -> None:
+    marina = trained
+    stable = marina.status("modeldeployment", NAME)["model"]["sha256"]
+    challenger = marina.status("trainingjob", "scaled")["model"]["sha256"]
+    rolled, seen = follow(marina, switch(marina, "scaled"), "RolledBack", timeout=180)
+    # the client keeps sending while the canary's pods drain
+    marina.wait_for("the canary's pods to go", lambda: not _canary_pods(marina), timeout=90)
+    stop(client)
+    print(f"canary abort, after the patch: {seen}; {client.answers} requests, {len(client.failures)} failed")
+    assert not marina.exists("deployment", f"{NAME}-canary")
+    assert rolled["step"] == 1 and rolled["canaryModel"]["sha256"] == challenger and "step 2" not in seen
+    failed = rolled["analysis"]["failed"]
+    assert failed["metric"] == "predictionShift" and failed["threshold"] == 1.0
+    assert failed["value"] > 10 * failed["threshold"], failed  # far beyond, as a 100-times target is
+    status = marina.status("modeldeployment", NAME)
+    assert status["model"]["sha256"] == stable and status["failedModel"]["sha256"] == challenger
+    ready = marina.condition("modeldeployment", NAME)
+    assert (ready["status"], ready["reason"]) == ("True", "RolledBack")
+    assert "predictionShift" in ready["message"]
+    warnings = [e for e in marina.events(NAME) if e["type"] == "Warning" and e["reason"] == "RolledBack"]
+    assert warnings and "predictionShift" in warnings[-1]["message"]
+    assert client.failures == [], f"{len(client.failures)} of {client.answers} failed: {client.failures[:5]}"
+    assert client.answers > 20
+
+
+def test_a_good_challenger_is_promoted(trained: Any, client: Client) -> None:
+    marina = trained
+    challenger = marina.status("trainingjob", "better")["model"]["sha256"]
+    rollout, seen = follow(marina, switch(marina, "better"), "Promoted", timeout=300)
+    marina.wait_for("the canary's pods to go", lambda: not _canary_pods(marina), timeout=90)
+    stop(client)
+    print(
+        f"canary promotion, after the patch: {seen}; {client.answers} requests, {len(client.failures)} failed"
+    )
+    status = marina.status("modeldeployment", NAME)
+    assert status["model"]["sha256"] == challenger and rollout["canaryModel"]["sha256"] == challenger
+    assert rollout["analysis"]["step"] == len(STEPS) and "failed" not in rollout["analysis"]
+    assert marina.condition("modeldeployment", NAME)["status"] == "True"
+    assert client.failures == [], f"{len(client.failures)} of {client.answers} failed: {client.failures[:5]}"
+    assert client.answers > 20
+
+
+def _canary_pods(marina: Any) -> list[str]:
+    found = marina.kubectl("get", "pods", "-l", "marina.dev/track=canary", "-o", "name").split()
+    return list(found)
