@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-DATASET = "evict-data"
 TRAINING = "evicted"
-# Streamed (above the 4M cells trained in memory), so the pod runs for a while after it starts.
-SOURCE = {"synthetic": {"rows": 200_000, "features": 40, "seed": 11}}
+SLOW_RESOURCES = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"cpu": "100m", "memory": "512Mi"}}
 WATCH_SECONDS = 180
 
 
@@ -66,25 +64,21 @@ def evict_when_running(kube: Any, namespace: str) -> tuple[str, set[str], dict[s
     return evicted, set(phases), phases
 
 
-def train_on_a_long_dataset(marina: Any, dataset: str, training: str, **spec: Any) -> None:
-    """A streamed synthetic Dataset made Ready, then the sample TrainingJob (with `spec` on top) on it."""
-    marina.apply(
-        {
-            "apiVersion": "marina.dev/v1alpha1",
-            "kind": "Dataset",
-            "metadata": {"name": dataset},
-            "spec": {"source": SOURCE},
-        }
-    )
-    marina.wait_ready("dataset", dataset, timeout=600)
+def train_slowly(marina: Any, training: str, **spec: Any) -> None:
+    """The sample Dataset made Ready, then the sample TrainingJob (with `spec` on top) on it, its pod
+    held to a tenth of a core so that it runs for many seconds: long enough to be disrupted mid-run
+    however fast training gets."""
+    dataset = marina.sample("Dataset")
+    marina.apply(dataset)
+    marina.wait_ready("dataset", dataset["metadata"]["name"], timeout=600)
     body = marina.sample("TrainingJob")
     body["metadata"]["name"] = training
-    body["spec"].update({"dataset": {"name": dataset}, **spec})
+    body["spec"].update({"resources": SLOW_RESOURCES, **spec})
     marina.apply(body)
 
 
 def test_an_evicted_training_pod_is_retried_with_backoff_limit_zero(marina: Any, kube: Any) -> None:
-    train_on_a_long_dataset(marina, DATASET, TRAINING, backoffLimit=0)
+    train_slowly(marina, TRAINING, backoffLimit=0)
     evicted, pods, phases = evict_when_running(kube, marina.namespace)
     evicted_at = time.monotonic()
     status = marina.wait_ready("trainingjob", TRAINING, timeout=600)
