@@ -11,8 +11,11 @@ import argparse
 import ctypes
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
 
 # Arrow's buffers from the C allocator (large ones mmap'd), not a pool that keeps freed memory: the data
 # commands promise a peak bounded by a chunk and a part, measured as the process's RSS. Read by Arrow
@@ -70,9 +73,26 @@ def bound_the_heap() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
 
 
+#: The commands a Job runs, as PID 1 of their container.
+JOB_COMMANDS = ("prepare", "train")
+
+
+def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def stop_on_sigterm() -> None:
+    """Exit at once on SIGTERM (with the shell's 128 + 15). A Job's command is PID 1 of its container, and
+    the kernel ignores a signal PID 1 has no handler for: an evicted or deleted pod ran on through its
+    whole grace period (30 s) and could even finish the run it was asked to give up."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     bound_the_heap()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if _chosen_command(args_list) in JOB_COMMANDS:
+        stop_on_sigterm()
     args = build_parser(args_list).parse_args(args_list)
     return int(args.handler(args))
 
