@@ -7,7 +7,7 @@ PURGE ?= 0
 
 .DEFAULT_GOAL := help
 .PHONY: help deps install test test-unit lint typecheck bench cluster-up cluster-down cluster-status \
-        images deploy undeploy demo kind-up kind-down
+        images deploy undeploy demo kind-up kind-down monitoring
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ cluster-down: ## stop the local cluster and clean up after it; MinIO's data stay
 
 cluster-status: ## show what is running
 	bash hack/cluster-status.sh
+
+monitoring: ## metrics-server (kubectl top, HPAs) and a Prometheus on 127.0.0.1:9090 with Marina's rules, on the local cluster
+	bash hack/monitoring-up.sh
 
 images: ## build Marina's images and load them into the cluster
 	bash hack/images.sh

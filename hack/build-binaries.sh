@@ -10,7 +10,10 @@
 #   ~/.cache/marina/kind-<v>/                     kind
 #   ~/.cache/marina/crictl-<v>/                   crictl
 #   ~/.cache/marina/local-path-provisioner-<v>/   local-path-provisioner
-# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner ...]
+# and, for monitoring (hack/monitoring-up.sh, the promtool tests; not part of the default set either):
+#   ~/.cache/marina/prometheus-<v>/      prometheus promtool (Kubernetes service discovery only)
+#   ~/.cache/marina/metrics-server-<v>/  metrics-server
+# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner|prometheus|metrics_server ...]
 #        (default: pause kube etcd coredns minio; cluster-up also builds network_policies)
 # Each build goes to <folder>.partial and is renamed when complete, so a killed build is simply redone.
 set -euo pipefail
@@ -168,6 +171,45 @@ build_local_path_provisioner() {
   local v=$LOCAL_PATH_PROVISIONER_VERSION
   build_in_module "$MARINA_CACHE/local-path-provisioner-$v" github.com/rancher/local-path-provisioner "$v" \
     local-path-provisioner -mod=mod -ldflags "-s -w -X main.VERSION=$v"
+}
+
+# build_prometheus: prometheus and promtool (hack/monitoring-up.sh, tests/test_monitoring_rules.py). Without the
+# builtinassets tag the web UI is not embedded (it would need npm); the API and the rules engine are all there.
+# remove_all_sd,enable_kubernetes_sd leaves out the cloud service discoveries (AWS, Azure, GCE, ... SDKs), which
+# are most of a cold build; static, file and Kubernetes discovery remain.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION out="$MARINA_CACHE/prometheus-$PROMETHEUS_VERSION" src release
+  [[ -f $out/.complete ]] && return 0
+  release="3.${v#v0.3}"  # module v0.316.0 is Prometheus 3.16.0
+  log "building Prometheus $release (module $v) into $out"
+  module_copy github.com/prometheus/prometheus "$v" "$MARINA_CACHE/src/prometheus-$v"
+  src=$MARINA_CACHE/src/prometheus-$v
+  local p=github.com/prometheus/common/version
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && GOWORK=off go build -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags "-s -w -X $p.Version=$release -X $p.Revision=go-module-proxy -X $p.Branch=HEAD" \
+    -o "$out.partial/" ./cmd/prometheus ./cmd/promtool)
+  finish "$out"
+}
+
+# build_metrics_server: the Metrics API behind `kubectl top` and resource-metric HPAs (hack/monitoring-up.sh).
+build_metrics_server() {
+  local v=$METRICS_SERVER_VERSION out="$MARINA_CACHE/metrics-server-$METRICS_SERVER_VERSION"
+  [[ -f $out/.complete ]] && return 0
+  log "building metrics-server $v into $out"
+  module_copy sigs.k8s.io/metrics-server "$v" "$MARINA_CACHE/src/metrics-server-$v"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$MARINA_CACHE/src/metrics-server-$v" && go build \
+    -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitCommit=go-module-proxy" \
+    -o "$out.partial/metrics-server" ./cmd/metrics-server)
+  finish "$out"
+}
+
+# module_copy MODULE VERSION DIR: a writable copy of a module's source from the module proxy.
+module_copy() {
+  local dir
+  dir=$(cd /tmp && go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$3" && mkdir -p "$(dirname "$3")" && cp -r "$dir" "$3" && chmod -R u+w "$3"
 }
 
 require_go

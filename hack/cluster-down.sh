@@ -149,6 +149,7 @@ main() {
   lock cluster 8
   # The enforcer first (it deletes its nftables table; a leftover one too); then everything but containerd at
   # once; then the pods, while containerd can still kill them; then containerd.
+  bash "$HACK/monitoring-down.sh"  # the Prometheus of make monitoring, by its PID
   stop_network_policies
   stop kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd
   stop_pods

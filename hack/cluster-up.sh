@@ -167,7 +167,7 @@ start_control_plane() {
     --service-account-issuer "https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
     --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range 30000-32767 \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
-    --allow-privileged=true --profiling=false --v=1
+    --allow-privileged=true --profiling=false --v=1 "${FRONT_PROXY_FLAGS[@]}"
   write_kubeconfig "$ADMIN_KUBECONFIG" admin
   wait_for "kube-apiserver readiness" 120 curl -fsS --cacert "$PKI/ca.crt" \
     --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://$NODE_IP:$API_PORT/readyz"
@@ -278,6 +278,7 @@ main() {
   local dir
   for dir in "${HOST_DIRS[@]}"; do [[ -e $dir ]] || echo "$dir" >>"$RUN_DIR/created-dirs"; done
   generate_pki
+  front_proxy_pki
   setup_network
   start_containerd
   start_control_plane

@@ -165,6 +165,32 @@ def _use(kubeconfig: Path) -> Cluster:
     return Cluster(kubeconfig=kubeconfig, local=_api_server(kubeconfig) == LOCAL_API_SERVER)
 
 
+PROMETHEUS_URL = "http://127.0.0.1:9090"  # hack/lib/monitoring.sh: PROMETHEUS_PORT
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster) -> str:
+    """The local cluster's Prometheus (`make monitoring`), started by hack/monitoring-up.sh when it does not
+    answer; its URL. Scrapes Marina's serving pods and operator and evaluates manifests/monitoring's rules."""
+    if not cluster.local:
+        pytest.fail(
+            "the monitoring tests need the local cluster's Prometheus (hack/monitoring-up.sh)", pytrace=False
+        )
+    if not _answers(f"{PROMETHEUS_URL}/-/ready"):
+        _run_script("monitoring-up.sh", "monitoring-up.log", ["prometheus"])
+    return PROMETHEUS_URL
+
+
 @pytest.fixture(scope="session")
 def kube(cluster: Cluster) -> ApiClient:
     """A kubernetes.client.ApiClient for the session's cluster."""

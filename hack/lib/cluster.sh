@@ -60,6 +60,36 @@ pid_of() {
 
 require_root() { ((EUID == 0)) || die "run as root (the kubelet, containerd and the network setup need it)"; }
 
+# The aggregation layer (extension API servers such as metrics-server, hack/monitoring-up.sh): the API
+# server proxies to them with a client certificate of its own front-proxy CA and passes the user in
+# X-Remote-* headers, which they trust only from that CA and that name.
+FRONT_PROXY_FLAGS=(
+  --requestheader-client-ca-file "$STATE_DIR/pki/front-proxy-ca.crt"
+  --requestheader-allowed-names front-proxy-client
+  --requestheader-username-headers X-Remote-User
+  --requestheader-group-headers X-Remote-Group
+  --requestheader-extra-headers-prefix X-Remote-Extra-
+  --proxy-client-cert-file "$STATE_DIR/pki/front-proxy-client.crt"
+  --proxy-client-key-file "$STATE_DIR/pki/front-proxy-client.key"
+  --enable-aggregator-routing=true
+)
+
+# front_proxy_pki: the front-proxy CA (separate from the cluster CA, as kubeadm does) and its client cert.
+front_proxy_pki() {
+  local pki=$STATE_DIR/pki
+  openssl ecparam -name prime256v1 -genkey -noout -out "$pki/front-proxy-ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$pki/front-proxy-ca.key" -subj "/CN=marina-front-proxy-ca" -days 3650 \
+    -out "$pki/front-proxy-ca.crt" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$pki/front-proxy-client.key" 2>/dev/null
+  openssl req -new -key "$pki/front-proxy-client.key" -subj "/CN=front-proxy-client" \
+    -out "$pki/front-proxy-client.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/front-proxy-client.csr" -CA "$pki/front-proxy-ca.crt" \
+    -CAkey "$pki/front-proxy-ca.key" -CAcreateserial -days 3650 -out "$pki/front-proxy-client.crt" \
+    -extfile <(printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n') 2>/dev/null
+  rm -f "$pki/front-proxy-client.csr"
+}
+
 # start NAME COMMAND...: runs a component in its own session with its log under $LOG_DIR and a PID file.
 start() {
   local name=$1; shift

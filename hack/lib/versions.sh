@@ -9,3 +9,6 @@ KIND_VERSION=v0.30.0          # sigs.k8s.io/kind: the last release whose CI stil
 CRICTL_VERSION=v1.34.0        # sigs.k8s.io/cri-tools (crictl, used by `kind load` inside the node)
 LOCAL_PATH_PROVISIONER_VERSION=v0.0.30   # github.com/rancher/local-path-provisioner (kind's default StorageClass)
 KUBE_NETWORK_POLICIES_VERSION=v0.8.0     # sigs.k8s.io/kube-network-policies: NetworkPolicy enforcement (nftables + nfqueue)
+# Monitoring (hack/monitoring-up.sh, the promtool tests):
+PROMETHEUS_VERSION=v0.316.0    # github.com/prometheus/prometheus (module v0.3XX.Y is Prometheus v3.XX.Y): prometheus, promtool
+METRICS_SERVER_VERSION=v0.8.0  # sigs.k8s.io/metrics-server

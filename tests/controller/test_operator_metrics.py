@@ -8,8 +8,8 @@ from marina.controller import background, metrics
 from marina.controller.health import Health
 
 
-def value(name: str, **labels: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value(name, labels)
+def value(metric: str, **labels: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(metric, labels)
 
 
 def deployment(name: str) -> dict[str, Any]:
@@ -91,3 +91,23 @@ def test_the_background_loop_reports_whether_this_replica_leads() -> None:
 
     assert background.pulse_then(health, unknown) is False
     assert value("marina_operator_leader") == 0
+
+
+def test_condition_series_follow_the_last_status_write() -> None:
+    body = {**deployment("cond-a"), "kind": "TrainingJob"}
+    failed = [
+        {"type": "Ready", "status": "False", "reason": "TrainingFailed"},
+        {"type": "Stalled", "status": "True", "reason": "TrainingFailed"},
+    ]
+    metrics.status_written(body, {"conditions": failed})
+    where = {"namespace": "ns", "kind": "TrainingJob", "name": "cond-a"}
+    assert (
+        value("marina_operator_condition", **where, type="Stalled", status="True", reason="TrainingFailed")
+        == 1
+    )
+    metrics.status_written(body, {"conditions": [{"type": "Ready", "status": "True", "reason": "Trained"}]})
+    assert (
+        value("marina_operator_condition", **where, type="Stalled", status="True", reason="TrainingFailed")
+        is None
+    )
+    assert value("marina_operator_condition", **where, type="Ready", status="True", reason="Trained") == 1

@@ -17,13 +17,15 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, start_http_server
 
 #: Drift levels (monitoring.Level's values); the level gauge has one series per level, 1 for the current.
 DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
 MODEL_DEPLOYMENT = "ModelDeployment"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
+# No `_created` series beside each counter: rules use increase() and the conditions, not creation times.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 
@@ -86,6 +88,11 @@ ROLLOUTS = _counter(
     "Rollouts of a new model that ended, by outcome (Promoted, RolledBack, Failed, Rejected).",
     "namespace modeldeployment outcome",
 )
+CONDITIONS = _gauge(
+    "marina_operator_condition",
+    "1 for each condition a resource's status holds now (type, status and reason), as kube-state-metrics.",
+    "namespace kind name type status reason",
+)
 LEADER = _gauge(
     "marina_operator_leader", "1 while this replica leads (runs the reconciles and checks), else 0."
 )
@@ -93,6 +100,9 @@ LEADER = _gauge(
 _features_lock = threading.Lock()
 _serving = False
 _features: dict[tuple[str, str], set[str]] = {}  # the feature series each ModelDeployment has now
+_conditions: dict[
+    tuple[str, str, str], set[tuple[str, str, str, str, str, str]]
+] = {}  # each resource's condition series
 
 
 def serve(address: str) -> None:
@@ -176,11 +186,14 @@ def drift_forgotten(namespace: str, name: str) -> None:
 
 
 def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    """Read what a status write says: a ModelDeployment's `monitoring` is its last drift check."""
-    if body.get("kind") != MODEL_DEPLOYMENT or "monitoring" not in status:
-        return
+    """Read what a status write says: its conditions, and a ModelDeployment's `monitoring` (its last
+    drift check)."""
     meta = body["metadata"]
     namespace, name = str(meta.get("namespace") or ""), str(meta["name"])
+    if isinstance(status.get("conditions"), list):
+        conditions_written(namespace, str(body.get("kind")), name, status["conditions"])
+    if body.get("kind") != MODEL_DEPLOYMENT or "monitoring" not in status:
+        return
     monitoring = status["monitoring"]
     if not isinstance(monitoring, Mapping) or not monitoring.get("level"):
         drift_forgotten(namespace, name)
@@ -199,3 +212,18 @@ def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         int(rows) if isinstance(rows, int) else None,
         features,
     )
+
+
+def conditions_written(namespace: str, kind: str, name: str, conditions: list[Any]) -> None:
+    """The conditions a status write set: the resource's condition series become exactly these."""
+    now = {
+        (namespace, kind, name, str(c.get("type")), str(c.get("status")), str(c.get("reason") or ""))
+        for c in conditions
+        if isinstance(c, Mapping) and c.get("type")
+    }
+    with _features_lock:
+        for gone in _conditions.get((namespace, kind, name), set()) - now:
+            CONDITIONS.remove(*gone)
+        _conditions[(namespace, kind, name)] = now
+        for labels in now:
+            CONDITIONS.labels(*labels).set(1)
