@@ -32,7 +32,9 @@ def test_a_job_command_exits_with_128_plus_sigterm() -> None:
     assert done.returncode == STOPPED_BY_SIGTERM
 
 
-@pytest.mark.parametrize(("command", "takes_over"), [("train", True), ("prepare", True), ("serve", False)])
+@pytest.mark.parametrize(
+    ("command", "takes_over"), [("train", True), ("prepare", True), ("evaluate", True), ("serve", False)]
+)
 def test_only_job_commands_take_over_sigterm(command: str, takes_over: bool) -> None:
     """`serve` and `operator` keep their own graceful shutdown (uvicorn's and kopf's handlers)."""
     from marina import cli

@@ -74,7 +74,7 @@ def bound_the_heap() -> None:
 
 
 #: The commands a Job runs, as PID 1 of their container.
-JOB_COMMANDS = ("prepare", "train")
+JOB_COMMANDS = ("prepare", "train", "evaluate")
 
 
 def _terminated(signum: int, frame: FrameType | None) -> NoReturn:

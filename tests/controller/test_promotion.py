@@ -18,6 +18,7 @@ from tests.controller.test_controller_reconcilers import (
     trained_job,
 )
 
+from marina import results
 from marina.contract import Failure, FailureKind
 from marina.controller import builders, modeldeployment_spec, promotion
 from marina.controller.conditions import State
@@ -147,6 +148,8 @@ def test_the_evaluation_pods_are_not_serving_pods_and_are_hardened(settings: Set
     assert args[0] == "evaluate" and args[args.index("--challenger-sha256") + 1] == SHA_B
     assert args[args.index("--result-file") + 1] == builders.TERMINATION_LOG
     assert len(job["metadata"]["name"]) <= 63
+    stored = {e["name"]: e["value"] for e in container["env"]}[results.RESULT_URI_ENV]
+    assert stored == f"s3://marina/models/default/diabetes/results/{job['metadata']['name']}.json"
 
 
 @pytest.mark.parametrize(

@@ -455,7 +455,7 @@ def evaluation_job(
     name = child_name(owner, "eval", digest)
     built = job(owner, name, "evaluate", container, backoff_limit=2, deadline_seconds=1800, digest=digest)
     del built["spec"]["template"]["metadata"]["labels"][owner.label_key]
-    return built
+    return storing_result(built, settings.models_prefix(owner.namespace, owner.name))
 
 
 def selector(owner: Owner) -> dict[str, str]:
