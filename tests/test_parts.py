@@ -46,5 +46,5 @@ def test_a_part_without_a_column_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shape", [(0, 3), (1, 1), (255, 4), (256, 4), (257, 101), (3, 1000)])
 def test_the_banded_transpose_is_a_transpose(shape: tuple[int, int]) -> None:
     values = np.arange(shape[0] * shape[1], dtype=np.float64).reshape(shape)
-    turned = parts._transposed(values)
+    turned = parts.transposed(values)
     assert turned.flags.c_contiguous and np.array_equal(turned, values.T)

@@ -382,3 +382,40 @@ def test_a_last_record_without_a_newline_is_read(tmp_path: Path) -> None:
     path = tmp_path / "end.csv"
     path.write_text("x,y\n1,2\n3,4")
     np.testing.assert_array_equal(sources.load(str(path)).table.values, [[1, 2], [3, 4]])
+
+
+def test_parquet_row_groups_read_column_by_column_equal_the_whole_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(sources, "CHUNK_CELLS", 60)  # chunks cut across and inside the row groups
+    rng = np.random.default_rng(8)
+    rows = 1_000
+    price = rng.standard_normal(rows)
+    rooms = pa.array([None if i % 97 == 0 else int(i % 7) for i in range(rows)], pa.int32())
+    cut = pa.array([["fair", "good", "ideal"][i % 3] for i in range(rows)])
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.table({"rooms": rooms, "cut": cut, "price": price}), path, row_group_size=137)
+    source = sources.open_source(str(path))
+    chunks = list(source.chunks(("price", "rooms", "cut")))
+    values = np.vstack([c.values for c in chunks])
+    assert max(c.rows for c in chunks) == 20 and len(chunks) > rows // 137  # 60 cells of 3 columns
+    np.testing.assert_array_equal(values[:, 0], price)
+    expected_rooms = np.array([np.nan if i % 97 == 0 else i % 7 for i in range(rows)])
+    np.testing.assert_array_equal(values[:, 1], expected_rooms)
+    assert chunks[-1].dictionaries["cut"] == ["fair", "good", "ideal"]  # codes in order of appearance
+    np.testing.assert_array_equal(values[:, 2], [i % 3 for i in range(rows)])
+
+
+def test_a_text_cell_in_a_late_parquet_row_group_is_named_by_its_row(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cells = [str(i) for i in range(900)]
+    cells[777] = "seven"
+    path = tmp_path / "late.parquet"
+    pq.write_table(pa.table({"x": cells, "y": np.arange(900.0)}), path, row_group_size=100)
+    with pytest.raises(DataError, match=r"late\.parquet: column 'x' row 778: 'seven' is not a number"):
+        sources.load(str(path))

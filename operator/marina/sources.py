@@ -58,6 +58,7 @@ from marina.dataset import (
     reject_infinite,
     table_from_records,
 )
+from marina.parts import transposed
 from marina.readahead import ahead
 from marina.text import one_line
 
@@ -545,30 +546,47 @@ def _parquet_file(stream: io.BufferedIOBase, uri: str) -> pq.ParquetFile:
 def _parquet_chunks(
     uri: str, selected: tuple[str, ...], first_row: int, decoder: _Decoder
 ) -> Iterator[Table]:
+    """Row group by row group, each read one column at a time: Arrow's batch reader held five to eight
+    times a group's size (a 68 MB group of 101 columns peaked at 343-551 MiB); a column at a time holds
+    the group's values once, as float64. No read-ahead here: a second group in flight cost 100 MiB and
+    gained nothing measurable (1,000,000 x 101 in 68 MB groups: 296 MiB and 14 s without, 399 MiB and
+    18 s with)."""
     where = _without_credentials(uri)
     with storage.open_seekable(uri) as stream:
         file = _parquet_file(stream, uri)
         _check_same_columns(uri, file.schema_arrow.names, selected)
-        rows_per_batch = max(1, CHUNK_CELLS // max(len(selected), 1))
-        row = first_row
+        rows_per_chunk = max(1, CHUNK_CELLS // max(len(selected), 1))
+        starts = np.cumsum(
+            [first_row, *(file.metadata.row_group(g).num_rows for g in range(file.num_row_groups))]
+        )
 
-        def decoded(batch: pa.RecordBatch) -> Table:
-            """Decoded by the read-ahead thread, in order, while the consumer works on the batch before."""
-            nonlocal row
+        def group(index: int) -> np.ndarray:
             try:
-                table = decoder.table(batch, selected, row)
+                return _group_columns(file, index, selected, decoder, int(starts[index]))
             except DataError as exc:
                 raise DataError(f"{where}: {exc}") from exc
-            row += batch.num_rows
-            return table
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(
+                    f"{where}: unreadable Parquet data after row {starts[index]} ({one_line(str(exc), 200)})"
+                ) from exc
 
-        try:
-            batches = file.iter_batches(batch_size=rows_per_batch, columns=list(selected), use_threads=False)
-            yield from ahead(batches, decoded)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(
-                f"{where}: unreadable Parquet data after row {row} ({one_line(str(exc), 200)})"
-            ) from exc
+        for by_column in map(group, range(file.num_row_groups)):
+            for start in range(0, by_column.shape[1], rows_per_chunk):
+                rows = transposed(by_column[:, start : start + rows_per_chunk])
+                yield Table(selected, rows, decoder.dictionaries)
+
+
+def _group_columns(
+    file: pq.ParquetFile, index: int, selected: tuple[str, ...], decoder: _Decoder, first_row: int
+) -> np.ndarray:
+    """One row group's selected columns as float64, one column per row of the result, each decoded
+    alone (the decoder names a bad cell by its row in the file)."""
+    by_column = np.empty((len(selected), file.metadata.row_group(index).num_rows))
+    for j, name in enumerate(selected):
+        column = file.read_row_group(index, columns=[name], use_threads=False)
+        batch = pa.RecordBatch.from_arrays([column.column(0).combine_chunks()], names=[name])
+        by_column[j] = decoder.table(batch, (name,), first_row).values[:, 0]
+    return by_column
 
 
 def parse_csv(content: bytes, label: str = "CSV") -> Table:
