@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from marina.controller import background, metrics
+from marina.controller import background, metrics, reconciler
+from marina.controller.conditions import Outcome, State
 from marina.controller.health import Health
 
 
@@ -75,10 +76,16 @@ def test_created_jobs_count_by_component_and_other_objects_do_not() -> None:
 
 
 def test_reconcile_outcomes_and_warnings_count_by_reason() -> None:
-    metrics.reconciled("TrainingJob", "failed", "InvalidSpec")
-    metrics.reconciled("TrainingJob", "ready")
-    assert value("marina_operator_reconcile_errors_total", kind="TrainingJob", reason="InvalidSpec") == 1
-    assert value("marina_operator_reconciles_total", kind="TrainingJob", state="ready") == 1
+    def counted() -> tuple[float, float]:
+        return (
+            value("marina_operator_reconcile_errors_total", kind="Dataset", reason="InvalidSpec") or 0,
+            value("marina_operator_reconciles_total", kind="Dataset", state="ready") or 0,
+        )
+
+    errors, ready = counted()
+    metrics.reconciled("Dataset", "failed", "InvalidSpec")
+    metrics.reconciled("Dataset", "ready")
+    assert counted() == (errors + 1, ready + 1)
 
 
 def test_the_background_loop_reports_whether_this_replica_leads() -> None:
@@ -111,3 +118,12 @@ def test_condition_series_follow_the_last_status_write() -> None:
         is None
     )
     assert value("marina_operator_condition", **where, type="Ready", status="True", reason="Trained") == 1
+
+
+def test_every_reported_outcome_counts_and_warnings_count_by_reason(kube: Any) -> None:
+    body = kube.create({**deployment("rep-a"), "kind": "TrainingJob"})
+    before = value("marina_operator_reconcile_errors_total", kind="TrainingJob", reason="DatasetMissing") or 0
+    reconciler.report(kube, body, Outcome(State.WAITING, "DatasetMissing", "no Dataset d"))
+    after = value("marina_operator_reconcile_errors_total", kind="TrainingJob", reason="DatasetMissing")
+    assert after == before + 1
+    assert (value("marina_operator_reconciles_total", kind="TrainingJob", state="waiting") or 0) >= 1

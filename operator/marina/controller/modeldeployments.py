@@ -17,6 +17,7 @@ from marina.clock import parse_timestamp, utc_now
 from marina.controller import (
     builders,
     collector,
+    metrics,
     modeldeployment_spec,
     monitoring,
     ownership,
@@ -600,6 +601,7 @@ def retrain(
         )
         kube.patch_status(body, {"retraining": fields})
         kube.apply(retraining.refresh(namespace, target, fields["refresh"]))
+        metrics.retrain_triggered(namespace, name, str(reason))
         kube.event(
             body,
             "Normal",

@@ -11,7 +11,7 @@ from typing import Any
 from marina import progress, results
 from marina.clock import seconds_since
 from marina.contract import Failure, FailureKind, Success
-from marina.controller import builders, ownership, preflight
+from marina.controller import builders, metrics, ownership, preflight
 from marina.controller.conditions import Outcome, State, differs, needs_event, status_patch
 from marina.controller.kube import KubeApi, KubeError
 from marina.controller.settings import Settings
@@ -49,6 +49,9 @@ def lock_for(kind: str, namespace: str, name: str) -> threading.Lock:
 
 def report(kube: KubeApi, body: Mapping[str, Any], outcome: Outcome) -> Outcome:
     """Write the outcome into the status (only if it changes anything) and post an event on transitions."""
+    metrics.reconciled(
+        str(body.get("kind")), outcome.state.value, outcome.reason if outcome.warning else None
+    )
     current = body.get("status") or {}
     patch = status_patch(outcome, current, int(body["metadata"].get("generation") or 0))
     if differs(patch, current):
