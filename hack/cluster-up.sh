@@ -217,9 +217,12 @@ resolvConf: $STATE_DIR/resolv.conf
 podCIDR: $POD_CIDR
 maxPods: 110
 serializeImagePulls: false
-# Imported images cannot be pulled again (no registry): never garbage-collect them, never evict for disk.
+# Imported images cannot be pulled again (no registry): never garbage-collect them. The thresholds stop the
+# periodic collection; the minimum age stops the collection the eviction manager runs under disk pressure
+# (below nodefs.available it deleted the sandbox and marina images, and every new pod then tried a registry).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+imageMinimumGCAge: 87600h
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%}
 EOF
   start kubelet "$KUBE_BIN/kubelet" --config "$STATE_DIR/kubelet.yaml" \
