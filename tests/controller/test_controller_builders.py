@@ -133,8 +133,14 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
     body = serve(autoscaling={"maxReplicas": 5})
     assert "replicas" not in body["spec"]
     owner = builders.Owner("ModelDeployment", "diabetes", "team-a", "uid-3")
-    hpa = builders.horizontal_pod_autoscaler(owner, modeldeployment_spec.Autoscaling(2, 5, 70))
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "diabetes" and hpa["spec"]["maxReplicas"] == 5
+    hpa = builders.horizontal_pod_autoscaler(owner, modeldeployment_spec.Autoscaling(2, 5, 70, 30))
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "diabetes"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"] == {
+        "type": "Utilization",
+        "averageUtilization": 70,
+    }
+    assert hpa["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 30}}
 
 
 def test_service_and_url() -> None:

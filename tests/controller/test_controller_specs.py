@@ -156,7 +156,9 @@ def test_modeldeployment_from_uri_and_autoscaling() -> None:
         {"model": {"uri": "s3://marina/models/m.json", "sha256": sha}, "autoscaling": {"maxReplicas": 4}}
     )
     assert spec.model == modeldeployment_spec.ModelSource(uri="s3://marina/models/m.json", sha256=sha)
-    assert spec.autoscaling == modeldeployment_spec.Autoscaling(1, 4, 80)
+    assert spec.autoscaling == modeldeployment_spec.Autoscaling(
+        1, 4, 80, scale_down_stabilization_seconds=300
+    )
     assert (spec.replicas, spec.progress_deadline_seconds) == (1, 120)
 
 
@@ -174,6 +176,16 @@ def test_modeldeployment_from_uri_and_autoscaling() -> None:
             "spec.autoscaling.minReplicas",
         ),
         ({"model": {"trainingJob": "t"}, "autoscaling": {}}, "spec.autoscaling.maxReplicas"),
+        *(
+            (
+                {
+                    "model": {"trainingJob": "t"},
+                    "autoscaling": {"maxReplicas": 2, "scaleDownStabilizationSeconds": s},
+                },
+                "spec.autoscaling.scaleDownStabilizationSeconds",
+            )
+            for s in (-1, 3601, "60")
+        ),
         (
             {"model": {"trainingJob": "t"}, "rollout": {"progressDeadlineSeconds": 1}},
             "spec.rollout.progressDeadlineSeconds",

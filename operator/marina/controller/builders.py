@@ -617,5 +617,8 @@ def horizontal_pod_autoscaler(owner: Owner, autoscaling: Autoscaling) -> dict[st
                     },
                 }
             ],
+            "behavior": {
+                "scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds}
+            },
         },
     }

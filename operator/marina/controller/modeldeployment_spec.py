@@ -22,6 +22,8 @@ class Autoscaling:
     min_replicas: int
     max_replicas: int
     target_cpu_percent: int
+    #: How long the HPA keeps the highest recent recommendation before scaling down (Kubernetes' default).
+    scale_down_stabilization_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ def _autoscaling(autoscaling: Fields) -> Autoscaling:
         minimum,
         maximum,
         autoscaling.integer("targetCPUUtilizationPercentage", 80, contract.TARGET_CPU_PERCENT),
+        autoscaling.integer("scaleDownStabilizationSeconds", 300, contract.SCALE_DOWN_STABILIZATION_SECONDS),
     )
 
 
