@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from marina.controller import background, metrics, reconciler
 from marina.controller.conditions import Outcome, State
 from marina.controller.health import Health
@@ -127,3 +129,62 @@ def test_every_reported_outcome_counts_and_warnings_count_by_reason(kube: Any) -
     after = value("marina_operator_reconcile_errors_total", kind="TrainingJob", reason="DatasetMissing")
     assert after == before + 1
     assert (value("marina_operator_reconciles_total", kind="TrainingJob", state="waiting") or 0) >= 1
+
+
+def model(sha: str, **extra: Any) -> dict[str, Any]:
+    return {"uri": f"s3://marina/models/ns/{sha}.json", "sha256": sha * 64, "version": sha, **extra}
+
+
+def ready(reason: str) -> list[dict[str, Any]]:
+    return [{"type": "Ready", "status": "True", "reason": reason}]
+
+
+@pytest.mark.parametrize(
+    ("before", "written", "outcome"),
+    [
+        ({"model": model("a")}, {"model": model("b"), "conditions": ready("Available")}, "Promoted"),
+        ({}, {"model": model("a"), "conditions": ready("Available")}, None),  # the first model: no rollout
+        ({"model": model("a")}, {"model": model("a"), "conditions": ready("Available")}, None),
+        (
+            {"model": model("a")},
+            {
+                "model": model("a"),
+                "failedModel": model("b", reason="shift"),
+                "conditions": ready("RolledBack"),
+            },
+            "RolledBack",
+        ),
+        (
+            {"model": model("a"), "failedModel": model("b")},
+            {"model": model("a"), "failedModel": model("b"), "conditions": ready("RolledBack")},
+            None,  # the same failure written again
+        ),
+        ({}, {"failedModel": model("b"), "conditions": ready("RolloutFailed")}, "Failed"),
+        (
+            {"model": model("a")},
+            {"model": model("a"), "rejectedModel": model("c", metric="rmse")},
+            "Rejected",
+        ),
+        ({"model": model("a"), "rejectedModel": model("c")}, {"rejectedModel": model("c")}, None),
+    ],
+)
+def test_a_rollout_counts_once_by_the_models_its_status_write_records(
+    before: dict[str, Any], written: dict[str, Any], outcome: str | None
+) -> None:
+    assert metrics.rollout_outcome(before, written) == outcome
+
+
+def test_status_writes_count_rollouts_by_outcome() -> None:
+    where = {"namespace": "ns", "modeldeployment": "rolled"}
+    status: dict[str, Any] = {"model": model("a")}
+    for written in (
+        {"model": model("b"), "conditions": ready("Available")},
+        {"model": model("b"), "conditions": ready("Available")},
+        {"failedModel": model("c"), "conditions": ready("RolledBack")},
+        {"model": model("d"), "failedModel": None, "conditions": ready("Available")},
+    ):
+        metrics.status_written({**deployment("rolled"), "status": status}, written)
+        status = {**status, **written}
+    assert value("marina_operator_rollouts_total", **where, outcome="Promoted") == 2
+    assert value("marina_operator_rollouts_total", **where, outcome="RolledBack") == 1
+    assert value("marina_operator_rollouts_total", **where, outcome="Failed") is None

@@ -192,7 +192,12 @@ def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
     namespace, name = str(meta.get("namespace") or ""), str(meta["name"])
     if isinstance(status.get("conditions"), list):
         conditions_written(namespace, str(body.get("kind")), name, status["conditions"])
-    if body.get("kind") != MODEL_DEPLOYMENT or "monitoring" not in status:
+    if body.get("kind") != MODEL_DEPLOYMENT:
+        return
+    outcome = rollout_outcome(body.get("status") or {}, status)
+    if outcome is not None:
+        rollout_finished(namespace, name, outcome)
+    if "monitoring" not in status:
         return
     monitoring = status["monitoring"]
     if not isinstance(monitoring, Mapping) or not monitoring.get("level"):
@@ -212,6 +217,28 @@ def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         int(rows) if isinstance(rows, int) else None,
         features,
     )
+
+
+def rollout_outcome(before: Mapping[str, Any], written: Mapping[str, Any]) -> str | None:
+    """The rollout a ModelDeployment status write ends, read from the models it records, not from words:
+    a new `model` replacing one is Promoted; a new `failedModel` is RolledBack when the Ready condition
+    says so (the previous model serves on), else Failed; a new `rejectedModel` (the promotion gate kept
+    the champion) is Rejected."""
+
+    def changed(key: str) -> bool:
+        new, old = written.get(key), before.get(key)
+        return isinstance(new, Mapping) and (
+            not isinstance(old, Mapping) or new.get("sha256") != old.get("sha256")
+        )
+
+    if changed("failedModel"):
+        reasons = {c.get("reason") for c in written.get("conditions") or [] if c.get("type") == "Ready"}
+        return "RolledBack" if "RolledBack" in reasons else "Failed"
+    if changed("rejectedModel"):
+        return "Rejected"
+    if changed("model") and isinstance(before.get("model"), Mapping):
+        return "Promoted"
+    return None
 
 
 def conditions_written(namespace: str, kind: str, name: str, conditions: list[Any]) -> None:
