@@ -11,7 +11,7 @@ import pytest
 
 from marina.contract import Failure, encode
 from marina.controller import credentials
-from marina.controller.kube import KubeError
+from marina.controller.kube import CONFLICT, KubeError
 from marina.controller.settings import Settings
 from marina.storage import Credentials, StorageError
 
@@ -47,6 +47,7 @@ class FakeKube:
         self.writes: list[str] = []  # "verb Kind/name" of every create, apply and delete (not status)
         self.rejections: dict[tuple[str, str], tuple[int, str, str]] = {}
         self._uids = itertools.count(1)
+        self._versions = itertools.count(1)
 
     @staticmethod
     def key(body: Mapping[str, Any]) -> Key:
@@ -59,6 +60,7 @@ class FakeKube:
         meta.setdefault("uid", f"uid-{next(self._uids)}")
         meta.setdefault("generation", 1)
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        self._touch(stored)
         self.objects[self.key(stored)] = stored
         return copy.deepcopy(stored)
 
@@ -111,6 +113,7 @@ class FakeKube:
             }
         if changed:
             existing["metadata"]["generation"] += 1
+        self._touch(existing)
         return copy.deepcopy(existing)
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
@@ -129,9 +132,18 @@ class FakeKube:
                 del self.objects[key]
                 self.collect_dependents(body["metadata"]["uid"])
 
-    def patch_status(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    def patch_status(
+        self, body: Mapping[str, Any], status: Mapping[str, Any], *, unchanged_since_read: bool = False
+    ) -> None:
         stored = self.objects[self.key(body)]
+        version = stored["metadata"]["resourceVersion"]
+        if unchanged_since_read and body["metadata"].get("resourceVersion") != version:
+            raise KubeError("update the status of", body["kind"], "default", CONFLICT, "Conflict")
         _merge(stored.setdefault("status", {}), status)
+        self._touch(stored)
+
+    def _touch(self, stored: dict[str, Any]) -> None:
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
 
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         self.events.append((body["metadata"]["name"], event_type, reason, message))
@@ -140,7 +152,9 @@ class FakeKube:
     def set_status(
         self, api_version: str, kind: str, name: str, status: Mapping[str, Any], namespace: str = "default"
     ) -> None:
-        self.objects[(api_version, kind, namespace, name)]["status"] = copy.deepcopy(dict(status))
+        stored = self.objects[(api_version, kind, namespace, name)]
+        stored["status"] = copy.deepcopy(dict(status))
+        self._touch(stored)
 
     def finish_job(
         self,

@@ -55,6 +55,30 @@ def test_drift_refreshes_the_dataset_and_records_the_trigger(kube: Any) -> None:
     assert kube.current("Dataset", "d")["spec"] == {"source": {"builtin": "diabetes"}}  # only the annotation
 
 
+def test_a_record_written_since_the_read_wins_and_this_trigger_refreshes_nothing(
+    kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer (a replica taking over, a reconcile) records a retrain between this tick's read
+    and its write: the write is refused (409), so the limits are never exceeded and nothing is refreshed
+    twice; the next tick decides on the new record."""
+    setup(kube, spec_of({"cooldownSeconds": 600, "maxPerDay": 3}))
+    theirs = {"reason": "Drift", "refresh": "m-theirs", "lastTrigger": retraining.stamp(START), "total": 1}
+    read = kube.get
+
+    def read_then_another_writer(*key: str) -> dict[str, Any] | None:
+        found = read(*key)
+        if key[1] == "ModelDeployment":
+            kube.patch_status(read(*key), {"retraining": theirs})
+        return found
+
+    spec = modeldeployment_spec.parse(kube.current("ModelDeployment", "m")["spec"])
+    monkeypatch.setattr(kube, "get", read_then_another_writer)
+    modeldeployments.retrain(kube, "default", "m", spec, DRIFTED, START)
+    monkeypatch.undo()
+    assert kube.current("ModelDeployment", "m")["status"]["retraining"] == theirs
+    assert refresh_value(kube) is None and kube.events == []
+
+
 def test_no_drift_and_alert_only_refresh_nothing(kube: Any) -> None:
     setup(kube, spec_of(on_drift="Alert"))
     assert tick(kube, DRIFTED, START) == {}

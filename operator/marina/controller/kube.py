@@ -21,6 +21,7 @@ FIELD_MANAGER = "marina-operator"
 
 
 WRITES = frozenset({"create", "apply", "delete"})
+CONFLICT = 409  # the object changed since it was read (or, for a create, it exists)
 
 
 class KubeError(Exception):
@@ -83,7 +84,12 @@ class KubeApi(Protocol):
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
 
-    def patch_status(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None: ...
+    def patch_status(
+        self, body: Mapping[str, Any], status: Mapping[str, Any], *, unchanged_since_read: bool = False
+    ) -> None:
+        """Merge `status` into the object's status. `unchanged_since_read`: only if the object is still at
+        `body`'s resourceVersion, else KubeError 409 Conflict (a decision made on a stale read)."""
+        ...
 
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None: ...
 
@@ -195,7 +201,7 @@ class Kube:
                     "create",
                     body["kind"],
                     f"{meta['namespace']}/{meta['name']}",
-                    409,
+                    CONFLICT,
                     "Conflict",
                     "then not found",
                 ) from None
@@ -233,13 +239,18 @@ class Kube:
         except Exception as exc:
             raise self._fail("delete", kind, f"{namespace}/{name}", exc) from exc
 
-    def patch_status(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    def patch_status(
+        self, body: Mapping[str, Any], status: Mapping[str, Any], *, unchanged_since_read: bool = False
+    ) -> None:
         meta = body["metadata"]
         resource = self._resource(body["apiVersion"], body["kind"])
+        patch: dict[str, Any] = {"status": dict(status)}
+        if unchanged_since_read:  # the API server checks a resourceVersion in a patch as a precondition
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
         try:
             self._client.patch(
                 resource.status,
-                body={"status": dict(status)},
+                body=patch,
                 name=meta["name"],
                 namespace=meta["namespace"],
                 content_type="application/merge-patch+json",

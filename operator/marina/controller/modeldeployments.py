@@ -37,7 +37,7 @@ from marina.controller.conditions import (
     without_condition,
 )
 from marina.controller.fields import InvalidSpec
-from marina.controller.kube import KubeApi
+from marina.controller.kube import CONFLICT, KubeApi, KubeError
 from marina.controller.modeldeployment_spec import ModelDeploymentSpec
 from marina.controller.reconciler import invalid, lock_for, settle
 from marina.controller.settings import Settings
@@ -599,7 +599,12 @@ def retrain(
         fields = retraining.triggered(
             record, reason, why, target, retraining.token(name, now), now, spec.retraining
         )
-        kube.patch_status(body, {"retraining": fields})
+        try:
+            kube.patch_status(body, {"retraining": fields}, unchanged_since_read=True)
+        except KubeError as error:
+            if error.code == CONFLICT:
+                return  # written since the read (another replica, a reconcile): the next tick decides again
+            raise
         kube.apply(retraining.refresh(namespace, target, fields["refresh"]))
         metrics.retrain_triggered(namespace, name, str(reason))
         kube.event(
