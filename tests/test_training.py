@@ -697,6 +697,11 @@ def many_parts(tmp_path_factory: pytest.TempPathFactory) -> str:
     return version_folder(output)
 
 
+def sharded(data: str, output: Path, shards: int, partials: Path) -> list[str]:
+    """`marina train` options shared by a sharded run's shard and reduce phases."""
+    return ["--data", data, "--output", str(output), "--shards", str(shards), "--partials", str(partials)]
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -718,16 +723,7 @@ def test_sharded_training_equals_one_pod(
 ) -> None:
     monkeypatch.setattr(training, "IN_MEMORY_CELLS", 0)
     single = ok(capsys, "train", "--data", many_parts, "--output", str(tmp_path / "one"), *options)
-    common = [
-        "--data",
-        many_parts,
-        "--output",
-        str(tmp_path / "many"),
-        "--shards",
-        str(shards),
-        "--partials",
-        str(tmp_path / "p"),
-    ]
+    common = sharded(many_parts, tmp_path / "many", shards, tmp_path / "p")
     rows = 0
     for index in range(shards):
         monkeypatch.setenv(training.JOB_INDEX_ENV, str(index))  # as Kubernetes sets it in an Indexed Job
@@ -753,16 +749,7 @@ def test_sharded_training_equals_one_pod(
 def test_a_reduce_without_every_shard_names_the_missing_one(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, many_parts: str
 ) -> None:
-    common = [
-        "--data",
-        many_parts,
-        "--output",
-        str(tmp_path),
-        "--shards",
-        "2",
-        "--partials",
-        str(tmp_path / "p"),
-    ]
+    common = sharded(many_parts, tmp_path, 2, tmp_path / "p")
     ok(capsys, "train", *common, "--phase", "shard", "--shard-index", "0")
     code, _, err = run_cli(capsys, "train", *common, "--phase", "reduce")
     assert code == 1 and "expected one shard-1-of-2-<sha256>.json, found 0" in err
@@ -775,16 +762,7 @@ def test_each_shard_reports_its_own_share_beside_the_jobs_progress(
     stored = dataset.open_stored(many_parts)
     uri = tmp_path / "progress" / "wide-shard-x.json"
     uri.parent.mkdir()
-    common = [
-        "--data",
-        many_parts,
-        "--output",
-        str(tmp_path),
-        "--shards",
-        "2",
-        "--partials",
-        str(tmp_path / "p"),
-    ]
+    common = sharded(many_parts, tmp_path, 2, tmp_path / "p")
     for index in range(2):
         ok(capsys, "train", *common, "--phase", "shard", "--shard-index", str(index), "--progress", str(uri))
         report = json.loads((tmp_path / "progress" / f"wide-shard-x-shard-{index}.json").read_text())

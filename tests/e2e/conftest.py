@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,34 @@ class Marina:
 
     def sample(self, kind: str) -> dict[str, Any]:
         return dict(yaml.safe_load((SAMPLES / f"marina.dev_v1alpha1_{kind.lower()}.yaml").read_text()))
+
+    def pipeline(self, name: str, **serving: Any) -> list[dict[str, Any]]:
+        """The sample Dataset, TrainingJob and ModelDeployment, all named `name` and following each other;
+        `serving` sets fields of the ModelDeployment's spec (monitoring, autoscaling, ...)."""
+        dataset, training, deployment = (
+            self.sample(k) for k in ("Dataset", "TrainingJob", "ModelDeployment")
+        )
+        for body in (dataset, training, deployment):
+            body["metadata"]["name"] = name
+        training["spec"]["dataset"]["name"] = name
+        deployment["spec"]["model"]["trainingJob"] = name
+        deployment["spec"].update(serving)
+        return [dataset, training, deployment]
+
+    def apply_ready(self, *documents: dict[str, Any], timeout: float = 300) -> None:
+        """Apply, then wait until each of them is Ready, in order."""
+        self.apply(*documents)
+        for body in documents:
+            self.wait_ready(body["kind"].lower(), body["metadata"]["name"], timeout=timeout)
+
+    def checked_after(self, name: str, moment: float) -> dict[str, Any] | None:
+        """status.monitoring of ModelDeployment `name` once a drift check that began after `moment`
+        (epoch seconds; status times are whole seconds) is written."""
+        monitoring = self.status("modeldeployment", name).get("monitoring") or {}
+        checked = monitoring.get("lastChecked")
+        if checked and datetime.fromisoformat(checked.replace("Z", "+00:00")).timestamp() >= moment + 1:
+            return dict(monitoring)
+        return None
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl("get", kind, name, "-o", "json")))

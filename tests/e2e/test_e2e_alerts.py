@@ -33,18 +33,8 @@ ALERT = "MarinaModelDrifted"
 
 @pytest.fixture(scope="module")
 def served(marina: Any, prometheus: str) -> Any:
-    dataset, training, serving = (
-        marina.sample(kind) for kind in ("Dataset", "TrainingJob", "ModelDeployment")
-    )
-    for body in (dataset, training, serving):
-        body["metadata"]["name"] = NAME
-    training["spec"]["dataset"]["name"] = NAME
-    serving["spec"]["model"]["trainingJob"] = NAME
-    serving["spec"]["replicas"] = 1
-    serving["spec"]["monitoring"] = {"intervalSeconds": INTERVAL_SECONDS, "minRows": MIN_ROWS}
-    marina.apply(dataset, training, serving)
-    for kind in ("dataset", "trainingjob", "modeldeployment"):
-        marina.wait_ready(kind, NAME, timeout=300)
+    monitoring = {"intervalSeconds": INTERVAL_SECONDS, "minRows": MIN_ROWS}
+    marina.apply_ready(*marina.pipeline(NAME, replicas=1, monitoring=monitoring))
     return marina
 
 

@@ -10,16 +10,15 @@ Every request of both must succeed. The time from the change to each decision is
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.error
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
-from tests.e2e.test_e2e_pipeline import first_answer, predict
+from tests.e2e.test_e2e_pipeline import first_answer
+from tests.e2e.traffic import Traffic
 
 NAME = "canary"
 PAUSE_SECONDS = 5
@@ -76,36 +75,12 @@ def trained(marina: Any) -> Any:
     return marina
 
 
-class Client:
-    """Requests one diabetes row at a time (drawn at random, so the predictions vary) until stopped."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.answers = url, 0
-        self.failures: list[str] = []
-        self.rows = np.asarray(load_diabetes().data, dtype=np.float64)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:  # bounded: 10 minutes at most
-        rng, deadline = np.random.default_rng(10), time.monotonic() + 600
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            row = self.rows[rng.integers(len(self.rows))].tolist()
-            try:
-                predict(self.url, NAME, [row], timeout=10)
-                self.answers += 1
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                self.failures.append(repr(error))
-
-
 @pytest.fixture
-def client(trained: Any) -> Iterator[Client]:
+def client(trained: Any) -> Iterator[Traffic]:
     url = trained.service_url(NAME)
     first_answer(trained, url, NAME)
-    running = Client(url)
-    running.thread.start()
-    yield running
-    running.stop.set()
-    running.thread.join(timeout=30)
+    with Traffic(url, NAME, np.asarray(load_diabetes().data, dtype=np.float64)) as running:
+        yield running
 
 
 def switch(marina: Any, training: str) -> tuple[float, str]:
@@ -136,20 +111,15 @@ def follow(marina: Any, started: tuple[float, str], phase: str, timeout: float) 
     return rollout, ", ".join(f"{what} at {moment - begun:.1f} s" for what, moment in seen.items())
 
 
-def stop(client: Client) -> None:
-    client.stop.set()
-    client.thread.join(timeout=30)
-
-
-def test_a_shifted_challenger_is_rolled_back_at_the_first_step(trained: Any, client: Client) -> None:
+def test_a_shifted_challenger_is_rolled_back_at_the_first_step(trained: Any, client: Traffic) -> None:
     marina = trained
     stable = marina.status("modeldeployment", NAME)["model"]["sha256"]
     challenger = marina.status("trainingjob", "scaled")["model"]["sha256"]
     rolled, seen = follow(marina, switch(marina, "scaled"), "RolledBack", timeout=180)
     # the client keeps sending while the canary's pods drain
-    marina.wait_for("the canary's pods to go", lambda: not _canary_pods(marina), timeout=90)
-    stop(client)
-    print(f"canary abort, after the patch: {seen}; {client.answers} requests, {len(client.failures)} failed")
+    marina.wait_for("the canary's pods to go", lambda: not canary_pods(marina), timeout=90)
+    client.end()
+    print(f"canary abort, after the patch: {seen}; {client.summary()}")
     assert not marina.exists("deployment", f"{NAME}-canary")
     assert rolled["step"] == 1 and rolled["canaryModel"]["sha256"] == challenger and "step 2" not in seen
     failed = rolled["analysis"]["failed"]
@@ -162,27 +132,25 @@ def test_a_shifted_challenger_is_rolled_back_at_the_first_step(trained: Any, cli
     assert "predictionShift" in ready["message"]
     warnings = [e for e in marina.events(NAME) if e["type"] == "Warning" and e["reason"] == "RolledBack"]
     assert warnings and "predictionShift" in warnings[-1]["message"]
-    assert client.failures == [], f"{len(client.failures)} of {client.answers} failed: {client.failures[:5]}"
+    client.assert_none_failed()
     assert client.answers > 20
 
 
-def test_a_good_challenger_is_promoted(trained: Any, client: Client) -> None:
+def test_a_good_challenger_is_promoted(trained: Any, client: Traffic) -> None:
     marina = trained
     challenger = marina.status("trainingjob", "better")["model"]["sha256"]
     rollout, seen = follow(marina, switch(marina, "better"), "Promoted", timeout=300)
-    marina.wait_for("the canary's pods to go", lambda: not _canary_pods(marina), timeout=90)
-    stop(client)
-    print(
-        f"canary promotion, after the patch: {seen}; {client.answers} requests, {len(client.failures)} failed"
-    )
+    marina.wait_for("the canary's pods to go", lambda: not canary_pods(marina), timeout=90)
+    client.end()
+    print(f"canary promotion, after the patch: {seen}; {client.summary()}")
     status = marina.status("modeldeployment", NAME)
     assert status["model"]["sha256"] == challenger and rollout["canaryModel"]["sha256"] == challenger
     assert rollout["analysis"]["step"] == len(STEPS) and "failed" not in rollout["analysis"]
     assert marina.condition("modeldeployment", NAME)["status"] == "True"
-    assert client.failures == [], f"{len(client.failures)} of {client.answers} failed: {client.failures[:5]}"
+    client.assert_none_failed()
     assert client.answers > 20
 
 
-def _canary_pods(marina: Any) -> list[str]:
+def canary_pods(marina: Any) -> list[str]:
     found = marina.kubectl("get", "pods", "-l", "marina.dev/track=canary", "-o", "name").split()
     return list(found)

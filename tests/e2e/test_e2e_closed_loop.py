@@ -20,16 +20,16 @@ The time from the first shifted request to each stage is printed for the note (`
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.error
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from tests.e2e import test_e2e_promotion as promotion
+from tests.e2e.test_e2e_canary import canary_pods
 from tests.e2e.test_e2e_pipeline import predict
+from tests.e2e.traffic import Traffic
 
 from marina import storage
 
@@ -83,48 +83,14 @@ def resources(uri: str) -> list[dict[str, Any]]:
     return [dataset, training, serving]
 
 
-class Client:
-    """Requests of one row at a time, drawn at random from `rows` (which the test may replace), until
-    stopped; every failure after the first answer is kept."""
-
-    def __init__(self, url: str, rows: np.ndarray) -> None:
-        self.url, self.rows, self.answers = url, rows, 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:  # bounded: 40 minutes at most
-        rng, deadline = np.random.default_rng(10), time.monotonic() + 2400
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            rows = self.rows
-            try:
-                predict(self.url, NAME, [rows[rng.integers(len(rows))].tolist()], timeout=10)
-                self.answers += 1
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                if self.answers:  # a new Service's rules reach this host a moment after Ready
-                    self.failures.append(repr(error))
-                else:
-                    time.sleep(0.5)
-
-    def end(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture
-def looped(marina: Any, storage_env: None) -> Iterator[tuple[Any, str, Client]]:
+def looped(marina: Any, storage_env: None) -> Iterator[tuple[Any, str, Traffic]]:
     uri = f"s3://marina/raw/{marina.namespace}/loop.csv"
     storage.write_bytes(uri, promotion.csv_of(first := inputs(1), targets(first, 2)), "text/csv")
-    marina.apply(*resources(uri))
-    for kind in ("dataset", "trainingjob", "modeldeployment"):
-        marina.wait_ready(kind, NAME, timeout=STAGE_TIMEOUT)
-    client = Client(marina.service_url(NAME), first)
-    client.thread.start()
-    try:
+    marina.apply_ready(*resources(uri), timeout=STAGE_TIMEOUT)
+    with Traffic(marina.service_url(NAME), NAME, first, limit_seconds=2400) as client:
         marina.wait_for("the Service to answer", lambda: client.answers, timeout=60)
         yield marina, uri, client
-    finally:
-        client.end()
 
 
 Snapshot = dict[str, dict[str, Any]]  # kind -> the object
@@ -222,7 +188,7 @@ def decision(seen: Snapshot, challenger: str) -> dict[str, Any] | None:
 
 
 def test_drift_retrains_gates_canaries_and_promotes_without_a_failed_request(
-    looped: tuple[Any, str, Client],
+    looped: tuple[Any, str, Traffic],
 ) -> None:
     marina, uri, client = looped
     before = snapshot(marina)
@@ -242,7 +208,7 @@ def test_drift_retrains_gates_canaries_and_promotes_without_a_failed_request(
     for _ in range(SHIFTED_BATCHES):
         predict(client.url, NAME, new_rows[rng.integers(0, ROWS, BATCH_ROWS)].tolist(), timeout=30)
     seen = stages.follow(marina, shifted)
-    marina.wait_for("the canary's pods to go", lambda: not _canary_pods(marina), timeout=120)
+    marina.wait_for("the canary's pods to go", lambda: not canary_pods(marina), timeout=120)
     client.end()
 
     timings = ", ".join(f"{name} {at:.1f}s" for name, at in stages.at.items())
@@ -251,7 +217,7 @@ def test_drift_retrains_gates_canaries_and_promotes_without_a_failed_request(
     rmse = {side: gate.get(f"{side}Metrics", {}).get("rmse") for side in ("champion", "challenger")}
     print(
         f"\nfrom the first shifted request: {timings}; canary seen at {steps}; gate rmse {rmse}; "
-        f"{client.answers} requests, {len(client.failures)} failed"
+        f"{client.summary()}"
     )
     status = status_of(seen, "ModelDeployment")
     retraining = status["retraining"]
@@ -269,9 +235,5 @@ def test_drift_retrains_gates_canaries_and_promotes_without_a_failed_request(
     for expected in ("RetrainTriggered", "ChallengerPromoted", "CanaryPassed"):
         assert [reason for _, reason in events].count(expected) == 1, (expected, events)
     assert ("Warning", "DriftDetected") in events
-    assert client.failures == [], f"{len(client.failures)} of {client.answers} failed: {client.failures[:5]}"
+    client.assert_none_failed()
     assert client.answers >= MIN_REQUESTS * len(STEPS)  # the canary waited for that many
-
-
-def _canary_pods(marina: Any) -> list[str]:
-    return list(marina.kubectl("get", "pods", "-l", "marina.dev/track=canary", "-o", "name").split())

@@ -12,7 +12,6 @@ are printed for the note (`pytest -s`)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,36 +27,17 @@ SHIFTED_FEATURE = "bmi"
 
 
 def resources(marina: Any) -> list[dict[str, Any]]:
-    dataset, training, serving = (
-        marina.sample(kind) for kind in ("Dataset", "TrainingJob", "ModelDeployment")
-    )
-    for body in (dataset, training, serving):
-        body["metadata"]["name"] = NAME
-    training["spec"]["dataset"]["name"] = NAME
-    serving["spec"]["model"]["trainingJob"] = NAME
-    serving["spec"]["monitoring"] = {"intervalSeconds": INTERVAL_SECONDS, "minRows": MIN_ROWS}
-    return [dataset, training, serving]
+    return list(marina.pipeline(NAME, monitoring={"intervalSeconds": INTERVAL_SECONDS, "minRows": MIN_ROWS}))
 
 
 @pytest.fixture(scope="module")
 def served(marina: Any) -> Any:
-    marina.apply(*resources(marina))
-    for kind in ("dataset", "trainingjob", "modeldeployment"):
-        marina.wait_ready(kind, NAME, timeout=300)
+    marina.apply_ready(*resources(marina))
     return marina
 
 
 def drifted(marina: Any) -> dict[str, Any]:
     return dict(marina.condition("modeldeployment", NAME, "Drifted"))
-
-
-def checked_after(marina: Any, moment: float) -> dict[str, Any] | None:
-    """status.monitoring once a check that started after `moment` (epoch seconds) is written."""
-    monitoring = marina.status("modeldeployment", NAME).get("monitoring") or {}
-    checked = monitoring.get("lastChecked")
-    if checked and datetime.fromisoformat(checked.replace("Z", "+00:00")).timestamp() >= moment + 1:
-        return dict(monitoring)
-    return None
 
 
 def send(url: str, rows: np.ndarray, seen: list[str], marina: Any) -> None:
@@ -83,7 +63,7 @@ def test_no_false_alarm_then_a_shifted_feature_is_detected(served: Any) -> None:
     sent = time.time()
     for _ in range(2):  # two whole checks judge the 20k in-distribution rows
         monitoring = marina.wait_for(
-            "a check after the rows", lambda after=sent: checked_after(marina, after), timeout=60
+            "a check after the rows", lambda after=sent: marina.checked_after(NAME, after), timeout=60
         )
         sent = time.time()
         seen.append(drifted(marina)["status"])

@@ -14,7 +14,6 @@ The time from each change (refresh, or first shifted request) to each decision i
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -170,32 +169,14 @@ SHIFTED_FEATURE = "bmi"
 
 
 def drift_resources(marina: Any) -> list[dict[str, Any]]:
-    dataset, training, serving = (marina.sample(k) for k in ("Dataset", "TrainingJob", "ModelDeployment"))
-    for body in (dataset, training, serving):
-        body["metadata"]["name"] = RETRAIN
-    training["spec"]["dataset"]["name"] = RETRAIN
-    serving["spec"]["model"]["trainingJob"] = RETRAIN
-    serving["spec"]["monitoring"] = {
-        "intervalSeconds": INTERVAL_SECONDS,
-        "minRows": 1000,
-        "onDrift": "Retrain",
-    }
-    serving["spec"]["retraining"] = {"cooldownSeconds": 3600, "maxPerDay": 2}
-    return [dataset, training, serving]
-
-
-def checked_since(marina: Any, moment: float) -> dict[str, Any] | None:
-    monitoring = marina.status("modeldeployment", RETRAIN).get("monitoring") or {}
-    checked = monitoring.get("lastChecked")
-    if checked and datetime.fromisoformat(checked.replace("Z", "+00:00")).timestamp() >= moment + 1:
-        return dict(monitoring)
-    return None
+    monitoring = {"intervalSeconds": INTERVAL_SECONDS, "minRows": 1000, "onDrift": "Retrain"}
+    return list(
+        marina.pipeline(RETRAIN, monitoring=monitoring, retraining={"cooldownSeconds": 3600, "maxPerDay": 2})
+    )
 
 
 def test_drift_triggers_one_refresh_and_a_drift_inside_the_cooldown_none(marina: Any) -> None:
-    marina.apply(*drift_resources(marina))
-    for kind in ("dataset", "trainingjob", "modeldeployment"):
-        marina.wait_ready(kind, RETRAIN, timeout=300)
+    marina.apply_ready(*drift_resources(marina))
     prepared = marina.status("dataset", RETRAIN)["jobName"]
     source = load_diabetes()
     x = np.asarray(source.data, dtype=np.float64)
@@ -244,7 +225,7 @@ def test_drift_triggers_one_refresh_and_a_drift_inside_the_cooldown_none(marina:
     for start in range(0, len(shifted), 1000):  # drift goes on inside the cooldown
         predict(url, RETRAIN, shifted[start : start + 1000].tolist(), timeout=30)
     for _ in range(2):
-        marina.wait_for("a check", lambda after=again: checked_since(marina, after), timeout=60)
+        marina.wait_for("a check", lambda after=again: marina.checked_after(RETRAIN, after), timeout=60)
         again = time.time()
     status = marina.status("modeldeployment", RETRAIN)
     assert marina.condition("modeldeployment", RETRAIN, "Drifted")["status"] == "True"
