@@ -192,6 +192,36 @@ def prometheus(cluster: Cluster) -> str:
 
 
 @pytest.fixture(scope="session")
+def metrics_api(cluster: Cluster, kube: ApiClient) -> None:
+    """The Metrics API (metrics.k8s.io, served by metrics-server) answers, so HPAs and `kubectl top` work;
+    on the local cluster hack/monitoring-up.sh starts metrics-server when it does not."""
+    if _metrics_api_available(kube):
+        return
+    if not cluster.local:
+        pytest.fail(
+            "the autoscaling tests need the Metrics API (metrics.k8s.io): install metrics-server",
+            pytrace=False,
+        )
+    _run_script("monitoring-up.sh", "monitoring-up.log", ["metrics-server"])
+    if not _metrics_api_available(kube):
+        pytest.fail("hack/monitoring-up.sh ran but the Metrics API is not Available", pytrace=False)
+
+
+def _metrics_api_available(kube: ApiClient) -> bool:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        service = client.ApiregistrationV1Api(kube).read_api_service("v1beta1.metrics.k8s.io")
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    conditions = (service.status.conditions if service.status else None) or []
+    return any(c.type == "Available" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
 def kube(cluster: Cluster) -> ApiClient:
     """A kubernetes.client.ApiClient for the session's cluster."""
     from kubernetes import config
