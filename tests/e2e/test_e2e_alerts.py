@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 from tests.e2e.test_e2e_drift import BATCH_ROWS, SHIFTED_FEATURE
-from tests.e2e.test_e2e_pipeline import predict
+from tests.e2e.test_e2e_pipeline import first_answer, predict
 
 NAME = "alerted"
 INTERVAL_SECONDS = 10  # spec.monitoring.intervalSeconds
@@ -79,6 +79,7 @@ def test_drift_fires_the_alert_in_prometheus(served: Any, prometheus: str) -> No
     x_train = np.asarray(load_diabetes().data, dtype=np.float64)
     rng = np.random.default_rng(7)
     url = marina.service_url(NAME)
+    first_answer(marina, url, NAME)  # a new Service's rules reach this host a moment after Ready
     send(url, x_train[rng.integers(0, len(x_train), 2 * MIN_ROWS)])
     marina.wait_for(
         "the in-distribution check in Prometheus",

@@ -13,6 +13,7 @@ The time from each change (refresh, or first shifted request) to each decision i
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -130,6 +131,8 @@ def test_a_better_challenger_is_promoted_then_a_worse_one_is_rejected(gated: tup
     assert promoted["verdict"] == "Promoted" and promoted["champion"] == champion
     assert promoted["challengerMetrics"]["rmse"] <= promoted["championMetrics"]["rmse"]
     url = marina.service_url(NAME)
+    # Status says the rollout is complete while the old pods may still drain: ask once only its pods serve.
+    marina.wait_for("only the challenger's pods", lambda: serving_only(marina, better), timeout=120)
     champion_prediction = marina.wait_for("the Service", lambda: _predicted(url), timeout=60)
 
     started, worse = refresh(marina, uri, csv_of(x, shuffled_train_targets(y, 3)), "2")
@@ -152,6 +155,16 @@ def test_a_better_challenger_is_promoted_then_a_worse_one_is_rejected(gated: tup
     assert ("Warning", "ChallengerRejected") in events and ("Normal", "ChallengerPromoted") in events
     jobs = marina.kubectl("get", "jobs", "-l", "app.kubernetes.io/component=evaluate", "-o", "name").split()
     assert len(jobs) == 1  # one Job per pair, the earlier one cleaned up
+
+
+def serving_only(marina: Any, sha256: str) -> bool:
+    """Every pod behind the Service runs model `sha256` and none is terminating."""
+    listed = marina.kubectl("get", "pods", "-l", f"marina.dev/modeldeployment={NAME}", "-o", "json")
+    pods = json.loads(listed)["items"]
+    return bool(pods) and all(
+        not pod["metadata"].get("deletionTimestamp") and sha256 in pod["spec"]["containers"][0]["args"]
+        for pod in pods
+    )
 
 
 def _predicted(url: str) -> list[float] | None:
