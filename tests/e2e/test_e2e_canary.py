@@ -4,7 +4,9 @@
 times the stable's values: its first step's prediction shift is hundreds of stable standard deviations,
 far beyond maxPredictionShift 1, so it is rolled back at step 1; the stable keeps serving.
 (b) A challenger trained on the same data with another alpha passes both steps and is promoted.
-Every request of both must succeed. The time from the change to each decision is printed for the note
+(c) The leading operator pod is deleted during a canary's first pause: the other replica resumes the same
+rollout from its status (the same canary Deployment, the same step and pause) and promotes it.
+Every request of all three must succeed. The time from the change to each decision is printed for the note
 (`pytest -s`)."""
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
+from tests.e2e.test_e2e_leader import OPERATOR, SYSTEM, leader
 from tests.e2e.test_e2e_pipeline import first_answer
 from tests.e2e.traffic import Traffic
 
 NAME = "canary"
 PAUSE_SECONDS = 5
+#: Step 1's pause in (c): long enough that the other replica takes over inside it (0.5-2.8 s measured).
+LONG_PAUSE_SECONDS = 40
 STEPS = [{"weight": 50, "pauseSeconds": PAUSE_SECONDS}, {"weight": 100, "pauseSeconds": PAUSE_SECONDS}]
 SCALE = 100.0
 
@@ -83,10 +88,14 @@ def client(trained: Any) -> Iterator[Traffic]:
         yield running
 
 
-def switch(marina: Any, training: str) -> tuple[float, str]:
-    """Point the ModelDeployment at another TrainingJob's model: (when, monotonic; when, as status says)."""
+def switch(marina: Any, training: str, steps: list[dict[str, int]] | None = None) -> tuple[float, str]:
+    """Point the ModelDeployment at another TrainingJob's model (and new canary steps): (when, monotonic;
+    when, as status says)."""
     wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    patch = json.dumps({"spec": {"model": {"trainingJob": training}}})
+    spec: dict[str, Any] = {"model": {"trainingJob": training}}
+    if steps is not None:
+        spec["rollout"] = {"steps": steps}
+    patch = json.dumps({"spec": spec})
     marina.kubectl("patch", "modeldeployment", NAME, "--type=merge", "-p", patch)
     return time.monotonic(), wall
 
@@ -149,6 +158,65 @@ def test_a_good_challenger_is_promoted(trained: Any, client: Traffic) -> None:
     assert marina.condition("modeldeployment", NAME)["status"] == "True"
     client.assert_none_failed()
     assert client.answers > 20
+
+
+def test_a_canary_resumes_on_the_other_replica_when_its_leader_is_deleted(
+    trained: Any, client: Traffic
+) -> None:
+    marina = trained
+    cluster = marina.cluster
+    cluster.kubectl("-n", SYSTEM, "rollout", "status", OPERATOR, "--timeout=180s", timeout=200)
+    first = marina.wait_for("a leader among the operator's replicas", lambda: leader(cluster), timeout=60)
+    challenger = marina.status("trainingjob", "stable")["model"]["sha256"]
+    steps = [
+        {"weight": 50, "pauseSeconds": LONG_PAUSE_SECONDS},
+        {"weight": 100, "pauseSeconds": PAUSE_SECONDS},
+    ]
+    started = switch(marina, "stable", steps)
+    paused = marina.wait_for(
+        "step 1's pause",
+        lambda: (now := rollout_of(marina, started)).get("step") == 1 and now.get("stepStartedAt") and now,
+        timeout=120,
+        every=0.5,
+    )
+    canary = marina.get("deployment", f"{NAME}-canary")["metadata"]["uid"]
+    cluster.kubectl("-n", SYSTEM, "delete", "pod", first, "--wait=false")
+    deleted = time.monotonic()
+    second = marina.wait_for(
+        "the other replica to lead", lambda: (now := leader(cluster)) not in (None, first) and now, timeout=90
+    )
+    takeover = time.monotonic() - deleted
+    resumed = rollout_of(marina, started)
+    rollout, seen = follow(marina, started, "Promoted", timeout=300)
+    marina.wait_for("the canary's pods to go", lambda: not canary_pods(marina), timeout=90)
+    cluster.kubectl("-n", SYSTEM, "rollout", "status", OPERATOR, "--timeout=180s", timeout=200)
+    client.end()
+    print(
+        f"leader {first} deleted in step 1's pause, {second} led {takeover:.1f}s later; "
+        f"after the patch: {seen}; {client.summary()}"
+    )
+    assert (resumed["startedAt"], resumed["step"], resumed["stepStartedAt"]) == (
+        paused["startedAt"],
+        1,
+        paused["stepStartedAt"],
+    ), resumed  # the same rollout, step and pause, not begun again
+    assert rollout["startedAt"] == paused["startedAt"] and rollout["canaryModel"]["sha256"] == challenger
+    assert rollout["analysis"]["step"] == len(steps) and "failed" not in rollout["analysis"]
+    assert marina.status("modeldeployment", NAME)["model"]["sha256"] == challenger
+    # one canary Deployment in this rollout: the new leader scaled the one it found, it made no other
+    scaled = {
+        e["involvedObject"]["uid"]
+        for e in marina.events(f"{NAME}-canary")
+        if (e.get("firstTimestamp") or "") >= paused["startedAt"]
+    }
+    assert scaled == {canary}, scaled
+    client.assert_none_failed()
+
+
+def rollout_of(marina: Any, started: tuple[float, str]) -> dict[str, Any]:
+    """status.rollout when it is the record of the rollout begun at `started`, else {}."""
+    rollout = dict(marina.status("modeldeployment", NAME).get("rollout") or {})
+    return rollout if rollout.get("startedAt", "") >= started[1] else {}
 
 
 def canary_pods(marina: Any) -> list[str]:
