@@ -103,12 +103,12 @@ def switch(marina: Any, training: str, steps: list[dict[str, int]] | None = None
 def follow(marina: Any, started: tuple[float, str], phase: str, timeout: float) -> tuple[dict[str, Any], str]:
     """Poll status.rollout until the rollout begun at `started` reaches `phase`; also say when (seconds
     after the patch) each step asked for its canary pods, when its pause began, and when it ended."""
-    begun, wall = started
+    begun = started[0]
     seen: dict[str, float] = {}
 
     def reached() -> dict[str, Any] | None:
-        rollout = marina.status("modeldeployment", NAME).get("rollout") or {}
-        if rollout.get("startedAt", "") < wall:
+        rollout = rollout_of(marina, started)
+        if not rollout:
             return None  # the record of an earlier rollout
         at = f"step {rollout.get('step')} " + ("pause" if rollout.get("stepStartedAt") else "pods")
         seen.setdefault(

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from tests.e2e import test_e2e_promotion as promotion
 from tests.e2e.test_e2e_canary import canary_pods
-from tests.e2e.test_e2e_pipeline import predict
+from tests.e2e.test_e2e_pipeline import first_answer, predict
 from tests.e2e.traffic import Traffic
 
 from marina import storage
@@ -88,8 +88,9 @@ def looped(marina: Any, storage_env: None) -> Iterator[tuple[Any, str, Traffic]]
     uri = f"s3://marina/raw/{marina.namespace}/loop.csv"
     storage.write_bytes(uri, promotion.csv_of(first := inputs(1), targets(first, 2)), "text/csv")
     marina.apply_ready(*resources(uri), timeout=STAGE_TIMEOUT)
-    with Traffic(marina.service_url(NAME), NAME, first, limit_seconds=2400) as client:
-        marina.wait_for("the Service to answer", lambda: client.answers, timeout=60)
+    url = marina.service_url(NAME)
+    first_answer(marina, url, NAME, first[0].tolist(), timeout=60)
+    with Traffic(url, NAME, first, limit_seconds=2400) as client:
         yield marina, uri, client
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
-from tests.e2e.test_e2e_pipeline import predict
+from tests.e2e.test_e2e_pipeline import first_answer, predict
 
 NAME = "drift"
 INTERVAL_SECONDS = 10
@@ -56,7 +56,7 @@ def test_no_false_alarm_then_a_shifted_feature_is_detected(served: Any) -> None:
     x_train = np.asarray(source.data, dtype=np.float64)
     rng = np.random.default_rng(2026)
     url = marina.service_url(NAME)
-    marina.wait_for("the Service to answer", lambda: _answers(url, x_train[:1]), timeout=60)
+    first_answer(marina, url, NAME, x_train[0].tolist(), timeout=60)
 
     seen: list[str] = []
     send(url, x_train[rng.integers(0, len(x_train), 20_000)], seen, marina)
@@ -97,11 +97,3 @@ def test_no_false_alarm_then_a_shifted_feature_is_detected(served: Any) -> None:
     assert marina.condition("modeldeployment", NAME)["status"] == "True"  # still Ready: it still serves
     events = [(e["type"], e["reason"]) for e in marina.events(NAME)]
     assert ("Warning", "DriftDetected") in events and events.count(("Normal", "NoDrift")) == 1
-
-
-def _answers(url: str, rows: np.ndarray) -> bool:
-    try:
-        predict(url, NAME, rows.tolist())
-    except OSError:
-        return False
-    return True

@@ -51,18 +51,20 @@ def predict(url: str, model: str, rows: list[list[float]], timeout: float = 5) -
         return [float(v) for v in json.load(response)["outputs"][0]["data"]]
 
 
-def first_answer(marina: Any, url: str, model: str) -> list[float]:
+def first_answer(
+    marina: Any, url: str, model: str, row: list[float] = ROW, timeout: float = 30
+) -> list[float]:
     """The first prediction of a new Service (its rules reach this host's proxy a moment after Ready)."""
     answers: list[list[float]] = []
 
     def attempt() -> bool:
         try:
-            answers.append(predict(url, model, [ROW]))
+            answers.append(predict(url, model, [row]))
         except (urllib.error.URLError, OSError):
             return False
         return True
 
-    marina.wait_for(f"the Service of {model} to answer", attempt, timeout=30)
+    marina.wait_for(f"the Service of {model} to answer", attempt, timeout=timeout)
     return answers[-1]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
-from tests.e2e.test_e2e_pipeline import predict
+from tests.e2e.test_e2e_pipeline import first_answer, predict
 
 from marina import storage
 from marina.controller.datasets import REFRESH_ANNOTATION
@@ -196,7 +196,7 @@ def test_drift_triggers_one_refresh_and_a_drift_inside_the_cooldown_none(marina:
     column = list(source.feature_names).index(SHIFTED_FEATURE)
     rng = np.random.default_rng(7)
     url = marina.service_url(RETRAIN)
-    marina.wait_for("the Service", lambda: _answers(url, x[:1]), timeout=60)
+    first_answer(marina, url, RETRAIN, x[0].tolist(), timeout=60)
 
     shifted = x[rng.integers(0, len(x), 3000)].copy()
     shifted[:, column] += x[:, column].std()
@@ -246,11 +246,3 @@ def test_drift_triggers_one_refresh_and_a_drift_inside_the_cooldown_none(marina:
     assert status["retraining"]["held"]["reason"] == "Cooldown"
     reasons = [e["reason"] for e in marina.events(RETRAIN)]
     assert reasons.count("RetrainTriggered") == 1 and reasons.count("RetrainHeld") == 1
-
-
-def _answers(url: str, rows: np.ndarray) -> bool:
-    try:
-        predict(url, RETRAIN, rows.tolist())
-    except OSError:
-        return False
-    return True

@@ -15,8 +15,7 @@ from tests.e2e.test_e2e_pipeline import predict
 class Traffic:
     """`workers` threads, each sending one row at a time (drawn at random from `rows`, which the test may
     replace) and waiting `pause` seconds (which the test may change) between requests, until `end()` or
-    `limit_seconds`. Failures before the first answer are not kept: a new Service's rules reach this host
-    a moment after it is Ready."""
+    `limit_seconds`. Every failure counts: start it once the Service answers (`first_answer`)."""
 
     def __init__(
         self,
@@ -68,10 +67,7 @@ class Traffic:
                     self.answers += 1
             except (urllib.error.URLError, OSError, ValueError) as error:
                 with self._counted:
-                    if self.answers:
-                        self.failures.append(repr(error))
-                        continue
-                self._stop.wait(0.5)
+                    self.failures.append(repr(error))
                 continue
             if self.pause:
                 self._stop.wait(self.pause)
