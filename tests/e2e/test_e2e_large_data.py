@@ -15,6 +15,9 @@ from marina.sources import SyntheticSpec
 
 ROWS, FEATURES = 2_000_000, 50
 LIMITS = {"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi", "cpu": "100m"}}
+#: The prepare pod also held to a quarter of a core: on an idle machine it finished inside the operator's
+#: first 20 s re-check, so status.progress was never seen while it ran (it was Ready first).
+PREPARE_LIMITS = {"limits": {"memory": "256Mi", "cpu": "250m"}, "requests": LIMITS["requests"]}
 
 
 def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +27,8 @@ def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 def test_a_dataset_larger_than_the_pods_memory_prepares_and_trains(marina: Any, storage_env: None) -> None:
     synthetic = {"rows": ROWS, "features": FEATURES, "noise": 0.5, "seed": 3}
     started = time.monotonic()
-    marina.apply(resource("Dataset", "big", {"source": {"synthetic": synthetic}, "resources": LIMITS}))
+    spec = {"source": {"synthetic": synthetic}, "resources": PREPARE_LIMITS}
+    marina.apply(resource("Dataset", "big", spec))
     # The pod reports every 5 s and the operator re-checks a running Job every 20 s: the status shows the
     # rows while the Job runs (about 50 s here), before it is Ready.
     seen = marina.wait_for(
