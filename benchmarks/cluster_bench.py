@@ -67,7 +67,7 @@ def write_source(uri: str, rows: int, features: int) -> None:
     import pyarrow.parquet as pq
 
     from marina import storage
-    from marina.sources import SyntheticSpec
+    from marina.data.sources import SyntheticSpec
 
     spec = SyntheticSpec(rows=rows, features=features, noise=0.5, seed=11)
     names = [*(f"x{j}" for j in range(1, features + 1)), "target"]

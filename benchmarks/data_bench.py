@@ -60,11 +60,11 @@ def measure(setup: str, code: str, env: dict[str, str] | None = None) -> dict[st
 
 
 def write_csv(path: Path, rows: int, features: int) -> None:
-    """The synthetic source's rows (marina.sources, seeded), written by Arrow's CSV writer block by block."""
+    """The synthetic source's rows (marina.data.sources, seeded), written by Arrow's CSV writer by blocks."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    from marina.sources import SyntheticSpec
+    from marina.data.sources import SyntheticSpec
 
     spec = SyntheticSpec(rows=rows, features=features, noise=0.5, seed=11)
     names = [*(f"x{j}" for j in range(1, features + 1)), "target"]
@@ -155,7 +155,10 @@ def main() -> None:
             "import numpy as np", f"np.loadtxt({str(csv)!r}, delimiter=',', skiprows=1, ndmin=2)"
         )
         polars = measure("import polars as pl", f"pl.read_csv({str(csv)!r})")
-        cli = "from marina.cli import main; import contextlib, io; import marina.sources, marina.training"
+        cli = (
+            "from marina.cli import main; import contextlib, io; "
+            "import marina.data.sources, marina.jobs.train"
+        )
         prepare = measure(
             cli,
             f"out = io.StringIO()\nwith contextlib.redirect_stdout(out): assert main(['prepare', '--source', "

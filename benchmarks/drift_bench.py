@@ -27,10 +27,10 @@ import time
 import numpy as np
 from sklearn.datasets import load_diabetes
 
-from marina.controller import monitoring
-from marina.controller.modeldeployment_spec import Monitoring
-from marina.distribution import Reference
-from marina.server.histograms import WindowedHistograms
+from marina.controller.modeldeployments import monitoring
+from marina.controller.modeldeployments.spec import Monitoring
+from marina.data.distribution import Reference
+from marina.serving.histograms import WindowedHistograms
 
 PSI_THRESHOLD = 0.2
 SHIFTED_FEATURE = "bmi"

@@ -11,15 +11,15 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from marina.server.histograms import WindowedHistograms
-from marina.server.metrics import (
+from marina.serving.histograms import WindowedHistograms
+from marina.serving.metrics import (
     LATENCY_BUCKETS,
     STATISTICS_MAGNITUDE,
     ModelMetrics,
     RequestMetrics,
     RunningStatistics,
 )
-from marina.server.model import TRAINING_STATISTICS
+from marina.serving.model import TRAINING_STATISTICS
 
 
 def escape_label(value: str) -> str:

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marina.artifact import ModelArtifact, save
-from marina.distribution import Reference
+from marina.data.distribution import Reference
+from marina.model.artifact import ModelArtifact, save
 from server_bench import (
     HOST,
     MODEL,
@@ -60,7 +60,7 @@ SCRAPES = 200  # scrapes timed per variant after the load
 def serve(variant: str, argv: list[str]) -> int:
     """Run `marina serve argv` with the named exporter in place of the server's own."""
     from marina import cli
-    from marina.server import metrics
+    from marina.serving import metrics
 
     if variant == "handwritten":
         import handwritten_exporter
@@ -78,7 +78,7 @@ class NativeRequestMetrics:
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-        from marina.server.metrics import LATENCY_BUCKETS
+        from marina.serving.metrics import LATENCY_BUCKETS
 
         self.registry = CollectorRegistry(auto_describe=False)
         self._in_flight = Gauge(

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marina.artifact import ModelArtifact, save
+from marina.model.artifact import ModelArtifact, save
 
 MLSERVER_VERSION = "1.7.1"
 # MLServer 1.7.1's inference workers call asyncio.get_event_loop() with no loop running, which

@@ -173,7 +173,7 @@ build_local_path_provisioner() {
     local-path-provisioner -mod=mod -ldflags "-s -w -X main.VERSION=$v"
 }
 
-# build_prometheus: prometheus and promtool (hack/monitoring-up.sh, tests/test_monitoring_rules.py). Without the
+# build_prometheus: prometheus and promtool (hack/monitoring-up.sh, tests/manifests/test_monitoring_rules.py). Without the
 # builtinassets tag the web UI is not embedded (it would need npm); the API and the rules engine are all there.
 # remove_all_sd,enable_kubernetes_sd leaves out the cloud service discoveries (AWS, Azure, GCE, ... SDKs), which
 # are most of a cold build; static, file and Kubernetes discovery remain.

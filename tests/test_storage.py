@@ -260,8 +260,9 @@ def test_s3_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, s3_env: MinioS
 def test_prepare_then_train_round_trip_over_s3(
     s3_env: MinioServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from marina import artifact, dataset
     from marina.cli import main
+    from marina.data import dataset
+    from marina.model import artifact
 
     bucket = f"s3://roundtrip-{secrets.token_hex(4)}"
     prepare = [

@@ -23,10 +23,10 @@ from typing import NoReturn
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("marina.preparation", "prepare, validate, split and version a dataset"),
-    "train": ("marina.training", "fit a model on a prepared dataset and write its artifact"),
-    "evaluate": ("marina.comparison", "score a serving and a new model on the same test split"),
-    "serve": ("marina.server.command", "serve a model artifact over KServe v1 and Open Inference v2"),
+    "prepare": ("marina.jobs.prepare", "prepare, validate, split and version a dataset"),
+    "train": ("marina.jobs.train", "fit a model on a prepared dataset and write its artifact"),
+    "evaluate": ("marina.jobs.evaluate", "score a serving and a new model on the same test split"),
+    "serve": ("marina.serving.command", "serve a model artifact over KServe v1 and Open Inference v2"),
     "operator": ("marina.controller.command", "run the Kubernetes operator"),
 }
 

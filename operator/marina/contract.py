@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from marina.text import one_line
+from marina.system.text import one_line
 
 # --- enumerations ----------------------------------------------------------------------------------
 

@@ -735,7 +735,7 @@ def _attach(admin: Any, name: str) -> None:
 
 # --- retention (the operator's side, with MinIO's root credentials) ---------------------------------
 # Namespace identities may not delete (area_policy); only the operator removes what spec.retention
-# no longer keeps (marina.controller.retention decides which, from list_objects' modification times).
+# no longer keeps (marina.controller.shared.retention decides which, from list_objects' modification times).
 
 
 def delete_objects(uris: Sequence[str]) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from marina.contract import Failure, encode
-from marina.controller import credentials
-from marina.controller.kube import CONFLICT, KubeError
-from marina.controller.settings import Settings
+from marina.controller.kube.client import CONFLICT, KubeError
+from marina.controller.kube.settings import Settings
+from marina.controller.shared import credentials
 from marina.storage import Credentials, StorageError
 
 Key = tuple[str, str, str, str]

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from marina.contract import EXIT_RETRYABLE
-from marina.controller import builders, dataset_spec, trainingjob_spec
-from marina.controller.settings import Settings
+from marina.controller.datasets import spec as dataset_spec
+from marina.controller.kube.settings import Settings
+from marina.controller.shared import builders
+from marina.controller.trainingjobs import spec as trainingjob_spec
 
 SETTINGS = Settings(image="marina:test", s3_endpoint="http://minio.example:9000", s3_secret="creds")
 DATA_OWNER = builders.Owner("Dataset", "big", "team-a", "uid-1")

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from marina.controller import builders, dataset_spec, modeldeployment_spec, trainingjob_spec
-from marina.controller.settings import Settings
+from marina.controller.datasets import spec as dataset_spec
+from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import spec as modeldeployment_spec
+from marina.controller.shared import builders
+from marina.controller.trainingjobs import spec as trainingjob_spec
 
 SETTINGS = Settings(image="marina:test", s3_endpoint="http://minio.example:9000", s3_secret="creds")
 OWNER = builders.Owner("Dataset", "diabetes", "team-a", "uid-1")

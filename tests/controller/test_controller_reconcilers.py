@@ -10,11 +10,15 @@ from typing import Any
 import kopf
 import pytest
 
-from marina.clock import utc_now
 from marina.contract import Failure, FailureKind, encode
-from marina.controller import datasets, handlers, modeldeployments, preflight, reconciler, trainingjobs
-from marina.controller.conditions import State
-from marina.controller.settings import Settings
+from marina.controller import handlers
+from marina.controller.datasets import reconcile as datasets
+from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import reconcile as modeldeployments
+from marina.controller.shared import preflight, reconciler
+from marina.controller.shared.conditions import State
+from marina.controller.trainingjobs import reconcile as trainingjobs
+from marina.system.clock import utc_now
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 PREPARED = {
@@ -522,7 +526,7 @@ def test_a_running_preparation_shows_its_pods_progress_until_it_ends(
     kube: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reports: dict[str, Any] = {}
-    monkeypatch.setattr("marina.progress.read", lambda uri: reports.get(uri))
+    monkeypatch.setattr("marina.jobs.progress.read", lambda uri: reports.get(uri))
     kube.add_resource("Dataset", "big", {"source": {"synthetic": {"rows": 1000}}})
     datasets.reconcile(kube, settings, kube.current("Dataset", "big"))
     (job_name,) = kube.jobs()
@@ -542,7 +546,7 @@ def test_running_shards_show_their_merged_progress_and_how_many_are_done(
     kube: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reports: dict[str, Any] = {}
-    monkeypatch.setattr("marina.progress.read", lambda uri: reports.get(uri))
+    monkeypatch.setattr("marina.jobs.progress.read", lambda uri: reports.get(uri))
     ready_dataset(kube)
     kube.add_resource("TrainingJob", "wide", {"dataset": {"name": "diabetes"}, "parallelism": 2})
     trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from marina.controller import dataset_spec, modeldeployment_spec, trainingjob_spec
-from marina.controller.fields import InvalidSpec
+from marina.controller.datasets import spec as dataset_spec
+from marina.controller.modeldeployments import spec as modeldeployment_spec
+from marina.controller.shared.fields import InvalidSpec
+from marina.controller.trainingjobs import spec as trainingjob_spec
 
 INLINE = {"columns": ["x", "target"], "rows": [[1, 2], [2, 4], [3, 6]]}
 

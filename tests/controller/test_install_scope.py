@@ -14,8 +14,9 @@ import kopf
 import pytest
 import yaml
 
-from marina.controller import command, handlers, leadership
-from marina.controller.settings import Settings
+from marina.controller import command, handlers
+from marina.controller.kube import leadership
+from marina.controller.kube.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 # Only the cluster-wide install needs these (kopf falls back without them in the namespace-scoped one).

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from marina.controller import builders, dataset_spec, modeldeployment_spec, trainingjob_spec
-from marina.controller.settings import Settings
+from marina.controller.datasets import spec as dataset_spec
+from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import spec as modeldeployment_spec
+from marina.controller.shared import builders
+from marina.controller.trainingjobs import spec as trainingjob_spec
 
 REPO = Path(__file__).resolve().parents[2]
 NETWORK = REPO / "manifests" / "network"

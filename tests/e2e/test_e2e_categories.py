@@ -25,7 +25,9 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from marina import artifact, dataset, parts, storage
+from marina import storage
+from marina.data import dataset, parts
+from marina.model import artifact
 from tabular import COLORS, CUTS, write_diamonds
 
 NAME = "diamonds"

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from marina import artifact, dataset
-from marina.sources import SyntheticSpec
+from marina.data import dataset
+from marina.data.sources import SyntheticSpec
+from marina.model import artifact
 
 ROWS, FEATURES = 2_000_000, 50
 LIMITS = {"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi", "cpu": "100m"}}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from marina.controller import leadership
+from marina.controller.kube import leadership
 
 TRAINING_JOBS = int(os.environ.get("MARINA_E2E_LEADER_JOBS", "50"))
 SYSTEM = "marina-system"

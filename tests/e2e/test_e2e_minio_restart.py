@@ -18,7 +18,7 @@ from typing import Any
 from tests.e2e.test_e2e_eviction import train_slowly
 
 from marina import storage
-from marina.clock import parse_timestamp
+from marina.system.clock import parse_timestamp
 
 SYSTEM = "marina-system"
 MINIO_PODS = "app.kubernetes.io/name=minio"

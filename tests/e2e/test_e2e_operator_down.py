@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from marina import storage
-from marina.controller import termination
+from marina.controller.shared import termination
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 SYSTEM = "marina-system"
@@ -131,7 +131,7 @@ def test_a_result_lost_with_its_pod_while_the_operator_is_down_is_computed_again
 
 
 def stored_result_uri(job: dict[str, Any]) -> str:
-    """Where the Job's command stored its result document (marina.results)."""
+    """Where the Job's command stored its result document (marina.jobs.results)."""
     uri = termination.result_location(job)
     assert uri is not None, "the Job names no place for its result"
     return uri

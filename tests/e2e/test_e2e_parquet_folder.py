@@ -12,7 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bounds import EPS, SAFETY, condition
-from marina import artifact, dataset, sources, storage
+from marina import storage
+from marina.data import dataset, sources
+from marina.model import artifact
 from marina.solver import LinearRegressor
 
 ROWS_PER_PART, PARTS = (40_000, 25_000, 35_000), 3

@@ -17,7 +17,8 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from marina import dataset, storage
+from marina import storage
+from marina.data import dataset
 
 ROW = [
     0.0380759,

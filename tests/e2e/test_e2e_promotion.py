@@ -23,8 +23,8 @@ from sklearn.datasets import load_diabetes
 from tests.e2e.test_e2e_pipeline import first_answer, predict
 
 from marina import storage
-from marina.controller.datasets import REFRESH_ANNOTATION
-from marina.dataset import split_indices
+from marina.controller.datasets.reconcile import REFRESH_ANNOTATION
+from marina.data.dataset import split_indices
 
 NAME = "promo"
 ROWS = 400

@@ -14,9 +14,10 @@ from typing import Any
 
 from tests.e2e.test_e2e_operator_down import operator_scaled_to_zero
 
-from marina import results, storage
+from marina import storage
 from marina.contract import Success
-from marina.controller import termination
+from marina.controller.shared import termination
+from marina.jobs import results
 
 
 def test_a_finished_result_is_read_from_minio_when_its_pod_is_gone(

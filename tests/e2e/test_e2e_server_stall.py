@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import pytest
 from tests.e2e.test_e2e_pipeline import ROW, first_answer, predict
 
-from marina.server.limits import ServerLimits
+from marina.serving.limits import ServerLimits
 
 ATTACKERS = 40
 DECLARED_BYTES = 16_000_000

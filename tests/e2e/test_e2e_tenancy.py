@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from marina import dataset, storage
+from marina import storage
+from marina.data import dataset
 from marina.storage import StorageAccessDenied
 
 KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -9,7 +9,7 @@ manifests/operator-namespaced/namespace creates): each picks a random priority, 
 and the other takes over when it stops or stops writing to the peering object (`--peering none` runs
 standalone: for one operator outside the cluster, where no peering object exists).
 
-Settings come from the environment (see `marina.controller.settings`): MARINA_IMAGE,
+Settings come from the environment (see `marina.controller.kube.settings`): MARINA_IMAGE,
 MARINA_S3_ENDPOINT, MARINA_S3_SECRET, MARINA_S3_BUCKET, MARINA_NAMESPACES.
 """
 
@@ -60,9 +60,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from marina.controller import handlers, metrics
-    from marina.controller.leadership import Peering
-    from marina.controller.settings import Settings
+    from marina.controller import handlers
+    from marina.controller.kube import metrics
+    from marina.controller.kube.leadership import Peering
+    from marina.controller.kube.settings import Settings
 
     settings = Settings.from_environment()
     namespaces = list(args.namespace) or list(settings.namespaces)

@@ -23,21 +23,17 @@ from typing import Any
 
 import kopf
 
-from marina.controller import (
-    background,
-    builders,
-    datasets,
-    leadership,
-    modeldeployments,
-    monitoring,
-    rollout,
-    trainingjobs,
-)
-from marina.controller.conditions import Outcome, State, ready_condition
-from marina.controller.health import Health
-from marina.controller.kube import Kube, KubeApi, KubeError
-from marina.controller.reconciler import Reconcile, lock_for
-from marina.controller.settings import Settings
+from marina.controller.datasets import reconcile as datasets
+from marina.controller.kube import background, leadership
+from marina.controller.kube.client import Kube, KubeApi, KubeError
+from marina.controller.kube.health import Health
+from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import monitoring, rollout
+from marina.controller.modeldeployments import reconcile as modeldeployments
+from marina.controller.shared import builders
+from marina.controller.shared.conditions import Outcome, State, ready_condition
+from marina.controller.shared.reconciler import Reconcile, lock_for
+from marina.controller.trainingjobs import reconcile as trainingjobs
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = builders.GROUP, "v1alpha1"

@@ -1,0 +1,113 @@
+"""A Dataset's spec, parsed into the exact arguments of `marina prepare`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from marina import contract
+from marina.contract import BUILTIN_DATASETS, MISSING_POLICIES, S3_URI_PATTERN, SOURCE_KINDS
+from marina.controller.shared.fields import Fields, InvalidSpec, Resources, keep_last
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    source: str  # the `--source` value of `marina prepare`
+    inline_rows: str | None  # JSON list of row objects, for source `inline`
+    target: str
+    features: tuple[str, ...] | None
+    missing: str
+    max_categories: int
+    test_fraction: float
+    seed: int
+    resources: Resources
+    # Not an input of the preparation: out of repr, so out of the Job's digest (builders.short_hash).
+    keep_last: int | None = field(default=None, repr=False)
+    # The source's kind (csv, parquet, ...): where a bad URI is reported; the URI itself is in `source`.
+    source_kind: str = field(default="", repr=False)
+
+    @property
+    def stored_uri(self) -> str | None:
+        """The object or prefix a `csv` or `parquet` source reads (the sources that read storage)."""
+        return self.source if self.source.startswith("s3://") else None
+
+    @property
+    def uri_field(self) -> str:
+        return f"spec.source.{self.source_kind}.uri"
+
+
+def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
+    fields = Fields(spec)
+    target = fields.string("target", "target")
+    assert target is not None
+    features = fields.strings("features")
+    if features is not None and target in features:
+        raise InvalidSpec(fields.where("features"), f"must not include the target column {target!r}")
+    source, inline_rows = _source(fields.section("source"), target, features)
+    split = fields.section("split")
+    return DatasetSpec(
+        source=source,
+        inline_rows=inline_rows,
+        target=target,
+        features=features,
+        missing=fields.section("cleaning").string("missing", "drop", choices=MISSING_POLICIES) or "drop",
+        max_categories=fields.section("cleaning").integer("maxCategories", 100, contract.MAX_CATEGORIES),
+        test_fraction=split.number("testFraction", 0.2, contract.SPLIT_TEST_FRACTION),
+        seed=split.integer("seed", 42, contract.SEED),
+        resources=fields.resources(),
+        keep_last=keep_last(fields),
+        source_kind=next(kind for kind in SOURCE_KINDS if fields.section("source").has(kind)),
+    )
+
+
+def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tuple[str, str | None]:
+    given = [kind for kind in SOURCE_KINDS if source.has(kind)]
+    if len(given) != 1:
+        raise InvalidSpec(
+            source.path, f"set exactly one of {', '.join(SOURCE_KINDS)} (got {given or 'none'})"
+        )
+    kind = given[0]
+    if kind == "builtin":
+        return f"builtin:{source.string('builtin', choices=BUILTIN_DATASETS)}", None
+    if kind in ("csv", "parquet"):  # one object, or a prefix ending in '/' of many parts
+        return source.section(kind).required_string("uri", pattern=S3_URI_PATTERN), None
+    if kind == "synthetic":
+        return _synthetic(source.section("synthetic")), None
+    return "inline", _inline_rows(source.section("inline"), target, features)
+
+
+def _synthetic(synthetic: Fields) -> str:
+    params = {
+        "rows": synthetic.integer("rows", 1000, contract.SYNTHETIC_ROWS),
+        "features": synthetic.integer("features", 5, contract.SYNTHETIC_FEATURES),
+        "noise": synthetic.number("noise", 0.1, contract.SYNTHETIC_NOISE),
+        "seed": synthetic.integer("seed", 7, contract.SEED),
+        "missing": synthetic.number("missing", 0.0, contract.SYNTHETIC_MISSING),
+    }
+    return "synthetic:" + ",".join(f"{key}={value}" for key, value in params.items())
+
+
+def _inline_rows(inline: Fields, target: str, features: tuple[str, ...] | None) -> str:
+    columns = inline.strings("columns")
+    rows = inline.data.get("rows")
+    if columns is None:
+        raise InvalidSpec(inline.where("columns"), "is required")
+    if target not in columns:
+        raise InvalidSpec(inline.where("columns"), f"must include the target column {target!r}")
+    unknown = sorted(set(features or ()) - set(columns))
+    if unknown:
+        raise InvalidSpec(
+            "spec.features", f"names columns not in source.inline.columns: {', '.join(unknown)}"
+        )
+    if not isinstance(rows, list) or len(rows) not in contract.INLINE_ROWS:
+        raise InvalidSpec(inline.where("rows"), f"must be a list of {contract.INLINE_ROWS} rows")
+    records = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise InvalidSpec(
+                f"{inline.where('rows')}[{index}]", f"must have {len(columns)} values, one per column"
+            )
+        records.append(dict(zip(columns, row, strict=True)))
+    return json.dumps(records, separators=(",", ":"))

@@ -1,4 +1,0 @@
-"""Marina's prediction server: KServe v1 and Open Inference Protocol v2 over a raw ASGI app.
-
-Kept free of kopf and of any web framework: the hot path is JSON in, one matrix product, JSON out.
-"""

@@ -1,0 +1,556 @@
+"""KServe v1 and Open Inference Protocol v2 bodies ⇄ feature matrices. Pure functions, no HTTP.
+
+Decoding turns a parsed JSON body into a float64 (rows, n_features) matrix in the model's feature
+order, or raises `BadRequest` naming the field and the problem (expected vs got). Encoding builds
+the response bytes. A model with category inputs takes its raw inputs instead (strings for the
+categories) and encodes them with `marina.data.encoding`, exactly as training did.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from marina.data.encoding import EncodingError, Inputs
+from marina.serving import jsoncodec
+from marina.serving.errors import BadRequest
+from marina.serving.model import OUTPUT_NAME, ServedModel
+
+DATATYPES: dict[str, type[np.generic]] = {
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+}
+SUPPORTED = ", ".join(DATATYPES)
+BYTES = "BYTES"  # a category input's datatype: strings
+_LENGTH = struct.Struct("<I")  # BYTES binary data: each element's length, then its bytes
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        return jsoncodec.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def _object(payload: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(payload, Mapping):
+        raise BadRequest(f"{what} must be a JSON object, got {_describe(payload)}")
+    return payload
+
+
+def _field(payload: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
+    if key not in payload:
+        raise BadRequest(f"missing field '{key}' in {what}")
+    value = payload[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadRequest(f"field '{key}' in {what} must be a JSON {_json_type(kind)}, got {_describe(value)}")
+    return value
+
+
+def _json_type(kind: type) -> str:
+    names: dict[type, str] = {
+        list: "array",
+        str: "string",
+        dict: "object",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+    }
+    return names.get(kind, kind.__name__)
+
+
+def _describe(value: Any) -> str:
+    return "null" if value is None else _json_type(type(value))
+
+
+def may_hold_booleans(body: bytes) -> bool:
+    """Whether a JSON body could contain `true`/`false` at all: a fast scan that spares most requests
+    the walk over their numbers (numpy would silently read a boolean among numbers as 0 or 1)."""
+    return b"true" in body or b"false" in body
+
+
+def _holds_booleans(data: list[Any]) -> bool:
+    return any(type(value) is bool or (type(value) is list and _holds_booleans(value)) for value in data)
+
+
+def numeric_array(data: Any, datatype: str, what: str, check_booleans: bool = True) -> np.ndarray:
+    """JSON numbers (flat or nested, row-major) → an array of the tensor's datatype, checked.
+
+    The array keeps the nesting's shape; callers check it against the declared or expected shape.
+    `what` names the values in messages ("input 'x' data", "instances"). `check_booleans=False`
+    is for callers who know the body has no `true`/`false` (see `may_hold_booleans`).
+    """
+    try:
+        values = np.array(data)
+    except ValueError:
+        raise BadRequest(f"{what} is a ragged nested array; rows must have equal lengths") from None
+    if values.size == 0:
+        return values.astype(DATATYPES[datatype])
+    kind = values.dtype.kind
+    if kind not in "iuf" or (check_booleans and _holds_booleans(data)):
+        raise BadRequest(f"{what} must hold only numbers, got {_kind_name(kind)}")
+    target = np.dtype(DATATYPES[datatype])
+    if target.kind == "f":
+        if values.dtype == target:
+            return values
+        with np.errstate(over="ignore"):
+            converted = values.astype(target)
+        # JSON numbers are finite (see jsoncodec); only a narrowing cast can overflow
+        if target.itemsize < 8 and not np.isfinite(converted).all():
+            raise BadRequest(f"{what} holds values too large for {datatype}")
+        return converted
+    if kind == "f":
+        raise BadRequest(
+            f"{what} must be JSON integers for {datatype}, got numbers with a fraction or exponent"
+        )
+    limits = np.iinfo(target)
+    if values.min() < limits.min or values.max() > limits.max:
+        raise BadRequest(f"{what} has values out of range for {datatype} [{limits.min}, {limits.max}]")
+    return values.astype(target)
+
+
+def _kind_name(kind: str) -> str:
+    names = {"U": "strings", "S": "strings", "O": "nulls, objects or mixed types"}
+    return names.get(kind, "booleans")  # numbers with booleans among them parse as numbers
+
+
+# ---------------------------------------------------------------- Open Inference Protocol v2
+
+
+def is_matrix_shape(shape: Sequence[int], n_features: int) -> bool:
+    """[rows, n_features]; with a single feature [rows] is unambiguous too."""
+    return (len(shape) == 2 and shape[1] == n_features) or (n_features == 1 and len(shape) == 1)
+
+
+def _shape(tensor: Mapping[str, Any], what: str) -> list[int]:
+    shape: list[int] = _field(tensor, "shape", list, what)
+    if not all(type(dim) is int and dim >= 0 for dim in shape):  # `type is`: booleans are not sizes
+        raise BadRequest(f"{what}: 'shape' must be a list of non-negative integers, got {shape}")
+    return shape
+
+
+class BinaryTensors:
+    """The binary part of a request (Triton's binary tensor data extension), read in input order."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data)
+        self.offset = 0
+
+    def take(self, tensor: Mapping[str, Any], datatype: str, what: str) -> np.ndarray:
+        dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+        size = self._size(tensor, what)
+        if size % dtype.itemsize:
+            raise BadRequest(
+                f"{what}: binary_data_size {size} is not a multiple of {dtype.itemsize} ({datatype})"
+            )
+        values = np.frombuffer(self._claim(size), dtype=dtype)
+        if dtype.kind == "f" and not np.isfinite(values).all():
+            raise BadRequest(f"{what} binary data holds NaN or infinite values")
+        return values.astype(dtype.newbyteorder("="))
+
+    def take_strings(self, tensor: Mapping[str, Any], what: str) -> list[str]:
+        """A BYTES tensor: each element a 4-byte little-endian length, then that many UTF-8 bytes.
+
+        Element by element: where one ends is known only from its length, so this cannot vectorise.
+        """
+        chunk = bytes(self._claim(self._size(tensor, what)))
+        strings: list[str] = []
+        position, end = 0, len(chunk)
+        while position < end:
+            element = f"{what} binary element {len(strings)}"
+            if position + 4 > end:
+                raise BadRequest(f"{element}: {end - position} bytes left, too few for its 4-byte length")
+            (length,) = _LENGTH.unpack_from(chunk, position)
+            position += 4
+            if position + length > end:
+                raise BadRequest(f"{element}: its length {length} runs past binary_data_size")
+            try:
+                strings.append(chunk[position : position + length].decode())
+            except UnicodeDecodeError:
+                raise BadRequest(f"{element} is not UTF-8 text") from None
+            position += length
+        return strings
+
+    def _size(self, tensor: Mapping[str, Any], what: str) -> int:
+        size = tensor["parameters"]["binary_data_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"{what}: 'binary_data_size' must be a non-negative integer, got {size!r}")
+        if self.offset + size > len(self.data):
+            raise BadRequest(f"{what}: binary_data_size {size} runs past the end of the body's binary part")
+        return size
+
+    def _claim(self, size: int) -> memoryview:
+        """The next `size` bytes (checked by `_size`), in input order."""
+        start, self.offset = self.offset, self.offset + size
+        return self.data[start : self.offset]
+
+    def check_consumed(self) -> None:
+        if self.offset != len(self.data):
+            raise BadRequest(
+                f"the body has {len(self.data) - self.offset} bytes of binary data no input claims"
+            )
+
+
+def split_binary(body: bytes, header_length: int | None) -> tuple[bytes, BinaryTensors | None]:
+    """Body → (JSON part, binary part or None) using the Inference-Header-Content-Length header."""
+    if header_length is None:
+        return body, None
+    if header_length > len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length is {header_length} but the body has only {len(body)} bytes"
+        )
+    view = memoryview(body)
+    return bytes(view[:header_length]), BinaryTensors(view[header_length:])
+
+
+def _has_binary_data(tensor: Mapping[str, Any]) -> bool:
+    parameters = tensor.get("parameters")
+    return isinstance(parameters, Mapping) and "binary_data_size" in parameters
+
+
+class _Header(NamedTuple):
+    tensor: Mapping[str, Any]
+    name: str
+    what: str  # "input '<name>'", for messages
+    shape: list[int]
+    datatype: str
+
+
+def _header(tensor: Any, index: int) -> _Header:
+    tensor = _object(tensor, f"inputs[{index}]")
+    name = _field(tensor, "name", str, f"inputs[{index}]")
+    what = f"input '{name}'"
+    return _Header(tensor, name, what, _shape(tensor, what), _field(tensor, "datatype", str, what))
+
+
+def _tensor(
+    tensor: Any, index: int, binary: BinaryTensors | None, check_booleans: bool
+) -> tuple[str, list[int], np.ndarray]:
+    """One v2 input tensor → (name, shape, flat values of its datatype)."""
+    header = _header(tensor, index)
+    if header.datatype not in DATATYPES:
+        raise BadRequest(
+            f"{header.what}: datatype '{header.datatype}' is not supported; use one of {SUPPORTED}"
+        )
+    values = _numeric_values(header, binary, check_booleans)
+    _check_size(values.size, header)
+    return header.name, header.shape, values
+
+
+def _numeric_values(header: _Header, binary: BinaryTensors | None, check_booleans: bool) -> np.ndarray:
+    tensor, what, datatype = header.tensor, header.what, header.datatype
+    if "data" not in tensor and _has_binary_data(tensor):
+        return _binary_part(binary, what).take(tensor, datatype, what)
+    return numeric_array(_field(tensor, "data", list, what), datatype, f"{what} data", check_booleans)
+
+
+def _binary_part(binary: BinaryTensors | None, what: str) -> BinaryTensors:
+    if binary is None:
+        raise BadRequest(
+            f"{what} has binary_data_size but the request has no Inference-Header-Content-Length header"
+        )
+    return binary
+
+
+def _check_size(size: int, header: _Header) -> None:
+    expected = math.prod(header.shape)
+    if size != expected:
+        raise BadRequest(f"{header.what}: shape {header.shape} needs {expected} values, got {size}")
+
+
+class V2Request(NamedTuple):
+    features: np.ndarray  # float64, (rows, n_features), in the model's feature order
+    request_id: str | None
+    binary_output: bool  # answer with the prediction tensor as binary data after the JSON
+    unseen: Mapping[str, int] | None = None  # per category input: values encoded as all zeros
+
+
+def decode_v2(
+    payload: Any, model: ServedModel, binary: BinaryTensors | None = None, check_booleans: bool = True
+) -> V2Request:
+    """An inference request (its JSON part, and the binary part if any) → features and options.
+
+    Two input forms: one tensor of shape [rows, n_features] (any name), or one tensor per
+    feature named after it with shape [rows] or [rows, 1] (the form MLServer and Triton clients
+    build from a data frame). Tensor data is JSON or, per input, binary (`binary_data_size`).
+    """
+    request = _object(payload, "inference request")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f"field 'id' must be a JSON string, got {_describe(request_id)}")
+    binary_output = _binary_output_requested(request)
+    inputs = _field(request, "inputs", list, "inference request")
+    if not inputs:
+        raise BadRequest("field 'inputs' must hold at least one tensor")
+    if model.has_categories:
+        features, unseen = _raw_inputs_v2(inputs, model, binary, check_booleans)
+        return V2Request(features, request_id, binary_output, unseen)
+    tensors = [_tensor(tensor, index, binary, check_booleans) for index, tensor in enumerate(inputs)]
+    if binary is not None:
+        binary.check_consumed()
+    if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
+        return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output)
+    return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output)
+
+
+def _matrix_from_single(tensor: tuple[str, list[int], np.ndarray], model: ServedModel) -> np.ndarray:
+    name, shape, values = tensor
+    n = model.n_features
+    if is_matrix_shape(shape, n):
+        return values.reshape(-1, n).astype(np.float64, copy=False)
+    raise BadRequest(
+        f"input '{name}': expected shape [rows, {n}] (or one input per feature: "
+        f"{', '.join(model.feature_names)}), got {shape}"
+    )
+
+
+def _matrix_from_columns(tensors: list[tuple[str, list[int], np.ndarray]], model: ServedModel) -> np.ndarray:
+    by_name: dict[str, np.ndarray] = {}
+    rows: int | None = None
+    for name, shape, values in tensors:
+        if name not in model.feature_names:
+            raise BadRequest(
+                f"input '{name}' is not a feature of model '{model.name}'; send one input of shape "
+                f"[rows, {model.n_features}] or one input per feature: {', '.join(model.feature_names)}"
+            )
+        if name in by_name:
+            raise BadRequest(f"input '{name}' appears more than once")
+        if not is_matrix_shape(shape, 1):
+            raise BadRequest(
+                f"input '{name}': expected shape [rows] or [rows, 1] for one feature, got {shape}"
+            )
+        if rows is not None and shape[0] != rows:
+            raise BadRequest(f"input '{name}': expected {rows} rows like the other inputs, got {shape[0]}")
+        rows = shape[0]
+        by_name[name] = values.reshape(-1)
+    missing = [feature for feature in model.feature_names if feature not in by_name]
+    if missing:
+        raise BadRequest(f"missing inputs for features: {', '.join(missing)}")
+    columns = [by_name[feature] for feature in model.feature_names]
+    return np.column_stack(columns).astype(np.float64, copy=False)
+
+
+def _raw_inputs_v2(
+    inputs: list[Any], model: ServedModel, binary: BinaryTensors | None, check_booleans: bool
+) -> tuple[np.ndarray, dict[str, int]]:
+    """One tensor per raw input, named by it: BYTES for a category input, numbers otherwise."""
+    raw = model.raw_inputs
+    columns: dict[str, Any] = {}
+    rows: int | None = None
+    for index, tensor in enumerate(inputs):
+        header = _header(tensor, index)
+        item = raw.by_name.get(header.name)
+        if item is None:
+            raise BadRequest(
+                f"{header.what} is not an input of model '{model.name}'; send one tensor per input: "
+                f"{_input_list(raw)}"
+            )
+        if header.name in columns:
+            raise BadRequest(f"{header.what} appears more than once")
+        if not is_matrix_shape(header.shape, 1):
+            raise BadRequest(
+                f"{header.what}: expected shape [rows] or [rows, 1] for one input, got {header.shape}"
+            )
+        if item.is_category:
+            values = _strings(header, binary)
+        elif header.datatype in DATATYPES:
+            values = _numeric_values(header, binary, check_booleans).reshape(-1)
+        else:
+            raise BadRequest(
+                f"{header.what} is a number input: datatype '{header.datatype}' is not supported; "
+                f"use one of {SUPPORTED}"
+            )
+        _check_size(len(values), header)
+        if rows is not None and header.shape[0] != rows:
+            raise BadRequest(
+                f"{header.what}: expected {rows} rows like the other inputs, got {header.shape[0]}"
+            )
+        rows = header.shape[0]
+        columns[header.name] = values
+    if binary is not None:
+        binary.check_consumed()
+    missing = [name for name in raw.names if name not in columns]
+    if missing:
+        raise BadRequest(
+            f"missing inputs: {', '.join(missing)}; send one tensor per input: {_input_list(raw)}"
+        )
+    return _encode(raw, [columns[name] for name in raw.names], _v2_where)
+
+
+def _strings(header: _Header, binary: BinaryTensors | None) -> Any:
+    """A category input's values: JSON strings (null: missing) or binary BYTES elements."""
+    if header.datatype != BYTES:
+        raise BadRequest(
+            f"{header.what} is a category input: datatype must be {BYTES} (strings), got '{header.datatype}'"
+        )
+    tensor = header.tensor
+    if "data" not in tensor and _has_binary_data(tensor):
+        return _binary_part(binary, header.what).take_strings(tensor, header.what)
+    data = _field(tensor, "data", list, header.what)
+    try:
+        return np.asarray(data, dtype=object).reshape(-1)  # [rows, 1] may come nested
+    except ValueError:
+        raise BadRequest(
+            f"{header.what} data is a ragged nested array; rows must have equal lengths"
+        ) from None
+
+
+def _input_list(raw: Inputs) -> str:
+    return ", ".join(f"{item.name} ({BYTES if item.is_category else 'FP64'})" for item in raw.items)
+
+
+def _v2_where(name: str, row: int | None) -> str:
+    return f"input '{name}'" + ("" if row is None else f" element {row}")
+
+
+def _encode(
+    raw: Inputs, columns: list[Any], where: Callable[[str, int | None], str]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """`Inputs.encode`, its complaint turned into a 400 that says where in this protocol's body."""
+    try:
+        return raw.encode(columns)
+    except EncodingError as exc:
+        raise BadRequest(f"{where(exc.input_name, exc.row)}: {exc.problem}") from None
+
+
+def _parameter(holder: Mapping[str, Any], key: str) -> Any:
+    parameters = holder.get("parameters")
+    return parameters.get(key) if isinstance(parameters, Mapping) else None
+
+
+def _binary_output_requested(request: Mapping[str, Any]) -> bool:
+    """Checks the requested outputs; binary if the request or the requested output asks for it."""
+    binary = _parameter(request, "binary_data_output") is True
+    outputs = request.get("outputs")
+    if outputs is None:
+        return binary
+    if not isinstance(outputs, list):
+        raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
+    for index, output in enumerate(outputs):
+        output = _object(output, f"outputs[{index}]")
+        name = _field(output, "name", str, f"outputs[{index}]")
+        if name != OUTPUT_NAME:
+            raise BadRequest(f"unknown output '{name}'; this model has one output, '{OUTPUT_NAME}'")
+        binary = _parameter(output, "binary_data") is True or binary
+    return binary
+
+
+def encode_v2(
+    model: ServedModel, predictions: np.ndarray, request_id: str | None, binary: bool = False
+) -> tuple[bytes, int | None]:
+    """Response body, and the JSON header's length when the tensor follows as binary data."""
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        response["id"] = request_id
+    output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP64", "shape": [len(predictions)]}
+    response["outputs"] = [output]
+    if not binary:
+        output["data"] = predictions.tolist()
+        return jsoncodec.dumps(response), None
+    raw = predictions.astype("<f8", copy=False).tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    header = jsoncodec.dumps(response)
+    return header + raw, len(header)
+
+
+# ---------------------------------------------------------------- KServe v1
+
+
+def decode_v1(payload: Any, model: ServedModel, check_booleans: bool = True) -> np.ndarray:
+    """`{"instances": [[x1, x2, ...], ...]}` or instances as objects keyed by feature name."""
+    instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
+    objects = sum(isinstance(instance, Mapping) for instance in instances)
+    if objects == len(instances) > 0:
+        instances = [
+            _row_from_object(instance, index, model.feature_names) for index, instance in enumerate(instances)
+        ]
+    elif objects:
+        raise BadRequest(
+            "instances must be all lists of numbers or all objects keyed by feature name, not both"
+        )
+    values = numeric_array(instances, "FP64", "instances", check_booleans)
+    n = model.n_features
+    shape = values.shape
+    if is_matrix_shape(shape, n) or shape == (0,):
+        return values.reshape(-1, n)
+    raise BadRequest(f"instances: expected shape [rows, {n}] (lists of {n} numbers), got {list(shape)}")
+
+
+def decode_v1_inputs(
+    payload: Any, model: ServedModel, check_booleans: bool = True
+) -> tuple[np.ndarray, dict[str, int]]:
+    """A model with category inputs: instances are its raw inputs, as lists in input order or as
+    objects keyed by input name (strings for categories, null for a missing one). The one-hot
+    columns are never sent by hand: (features, unseen values per category input)."""
+    instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
+    raw = model.raw_inputs
+    objects = sum(isinstance(instance, Mapping) for instance in instances)
+    if objects == len(instances) > 0:
+        rows = [
+            _row_from_object(instance, index, raw.names, "inputs") for index, instance in enumerate(instances)
+        ]
+    elif objects:
+        raise BadRequest("instances must be all lists or all objects keyed by input name, not both")
+    else:
+        rows = [_raw_row(instance, index, raw) for index, instance in enumerate(instances)]
+    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in raw.items]
+    if check_booleans:
+        _refuse_booleans(raw, columns)
+    return _encode(raw, columns, _v1_where)
+
+
+def _raw_row(instance: Any, index: int, raw: Inputs) -> Sequence[Any]:
+    n = len(raw.items)
+    if not isinstance(instance, list) or len(instance) != n:
+        got = f"{len(instance)} values" if isinstance(instance, list) else _describe(instance)
+        raise BadRequest(
+            f"instances[{index}]: expected a list of {n} values, one per input ({', '.join(raw.names)}), "
+            f"or an object keyed by input name; got {got}"
+        )
+    return instance
+
+
+def _refuse_booleans(raw: Inputs, columns: list[Any]) -> None:
+    """numpy reads true/false among numbers as 1/0; JSON booleans are not numbers."""
+    for item, column in zip(raw.items, columns, strict=True):
+        if item.is_category:
+            continue  # encoding refuses anything but strings and null there
+        row = next((row for row, value in enumerate(column) if type(value) is bool), None)
+        if row is not None:
+            raise BadRequest(f"{_v1_where(item.name, row)}: must be a number, got boolean")
+
+
+def _v1_where(name: str, row: int | None) -> str:
+    return ("instances" if row is None else f"instances[{row}]") + f": input '{name}'"
+
+
+def _row_from_object(
+    instance: Mapping[str, Any], index: int, names: Sequence[str], kind: str = "features"
+) -> Sequence[Any]:
+    """An instance keyed by name → its values in `names` order; `kind` names them in messages."""
+    unknown = [key for key in instance if key not in names]
+    if unknown:
+        raise BadRequest(f"instances[{index}]: unknown {kind} {', '.join(map(str, unknown))}")
+    missing = [name for name in names if name not in instance]
+    if missing:
+        raise BadRequest(f"instances[{index}]: missing {kind} {', '.join(missing)}")
+    return [instance[name] for name in names]
+
+
+def encode_v1(predictions: np.ndarray) -> bytes:
+    return jsoncodec.dumps({"predictions": predictions.tolist()})
