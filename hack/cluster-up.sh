@@ -139,7 +139,7 @@ EOF
   # The sandbox image must be present before the kubelet creates the first pod (there is no registry).
   python3 "$HACK/lib/oci_image.py" --name "$PAUSE_IMAGE" --file "$MARINA_CACHE/pause/pause:/pause" \
     --entrypoint /pause --user 65535:65535 --output "$MARINA_CACHE/images/pause.tar"
-  python3 "$HACK/lib/oci_image.py" --name docker.io/library/coredns:dev --user 65532:65532 \
+  python3 "$HACK/lib/oci_image.py" --name marina.local/coredns:dev --user 65532:65532 \
     --file "$COREDNS_BIN/coredns:/coredns" --entrypoint /coredns --output "$MARINA_CACHE/images/coredns.tar"
   local image
   for image in pause coredns; do

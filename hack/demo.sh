@@ -11,7 +11,8 @@ log() { printf '\n[demo] %s\n' "$*" >&2; }
 
 LOCAL_KUBECONFIG=$ROOT/.cluster/kubeconfig
 if [[ -n ${KUBECONFIG:-} && $KUBECONFIG != "$LOCAL_KUBECONFIG" ]] && k version >/dev/null 2>&1; then
-  log "using the cluster of KUBECONFIG=$KUBECONFIG (its nodes must have marina:dev and minio:dev: make kind-up loads them)"
+  log "using the cluster of KUBECONFIG=$KUBECONFIG (its nodes must have marina.local/marina:dev and" \
+    "marina.local/minio:dev: make kind-up loads them)"
 else
   [[ -z ${KUBECONFIG:-} || $KUBECONFIG == "$LOCAL_KUBECONFIG" ]] ||
     log "KUBECONFIG=$KUBECONFIG does not reach a cluster; using the local one"
@@ -38,7 +39,7 @@ url=$(k -n "$NAMESPACE" get modeldeployment/diabetes -o jsonpath='{.status.url}'
 log "prediction through the Service: POST $url/v2/models/diabetes/infer"
 # One row of the diabetes data (age, sex, bmi, bp, s1..s6, already scaled as scikit-learn ships them),
 # sent from a short-lived pod so it works on any cluster (kind included).
-k -n "$NAMESPACE" run marina-demo-client --rm -i --quiet --restart=Never --image=marina:dev \
+k -n "$NAMESPACE" run marina-demo-client --rm -i --quiet --restart=Never --image=marina.local/marina:dev \
   --image-pull-policy=IfNotPresent --command -- python3 -c '
 import json, sys, urllib.request
 row = [0.0380759, 0.0506801, 0.0616962, 0.0218724, -0.0442235, -0.0348208, -0.0434008, -0.0025923, 0.0199075, -0.0176461]

@@ -71,7 +71,7 @@ else
   log "operator"
   k apply -k "$ROOT/manifests/operator" >/dev/null
 fi
-# Pick up a rebuilt marina:dev (same tag) on every deploy.
+# Pick up a rebuilt marina.local/marina:dev (same tag) on every deploy.
 k -n "$SYSTEM" rollout restart deployment/marina-operator >/dev/null
 k -n "$SYSTEM" rollout status deployment/marina-operator --timeout=180s >/dev/null || {
   k -n "$SYSTEM" logs deployment/marina-operator --tail=30 >&2 || true

@@ -3,12 +3,13 @@
 # the node image:
 #   MARINA_KIND_NODE_IMAGE unset or "local" (default; no registry needed): the node image is built here from
 #     Debian and our pinned Kubernetes (hack/kind/node-image.sh) and kind runs on its own Docker engine
-#     (hack/kind/docker.sh); marina:dev and minio:dev come from hack/images.sh's builds. Nothing is pulled.
+#     (hack/kind/docker.sh); marina.local/marina:dev and marina.local/minio:dev come from hack/images.sh's
+#     builds. Nothing is pulled.
 #   MARINA_KIND_NODE_IMAGE=kindest/node:<v1.33.x>@sha256:... (a machine with Docker and internet): kind on the
 #     machine's Docker with that upstream image, e.g. kind v0.30.0's pre-built one for 1.33:
 #     kindest/node:v1.33.4@sha256:25a6018e48dfcaee478f4a59af81157a437f15e6e140bf103f85a2e7cd0cbbf2
-#     marina:dev is built from images/marina/Dockerfile (python:3.11-slim) and minio:dev is the upstream
-#     MinIO image retagged.
+#     marina.local/marina:dev is built from images/marina/Dockerfile (python:3.11-slim) and
+#     marina.local/minio:dev is the upstream MinIO image (Docker Hub's, by its short name) retagged.
 # Re-running reuses a healthy cluster; a broken one (e.g. after a reboot) is recreated.
 # Prints the KUBECONFIG to use (.cluster/kind-kubeconfig). Remove everything with hack/kind/kind-down.sh.
 set -euo pipefail
@@ -16,7 +17,11 @@ KIND_HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")/kind" && pwd)"
 # shellcheck source=hack/kind/common.sh
 source "$KIND_HACK/common.sh"
 NODE_IMAGE=${MARINA_KIND_NODE_IMAGE:-local}
-MINIO_UPSTREAM_IMAGE=${MINIO_UPSTREAM_IMAGE:-quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z}
+MINIO_UPSTREAM_IMAGE=${MINIO_UPSTREAM_IMAGE:-minio/minio:RELEASE.2025-09-07T16-13-09Z}
+# The names the manifests, the operator and the tests use (marina.local never resolves: nothing is pulled);
+# `docker save` and `kind load` keep them in the node's containerd.
+MARINA_DEV_IMAGE=$KIND_LOCAL_REPO/marina:dev
+MINIO_DEV_IMAGE=$KIND_LOCAL_REPO/minio:dev
 export KUBECONFIG=${MARINA_KIND_KUBECONFIG:-$MARINA_ROOT/.cluster/kind-kubeconfig}
 STARTED=$SECONDS
 # Our pinned kubectl first (hack/kubectl.sh takes the one on PATH).
@@ -85,10 +90,10 @@ create_cluster() {
   log "kind cluster '$KIND_CLUSTER' ready in $((SECONDS - start))s"
 }
 
-# Local: marina:dev and minio:dev from the project's own image builds (hack/images.sh's steps, under its lock,
-# on its image-build engine, which is started and stopped here only when it is not already running, as
-# `make images` does; the kind engine cannot build it: its containers resolve no names, and pip needs PyPI),
-# saved as archives for `kind load image-archive`.
+# Local: marina.local/marina:dev and marina.local/minio:dev from the project's own image builds (hack/images.sh's
+# steps, under its lock, on its image-build engine, which is started and stopped here only when it is not already
+# running, as `make images` does; the kind engine cannot build it: its containers resolve no names, and pip needs
+# PyPI), saved as archives for `kind load image-archive`.
 local_app_images() {
   (
     # shellcheck source=hack/images.sh
@@ -99,12 +104,13 @@ local_app_images() {
     build_minio
     ensure_dockerd
     build_marina
-    local id
-    id=$(docker image inspect -f '{{.Id}}' marina:dev)
-    if [[ ! -f $KIND_CACHE/images/marina.tar || $(cat "$KIND_CACHE/images/marina.id" 2>/dev/null) != "$id" ]]; then
-      docker save marina:dev >"$KIND_CACHE/images/marina.tar.tmp"
+    # The stamp holds the name too: an archive saved under another name (an earlier version's) is saved again.
+    local stamp
+    stamp="$MARINA_DEV_IMAGE $(docker image inspect -f '{{.Id}}' "$MARINA_DEV_IMAGE")"
+    if [[ ! -f $KIND_CACHE/images/marina.tar || $(cat "$KIND_CACHE/images/marina.id" 2>/dev/null) != "$stamp" ]]; then
+      docker save "$MARINA_DEV_IMAGE" >"$KIND_CACHE/images/marina.tar.tmp"
       mv "$KIND_CACHE/images/marina.tar.tmp" "$KIND_CACHE/images/marina.tar"
-      echo "$id" >"$KIND_CACHE/images/marina.id"
+      echo "$stamp" >"$KIND_CACHE/images/marina.id"
     fi
     stop_dockerd_if_started
   )
@@ -147,10 +153,10 @@ main_upstream() {
   done
   KIND=kind
   create_cluster "$NODE_IMAGE" 0
-  docker build -f "$MARINA_ROOT/images/marina/Dockerfile" -t marina:dev "$MARINA_ROOT"
+  docker build -f "$MARINA_ROOT/images/marina/Dockerfile" -t "$MARINA_DEV_IMAGE" "$MARINA_ROOT"
   docker image inspect "$MINIO_UPSTREAM_IMAGE" >/dev/null 2>&1 || docker pull "$MINIO_UPSTREAM_IMAGE"
-  docker tag "$MINIO_UPSTREAM_IMAGE" minio:dev
-  "$KIND" load docker-image --name "$KIND_CLUSTER" marina:dev minio:dev
+  docker tag "$MINIO_UPSTREAM_IMAGE" "$MINIO_DEV_IMAGE"
+  "$KIND" load docker-image --name "$KIND_CLUSTER" "$MARINA_DEV_IMAGE" "$MINIO_DEV_IMAGE"
 }
 
 if [[ $NODE_IMAGE == local ]]; then main_local; else main_upstream; fi

@@ -24,7 +24,7 @@ aggregation_enabled() {
 }
 
 start_metrics_server() {
-  python3 "$HACK/lib/oci_image.py" --name docker.io/library/metrics-server:dev --user 65532:65532 \
+  python3 "$HACK/lib/oci_image.py" --name marina.local/metrics-server:dev --user 65532:65532 \
     --file "$METRICS_SERVER_BIN/metrics-server:/metrics-server" --entrypoint /metrics-server \
     --output "$MARINA_CACHE/images/metrics-server.tar"
   ctr_k8s images import "$MARINA_CACHE/images/metrics-server.tar" >/dev/null

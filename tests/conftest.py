@@ -2,9 +2,9 @@
 
 `cluster` uses `$KUBECONFIG` when it reaches a cluster (kind, k3d, a cloud cluster), else the local
 cluster's `.cluster/kubeconfig`, else brings the local cluster up with `hack/cluster-up.sh` once per
-session. `images` makes sure `marina:dev` and `minio:dev` are in the cluster, `minio` runs MinIO
-and tells the test process how to reach it. Without a cluster a test fails with the reason; it is
-never skipped. Tests under tests/cluster and tests/e2e get the `cluster` marker automatically.
+session. `images` makes sure `marina.local/marina:dev` and `marina.local/minio:dev` are in the cluster,
+`minio` runs MinIO and tells the test process how to reach it. Without a cluster a test fails with the
+reason; it is never skipped. Tests under tests/cluster and tests/e2e get the `cluster` marker automatically.
 """
 
 from __future__ import annotations
@@ -231,7 +231,8 @@ def kube(cluster: Cluster) -> ApiClient:
 
 @pytest.fixture(scope="session")
 def images(cluster: Cluster, kube: ApiClient) -> None:
-    """marina:dev and minio:dev are in the cluster: built and loaded here, or already on a remote cluster."""
+    """marina.local/marina:dev and marina.local/minio:dev are in the cluster: built and loaded here, or
+    already on a remote cluster's nodes under exactly these names (the manifests' and the operator's)."""
     if cluster.local:
         _run_script("images.sh", "images.log")
         return
@@ -243,11 +244,7 @@ def images(cluster: Cluster, kube: ApiClient) -> None:
         for image in node.status.images or []
         for name in image.names or []
     }
-    missing = [
-        image
-        for image in ("marina:dev", "minio:dev")
-        if not any(name.endswith(f"/{image}") or name == image for name in names)
-    ]
+    missing = [image for image in ("marina.local/marina:dev", "marina.local/minio:dev") if image not in names]
     if missing:
         pytest.fail(
             f"images {missing} are not on the cluster's nodes: for kind run `make kind-up`", pytrace=False

@@ -10,11 +10,11 @@
 #      (unpacked on first use) into the node's containerd + kind's manifests (CNI, storage) + a versions file
 # It runs against the kind Docker engine (hack/kind/dockerd.sh), which it starts when needed.
 # Usage: hack/kind/node-image.sh [--force]   (--force: rebuild the node image even when it is up to date)
+# debootstrap fetches from this machine's apt source for the suite (MARINA_DEBIAN_MIRROR=URI overrides it).
 set -euo pipefail
 KIND_HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/kind/common.sh
 source "$KIND_HACK/common.sh"
-DEBIAN_MIRROR=${MARINA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 NODE_PACKAGES=systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,iptables,conntrack,iproute2,ethtool,kmod,procps,ca-certificates,socat,libseccomp2,util-linux,mount,findutils,ebtables,nftables
 TOOLS_PACKAGES=iptables,conntrack,kmod,iproute2
 
@@ -27,12 +27,13 @@ release_rootfs_mounts() {
 rootfs() {
   local name=$1 packages=$2 tarball=$KIND_CACHE/$1-$DEBIAN_SUITE.tar
   [[ -f $tarball ]] && return 0
-  local root=$MARINA_CACHE/src/kind-$name-$DEBIAN_SUITE
-  log "debootstrap $DEBIAN_SUITE ($name: minbase + $packages) from $DEBIAN_MIRROR"
+  local root=$MARINA_CACHE/src/kind-$name-$DEBIAN_SUITE mirror
+  mirror=$(debian_mirror "$DEBIAN_SUITE") || exit 1
+  log "debootstrap $DEBIAN_SUITE ($name: minbase + $packages) from $mirror"
   release_rootfs_mounts "$root"
   rm -rf "$root"
   trap 'release_rootfs_mounts "'"$root"'"' EXIT
-  debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
+  debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$root" "$mirror" \
     >"$KIND_CACHE/debootstrap-$name.log" 2>&1 || die "debootstrap failed; see $KIND_CACHE/debootstrap-$name.log"
   release_rootfs_mounts "$root"
   trap - EXIT
@@ -74,8 +75,9 @@ component_images() {
     "$MARINA_CACHE/etcd-$ETCD_VERSION/etcdctl:/usr/local/bin/etcdctl" -- /usr/local/bin/etcd
   # Our pause (images/pause) under the tag kubeadm $KUBE_VERSION expects (3.10), so its preflight finds it.
   oci "$KIND_LOCAL_REPO/pause:3.10" 65535:65535 "$MARINA_CACHE/pause/pause:/pause" -- /pause
-  # The same name and user as the local cluster's CoreDNS, so hack/addons/coredns.yaml serves both.
-  oci docker.io/library/coredns:dev 65532:65532 "$MARINA_CACHE/coredns-$COREDNS_VERSION/coredns:/coredns" -- /coredns
+  # The same name and user as the local cluster's CoreDNS (marina.local/coredns:dev), so
+  # hack/addons/coredns.yaml serves both.
+  oci "$KIND_LOCAL_REPO/coredns:dev" 65532:65532 "$MARINA_CACHE/coredns-$COREDNS_VERSION/coredns:/coredns" -- /coredns
   oci "$KIND_LOCAL_REPO/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION" 0:0 \
     "$MARINA_CACHE/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION/local-path-provisioner:/usr/local/bin/local-path-provisioner" \
     -- /usr/local/bin/local-path-provisioner

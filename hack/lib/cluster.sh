@@ -43,7 +43,9 @@ KUBE_BIN=$MARINA_CACHE/bin-$KUBE_VERSION
 ETCD_BIN=$MARINA_CACHE/etcd-$ETCD_VERSION
 COREDNS_BIN=$MARINA_CACHE/coredns-$COREDNS_VERSION
 MINIO_BIN=$MARINA_CACHE/minio-$MINIO_VERSION
-PAUSE_IMAGE=docker.io/library/marina-pause:dev
+# Images built here are named under marina.local, which never resolves: a missing one fails on this machine
+# instead of reaching a registry (containerd reads a short name such as marina:dev as a Docker Hub one).
+PAUSE_IMAGE=marina.local/marina-pause:dev
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 kubectl_local() { "$KUBE_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }

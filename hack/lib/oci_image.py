@@ -107,9 +107,7 @@ def up_to_date(output: Path, name: str, files: list[tuple[Path, str]]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--name", required=True, help="full image reference, e.g. docker.io/library/minio:dev"
-    )
+    parser.add_argument("--name", required=True, help="full image reference, e.g. marina.local/minio:dev")
     parser.add_argument(
         "--file", action="append", required=True, metavar="SRC:DEST", help="file to put in the image"
     )

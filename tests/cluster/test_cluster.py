@@ -22,7 +22,7 @@ from marina import storage
 
 VERSIONS = Path(__file__).resolve().parents[2] / "hack" / "lib" / "versions.sh"
 WAIT_SECONDS = 180
-MARINA_IMAGE = "marina:dev"
+MARINA_IMAGE = "marina.local/marina:dev"
 
 # Resolves MinIO by its Service name, then writes and reads back an object through marina.storage.
 ROUNDTRIP_SCRIPT = """

@@ -3,8 +3,8 @@ kube-network-policies, hack/lib/network-policies.sh): a pod in another namespace
 cannot connect to MinIO, while the same pod carrying the labels the operator gives its pods can; a Job pod
 of Marina's, under its namespace's egress policy, reaches MinIO through the cluster DNS and nothing else.
 
-Each probe is a few lines of Python run by `kubectl exec` in a waiting pod of marina:dev (an image the cluster
-has): one TCP connection with a short timeout, and how it went as the exit code."""
+Each probe is a few lines of Python run by `kubectl exec` in a waiting pod of marina.local/marina:dev (an
+image the cluster has): one TCP connection with a short timeout, and how it went as the exit code."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def pod_spec(command: list[str]) -> dict[str, Any]:
         "containers": [
             {
                 "name": "main",
-                "image": "marina:dev",
+                "image": "marina.local/marina:dev",
                 "imagePullPolicy": "IfNotPresent",
                 "command": command,
                 "securityContext": {

@@ -38,7 +38,7 @@ def user_service(name: str) -> dict[str, Any]:
 
 def user_deployment(name: str) -> dict[str, Any]:
     labels = {"app": name}
-    container = {"name": "app", "image": "marina:dev", "command": ["sleep", "infinity"]}
+    container = {"name": "app", "image": "marina.local/marina:dev", "command": ["sleep", "infinity"]}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
