@@ -19,8 +19,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, start_http_server
 
+from marina.contract import DRIFT_LEVELS
+
 #: Drift levels (monitoring.Level's values); the level gauge has one series per level, 1 for the current.
-DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
 MODEL_DEPLOYMENT = "ModelDeployment"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from marina.controller.shared import storage_area
+from marina.controller.kube import paths
 
 DEFAULT_S3_ENDPOINT = "http://minio.marina-system.svc.cluster.local:9000"
 UPLOADS, DATASETS, MODELS = "raw", "datasets", "models"
@@ -26,7 +26,7 @@ UPLOADS, DATASETS, MODELS = "raw", "datasets", "models"
 class Settings:
     """Everything the operator needs to know about its environment (no credentials: only names)."""
 
-    image: str = "marina:dev"
+    image: str = "marina.local/marina:dev"
     image_pull_policy: str = "IfNotPresent"
     s3_endpoint: str = DEFAULT_S3_ENDPOINT
     s3_secret: str = "marina-s3-credentials"
@@ -49,7 +49,7 @@ class Settings:
         values = os.environ if env is None else env
         defaults = cls()
         namespaces = tuple(n.strip() for n in values.get("MARINA_NAMESPACES", "").split(",") if n.strip())
-        shared = storage_area.shared_prefixes(values.get("MARINA_SHARED_PREFIXES", ""))
+        shared = paths.shared_prefixes(values.get("MARINA_SHARED_PREFIXES", ""))
         return cls(
             image=values.get("MARINA_IMAGE", defaults.image),
             image_pull_policy=values.get("MARINA_IMAGE_PULL_POLICY", defaults.image_pull_policy),
