@@ -47,7 +47,7 @@ def send(histograms: WindowedHistograms, features: np.ndarray) -> None:
 
 
 def document(histograms: WindowedHistograms, version: str = "v1") -> dict[str, Any]:
-    """What GET /v2/models/<m>/distribution answers (server/app.py)."""
+    """What GET /v2/models/<m>/distribution answers (serving/app.py)."""
     windows = histograms.windows()
     return {
         "name": "m",
