@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from marina.contract import API_VERSION
+from marina.contract import API_VERSION, REFRESH_ANNOTATION
 from marina.controller.modeldeployments import drift, monitor, monitoring, retraining
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.modeldeployments.handlers import monitored
-from marina.contract import REFRESH_ANNOTATION
 from marina.controller.shared.fields import InvalidSpec
 
 URI = "s3://bucket/m.json"
