@@ -26,13 +26,22 @@ from marina.controller.kube.settings import Settings
 from marina.controller.modeldeployments import handlers as modeldeployments
 from marina.controller.modeldeployments import monitoring, rollout
 from marina.controller.shared import builders
-from marina.controller.shared.registration import Registered, entries, quietly, unsettled_index
+from marina.controller.shared.registration import (
+    Registered,
+    entries,
+    known_index,
+    quietly,
+    unsettled_index,
+)
 from marina.controller.shared.runtime import Runtime
 from marina.controller.trainingjobs import handlers as trainingjobs
 
 KOPF_PREFIX = f"kopf.{GROUP}"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
 RECHECK_SECONDS = 20.0
+# How often what this process remembers of objects that no index knows any more is forgotten (a deletion
+# whose event was missed while a watch reconnected; the DELETED event forgets at once otherwise).
+SWEEP_SECONDS = 60.0
 # A replica that stops writing to the peering object for this long (killed, frozen) is presumed dead and
 # the other takes over; it writes every 10-15 s (kopf: lifetime minus 5-10 s).
 PEERING_LIFETIME = 20
@@ -105,7 +114,8 @@ def register_background(
 
     @kopf.on.startup(id="start-background")
     async def start_background(settings: kopf.OperatorSettings, **indices: Any) -> None:
-        chores = [recheck(runtime, kinds, indices)] + [c for kind in kinds for c in kind.chores(indices)]
+        chores = [recheck(runtime, kinds, indices), sweep(runtime, kinds, indices)]
+        chores += [chore for kind in kinds for chore in kind.chores(indices)]
         tick = min(monitoring.TICK_SECONDS, rollout.TICK_SECONDS)
         loop = background.run(chores, settings.execution.executor, runtime.health, leading, tick)
         tasks.append(asyncio.create_task(loop, name="marina background"))
@@ -133,6 +143,23 @@ def recheck(runtime: Runtime, kinds: Sequence[Registered], indices: Mapping[str,
         quietly(lambda: runtime.reconcile(kind, reconcile, namespace, name), f"{kind} {name}")
 
     return background.Chore("re-check", RECHECK_SECONDS, unsettled_items, again)
+
+
+def sweep(runtime: Runtime, kinds: Sequence[Registered], indices: Mapping[str, Any]) -> background.Chore:
+    """Every SWEEP_SECONDS, forget the objects this process remembers but no kind's index holds."""
+
+    def gone() -> list[tuple[str, str, str]]:
+        known = {
+            (kind.kind, namespace, name)
+            for kind in kinds
+            for namespace, name in entries(indices[known_index(kind.plural)])
+        }
+        return sorted(runtime.remembered() - known)
+
+    def forget(item: tuple[str, str, str]) -> None:
+        runtime.forget(*item)
+
+    return background.Chore("forget", SWEEP_SECONDS, gone, forget)
 
 
 def register_probe(health: Health) -> None:

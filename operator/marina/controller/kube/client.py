@@ -287,7 +287,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        metrics.event_posted(body["kind"], meta["namespace"], meta["name"], event_type, reason)
+        metrics.event_posted(body["kind"], event_type, reason)
         try:
             self._client.create(self._resource("v1", "Event"), body=event, namespace=meta["namespace"])
         except Exception as exc:  # an event is best effort; the status already says it

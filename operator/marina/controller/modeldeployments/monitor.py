@@ -85,6 +85,5 @@ def act(
     if fired is not None:
         if fired.refresh is not None:
             kube.apply(fired.refresh)
-            meta = body["metadata"]
-            metrics.retrain_triggered(meta["namespace"], meta["name"], fired.reason)
+            metrics.retrain_triggered(fired.reason)
         kube.event(body, fired.event.type, fired.event.reason, fired.event.message)

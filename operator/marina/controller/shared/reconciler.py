@@ -33,6 +33,17 @@ def lock_for(kind: str, namespace: str, name: str) -> threading.Lock:
         return _locks.setdefault((kind, namespace, name), threading.Lock())
 
 
+def forget_lock(kind: str, namespace: str, name: str) -> None:
+    """The object is gone: its lock goes too (a holder keeps its own reference until it is done)."""
+    with _locks_guard:
+        _locks.pop((kind, namespace, name), None)
+
+
+def locked_objects() -> set[tuple[str, str, str]]:
+    with _locks_guard:
+        return set(_locks)
+
+
 def report(kube: KubeApi, body: Mapping[str, Any], outcome: Outcome) -> Outcome:
     """Write the outcome into the status (only if it changes anything) and post an event on transitions."""
     metrics.reconciled(

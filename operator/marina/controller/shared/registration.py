@@ -58,9 +58,19 @@ def register_kind(runtime: Runtime, kind: str, plural: str, reconcile: Reconcile
     ) -> dict[str, str]:
         return unsettled(namespace or "", name, status, int(meta.get("generation") or 0))
 
+    def index_known(*, name: str, namespace: str | None, **_: Any) -> dict[str, str]:
+        return {namespace or "": name}
+
+    def on_event(*, event: Mapping[str, Any], name: str, namespace: str | None, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            runtime.forget(kind, namespace or "", name)
+
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
         decorator(GROUP, VERSION, plural, id=f"reconcile-{plural}")(on_change)
     kopf.index(GROUP, VERSION, plural, id=unsettled_index(plural))(index_unsettled)
+    kopf.index(GROUP, VERSION, plural, id=known_index(plural))(index_known)
+    # Deletion needs no finalizer: only what this process remembers of the object goes (`Runtime.forget`).
+    kopf.on.event(GROUP, VERSION, plural, id=f"forget-{plural}")(on_event)
     return Registered(kind, plural, reconcile)
 
 
@@ -128,6 +138,11 @@ def unsettled(namespace: str, name: str, status: Mapping[str, Any] | None, gener
 
 def unsettled_index(plural: str) -> str:
     return f"unsettled_{plural}"
+
+
+def known_index(plural: str) -> str:
+    """Every object of the kind (namespace -> name): what exists, for the sweep of what is gone."""
+    return f"known_{plural}"
 
 
 def entries(index: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:

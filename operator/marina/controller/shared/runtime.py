@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marina.contract import API_VERSION
+from marina.controller.kube import metrics
 from marina.controller.kube.client import KubeApi
 from marina.controller.kube.health import Health
 from marina.controller.kube.settings import Settings
 from marina.controller.shared.conditions import Outcome
-from marina.controller.shared.reconciler import Reconcile, lock_for
+from marina.controller.shared.reconciler import Reconcile, forget_lock, lock_for, locked_objects
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -50,6 +51,14 @@ class Writes:
     def wrote(self, written: Mapping[str, Any]) -> None:
         with self._guard:
             self._last[key_of(written)] = digest(written.get("status"))
+
+    def forget(self, key: Key) -> None:
+        with self._guard:
+            self._last.pop(key, None)
+
+    def keys(self) -> set[Key]:
+        with self._guard:
+            return set(self._last)
 
     def current(self, body: Mapping[str, Any]) -> bool:
         """Whether `body` carries the status this process last wrote on it (or it wrote none)."""
@@ -122,6 +131,17 @@ class Runtime:
             if found is None:
                 found = self.kube().get(API_VERSION, kind, namespace, name)
             yield None if found is None or found["metadata"].get("deletionTimestamp") else found
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """An object is gone: what this process remembered of it (its lock, the digest of the status it
+        last wrote, its metrics' series) goes too, so memory and series follow the live objects."""
+        forget_lock(kind, namespace, name)
+        self.writes.forget((kind, namespace, name))
+        metrics.forget(kind, namespace, name)
+
+    def remembered(self) -> set[Key]:
+        """Every object this process holds something of (to sweep those no index knows any more)."""
+        return locked_objects() | self.writes.keys() | metrics.remembered()
 
     def reconcile(
         self,
