@@ -162,7 +162,7 @@ def test_one_edit_of_the_contract_reaches_crd_parser_flags_and_reference(tmp_pat
     kinds = copy / "marina" / "contract" / "kinds.py"
     text = kinds.read_text()
     seed = "default=42,\n                        bound=SEED,"
-    parallelism = "default=1,\n                bound=Bound(1, 64),"
+    parallelism = "SHARDS = Bound(1, 64)"
     assert text.count(seed) == 1 and text.count(parallelism) == 1, "the literals are written once"
     kinds.write_text(
         text.replace(seed, seed.replace("42", "43")).replace(parallelism, parallelism.replace("64", "32"))

@@ -223,7 +223,11 @@ def served(sha: str, settled: bool = True, stuck: bool = False) -> list[dict[str
     parsed = modeldeployment_spec.parse(model_deployment()["spec"])
     model = builders.ModelReference(training_job(sha)["status"]["model"]["uri"], sha)
     found = []
-    for desired in (manifests.deployment(SETTINGS, MD_OWNER, parsed, model), manifests.service(MD_OWNER)):
+    for desired in (
+        manifests.deployment(SETTINGS, MD_OWNER, parsed, model),
+        manifests.service(MD_OWNER),
+        manifests.pod_disruption_budget(MD_OWNER, 1),
+    ):
         written, _ = children.ensure(MD_OWNER, desired, None)
         found.append(written)
     deployment = found[0]
@@ -244,14 +248,15 @@ def hpa() -> dict[str, Any]:
 
 
 HPA = "HorizontalPodAutoscaler"
+COMPANIONS = ["create Service/web", "create PodDisruptionBudget/web"]  # two replicas: a budget
 SERVING_A = {"model": {"uri": training_job(SHA_A)["status"]["model"]["uri"], "sha256": SHA_A}}
 
 
 @pytest.mark.parametrize(
     ("status", "objects", "blocked", "reason", "writes"),
     [
-        ({}, [training_job(SHA_A)], None, "RollingOut", ["create Service/web", "create Deployment/web"]),
-        ({}, [training_job(SHA_A)], BLOCKED, "StorageUnavailable", ["create Service/web"]),
+        ({}, [training_job(SHA_A)], None, "RollingOut", [*COMPANIONS, "create Deployment/web"]),
+        ({}, [training_job(SHA_A)], BLOCKED, "StorageUnavailable", COMPANIONS),
         (SERVING_A, [training_job(SHA_A), *served(SHA_A)], BLOCKED, "Available", []),
         (SERVING_A, [training_job(SHA_A), *served(SHA_A), hpa()], None, "Available", [f"delete {HPA}/web"]),
         (SERVING_A, [training_job(SHA_B), *served(SHA_A)], None, "RollingOut", ["apply Deployment/web"]),
@@ -284,3 +289,20 @@ def test_a_model_deployments_plan(
     body = model_deployment(status=status)
     plan = decided(lambda seen: modeldeployments.decide(SETTINGS, seen), body, objects, blocked)
     assert plan.outcome.reason == reason and summary(plan) == writes
+
+
+@pytest.mark.parametrize(
+    ("spec", "writes"),
+    [
+        ({"replicas": 1}, ["delete PodDisruptionBudget/web"]),  # one replica: a budget would block drains
+        ({"replicas": 1, "disruption": {"maxUnavailable": 1}}, []),  # asked for: it stays
+        ({"replicas": 4, "disruption": {"maxUnavailable": "50%"}}, ["apply PodDisruptionBudget/web"]),
+        ({"replicas": 1, "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}, [f"create {HPA}/web"]),
+    ],
+    ids=["one replica", "asked for", "a percentage", "autoscaled from two"],
+)
+def test_the_disruption_budget_follows_the_replicas(spec: dict[str, Any], writes: list[str]) -> None:
+    body = model_deployment(spec=spec, status=SERVING_A)
+    objects = [training_job(SHA_A), *served(SHA_A)]
+    plan = decided(lambda seen: modeldeployments.decide(SETTINGS, seen), body, objects, None)
+    assert [w for w in summary(plan) if "Deployment/" not in w] == writes

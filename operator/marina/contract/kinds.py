@@ -53,6 +53,11 @@ DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailabl
 RETRAIN_TRIGGERS = ("Drift", "Schedule")
 RETRAIN_HOLDS = ("Cooldown", "DailyLimit", "NoDataset")
 PROMOTION_VERDICTS = ("Promoted", "Rejected")
+# What a served or batch-scored row can carry beside its prediction (the Open Inference v2 output names).
+PREDICTION_OUTPUTS = ("predict", "lower", "upper", "contribution", "extrapolation")
+EXTRAPOLATION_POLICIES = ("Allow", "Reject")
+SPLITS = ("train", "test")
+JOB_PHASES = ("Pending", "Running", "Succeeded", "Failed")
 
 
 def l1_solver_problem(penalty: str, solver: str) -> str | None:
@@ -395,6 +400,7 @@ DATASET = Kind(
 
 ALPHA = Bound(0)
 L1_RATIO = Bound(0, 1)
+SHARDS = Bound(1, 64)  # pods one training or scoring run may share
 
 TRAINING_JOB = Kind(
     kind="TrainingJob",
@@ -544,7 +550,7 @@ TRAINING_JOB = Kind(
                     "again for its R factor."
                 ),
                 default=1,
-                bound=Bound(1, 64),
+                bound=SHARDS,
             ),
             "activeDeadlineSeconds": Integer(
                 description="Deadline of one training run, in seconds.", default=3600, bound=Bound(10)
@@ -850,6 +856,37 @@ MODEL_DEPLOYMENT = Kind(
                     ),
                 },
             ),
+            "disruption": Object(
+                description=(
+                    "The PodDisruptionBudget of the serving pods (stable and canary), so `kubectl drain` and "
+                    "cluster upgrades evict them a few at a time instead of taking the model down. Absent: "
+                    "maxUnavailable 1 while more than one replica serves (spec.replicas, or "
+                    "autoscaling.minReplicas), and no budget for a single replica (it would block every "
+                    "drain)."
+                ),
+                properties={
+                    "maxUnavailable": IntOrString(
+                        description=(
+                            "Serving pods that may be down at once for an eviction: a number or a percentage."
+                        )
+                    )
+                },
+            ),
+            "serving": Object(
+                description="How the serving pods answer.",
+                properties={
+                    "extrapolation": String(
+                        description=(
+                            "What a row unlike the training data gets (leverage above the training maximum, "
+                            "a feature beyond its training range, an unseen category): Allow answers it (the "
+                            "verdict is in the extrapolation output and counted by reason); Reject answers "
+                            "422 naming the row and the reason."
+                        ),
+                        default="Allow",
+                        enum=EXTRAPOLATION_POLICIES,
+                    )
+                },
+            ),
             "promotion": Object(
                 description=(
                     "The gate before a new model of model.trainingJob replaces the serving one. Always "
@@ -1060,4 +1097,187 @@ MODEL_DEPLOYMENT = Kind(
     ),
 )
 
-KINDS = (DATASET, TRAINING_JOB, MODEL_DEPLOYMENT)
+# --- BatchPrediction -----------------------------------------------------------------------------------
+
+BATCH_PREDICTION = Kind(
+    kind="BatchPrediction",
+    plural="batchpredictions",
+    short_names=("bp", "bpred"),
+    description=(
+        "A BatchPrediction scores a whole table with a model in Kubernetes Jobs: a Dataset's split or CSV "
+        "and "
+        "Parquet objects in object storage, read in bounded memory and shared among `parallelism` pods, "
+        "written as Parquet parts and a manifest naming each part's sha256 under the output prefix. The "
+        "same spec, model and data are scored once: applying it again changes nothing."
+    ),
+    rules=(_name_rule("it names Jobs and objects"),),
+    columns=(
+        Column("Phase", "string", ".status.phase"),
+        Column("Ready", "string", READY_STATUS),
+        Column("Rows", "integer", ".status.rows"),
+        Column("Model", "string", ".status.model.version"),
+        Column("URI", "string", ".status.uri", priority=1),
+        Column("Reason", "string", READY_REASON, priority=1),
+        AGE,
+    ),
+    spec=Object(
+        description="What to score, with which model, and where the scores go.",
+        required=("model", "source"),
+        properties={
+            "model": Object(
+                description=(
+                    "The model: the latest of a TrainingJob, what a ModelDeployment serves, or an artifact "
+                    "given by uri together with sha256. Resolved when the scoring starts; a new model "
+                    "later scores again."
+                ),
+                rules=(
+                    Rule(
+                        "(has(self.trainingJob) ? 1 : 0) + (has(self.modelDeployment) ? 1 : 0) "
+                        "+ (has(self.uri) ? 1 : 0) == 1",
+                        "set exactly one of model.trainingJob, model.modelDeployment or model.uri",
+                    ),
+                    Rule("has(self.uri) == has(self.sha256)", "model.uri and model.sha256 go together"),
+                ),
+                properties={
+                    "trainingJob": String(
+                        description="Score with this TrainingJob's latest model (same namespace).",
+                        length=Bound(1),
+                    ),
+                    "modelDeployment": String(
+                        description="Score with the model this ModelDeployment serves (same namespace).",
+                        length=Bound(1),
+                    ),
+                    "uri": String(
+                        description=(
+                            "A model artifact in this namespace's `s3://<bucket>/models/<namespace>/` or "
+                            "under a prefix the cluster admin shares."
+                        ),
+                        pattern=S3_URI_PATTERN,
+                    ),
+                    "sha256": String(description="The artifact's sha256.", pattern=SHA256_PATTERN),
+                },
+            ),
+            "source": Object(
+                description="The rows to score: exactly one of dataset, csv or parquet.",
+                rules=(
+                    Rule(
+                        "(has(self.dataset) ? 1 : 0) + (has(self.csv) ? 1 : 0) + (has(self.parquet) ? 1 : 0) "
+                        "== 1",
+                        "set exactly one of source.dataset, source.csv or source.parquet",
+                    ),
+                ),
+                properties={
+                    "dataset": Object(
+                        description="A split of a prepared Dataset (same namespace): its latest version.",
+                        required=("name",),
+                        properties={
+                            "name": String(description="Name of the Dataset.", length=Bound(1)),
+                            "split": String(description="Which split.", default="test", enum=SPLITS),
+                            "version": String(
+                                description="Pin a version (status.version of the Dataset).",
+                                pattern=DATASET_VERSION_PATTERN,
+                            ),
+                        },
+                    ),
+                    "csv": Object(
+                        description="A CSV object, or a prefix ending in `/` of many CSV or Parquet parts.",
+                        required=("uri",),
+                        properties={
+                            "uri": String(description=f"The object's URI, {S3_AREAS}", pattern=S3_URI_PATTERN)
+                        },
+                    ),
+                    "parquet": Object(
+                        description="A Parquet object, or a prefix ending in `/` of many Parquet parts.",
+                        required=("uri",),
+                        properties={
+                            "uri": String(description=f"The object's URI, {S3_AREAS}", pattern=S3_URI_PATTERN)
+                        },
+                    ),
+                },
+            ),
+            "outputs": Array(
+                description=(
+                    "What each scored row carries: the prediction, the prediction interval's bounds (at "
+                    "`level`), one contribution per input (they sum with the base value to the "
+                    "prediction) and the extrapolation verdict."
+                ),
+                items=String(enum=PREDICTION_OUTPUTS),
+                size=Bound(1, len(PREDICTION_OUTPUTS)),
+                list_type="set",
+                default=["predict"],
+            ),
+            "level": Number(
+                description="The prediction interval's coverage, for the lower and upper outputs.",
+                default=0.95,
+                bound=Bound(0, 1, exclusive_minimum=True, exclusive_maximum=True),
+            ),
+            "passthrough": Array(
+                description="Source columns copied beside the outputs (an id, to join the scores back).",
+                items=String(length=Bound(1)),
+                list_type="set",
+            ),
+            "output": Object(
+                description=(
+                    "Where the scores go (absent: `s3://<bucket>/predictions/<namespace>/<name>/`): each "
+                    "run writes its own folder under it, named by its inputs, and never rewrites one."
+                ),
+                properties={
+                    "uri": String(
+                        description=(
+                            "A prefix ending in `/` in this namespace's "
+                            "`s3://<bucket>/predictions/<namespace>/`."
+                        ),
+                        pattern=S3_URI_PATTERN,
+                    )
+                },
+            ),
+            "parallelism": Integer(
+                description=(
+                    "Pods sharing the scoring: N > 1 runs an Indexed Job whose pod i scores every N-th part "
+                    "of the source; the scores are the same whatever N."
+                ),
+                default=1,
+                bound=SHARDS,
+            ),
+            "resources": _resources(f"Compute resources of the scoring Jobs' containers; {JOB_RESOURCES}"),
+            "backoffLimit": Integer(
+                description="Retries of a scoring pod before the run counts as failed.",
+                default=1,
+                bound=Bound(0, 10),
+            ),
+            "activeDeadlineSeconds": Integer(
+                description="Deadline of one scoring run, in seconds.", default=3600, bound=Bound(10)
+            ),
+        },
+    ),
+    status=Object(
+        description=STATUS_DESCRIPTION,
+        properties={
+            "observedGeneration": OBSERVED_GENERATION,
+            "phase": String(description="Pending, Running, Succeeded or Failed (of the current run)."),
+            "inputsHash": String(
+                description="Short hash of the spec, the model and the data the run scores."
+            ),
+            "jobName": String(description="The Kubernetes Job of the current run."),
+            "model": _model("The model the run scores with."),
+            "source": Object(
+                description="The data the run scores: its URI and, for a Dataset, the version.",
+                properties={"uri": TEXT, "version": TEXT, "split": TEXT},
+            ),
+            "rows": Integer(description="Rows scored."),
+            "parts": Integer(description="Parquet parts written."),
+            "uri": String(description="The run's folder: its parts and manifest.json."),
+            "manifest": Object(
+                description="The run's manifest, which names every part and its sha256.",
+                properties={"uri": TEXT, "sha256": TEXT},
+            ),
+            "extrapolated": Integer(description="Rows the extrapolation guard flagged (with that output)."),
+            "progress": PROGRESS,
+            "startTime": TIME,
+            "completionTime": TIME,
+            "conditions": _conditions(CONDITIONS),
+        },
+    ),
+)
+
+KINDS = (DATASET, TRAINING_JOB, MODEL_DEPLOYMENT)  # BATCH_PREDICTION joins with its controller

@@ -212,8 +212,14 @@ def test_the_canary_deployment_is_the_stable_one_plus_the_track() -> None:
     canary = modeldeployment_manifests.canary_deployment(Settings(probe_storage=False), owner, spec, model, 1)
     assert canary["metadata"]["name"] == "md-canary" and canary["spec"]["replicas"] == 1
     assert canary["metadata"]["ownerReferences"] == stable["metadata"]["ownerReferences"]
-    assert canary["spec"]["template"]["spec"] == stable["spec"]["template"]["spec"]
-    container = canary["spec"]["template"]["spec"]["containers"][0]
+    canary_pods, stable_pods = canary["spec"]["template"]["spec"], stable["spec"]["template"]["spec"]
+    assert {**canary_pods, "topologySpreadConstraints": None} == {
+        **stable_pods,
+        "topologySpreadConstraints": None,
+    }
+    (spread,) = canary_pods["topologySpreadConstraints"]  # each Deployment's pods spread among themselves
+    assert spread["labelSelector"]["matchLabels"] == canary["spec"]["selector"]["matchLabels"]
+    container = canary_pods["containers"][0]
     assert (
         container["readinessProbe"] and container["lifecycle"]["preStop"]
     )  # ready before traffic, drained after

@@ -28,6 +28,7 @@ class Children:
     service: dict[str, Any] | None
     hpa: dict[str, Any] | None
     canary: dict[str, Any] | None = None  # the canary Deployment (spec.rollout.strategy Canary)
+    budget: dict[str, Any] | None = None  # the PodDisruptionBudget
 
 
 def children(seen: Observation, owner: builders.Owner, spec: ModelDeploymentSpec) -> Children:
@@ -37,14 +38,18 @@ def children(seen: Observation, owner: builders.Owner, spec: ModelDeploymentSpec
     service = seen.child("v1", "Service", owner.name)
     hpa = seen.child("autoscaling/v2", "HorizontalPodAutoscaler", owner.name)
     canary = seen.child("apps/v1", "Deployment", manifests.canary_name(owner))
+    budget = seen.child("policy/v1", "PodDisruptionBudget", owner.name)
     for needed in (
         deployment,
         service,
         hpa if spec.autoscaling is not None else None,
         canary if spec.rollout.canary else None,
+        budget if spec.disruption_budget is not None else None,
     ):
         ownership.require_owned(owner, needed)
-    return Children(deployment, service, _if_ours(owner, hpa), _if_ours(owner, canary))
+    return Children(
+        deployment, service, _if_ours(owner, hpa), _if_ours(owner, canary), _if_ours(owner, budget)
+    )
 
 
 def _if_ours(owner: builders.Owner, child: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
-"""A ModelDeployment's children: the stable and canary Deployments serving a model, their Service, the
-optional HPA, and the promotion gate's evaluation Job (`marina evaluate`)."""
+"""A ModelDeployment's children: the stable and canary Deployments serving a model (spread over nodes),
+their Service, their PodDisruptionBudget, the optional HPA, and the promotion gate's evaluation Job
+(`marina evaluate`)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ def server_container(
         "--port",
         str(SERVER_PORT),
     ]
+    if spec.serving.extrapolation == "Reject":  # Allow is the server's default: Allow adds no flag
+        args += ["--extrapolation", "reject"]
     container = builders.marina_container(settings, args, spec.resources, DEFAULT_SERVER_RESOURCES)
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -148,7 +151,9 @@ def _serving_deployment(
                     "annotations": {builders.MODEL_URI: model.uri, builders.MODEL_SHA256: model.sha256},
                 },
                 "spec": builders.pod_spec(
-                    [server_container(settings, owner, spec, model)], terminationGracePeriodSeconds=30
+                    [server_container(settings, owner, spec, model)],
+                    terminationGracePeriodSeconds=30,
+                    topologySpreadConstraints=[spread(owner, track)],
                 ),
             },
         },
@@ -156,6 +161,30 @@ def _serving_deployment(
     if replicas is not None:
         body["spec"]["replicas"] = replicas
     return body
+
+
+def spread(owner: Owner, track: Mapping[str, str]) -> dict[str, Any]:
+    """One Deployment's serving pods spread over nodes (one node may still hold them all: ScheduleAnyway),
+    so losing or draining a node takes a share of the replicas, not the model. Counted per ReplicaSet
+    (pod-template-hash), so a rollout's new pods spread among themselves too."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {**builders.selector(owner), **track}},
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+
+
+def pod_disruption_budget(owner: Owner, max_unavailable: int | str) -> dict[str, Any]:
+    """Evictions (drains, upgrades) take at most `max_unavailable` of the serving pods at a time, stable
+    and canary alike (both carry the ModelDeployment's label)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": builders.metadata(owner, owner.name, "serve"),
+        "spec": {"selector": {"matchLabels": builders.selector(owner)}, "maxUnavailable": max_unavailable},
+    }
 
 
 def deployed_model(deployment_body: Mapping[str, Any] | None) -> ModelReference | None:

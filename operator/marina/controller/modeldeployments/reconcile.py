@@ -156,14 +156,20 @@ def ensure_deployment(
 def ensure_companions(
     owner: builders.Owner, spec: ModelDeploymentSpec, existing: Children
 ) -> tuple[Action, ...]:
-    """The Service, and the HPA while the spec asks for autoscaling (ours goes when it no longer does)."""
-    _, service = ensure(owner, manifests.service(owner), existing.service)
+    """The Service; the HPA while the spec asks for autoscaling and the PodDisruptionBudget while more than
+    one replica serves (ours goes when it is no longer needed)."""
+    _, actions = ensure(owner, manifests.service(owner), existing.service)
     if spec.autoscaling is not None:
         _, hpa = ensure(owner, manifests.horizontal_pod_autoscaler(owner, spec.autoscaling), existing.hpa)
-        return service + hpa
-    if existing.hpa is not None:
-        return (*service, Delete("autoscaling/v2", "HorizontalPodAutoscaler", owner.name))
-    return service
+        actions += hpa
+    elif existing.hpa is not None:
+        actions += (Delete("autoscaling/v2", "HorizontalPodAutoscaler", owner.name),)
+    budget = spec.disruption_budget
+    if budget is not None:
+        actions += ensure(owner, manifests.pod_disruption_budget(owner, budget), existing.budget)[1]
+    elif existing.budget is not None:
+        actions += (Delete("policy/v1", "PodDisruptionBudget", owner.name),)
+    return actions
 
 
 def base_fields(owner: builders.Owner) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,13 @@ class Promotion:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How the serving pods answer (`spec.serving`): `Reject` refuses a row unlike the training data."""
+
+    extrapolation: str = _default("serving.extrapolation")
+
+
+@dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: ModelSource
     replicas: int
@@ -115,6 +123,18 @@ class ModelDeploymentSpec:
     rollout: Rollout = Rollout()
     retraining: Retraining = Retraining()
     promotion: Promotion = Promotion()
+    serving: Serving = Serving()
+    # The PodDisruptionBudget's maxUnavailable: a count or a percentage; None leaves the default
+    # (`disruption_budget`). Out of the serving pods' template, so out of their Deployment's hash too.
+    max_unavailable: int | str | None = None
+
+    @property
+    def disruption_budget(self) -> int | str | None:
+        """The serving pods' maxUnavailable, or None for no budget (one replica: it would block drains)."""
+        if self.max_unavailable is not None:
+            return self.max_unavailable
+        least = self.autoscaling.min_replicas if self.autoscaling is not None else self.replicas
+        return 1 if least > 1 else None
 
     @property
     def retrains(self) -> bool:
@@ -136,9 +156,27 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         rollout=_rollout(fields.section("rollout")),
         retraining=_retraining(fields.section("retraining")),
         promotion=_promotion(fields.section("promotion")),
+        serving=Serving(fields.section("serving").required_string("extrapolation")),
+        max_unavailable=_max_unavailable(fields.section("disruption")),
     )
     _require_training_job(fields, parsed)
     return parsed
+
+
+def _max_unavailable(disruption: Fields) -> int | str | None:
+    value = disruption.data.get("maxUnavailable")
+    if value is None:
+        return None
+    where = disruption.where("maxUnavailable")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidSpec(where, f"must be a number or a percentage, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise InvalidSpec(where, f"must be at least 1 (0 would block every eviction), got {value}")
+        return value
+    if not re.fullmatch(r"([1-9][0-9]?|100)%", value):
+        raise InvalidSpec(where, f"must be a number or a percentage from 1% to 100%, got {value!r}")
+    return value
 
 
 def _require_training_job(fields: Fields, spec: ModelDeploymentSpec) -> None:
