@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("marina.jobs.evaluate", "score a serving and a new model on the same test split"),
     "serve": ("marina.serving.command", "serve a model artifact over KServe v1 and Open Inference v2"),
     "operator": ("marina.controller.command", "run the Kubernetes operator"),
+    "run": (
+        "marina.local.run",
+        "run Datasets, TrainingJobs and ModelDeployments on this machine, no cluster",
+    ),
 }
 
 

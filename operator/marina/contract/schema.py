@@ -355,3 +355,40 @@ def _walk(prefix: str, node: Field) -> Iterator[tuple[str, Field]]:
         path = f"{prefix}{step}" if step == "[]" else f"{prefix}.{step}"
         yield path, child
         yield from _walk(path, child)
+
+
+def violations(kind: Kind, body: Mapping[str, Any]) -> list[str]:
+    """What the API server's schema validation would refuse in `body`'s spec, one `path: problem` each:
+    a missing required field, a value of the wrong type or outside its range, enum or pattern, a list of
+    the wrong size. (CEL rules are the spec parsers' to repeat; unknown fields the server prunes.)"""
+    spec = body.get("spec")
+    if spec is None:
+        return ["spec: Required value"]
+    return list(_violations(kind.spec, spec, "spec"))
+
+
+def _violations(field: Field, value: Any, path: str) -> Iterator[str]:
+    if isinstance(field, Object):
+        if not isinstance(value, Mapping):
+            yield f"{path}: must be an object, got {value!r}"
+            return
+        for name in field.required:
+            if value.get(name) is None:
+                yield f"{path}.{name}: Required value"
+        for name, child in value.items():
+            inner = field.properties.get(name, field.values)
+            if inner is not None and child is not None:
+                yield from _violations(inner, child, f"{path}.{name}")
+        return
+    if isinstance(field, Array):
+        if not isinstance(value, list):
+            yield f"{path}: must be a list, got {value!r}"
+            return
+        if field.size is not None and (problem := field.size.problem(len(value))):
+            yield f"{path}: number of items {problem}"
+        for index, item in enumerate(value):
+            yield from _violations(field.items, item, f"{path}[{index}]")
+        return
+    problem = field.problem(value)
+    if problem:
+        yield f"{path}: {problem}"
