@@ -54,9 +54,9 @@ RETRAIN_TRIGGERS = ("Drift", "Schedule")
 RETRAIN_HOLDS = ("Cooldown", "DailyLimit", "NoDataset")
 PROMOTION_VERDICTS = ("Promoted", "Rejected")
 # What a served or batch-scored row can carry beside its prediction (the Open Inference v2 output names).
-PREDICTION_OUTPUTS = ("predict", "lower", "upper", "contribution", "extrapolation")
+ANSWER_OUTPUTS = ("predict", "contribution", "lower", "upper", "extrapolation")
 EXTRAPOLATION_POLICIES = ("Allow", "Reject")
-SPLITS = ("train", "test")
+SCORED_SPLITS = ("test", "train")  # a prepared dataset's splits a BatchPrediction may score
 JOB_PHASES = ("Pending", "Running", "Succeeded", "Failed")
 
 
@@ -1172,7 +1172,7 @@ BATCH_PREDICTION = Kind(
                         required=("name",),
                         properties={
                             "name": String(description="Name of the Dataset.", length=Bound(1)),
-                            "split": String(description="Which split.", default="test", enum=SPLITS),
+                            "split": String(description="Which split.", default="test", enum=SCORED_SPLITS),
                             "version": String(
                                 description="Pin a version (status.version of the Dataset).",
                                 pattern=DATASET_VERSION_PATTERN,
@@ -1201,8 +1201,8 @@ BATCH_PREDICTION = Kind(
                     "`level`), one contribution per input (they sum with the base value to the "
                     "prediction) and the extrapolation verdict."
                 ),
-                items=String(enum=PREDICTION_OUTPUTS),
-                size=Bound(1, len(PREDICTION_OUTPUTS)),
+                items=String(enum=ANSWER_OUTPUTS),
+                size=Bound(1, len(ANSWER_OUTPUTS)),
                 list_type="set",
                 default=["predict"],
             ),
@@ -1280,4 +1280,4 @@ BATCH_PREDICTION = Kind(
     ),
 )
 
-KINDS = (DATASET, TRAINING_JOB, MODEL_DEPLOYMENT)  # BATCH_PREDICTION joins with its controller
+KINDS = (DATASET, TRAINING_JOB, MODEL_DEPLOYMENT, BATCH_PREDICTION)

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from marina.contract import GROUP
+from marina.controller.batchpredictions import handlers as batchpredictions
 from marina.controller.datasets import handlers as datasets
 from marina.controller.kube import background, leadership
 from marina.controller.kube.client import Kube, KubeApi
@@ -45,7 +46,7 @@ SWEEP_SECONDS = 60.0
 # A replica that stops writing to the peering object for this long (killed, frozen) is presumed dead and
 # the other takes over; it writes every 10-15 s (kopf: lifetime minus 5-10 s).
 PEERING_LIFETIME = 20
-KINDS = (datasets, trainingjobs, modeldeployments)
+KINDS = (datasets, trainingjobs, modeldeployments, batchpredictions)
 
 
 def register(

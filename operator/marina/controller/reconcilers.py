@@ -4,6 +4,7 @@ handlers and for `marina run`, which reconciles without kopf."""
 
 from __future__ import annotations
 
+from marina.controller.batchpredictions import reconcile as batchpredictions
 from marina.controller.datasets import reconcile as datasets
 from marina.controller.modeldeployments import reconcile as modeldeployments
 from marina.controller.shared.reconciler import Reconcile
@@ -13,4 +14,5 @@ RECONCILERS: dict[str, Reconcile] = {
     datasets.KIND: datasets.reconcile,
     trainingjobs.KIND: trainingjobs.reconcile,
     modeldeployments.KIND: modeldeployments.reconcile,
+    batchpredictions.KIND: batchpredictions.reconcile,
 }

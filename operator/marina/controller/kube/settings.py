@@ -5,6 +5,7 @@ They also say where each namespace's objects live in the bucket, so the layout i
     s3://<bucket>/raw/<namespace>/...       what users upload (a Dataset's `source.csv.uri`)
     s3://<bucket>/datasets/<namespace>/...  prepared versions (Dataset output; also a valid CSV source)
     s3://<bucket>/models/<namespace>/...    model artifacts (TrainingJob output, `model.uri`)
+    s3://<bucket>/predictions/<namespace>/... batch scores (BatchPrediction output)
 
 A resource only reads from its own namespace's areas, and from the prefixes a cluster admin shares
 with every namespace (`MARINA_SHARED_PREFIXES`, comma-separated s3:// prefixes; none by default).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from marina.controller.kube import paths
 
 DEFAULT_S3_ENDPOINT = "http://minio.marina-system.svc.cluster.local:9000"
-UPLOADS, DATASETS, MODELS = "raw", "datasets", "models"
+UPLOADS, DATASETS, MODELS, PREDICTIONS = "raw", "datasets", "models", "predictions"
 
 
 @dataclass(frozen=True)

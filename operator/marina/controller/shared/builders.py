@@ -260,3 +260,23 @@ def selector(owner: Owner) -> dict[str, str]:
 
 def selector_string(owner: Owner) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(owner).items())
+
+
+def indexed(built: dict[str, Any], completions: int, backoff_limit: int) -> dict[str, Any]:
+    """A Job made an Indexed Job of `completions` pods (pod i has $JOB_COMPLETION_INDEX i). A failed index
+    retries alone (backoffLimitPerIndex); a permanent failure or an OOM kill fails its index at once."""
+    job_spec = built["spec"]
+    del job_spec["backoffLimit"]  # per index instead
+    job_spec.update(
+        {
+            "completionMode": "Indexed",
+            "completions": completions,
+            "parallelism": completions,
+            "backoffLimitPerIndex": backoff_limit,
+            "maxFailedIndexes": 0,
+        }
+    )
+    for rule in job_spec["podFailurePolicy"]["rules"]:
+        if rule["action"] == "FailJob":
+            rule["action"] = "FailIndex"
+    return built

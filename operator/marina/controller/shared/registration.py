@@ -89,7 +89,9 @@ def register_followers(
     def index_followed(*, name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
         return entry(namespace or "", name, spec)
 
-    @kopf.on.event(GROUP, VERSION, followed, id=f"followers-of-{followed.removesuffix('s')}")
+    # The id names both kinds: several kinds may follow one (ModelDeployments and BatchPredictions follow
+    # TrainingJobs), and kopf wants each handler's id unique.
+    @kopf.on.event(GROUP, VERSION, followed, id=f"{follower.plural}-follow-{followed}")
     def on_followed(*, name: str, namespace: str | None, **indices: Any) -> None:
         ns = namespace or ""
         for each in followers(indices[index], ns, name):

@@ -95,26 +95,11 @@ def _training_job(
 def shard_job(
     settings: Settings, owner: Owner, spec: TrainingJobSpec, data_uri: str, digest: str
 ) -> dict[str, Any]:
-    """An Indexed Job of `parallelism` pods, pod i gathering every i-th part's statistics. A failed index
-    retries alone (backoffLimitPerIndex); a permanent failure or an OOM kill fails its index at once."""
+    """An Indexed Job of `parallelism` pods, pod i gathering every i-th part's statistics."""
     output = settings.models_prefix(owner.namespace, owner.name)
     progress = builders.progress_uri(
         output, builders.child_name(owner, "shard", digest)
     )  # shard i reports beside it
     phase = {**sharding(settings, owner, spec, digest, "shard"), "progress": progress}
     built = _training_job(settings, owner, spec, data_uri, digest, "shard", phase)
-    job_spec = built["spec"]
-    del job_spec["backoffLimit"]  # per index instead
-    job_spec.update(
-        {
-            "completionMode": "Indexed",
-            "completions": spec.parallelism,
-            "parallelism": spec.parallelism,
-            "backoffLimitPerIndex": spec.backoff_limit,
-            "maxFailedIndexes": 0,
-        }
-    )
-    for rule in job_spec["podFailurePolicy"]["rules"]:
-        if rule["action"] == "FailJob":
-            rule["action"] = "FailIndex"
-    return built
+    return builders.indexed(built, spec.parallelism, spec.backoff_limit)
