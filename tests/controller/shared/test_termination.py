@@ -90,7 +90,7 @@ def pod(
                     "ready": False,
                     "restartCount": 0,
                     "started": False,
-                    "image": "docker.io/library/marina:dev",
+                    "image": "marina.local/marina:dev",
                     "state": state,
                     "lastState": last_state or {},
                 }
