@@ -7,8 +7,9 @@ from listing the namespace on every event. WAITING outcomes raise TemporaryError
 a delay (so do BLOCKED ones: Stalled, but the object in the way may go); FAILED outcomes raise
 PermanentError so a bad spec is not retried forever.
 The operator's own loop (`background`, not kopf timers, which would put a finalizer on every object)
-re-checks objects still in progress every 20 s, in case a pod is stuck without any event, and runs
-the drift checks of ModelDeployments with spec.monitoring on 5-second ticks whenever one is due.
+re-checks objects still in progress every 20 s (MARINA_RECHECK_SECONDS), in case a pod is stuck without
+any event, and runs the drift checks of ModelDeployments with spec.monitoring on 5-second ticks whenever
+one is due.
 Two replicas run; kopf's peering pauses all but the leader (`leadership`). The liveness probe fails
 when the worker threads are stuck (`health`).
 """
@@ -49,7 +50,6 @@ PLURALS = {
 }
 KOPF_PREFIX = f"kopf.{GROUP}"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
-RECHECK_SECONDS = 20.0
 # A replica that stops writing to the peering object for this long (killed, frozen) is presumed dead and
 # the other takes over; it writes every 10-15 s (kopf: lifetime minus 5-10 s).
 PEERING_LIFETIME = 20
@@ -266,7 +266,7 @@ def register(
                 )
 
         return [
-            background.Chore("re-check", RECHECK_SECONDS, unsettled_items, recheck),
+            background.Chore("re-check", config.recheck_seconds, unsettled_items, recheck),
             # Drift monitoring (spec.monitoring): `monitor` checks when intervalSeconds have passed.
             background.Chore("drift check", monitoring.TICK_SECONDS, monitored_items, check_drift),
             # Canary rollouts: a step's pause ends, and its analysis runs, within a tick.
