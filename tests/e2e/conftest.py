@@ -19,20 +19,33 @@ from typing import Any
 import pytest
 import yaml
 
+from run_once import once
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "manifests" / "samples"
 
 
+#: The operator the e2e tests deploy: manifests/operator with shorter waits (tests/e2e/operator), so that what
+#: a test waits for comes sooner; what it checks is the same.
+OPERATOR_MANIFESTS = Path(__file__).resolve().parent / "operator"
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: Any, images: None, minio: Any) -> None:
-    """CRDs, MinIO and the operator deployed by hack/deploy.sh, as a user would."""
+def operator(cluster: Any, images: None, minio: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """CRDs, MinIO and the operator deployed by hack/deploy.sh, as a user would (once per run)."""
+    once(tmp_path_factory, "operator", deploy)
+
+
+def deploy() -> None:
     log = REPO / ".cluster" / "deploy.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         result = subprocess.run(
             ["bash", str(REPO / "hack" / "deploy.sh"), "default"],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            env={**os.environ, "MARINA_OPERATOR_MANIFESTS": str(OPERATOR_MANIFESTS)},
             check=False,
         )
     if result.returncode != 0:
