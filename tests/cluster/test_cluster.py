@@ -155,6 +155,8 @@ def test_pod_reaches_minio_by_service_name(kube: ApiClient, minio_env: Any, s3_n
     assert storage.read_bytes(uri) == token.encode()
 
 
+# Runs alone (serial): it deletes MinIO's pod, and every other test's storage would go away with it.
+@pytest.mark.serial
 def test_minio_keeps_objects_across_a_pod_restart(kube: ApiClient, minio_env: Any) -> None:
     namespace = minio_env.namespace
     uri = f"s3://marina/cluster-tests/restart-{uuid.uuid4().hex}.txt"

@@ -20,6 +20,10 @@ from sklearn.datasets import load_diabetes
 from tests.e2e.test_e2e_pipeline import first_answer
 from tests.e2e.traffic import Traffic
 
+# Runs alone (serial): four clients keep a serving pod busy (the whole machine's CPU), and the HPA's timing
+# is measured.
+pytestmark = pytest.mark.serial
+
 NAME = "autoscaled"
 SELECTOR = f"marina.dev/modeldeployment={NAME}"
 MAX_REPLICAS = 3

@@ -9,10 +9,15 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from marina.data import dataset
 from marina.data.sources import SyntheticSpec
 from marina.model import artifact
+
+# Runs alone (serial): 800 MB through MinIO and pods for a minute, the CPU and storage every other test
+# waits on.
+pytestmark = pytest.mark.serial
 
 ROWS, FEATURES = 2_000_000, 50
 LIMITS = {"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi", "cpu": "100m"}}

@@ -30,6 +30,10 @@ from tests.e2e.test_e2e_pipeline import ROW, first_answer, predict
 
 from marina.serving.limits import ServerLimits
 
+# Runs alone (serial): 40 connections pushing 16 MB bodies, and a client whose every answer is timed: the CPU
+# it takes from other tests, and the CPU they would take from its client.
+pytestmark = pytest.mark.serial
+
 ATTACKERS = 40
 DECLARED_BYTES = 16_000_000
 SENT_BYTES = 15_900_000
