@@ -18,9 +18,12 @@ deps: ## install the Debian packages and Python packages Marina needs (idempoten
 install: ## install Marina and its development tools into the current Python
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
+# Static checks (ruff, ruff format --check, mypy, import contracts) belong before anything starts the cluster:
+# once `make check` exists, it goes here as a prerequisite (`test: deps check`). hack/test.sh then brings the
+# cluster up in the background while the unit tests run, and runs the cluster tests side by side, then the
+# serial ones alone (MARINA_TEST_WORKERS=N sets the side-by-side workers).
 test: deps ## run every test, bringing the local cluster up when no cluster is reachable
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
-	for threads in 1 2; do OPENBLAS_NUM_THREADS=$$threads $(PYTHON) -m pytest tests/solver -q || exit 1; done  # tolerances hold for any BLAS summation order
+	PYTHON="$(PYTHON)" PYTEST_ARGS="$(PYTEST_ARGS)" bash hack/test.sh
 
 test-unit: ## run only the tests that need no cluster
 	$(PYTHON) -m pytest -m 'not cluster' $(PYTEST_ARGS)
