@@ -71,17 +71,30 @@ fi
 setup_jobs=()
 monitoring_job=
 if ((local_cluster)); then
-  source "$HACK/lib/common.sh"  # MARINA_CACHE, the pinned versions
+  source "$HACK/lib/cluster.sh"  # MARINA_CACHE, CONTAINERD_SOCK, the pinned versions
   builds_done=$RUN/cluster-builds.done
   (
     # The cluster's own Go builds first (hack/build-binaries.sh runs one build at a time), then the cluster.
     step cluster-builds build-binaries.log bash "$HACK/build-binaries.sh" pause kube etcd coredns network_policies \
       || { cp "$RUN/cluster-builds.failed" "$RUN/cluster.failed"; exit 1; }
     : >"$builds_done"
-    step cluster cluster-up.log bash "$HACK/cluster-up.sh" || exit 1
-    step images images.log bash "$HACK/images.sh" && done_as images || exit 1
+    rm -f "$LOGS/cluster-up.log"  # an earlier run's would say "started containerd" already
+    step cluster cluster-up.log bash "$HACK/cluster-up.sh" &
+    cluster_up=$!
+    # The images go into the cluster's containerd as soon as it runs (cluster-up starts it first, then the
+    # control plane): importing marina.local/marina:dev takes about 30 s, as long as the rest of cluster-up.
+    until grep -q "started containerd" "$LOGS/cluster-up.log" 2>/dev/null \
+      && ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; do
+      kill -0 "$cluster_up" 2>/dev/null || break  # done (it was up already) or failed
+      sleep 1
+    done
+    step images images.log bash "$HACK/images.sh" && done_as images
+    images=$?
+    wait "$cluster_up" || exit 1
+    ((images == 0)) || exit 1
+    # Then the operator, and beside it metrics-server and Prometheus when their binaries are cached.
     step operator deploy.log env MARINA_OPERATOR_MANIFESTS="$ROOT/tests/e2e/operator" bash "$HACK/deploy.sh" default \
-      && done_as minio operator || exit 1
+      && done_as minio operator &
     if [[ -f $MARINA_CACHE/metrics-server-$METRICS_SERVER_VERSION/.complete ]]; then
       step metrics-server monitoring-up-metrics-server.log bash "$HACK/monitoring-up.sh" metrics-server \
         && done_as metrics-server
@@ -89,6 +102,7 @@ if ((local_cluster)); then
     if [[ -f $MARINA_CACHE/prometheus-$PROMETHEUS_VERSION/.complete ]]; then
       step prometheus monitoring-up-prometheus.log bash "$HACK/monitoring-up.sh" prometheus && done_as prometheus
     fi
+    wait
   ) &
   setup_jobs+=($!)
   # Beside the cluster's Go builds: the images (its MinIO binary waits for the build lock).
