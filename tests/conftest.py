@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from kubectl_command import kubectl_command
 from run_once import once
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Cluster:
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
         """Runs kubectl against this cluster and returns stdout; fails the test with stderr on error."""
-        command = [*_kubectl_command(), "--kubeconfig", str(self.kubeconfig), *args]
+        command = [*kubectl_command(), "--kubeconfig", str(self.kubeconfig), *args]
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -125,10 +126,6 @@ class MinioEndpoint:
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
         }
-
-
-def _kubectl_command() -> list[str]:
-    return ["bash", str(REPO / "hack" / "kubectl.sh")]
 
 
 def _api_server(kubeconfig: Path) -> str | None:
@@ -380,7 +377,7 @@ class KubectlForward:
         self.port = _free_port()
         mapping = [f"{self.port}:{remote}"] if remote is not None else [f"--port={self.port}"]
         self.command = [
-            *_kubectl_command(),
+            *kubectl_command(),
             "--kubeconfig",
             str(cluster.kubeconfig),
             *args,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubectl_command import kubectl_command
 from run_once import once
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,8 +104,7 @@ class Marina:
         self, *args: str, stdin: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         command = [
-            "bash",
-            str(REPO / "hack" / "kubectl.sh"),
+            *kubectl_command(),
             "--kubeconfig",
             str(self.cluster.kubeconfig),
             "-n",
