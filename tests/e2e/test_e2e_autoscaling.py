@@ -31,7 +31,7 @@ TARGET_CPU_PERCENT = 50
 SCALE_DOWN_STABILIZATION_SECONDS = 15
 LOAD_WORKERS = 4
 TRICKLE_PAUSE_SECONDS = 0.5
-#: metrics-server's resolution (hack/addons/metrics-server.yaml, 15 s), the HPA controller's sync period
+#: metrics-server's resolution (15 s is usual; 10 s on the local cluster), the HPA controller's sync period
 #: (15 s by default, 5 s on the local cluster), a new pod's start and readiness, twice over for the sample
 #: that straddles the change.
 SCALE_UP_TIMEOUT = 2 * (15 + 15 + 60)
