@@ -15,7 +15,7 @@
 #            with 1 and 2 BLAS threads (its tolerances hold for any summation order).
 #   cluster  the cluster tests side by side on $MARINA_TEST_WORKERS workers (default 4), each module in its own
 #            namespace; --dist loadfile keeps a module's tests, which share that namespace and its fixtures, on
-#            one worker. The longest modules start first (tests/e2e/conftest.py).
+#            one worker. The longest modules start first (tests/conftest.py, MODULE_ORDER).
 #   serial   the tests marked serial (they disturb the whole cluster: operator or MinIO restarts, leader kills,
 #            the NetworkPolicy enforcer, or take the machine's CPU), alone, one after the other.
 # Every phase runs even when an earlier one failed, so one run reports every failure; the exit status is
