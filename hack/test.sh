@@ -2,15 +2,12 @@
 # `make test` (and so CI's .ci/run): every test, in phases that overlap where they can.
 #
 #   setup    in the background, for the local cluster: the cluster's Go builds, then hack/cluster-up.sh; beside
-#            them hack/images.sh --no-load (debootstrap and docker build: mostly downloads and disk); then the
-#            images loaded, MinIO and the operator deployed (tests/e2e/operator: the operator with shorter waits),
-#            and metrics-server and Prometheus started when their binaries are cached. Each step done is marked
-#            in $MARINA_TEST_RUN, where the session fixtures look first (tests/run_once.py), so no pytest worker
-#            does it again; a failed one is reported there too, by the fixtures, at once.
-#            Prometheus and metrics-server are built (at low priority) once the cluster's builds are done;
-#            when that was not before the set-up's end (a cold cache), their fixtures start them when a test
-#            needs them: Prometheus (a host process) beside the cluster tests, metrics-server in the serial
-#            phase, where registering its API cannot stall another test's namespace deletion.
+#            them hack/images.sh --no-load (debootstrap and docker build: mostly downloads and disk), and after
+#            them Prometheus' and metrics-server's builds; the images go into the cluster's containerd as soon as
+#            it runs, then MinIO and the operator are deployed (tests/e2e/operator: the operator with shorter
+#            waits) and metrics-server and Prometheus started. Each step done is marked in $MARINA_TEST_RUN,
+#            where the session fixtures look first (tests/run_once.py), so no pytest worker does it again; a
+#            failed one is reported there too, and its fixture fails at once with the same message.
 #   unit     meanwhile, in the foreground: the tests that need no cluster on 2 workers, then tests/solver again
 #            with 1 and 2 BLAS threads (its tolerances hold for any summation order).
 #   cluster  the cluster tests side by side on $MARINA_TEST_WORKERS workers (default 4), each module in its own
@@ -69,7 +66,6 @@ if [[ -n ${KUBECONFIG:-} && $KUBECONFIG != "$ROOT/.cluster/kubeconfig" ]] \
 fi
 
 setup_jobs=()
-monitoring_job=
 if ((local_cluster)); then
   source "$HACK/lib/cluster.sh"  # MARINA_CACHE, CONTAINERD_SOCK, the pinned versions
   builds_done=$RUN/cluster-builds.done
@@ -92,14 +88,15 @@ if ((local_cluster)); then
     images=$?
     wait "$cluster_up" || exit 1
     ((images == 0)) || exit 1
-    # Then the operator, and beside it metrics-server and Prometheus when their binaries are cached.
+    # Then the operator, and beside it metrics-server and Prometheus once their binaries are built: both before
+    # the cluster tests, since registering metrics-server's API while tests run could stall their namespaces'
+    # deletion.
     step operator deploy.log env MARINA_OPERATOR_MANIFESTS="$ROOT/tests/e2e/operator" bash "$HACK/deploy.sh" default \
       && done_as minio operator &
-    if [[ -f $MARINA_CACHE/metrics-server-$METRICS_SERVER_VERSION/.complete ]]; then
+    until [[ -e $RUN/monitoring-builds.done || -e $RUN/monitoring-builds.failed ]]; do sleep 1; done
+    if [[ -e $RUN/monitoring-builds.done ]]; then
       step metrics-server monitoring-up-metrics-server.log bash "$HACK/monitoring-up.sh" metrics-server \
         && done_as metrics-server
-    fi
-    if [[ -f $MARINA_CACHE/prometheus-$PROMETHEUS_VERSION/.complete ]]; then
       step prometheus monitoring-up-prometheus.log bash "$HACK/monitoring-up.sh" prometheus && done_as prometheus
     fi
     wait
@@ -108,14 +105,19 @@ if ((local_cluster)); then
   # Beside the cluster's Go builds: the images (its MinIO binary waits for the build lock).
   step images-build images-build.log bash "$HACK/images.sh" --no-load &
   setup_jobs+=($!)
-  # After the cluster's builds, so that they never hold the build lock the cluster waits for.
+  # Prometheus and metrics-server after the cluster's builds, so that they never hold the build lock the cluster
+  # waits for; they build while the cluster starts and the images and the operator go in.
   (
-    until [[ -e $builds_done ]] || ! kill -0 "${setup_jobs[0]}" 2>/dev/null; do sleep 2; done
-    step monitoring-builds build-monitoring.log nice -n 19 bash "$HACK/build-binaries.sh" prometheus metrics_server
+    until [[ -e $builds_done ]]; do
+      kill -0 "${setup_jobs[0]}" 2>/dev/null || exit 1  # the cluster's builds failed
+      sleep 2
+    done
+    step monitoring-builds build-monitoring.log bash "$HACK/build-binaries.sh" prometheus metrics_server \
+      && done_as monitoring-builds
   ) &
-  monitoring_job=$!
+  setup_jobs+=($!)
 fi
-trap 'kill "${setup_jobs[@]}" $monitoring_job 2>/dev/null' INT TERM
+trap 'kill "${setup_jobs[@]}" 2>/dev/null' INT TERM
 
 # pytest_phase NAME ARGS...: one pytest run; notes its time and, on failure, the status.
 pytest_phase() {
@@ -149,7 +151,6 @@ fi
 
 pytest_phase cluster -m "cluster and not serial" -n "$WORKERS" --dist loadfile --no-loadscope-reorder --durations=15
 pytest_phase serial -m serial -p no:xdist --durations=15
-[[ -z $monitoring_job ]] || wait "$monitoring_job"
 
 say "phases: $(printf '%s; ' "${phases[@]}")total $((SECONDS - STARTED))s"
 "$PYTHON" "$HACK/lib/slowest.py" 15 "$REPORTS"/*.xml
