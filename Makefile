@@ -26,9 +26,10 @@ check: ## style, formatting, strict types, import layers and generated files, in
 	$(PYTHON) -m marina.contract.crds --check crds
 	$(PYTHON) -m marina.contract.reference --check docs/reference.md
 
+# hack/test.sh brings the cluster up in the background while the unit tests run, then runs the cluster tests
+# side by side and the serial ones alone (MARINA_TEST_WORKERS=N sets the side-by-side workers).
 test: deps check ## run every test, bringing the local cluster up when no cluster is reachable
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
-	for threads in 1 2; do OPENBLAS_NUM_THREADS=$$threads $(PYTHON) -m pytest tests/solver -q || exit 1; done  # tolerances hold for any BLAS summation order
+	PYTHON="$(PYTHON)" PYTEST_ARGS="$(PYTEST_ARGS)" bash hack/test.sh
 
 test-unit: ## run only the tests that need no cluster
 	$(PYTHON) -m pytest -m 'not cluster' $(PYTEST_ARGS)

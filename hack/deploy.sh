@@ -10,6 +10,8 @@
 # namespace, Marina's Jobs reach only MinIO and DNS and model servers take connections on their port only.
 # MARINA_INSTALL=namespaced: the namespace-scoped install (manifests/operator-namespaced): the operator watches
 # and holds rights in the workload namespaces only (default MARINA_INSTALL=cluster: every namespace).
+# MARINA_OPERATOR_MANIFESTS: the kustomization of the cluster-wide install (default manifests/operator; the e2e
+# tests pass tests/e2e/operator, the same with shorter waits).
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
@@ -17,6 +19,7 @@ if [[ -z ${KUBECONFIG:-} && -f $ROOT/.cluster/kubeconfig ]]; then export KUBECON
 SYSTEM=marina-system
 read -r -a NAMESPACES <<<"${*:-${MARINA_NAMESPACES:-default}}"
 INSTALL=${MARINA_INSTALL:-cluster}
+OPERATOR_MANIFESTS=${MARINA_OPERATOR_MANIFESTS:-$ROOT/manifests/operator}
 [[ $INSTALL == cluster || $INSTALL == namespaced ]] || { echo "MARINA_INSTALL must be cluster or namespaced" >&2; exit 2; }
 k() { bash "$HACK/kubectl.sh" "$@"; }
 log() { printf '[deploy] %s\n' "$*" >&2; }
@@ -68,8 +71,8 @@ if [[ $INSTALL == namespaced ]]; then
   # A cluster-wide install before this one: its rights go (only Marina's own objects, by their label).
   k delete clusterrolebinding,clusterrole -l app.kubernetes.io/name=marina-operator --ignore-not-found >/dev/null
 else
-  log "operator"
-  k apply -k "$ROOT/manifests/operator" >/dev/null
+  log "operator ($OPERATOR_MANIFESTS)"
+  k apply -k "$OPERATOR_MANIFESTS" >/dev/null
 fi
 # Pick up a rebuilt marina.local/marina:dev (same tag) on every deploy.
 k -n "$SYSTEM" rollout restart deployment/marina-operator >/dev/null

@@ -96,9 +96,11 @@ main() {
   [[ ${1:-} == --no-load ]] && load_images=0
   mkdir -p "$MARINA_CACHE/images"
   build_base_rootfs
-  build_minio
   ensure_dockerd
   build_marina
+  # After the marina image: its MinIO binary may wait for another Go build (hack/build-binaries.sh builds one
+  # at a time, e.g. the cluster's while hack/test.sh runs both), the docker build need not.
+  build_minio
   if ((load_images)); then
     ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1 \
       || die "the cluster's containerd is not running; run 'make cluster-up' first (or pass --no-load)"

@@ -23,6 +23,9 @@ from marina import storage
 VERSIONS = Path(__file__).resolve().parents[2] / "hack" / "lib" / "versions.sh"
 WAIT_SECONDS = 180
 MARINA_IMAGE = "marina.local/marina:dev"
+# The labels the operator gives its Jobs' pods: MinIO's NetworkPolicy (manifests/network, applied by
+# hack/deploy.sh) admits only pods carrying them, and the e2e tests may have deployed it before these run.
+MARINA_POD_LABELS = {"app.kubernetes.io/name": "marina", "app.kubernetes.io/managed-by": "marina-operator"}
 
 # Resolves MinIO by its Service name, then writes and reads back an object through marina.storage.
 ROUNDTRIP_SCRIPT = """
@@ -80,12 +83,13 @@ def run_job(kube: ApiClient, namespace: str, container: dict[str, Any], env_secr
         "spec": {
             "backoffLimit": 0,
             "template": {
+                "metadata": {"labels": MARINA_POD_LABELS},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
-                }
+                },
             },
         },
     }
@@ -155,6 +159,8 @@ def test_pod_reaches_minio_by_service_name(kube: ApiClient, minio_env: Any, s3_n
     assert storage.read_bytes(uri) == token.encode()
 
 
+# Runs alone (serial): it deletes MinIO's pod, and every other test's storage would go away with it.
+@pytest.mark.serial
 def test_minio_keeps_objects_across_a_pod_restart(kube: ApiClient, minio_env: Any) -> None:
     namespace = minio_env.namespace
     uri = f"s3://marina/cluster-tests/restart-{uuid.uuid4().hex}.txt"

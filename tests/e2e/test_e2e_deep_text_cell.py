@@ -14,9 +14,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pytest
 from minio import Minio
 
 from marina import storage
+
+# Runs alone (serial): a 1.6-million-row CSV made in the test process and streamed by a pod, CPU that every
+# other test waits on.
+pytestmark = pytest.mark.serial
 
 NAME = "deep-text"
 ROWS = 1_600_000

@@ -20,6 +20,10 @@ import pytest
 
 from marina.controller.kube import leadership
 
+# Runs alone (serial): it deletes the leading operator pod, and pauses both replicas for a made-up leader;
+# every other test's operator would stop or change hands under it.
+pytestmark = pytest.mark.serial
+
 TRAINING_JOBS = int(os.environ.get("MARINA_E2E_LEADER_JOBS", "50"))
 SYSTEM = "marina-system"
 OPERATOR = "deployment/marina-operator"

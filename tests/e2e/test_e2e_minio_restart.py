@@ -15,10 +15,14 @@ import json
 import time
 from typing import Any
 
+import pytest
 from tests.e2e.test_e2e_eviction import train_slowly
 
 from marina import storage
 from marina.system.clock import parse_timestamp
+
+# Runs alone (serial): it kills MinIO's pod, and every other test's storage would go away with it.
+pytestmark = pytest.mark.serial
 
 SYSTEM = "marina-system"
 MINIO_PODS = "app.kubernetes.io/name=minio"

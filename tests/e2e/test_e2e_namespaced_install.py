@@ -24,6 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
+# Runs alone (serial): a second operator on this host, beside the cluster-wide one, with a peering of its own.
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 PER_NAMESPACE = REPO / "manifests" / "operator-namespaced" / "namespace"
 PEERING = "marina"

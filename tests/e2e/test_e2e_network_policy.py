@@ -12,6 +12,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+# Runs alone (serial): its verdicts (connected, or timed out after 5 s) rely on the NetworkPolicy enforcer
+# keeping up, and every other test's new pod connections pass through the same enforcer.
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD_POLICIES = REPO / "manifests" / "network" / "workload"
 MINIO_HOST, MINIO_PORT = "minio.marina-system.svc.cluster.local", 9000

@@ -22,6 +22,10 @@ import yaml
 from marina import storage
 from marina.controller.shared import termination
 
+# Runs alone (serial): it scales the operator to 0, and no other test's resources would be reconciled
+# meanwhile.
+pytestmark = pytest.mark.serial
+
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 SYSTEM = "marina-system"
 OPERATOR = "deployment/marina-operator"

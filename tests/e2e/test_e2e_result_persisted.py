@@ -12,12 +12,17 @@ import json
 import time
 from typing import Any
 
+import pytest
 from tests.e2e.test_e2e_operator_down import operator_scaled_to_zero
 
 from marina import storage
 from marina.contract import Success
 from marina.controller.shared import termination
 from marina.jobs import results
+
+# Runs alone (serial): it scales the operator to 0, and no other test's resources would be reconciled
+# meanwhile.
+pytestmark = pytest.mark.serial
 
 
 def test_a_finished_result_is_read_from_minio_when_its_pod_is_gone(

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+# Runs alone (serial): it scales MinIO to 0, and every other test's storage would go away with it.
+pytestmark = pytest.mark.serial
+
 
 def test_storage_outage_is_reported_and_recovers(marina: Any, cluster: Any) -> None:
     def minio_endpoints() -> str:

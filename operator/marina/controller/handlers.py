@@ -3,9 +3,10 @@ with the operator-wide parts: kopf's settings, the background loop, the liveness
 events of Marina's Jobs and Deployments to the object that owns them.
 
 The operator's own loop (`background`, not kopf timers, which would put a finalizer on every object)
-re-checks objects still in progress every 20 s, in case a pod is stuck without any event, and runs the
-kinds' own periodic work (drift checks, canary steps). Two replicas run; kopf's peering pauses all but
-the leader (`leadership`). The liveness probe fails when the worker threads are stuck (`health`).
+re-checks objects still in progress every 20 s (MARINA_RECHECK_SECONDS), in case a pod is stuck without
+any event, and runs the kinds' own periodic work (drift checks, canary steps). Two replicas run; kopf's
+peering pauses all but the leader (`leadership`). The liveness probe fails when the worker threads are
+stuck (`health`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from marina.controller.trainingjobs import handlers as trainingjobs
 
 KOPF_PREFIX = f"kopf.{GROUP}"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
-RECHECK_SECONDS = 20.0
 # How often what this process remembers of objects that no index knows any more is forgotten (a deletion
 # whose event was missed while a watch reconnected; the DELETED event forgets at once otherwise).
 SWEEP_SECONDS = 60.0
@@ -128,7 +128,7 @@ def register_background(
 
 
 def recheck(runtime: Runtime, kinds: Sequence[Registered], indices: Mapping[str, Any]) -> background.Chore:
-    """Every RECHECK_SECONDS, a reconcile of each object still working or waiting (its kind's index)."""
+    """Every MARINA_RECHECK_SECONDS, a reconcile of each object still in progress (its kind's index)."""
     by_kind = {kind.kind: kind for kind in kinds}
 
     def unsettled_items() -> list[tuple[str, str, str]]:
@@ -143,7 +143,7 @@ def recheck(runtime: Runtime, kinds: Sequence[Registered], indices: Mapping[str,
         reconcile = by_kind[kind].reconcile
         quietly(lambda: runtime.reconcile(kind, reconcile, namespace, name), f"{kind} {name}")
 
-    return background.Chore("re-check", RECHECK_SECONDS, unsettled_items, again)
+    return background.Chore("re-check", runtime.settings.recheck_seconds, unsettled_items, again)
 
 
 def sweep(runtime: Runtime, kinds: Sequence[Registered], indices: Mapping[str, Any]) -> background.Chore:

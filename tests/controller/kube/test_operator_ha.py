@@ -226,3 +226,8 @@ def test_every_api_call_times_out_even_discovery() -> None:
 def test_settings_read_the_timeouts() -> None:
     settings = Settings.from_environment({"MARINA_API_TIMEOUT_SECONDS": "12", "MARINA_STALL_SECONDS": "90"})
     assert settings.api_timeout == (10.0, 12.0) and settings.stall_seconds == 90.0
+
+
+def test_settings_read_the_recheck_interval() -> None:
+    assert Settings.from_environment({}).recheck_seconds == 20.0
+    assert Settings.from_environment({"MARINA_RECHECK_SECONDS": "5"}).recheck_seconds == 5.0

@@ -36,6 +36,8 @@ class Settings:
     # operator runs outside the cluster and cannot resolve in-cluster names).
     probe_storage: bool = True
     retry_delay_seconds: float = 10.0
+    # Objects still in progress are reconciled again this often, in case a pod is stuck without any event.
+    recheck_seconds: float = 20.0
     # Every Kubernetes API call gives up after this long (seconds: connecting, then reading the answer),
     # so a silent API server or a lost connection cannot hold a worker thread forever.
     api_connect_timeout_seconds: float = 10.0
@@ -60,6 +62,7 @@ class Settings:
             probe_storage=values.get("MARINA_PROBE_STORAGE", "true").strip().lower()
             not in ("0", "false", "no"),
             retry_delay_seconds=float(values.get("MARINA_RETRY_DELAY_SECONDS", defaults.retry_delay_seconds)),
+            recheck_seconds=float(values.get("MARINA_RECHECK_SECONDS", defaults.recheck_seconds)),
             api_connect_timeout_seconds=float(
                 values.get("MARINA_API_CONNECT_TIMEOUT_SECONDS", defaults.api_connect_timeout_seconds)
             ),
