@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from marina import __version__
-from marina.serving import jsoncodec, metrics, protocol, traffic
+from marina.serving import jsoncodec, metrics, protocol, recording, traffic
 from marina.serving.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -128,12 +128,25 @@ class ServingApp:
         self.traffic = traffic.Traffic()
         self.model: ServedModel | None = None
         self.model_metrics: metrics.ModelMetrics | None = None
+        self.recorder: recording.Recorder | None = None
         if model is not None:
             self.load(model)
 
     def load(self, model: ServedModel) -> None:
-        self.model_metrics = metrics.ModelMetrics(model)
+        model_metrics = metrics.ModelMetrics(model)
+        histograms = model_metrics.histograms
+        self.recorder = recording.Recorder(
+            model.n_features,
+            [model_metrics.record, lambda features, predictions, at: self.traffic.predicted(predictions)],
+            histograms.window_seconds if histograms is not None else float("inf"),
+        )
+        self.model_metrics = model_metrics
         self.model = model
+
+    def _flush(self) -> None:
+        """Hand the buffered rows to the monitoring, before anyone reads it."""
+        if self.recorder is not None:
+            self.recorder.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -249,6 +262,7 @@ class ServingApp:
     def distribution(self, route: Route, body: bytes, scope: Scope) -> Response:
         """Serving rows per reference bin and time window, beside the reference itself (for drift)."""
         model = self.served(route)
+        self._flush()
         histograms = self.model_metrics.histograms if self.model_metrics is not None else None
         if histograms is None:
             raise NotFound(
@@ -270,6 +284,7 @@ class ServingApp:
     def traffic_counters(self, route: Route, body: bytes, scope: Scope) -> Response:
         """Inference requests, server errors, latency buckets and prediction sums since start-up."""
         model = self.served(route)
+        self._flush()
         return _json(self.traffic.document(model.name, model.version))
 
     def model_ready(self, route: Route, body: bytes, scope: Scope) -> Response:
@@ -312,19 +327,21 @@ class ServingApp:
         return 200, protocol.encode_v1(predictions), JSON
 
     def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
+        self._flush()
         return (
             200,
             metrics.render(self.requests, self.model_metrics),
             [(b"content-type", CONTENT_TYPE)],
         )
 
-    def _record(self, features: Any, predictions: Any, unseen: Mapping[str, int] | None = None) -> None:
+    def _record(
+        self, features: np.ndarray, predictions: np.ndarray, unseen: Mapping[str, int] | None = None
+    ) -> None:
         """Only answered requests count: a 400 leaves the statistics and unseen counts alone."""
-        self.traffic.predicted(predictions)
-        if self.model_metrics is not None:
-            self.model_metrics.record(features, predictions)
-            if unseen:
-                self.model_metrics.count_unseen(unseen)
+        if self.recorder is not None:
+            self.recorder.add(features, predictions)
+        if unseen and self.model_metrics is not None:
+            self.model_metrics.count_unseen(unseen)
 
 
 STATIC_ROUTES: dict[str, Route] = {

@@ -175,6 +175,9 @@ def serve(app: ServingApp, host: str, port: int, log_level: str = "info") -> int
         limit_concurrency=app.limits.max_connections,
         lifespan="on",
         access_log=False,
+        # No X-Forwarded-For rewriting: nothing here reads the client's address, and the middleware
+        # cost 1 % of a single-row request.
+        proxy_headers=False,
         log_level=log_level,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

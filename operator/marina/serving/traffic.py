@@ -49,7 +49,7 @@ class Traffic:
         self.latency[bisect_left(LATENCY_BOUNDS, seconds)] += 1
 
     def predicted(self, predictions: np.ndarray) -> None:
-        """A request's predictions (finite, as answered)."""
+        """A batch of answered predictions (finite)."""
         if len(predictions) == 0:
             return
         values = np.asarray(predictions, dtype=np.float64).ravel()
