@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from marina.model import artifact
-from marina.serving import limits
+from marina.serving import limits, outputs
 from marina.serving.app import ServingApp
 from marina.serving.model import ServedModel, default_name, is_valid_name
 from marina.storage import StorageError
@@ -101,6 +101,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=defaults.max_connections,
         help=f"connections served at once; more get 503 (default: {defaults.max_connections})",
     )
+    parser.add_argument(
+        "--extrapolation",
+        type=str.lower,
+        default=outputs.ALLOW,
+        choices=outputs.EXTRAPOLATION_POLICIES,
+        help="rows outside the training data (leverage, range, unseen category): allow answers them and "
+        "counts them in /metrics, reject answers 422 naming the row and the reason (default: allow)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -143,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
         server_limits.header_timeout_seconds,
         server_limits.body_timeout_seconds,
     )
-    return serve(ServingApp(model, limits=server_limits), args.host, args.port, args.log_level)
+    log.info("rows outside the training data: %s", args.extrapolation)
+    app = ServingApp(model, limits=server_limits, extrapolation=args.extrapolation)
+    return serve(app, args.host, args.port, args.log_level)
 
 
 def limits_from_args(args: argparse.Namespace) -> limits.ServerLimits:

@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from marina.model.answers import CATEGORY, LEVERAGE, RANGE, REASONS, Reason, Verdicts
 from marina.serving.histograms import WindowedHistograms
 from marina.serving.model import TRAINING_STATISTICS, ServedModel
 
@@ -194,6 +195,28 @@ class ModelMetrics:
         self.histograms = None if reference is None else WindowedHistograms(reference)
         # Per category input: values served as all zeros (unseen in training, or null).
         self.unseen = {item.name: 0 for item in served.raw_inputs.items if item.is_category}
+        # The guard's verdicts: rows outside per reason, and per reason and input (range, category).
+        self.answers = served.answers
+        self.outside = dict.fromkeys(REASONS, 0)
+        self.outside_inputs: dict[Reason, int] = {}
+        if self.answers is not None:
+            self.outside_inputs = {Reason(RANGE, name): 0 for name in self.answers.range_inputs}
+            self.outside_inputs.update({Reason(CATEGORY, name): 0 for name in self.answers.category_inputs})
+
+    def count_extrapolation(self, features: np.ndarray, predictions: np.ndarray, at: float) -> None:
+        """A batch of answered rows (a `recording.Sink`): the guard's verdict on each, counted."""
+        if self.answers is not None and len(features):
+            self.count_verdicts(self.answers.verdicts(features))
+
+    def count_verdicts(self, verdicts: Verdicts) -> None:
+        if not verdicts.outside.any():
+            return
+        self.outside[LEVERAGE] += int(verdicts.leverage.sum())
+        self.outside[RANGE] += int(verdicts.range.any(axis=1).sum())
+        self.outside[CATEGORY] += int(verdicts.category.any(axis=1).sum())
+        for reason, count in verdicts.counts().items():
+            if reason.input is not None:
+                self.outside_inputs[reason] = self.outside_inputs.get(reason, 0) + count
 
     def count_unseen(self, counts: Mapping[str, int]) -> None:
         for name, count in counts.items():
@@ -233,6 +256,27 @@ class ModelMetrics:
             yield unseen
         if self.histograms is not None:
             yield from _collect_bins(self.histograms, self.model, self.feature_names)
+        if self.answers is not None:
+            yield from self._collect_extrapolation()
+
+    def _collect_extrapolation(self) -> Iterator[Metric]:
+        rows = CounterMetricFamily(
+            "marina_extrapolation_rows_total",
+            "Rows outside the training data, by the guard's reason (leverage, range, category); a row "
+            "outside for two reasons counts under both.",
+            labels=("model", "reason"),
+        )
+        for check, count in self.outside.items():
+            rows.add_metric([self.model, check], count)
+        yield rows
+        inputs = CounterMetricFamily(
+            "marina_extrapolation_input_rows_total",
+            "Rows outside the training data because of one input: beyond its range, or an unseen category.",
+            labels=("model", "reason", "input"),
+        )
+        for cause, count in sorted(self.outside_inputs.items(), key=lambda item: str(item[0])):
+            inputs.add_metric([self.model, cause.check, str(cause.input)], count)
+        yield inputs
 
     def _collect_training(self) -> Iterator[Metric]:
         """Training statistics from the artifact, and how far the serving mean has moved from them."""

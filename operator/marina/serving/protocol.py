@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from marina.data.encoding import EncodingError, Inputs
+from marina.model.answers import DEFAULT_LEVEL
 from marina.serving import jsoncodec
 from marina.serving.errors import BadRequest
-from marina.serving.model import OUTPUT_NAME, ServedModel
+from marina.serving.model import OUTPUT_NAME, OUTPUTS, ServedModel
 
 DATATYPES: dict[str, type[np.generic]] = {
     "FP16": np.float16,
@@ -273,11 +274,19 @@ def _check_size(size: int, header: _Header) -> None:
         raise BadRequest(f"{header.what}: shape {header.shape} needs {expected} values, got {size}")
 
 
+class RequestedOutput(NamedTuple):
+    name: str
+    binary: bool  # answer with this tensor as binary data after the JSON
+    level: float  # lower and upper: the interval's level
+
+
 class V2Request(NamedTuple):
     features: np.ndarray  # float64, (rows, n_features), in the model's feature order
     request_id: str | None
     binary_output: bool  # answer with the prediction tensor as binary data after the JSON
     unseen: Mapping[str, int] | None = None  # per category input: values encoded as all zeros
+    # The outputs asked for by name, in the order asked; None: the prediction alone (today's answer)
+    outputs: tuple[RequestedOutput, ...] | None = None
 
 
 def decode_v2(
@@ -293,19 +302,19 @@ def decode_v2(
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f"field 'id' must be a JSON string, got {_describe(request_id)}")
-    binary_output = _binary_output_requested(request)
+    outputs, binary_output = _requested_outputs(request, model)
     inputs = _field(request, "inputs", list, "inference request")
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
     if model.has_categories:
         features, unseen = _raw_inputs_v2(inputs, model, binary, check_booleans)
-        return V2Request(features, request_id, binary_output, unseen)
+        return V2Request(features, request_id, binary_output, unseen, outputs)
     tensors = [_tensor(tensor, index, binary, check_booleans) for index, tensor in enumerate(inputs)]
     if binary is not None:
         binary.check_consumed()
     if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
-        return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output)
-    return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output)
+        return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output, None, outputs)
+    return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output, None, outputs)
 
 
 def _matrix_from_single(tensor: tuple[str, list[int], np.ndarray], model: ServedModel) -> np.ndarray:
@@ -433,21 +442,89 @@ def _parameter(holder: Mapping[str, Any], key: str) -> Any:
     return parameters.get(key) if isinstance(parameters, Mapping) else None
 
 
-def _binary_output_requested(request: Mapping[str, Any]) -> bool:
-    """Checks the requested outputs; binary if the request or the requested output asks for it."""
+def level_of(value: Any, where: str, default: float = DEFAULT_LEVEL) -> float:
+    """An interval level from a request's parameters: a number strictly between 0 and 1."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise BadRequest(
+            f"{where} must be a number in (0, 1), like 0.9 or 0.95, got {jsoncodec.dumps(value).decode()}"
+        )
+    return float(value)
+
+
+def _requested_outputs(
+    request: Mapping[str, Any], model: ServedModel
+) -> tuple[tuple[RequestedOutput, ...] | None, bool]:
+    """The outputs asked for by name, or None when the request names none or only `predict` (whose
+    answer is then exactly the one a request naming none gets); and whether the prediction is binary."""
     binary = _parameter(request, "binary_data_output") is True
     outputs = request.get("outputs")
     if outputs is None:
-        return binary
+        return None, binary
     if not isinstance(outputs, list):
         raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
+    level = level_of(_parameter(request, "level"), "parameter 'level'")
+    available = model.outputs
+    requested: list[RequestedOutput] = []
     for index, output in enumerate(outputs):
         output = _object(output, f"outputs[{index}]")
         name = _field(output, "name", str, f"outputs[{index}]")
-        if name != OUTPUT_NAME:
-            raise BadRequest(f"unknown output '{name}'; this model has one output, '{OUTPUT_NAME}'")
-        binary = _parameter(output, "binary_data") is True or binary
-    return binary
+        if name not in OUTPUTS:
+            raise BadRequest(f"unknown output '{name}'; this model's outputs are {', '.join(available)}")
+        if name not in available:
+            raise BadRequest(
+                f"output '{name}' is not available: {model.unavailable()[name]}; retrain the model"
+            )
+        if any(r.name == name for r in requested):
+            raise BadRequest(f"output '{name}' is asked for more than once")
+        own_level = level_of(_parameter(output, "level"), f"parameter 'level' of output '{name}'", level)
+        requested.append(
+            RequestedOutput(name, _parameter(output, "binary_data") is True or binary, own_level)
+        )
+    if [r.name for r in requested] == [OUTPUT_NAME]:
+        return None, requested[0].binary
+    return tuple(requested), binary
+
+
+class Tensor(NamedTuple):
+    """One output tensor of a response: FP64 values, or strings for BYTES."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: np.ndarray | list[str]
+    binary: bool
+
+
+def encode_tensors(
+    model: ServedModel, tensors: Sequence[Tensor], request_id: str | None
+) -> tuple[bytes, int | None]:
+    """Response body for named outputs, and the JSON header's length when any tensor is binary."""
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        response["id"] = request_id
+    encoded: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for tensor in tensors:
+        output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        values = tensor.values
+        if not tensor.binary:
+            output["data"] = values if isinstance(values, list) else values.ravel().tolist()
+        else:
+            raw = (
+                b"".join(_LENGTH.pack(len(e)) + e for e in (v.encode() for v in values))
+                if isinstance(values, list)
+                else values.astype("<f8", copy=False).tobytes()
+            )
+            output["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        encoded.append(output)
+    response["outputs"] = encoded
+    header = jsoncodec.dumps(response)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
 
 
 def encode_v2(

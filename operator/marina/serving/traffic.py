@@ -23,7 +23,7 @@ LATENCY_BOUNDS: tuple[float, ...] = (
     10.0,
 )
 #: The endpoints that answer predictions: only they count.
-INFERENCE_ENDPOINTS = frozenset({"v2_infer", "v1_predict"})
+INFERENCE_ENDPOINTS = frozenset({"v2_infer", "v1_predict", "v1_explain"})
 #: From this status on an answer is the server's failure (a 4xx is the request's).
 SERVER_ERROR = 500
 
