@@ -1,5 +1,5 @@
 """Datasets prepared and models trained by the real commands, for the tests of what models answer
-(tests/ is on sys.path)."""
+(tests/ is on sys.path; conftest loads this module as a plugin, so its fixtures are everyone's)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from marina.cli import main
 from marina.data import dataset, parts
@@ -61,3 +62,24 @@ def write_ill_conditioned(path: Path, rows: int = 400, seed: int = 11) -> float:
     ]
     path.write_text("\n".join(lines) + "\n")
     return noise
+
+
+@pytest.fixture(scope="session")
+def diabetes_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The diabetes set prepared with the default split."""
+    return prepare("builtin:diabetes", tmp_path_factory.mktemp("diabetes"))
+
+
+@pytest.fixture(scope="session")
+def diabetes_model(tmp_path_factory: pytest.TempPathFactory, diabetes_data: str) -> artifact.ModelArtifact:
+    """Least squares on it, as `marina train` fits it by default."""
+    return train(diabetes_data, tmp_path_factory.mktemp("diabetes-model"))
+
+
+@pytest.fixture(scope="session")
+def diabetes_model_v1(diabetes_model: artifact.ModelArtifact) -> artifact.ModelArtifact:
+    """The same coefficients in an artifact from before the answers section (format v1)."""
+    model = diabetes_model
+    return artifact.ModelArtifact(
+        model.coefficients, model.intercept, model.feature_names, format=artifact.FORMAT_V1
+    )

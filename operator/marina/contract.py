@@ -2,8 +2,8 @@
 
 - What a spec may say: the enumerations, patterns and ranges the CRD schemas state (`SCHEMA`, checked
   against crds/*.yaml by tests/test_contract.py), used by the controller's spec parsers and the commands.
-- What the operator asks a Job to do: `PrepareRequest` and `TrainRequest`, turned into the container's
-  argv by `to_argv()` and parsed back by the command with `from_args()`.
+- What the operator asks a Job to do: `PrepareRequest`, `TrainRequest` and `PredictRequest`, turned into
+  the container's argv by `to_argv()` and parsed back by the command with `from_args()`.
 - What a Job answers: one JSON object in the result file (the pod's termination message) and an exit
   code. Success is the command's summary; failure is
 
@@ -140,6 +140,11 @@ SEED = Bound(0)
 MAX_CATEGORIES = Bound(1, 10000)
 SHARDS = Bound(1, 64)
 TRAIN_PHASES = ("all", "shard", "reduce")
+# Batch scoring (`marina predict`): what each row may be answered with, and the phases of a sharded run.
+ANSWER_OUTPUTS = ("predict", "contribution", "lower", "upper", "extrapolation")
+PREDICT_PHASES = ("all", "shard", "manifest")
+SCORED_SPLITS = ("test", "train")
+LEVEL = Bound(0, 1, exclusive_minimum=True, exclusive_maximum=True)
 ALPHA = Bound(0)
 L1_RATIO = Bound(0, 1)
 MAX_ITER = Bound(1)
@@ -427,6 +432,56 @@ def result_file_flag() -> Any:
     )
 
 
+def progress_flag() -> Any:
+    """`--progress`, which every long command takes."""
+    return flag(
+        "--progress",
+        "file or s3:// object rewritten every few seconds with the command's progress (JSON)",
+        default=None,
+        metavar="URI",
+    )
+
+
+def phase_flag(phases: Sequence[str], what: str) -> Any:
+    """`--phase` of a command an Indexed Job shards: `what` says what each phase does."""
+    return flag("--phase", f"{' | '.join(phases)}: {what}", default="all", metavar="PHASE", parse=_word)
+
+
+def shard_index_flag() -> Any:
+    return integer_flag(
+        "--shard-index", "this pod's shard, 0-based (default: $JOB_COMPLETION_INDEX)", None, "I"
+    )
+
+
+def json_flag(name: str, help: str) -> Any:
+    """A flag whose text is a document, taken as given (not stripped)."""
+    return flag(name, help, default=None, metavar="JSON", parse=lambda _, text: text)
+
+
+def model_flag() -> Any:
+    return flag("--model", "the model artifact (path or s3:// URI)", metavar="URI")
+
+
+def sha256_flag() -> Any:
+    return flag(
+        "--sha256", "the artifact's sha256; refuse the model on a mismatch", default=None, metavar="HEX"
+    )
+
+
+def split_flag() -> Any:
+    return flag(
+        "--split",
+        f"{' | '.join(SCORED_SPLITS)}: the split of a prepared dataset",
+        default="test",
+        parse=_word,
+    )
+
+
+def check_sha256(where: str, digest: str | None) -> None:
+    if digest is not None and not re.fullmatch(SHA256_PATTERN, digest):
+        raise SpecError(f"{where}: expected 64 lowercase hex digits, got {digest!r}")
+
+
 R = TypeVar("R", bound="Request")
 
 
@@ -529,12 +584,8 @@ class PrepareRequest(Request):
         parse=_names,
         render=",".join,
     )
-    inline_rows: str | None = flag(
-        "--inline-rows",
-        'rows for --source inline, as a JSON/YAML list of objects: [{"x":1,"y":2}]',
-        default=None,
-        metavar="JSON",
-        parse=lambda _, text: text,
+    inline_rows: str | None = json_flag(
+        "--inline-rows", 'rows for --source inline, as a JSON/YAML list of objects: [{"x":1,"y":2}]'
     )
     rows_file: str | None = flag(
         "--rows-file",
@@ -542,12 +593,7 @@ class PrepareRequest(Request):
         default=None,
         metavar="PATH_OR_S3",
     )
-    progress: str | None = flag(
-        "--progress",
-        "file or s3:// object rewritten every few seconds with the command's progress (JSON)",
-        default=None,
-        metavar="URI",
-    )
+    progress: str | None = progress_flag()
     result_file: str | None = result_file_flag()
 
     def __post_init__(self) -> None:
@@ -597,26 +643,13 @@ class TrainRequest(Request):
     )
     folds: int | None = integer_flag("--cv", "cross-validation folds (default: 5 when searching)", None, "K")
     seed: int = integer_flag("--seed", "seed of the cross-validation folds", 42)
-    phase: str = flag(
-        "--phase",
-        f"{' | '.join(TRAIN_PHASES)}: everything in this pod, one shard's statistics, or the reduce",
-        default="all",
-        metavar="PHASE",
-        parse=_word,
-    )
+    phase: str = phase_flag(TRAIN_PHASES, "everything in this pod, one shard's statistics, or the reduce")
     shards: int = integer_flag("--shards", "pods sharing the statistics pass (an Indexed Job)", 1)
-    shard_index: int | None = integer_flag(
-        "--shard-index", "this pod's shard, 0-based (default: $JOB_COMPLETION_INDEX)", None, "I"
-    )
+    shard_index: int | None = shard_index_flag()
     partials: str | None = flag(
         "--partials", "folder or s3:// prefix for the shards' partial statistics", default=None, metavar="URI"
     )
-    progress: str | None = flag(
-        "--progress",
-        "file or s3:// object rewritten every few seconds with the command's progress (JSON)",
-        default=None,
-        metavar="URI",
-    )
+    progress: str | None = progress_flag()
     result_file: str | None = result_file_flag()
 
     def __post_init__(self) -> None:
@@ -706,3 +739,110 @@ class EvaluateRequest(Request):
         ):
             if not re.fullmatch(SHA256_PATTERN, digest):
                 raise SpecError(f"{where}: expected 64 lowercase hex digits, got {digest!r}")
+
+
+@dataclass(frozen=True)
+class PredictRequest(Request):
+    """`marina predict`: score a dataset with a model, chunk by chunk, into content-addressed Parquet parts
+    and a manifest; N pods of an Indexed Job each score every N-th part, a last step writes the manifest."""
+
+    COMMAND: ClassVar[str] = "predict"
+
+    model: str = model_flag()
+    data: str = flag(
+        "--data",
+        "a prepared dataset version folder (with --split), or a CSV/Parquet object, file, folder or "
+        "s3:// prefix whose columns include the model's inputs",
+        metavar="SOURCE",
+    )
+    output: str = flag(
+        "--output", "folder or s3:// prefix for parts/<sha256>.parquet and manifest.json", metavar="PREFIX"
+    )
+    sha256: str | None = sha256_flag()
+    split: str = split_flag()
+    outputs: tuple[str, ...] = flag(
+        "--outputs",
+        f"comma-separated, any of {','.join(ANSWER_OUTPUTS)}",
+        default=("predict",),
+        metavar="A,B",
+        parse=_names,
+        render=",".join,
+    )
+    level: float = number_flag("--level", "the level of the lower and upper bounds, in (0, 1)", 0.95)
+    passthrough: tuple[str, ...] = flag(
+        "--passthrough",
+        "comma-separated source columns copied beside the answers (an id, the target)",
+        default=(),
+        metavar="A,B",
+        parse=_names,
+        render=",".join,
+    )
+    phase: str = phase_flag(
+        PREDICT_PHASES, "everything in this pod, one shard's parts, or the manifest of the shards' parts"
+    )
+    shards: int = integer_flag("--shards", "pods sharing the scoring (an Indexed Job)", 1)
+    shard_index: int | None = shard_index_flag()
+    progress: str | None = progress_flag()
+    result_file: str | None = result_file_flag()
+
+    def __post_init__(self) -> None:
+        check_sha256("--sha256", self.sha256)
+        check_choice("--split", self.split, SCORED_SPLITS)
+        if not self.outputs:
+            raise SpecError(f"--outputs: name at least one of {', '.join(ANSWER_OUTPUTS)}")
+        for name in self.outputs:
+            check_choice("--outputs", name, ANSWER_OUTPUTS)
+        repeated = sorted({name for name in self.outputs if self.outputs.count(name) > 1})
+        if repeated:
+            raise SpecError(f"--outputs: {', '.join(repeated)} named more than once")
+        LEVEL.check("--level", self.level)
+        clashing = [name for name in self.passthrough if name in self.columns_written]
+        if clashing or len(set(self.passthrough)) != len(self.passthrough):
+            raise SpecError(f"--passthrough: {', '.join(clashing) or 'a column'} would be written twice")
+        check_choice("--phase", self.phase, PREDICT_PHASES)
+        SHARDS.check("--shards", self.shards)
+        if self.phase != "all" and self.shards < 2:
+            raise SpecError(f"--phase {self.phase} needs --shards of at least 2")
+        if self.phase == "all" and self.shards > 1:
+            raise SpecError("--shards above 1 needs --phase shard (each pod) or manifest (the last step)")
+        if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
+            raise SpecError(f"--shard-index: must be in [0, {self.shards - 1}], got {self.shard_index}")
+
+    @property
+    def columns_written(self) -> tuple[str, ...]:
+        """The answer columns of the parts named after their output (contributions are one column per raw
+        input, contribution_<input>)."""
+        return tuple(name for name in self.outputs if name != "contribution")
+
+
+@dataclass(frozen=True)
+class ExplainRequest(Request):
+    """`marina explain`: a model's answers for a few rows, with every raw input's contribution."""
+
+    COMMAND: ClassVar[str] = "explain"
+
+    model: str = model_flag()
+    sha256: str | None = sha256_flag()
+    row: str | None = json_flag(
+        "--row",
+        "one row (an object keyed by input name, or a list in input order) or a list of them, as JSON: "
+        '{"age": 0.03, "bmi": 0.06, ...}',
+    )
+    data: str | None = flag(
+        "--data",
+        "a prepared dataset version or a CSV/Parquet source, as marina predict takes it",
+        default=None,
+        metavar="SOURCE",
+    )
+    split: str = split_flag()
+    rows: int = integer_flag("--rows", "rows of --data to explain, from its first", 10)
+    level: float = number_flag("--level", "the level of the intervals, in (0, 1)", 0.95)
+    result_file: str | None = result_file_flag()
+
+    def __post_init__(self) -> None:
+        if (self.row is None) == (self.data is None):
+            raise SpecError("give the rows to explain either with --row JSON or with --data SOURCE")
+        check_sha256("--sha256", self.sha256)
+        check_choice("--split", self.split, SCORED_SPLITS)
+        Bound(1, 10_000).check("--rows", self.rows)
+        LEVEL.check("--level", self.level)

@@ -32,23 +32,13 @@ ALL = ["predict", "contribution", "lower", "upper", "extrapolation"]
 
 
 @pytest.fixture(scope="module")
-def diabetes(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return prepare("builtin:diabetes", tmp_path_factory.mktemp("diabetes"))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory, diabetes: str) -> ModelArtifact:
-    return train(diabetes, tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def rows(diabetes: str) -> np.ndarray:
-    return splits(diabetes).x_test[:5]
+def rows(diabetes_data: str) -> np.ndarray:
+    return splits(diabetes_data).x_test[:5]
 
 
 @pytest.fixture
-def app(model: ModelArtifact) -> ServingApp:
-    return ServingApp(ServedModel.from_artifact(model, "m", "memory"))
+def app(diabetes_model: ModelArtifact) -> ServingApp:
+    return ServingApp(ServedModel.from_artifact(diabetes_model, "m", "memory"))
 
 
 def infer_body(rows: np.ndarray, outputs: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
@@ -65,14 +55,19 @@ def tensors(response: httpx.Response) -> dict[str, Any]:
 
 
 def test_a_request_naming_no_outputs_gets_exactly_the_prediction(
-    app: ServingApp, model: ModelArtifact, rows: np.ndarray
+    app: ServingApp, diabetes_model: ModelArtifact, rows: np.ndarray
 ) -> None:
     client = Client(app)
     expected = {
         "model_name": "m",
         "model_version": app.model.version if app.model else "",
         "outputs": [
-            {"name": "predict", "datatype": "FP64", "shape": [5], "data": model.predict(rows).tolist()}
+            {
+                "name": "predict",
+                "datatype": "FP64",
+                "shape": [5],
+                "data": diabetes_model.predict(rows).tolist(),
+            }
         ],
     }
     assert client.post(INFER, json=infer_body(rows)).json() == expected
@@ -80,7 +75,7 @@ def test_a_request_naming_no_outputs_gets_exactly_the_prediction(
 
 
 def test_every_output_by_name_in_the_order_asked(
-    app: ServingApp, model: ModelArtifact, rows: np.ndarray
+    app: ServingApp, diabetes_model: ModelArtifact, rows: np.ndarray
 ) -> None:
     asked = [
         {"name": "extrapolation"},
@@ -93,14 +88,16 @@ def test_every_output_by_name_in_the_order_asked(
     assert response.status_code == 200
     assert [o["name"] for o in response.json()["outputs"]] == [o["name"] for o in asked]
     got = tensors(response)
-    answers = Answers(model)
-    predictions = model.predict(rows)
+    answers = Answers(diabetes_model)
+    predictions = diabetes_model.predict(rows)
     assert got["predict"]["data"] == predictions.tolist()
     assert got["contribution"]["shape"] == [5, 10] and got["contribution"]["datatype"] == "FP64"
     contributions = np.array(got["contribution"]["data"]).reshape(5, 10)
     np.testing.assert_array_equal(contributions, answers.contributions(rows))
     assert answers.base is not None and answers.means is not None
-    bound = explanation_tolerance(np.array(model.coefficients), model.intercept, rows, answers.means)
+    bound = explanation_tolerance(
+        np.array(diabetes_model.coefficients), diabetes_model.intercept, rows, answers.means
+    )
     assert np.all(np.abs(answers.base + contributions.sum(axis=1) - predictions) <= bound)
     width = answers.half_widths(rows, 0.95)
     np.testing.assert_array_equal(got["lower"]["data"], (predictions - width).tolist())
@@ -114,12 +111,12 @@ def test_every_output_by_name_in_the_order_asked(
 
 
 def test_the_level_comes_from_the_output_or_the_request(
-    app: ServingApp, model: ModelArtifact, rows: np.ndarray
+    app: ServingApp, diabetes_model: ModelArtifact, rows: np.ndarray
 ) -> None:
     client = Client(app)
     asked = [{"name": "lower", "parameters": {"level": 0.5}}, {"name": "upper"}]
     got = tensors(client.post(INFER, json=infer_body(rows, asked, parameters={"level": 0.8})))
-    answers, predictions = Answers(model), model.predict(rows)
+    answers, predictions = Answers(diabetes_model), diabetes_model.predict(rows)
     np.testing.assert_array_equal(
         got["lower"]["data"], (predictions - answers.half_widths(rows, 0.5)).tolist()
     )
@@ -157,7 +154,7 @@ def test_bad_output_requests_are_400_naming_the_field(
 
 
 def test_binary_outputs_follow_the_json_in_the_order_asked(
-    app: ServingApp, model: ModelArtifact, rows: np.ndarray
+    app: ServingApp, diabetes_model: ModelArtifact, rows: np.ndarray
 ) -> None:
     asked = [
         {"name": "contribution", "parameters": {"binary_data": True}},
@@ -170,21 +167,20 @@ def test_binary_outputs_follow_the_json_in_the_order_asked(
     contribution_size = header["outputs"][0]["parameters"]["binary_data_size"]
     assert contribution_size == 5 * 10 * 8
     contributions = np.frombuffer(blob[:contribution_size], dtype="<f8").reshape(5, 10)
-    np.testing.assert_array_equal(contributions, Answers(model).contributions(rows))
+    np.testing.assert_array_equal(contributions, Answers(diabetes_model).contributions(rows))
     strings, position = [], contribution_size
     while position < len(blob):
         (size,) = struct.unpack_from("<I", blob, position)
         strings.append(blob[position + 4 : position + 4 + size].decode())
         position += 4 + size
     assert strings == ["inside"] * 5
-    assert header["outputs"][2]["data"] == model.predict(rows).tolist()
+    assert header["outputs"][2]["data"] == diabetes_model.predict(rows).tolist()
 
 
 def test_a_model_from_before_answers_says_which_outputs_need_a_retrain(
-    model: ModelArtifact, rows: np.ndarray
+    diabetes_model_v1: ModelArtifact, rows: np.ndarray
 ) -> None:
-    old = ModelArtifact(model.coefficients, model.intercept, model.feature_names, format=artifact.FORMAT_V1)
-    client = Client(ServingApp(ServedModel.from_artifact(old, "m", "memory")))
+    client = Client(ServingApp(ServedModel.from_artifact(diabetes_model_v1, "m", "memory")))
     response = client.post(INFER, json=infer_body(rows, [{"name": "lower"}]))
     assert response.status_code == 400
     assert response.json()["error"] == (
@@ -195,21 +191,21 @@ def test_a_model_from_before_answers_says_which_outputs_need_a_retrain(
 
 
 def test_explain_answers_each_row_with_a_base_and_contributions_that_add_up(
-    app: ServingApp, model: ModelArtifact, rows: np.ndarray, diabetes: str
+    app: ServingApp, diabetes_model: ModelArtifact, rows: np.ndarray, diabetes_data: str
 ) -> None:
-    instances = [dict(zip(model.feature_names, row, strict=True)) for row in rows.tolist()]
+    instances = [dict(zip(diabetes_model.feature_names, row, strict=True)) for row in rows.tolist()]
     response = Client(app).post(EXPLAIN, json={"instances": instances, "parameters": {"level": 0.9}})
     assert response.status_code == 200
     document = response.json()
-    answers = Answers(model)
-    assert document["base"] == answers.base and document["inputs"] == model.feature_names
+    answers = Answers(diabetes_model)
+    assert document["base"] == answers.base and document["inputs"] == diabetes_model.feature_names
     assert document["intervals"] == {"method": "student-t", "level": 0.9}
-    x_train = splits(diabetes).x_train
-    means, coef = x_train.mean(axis=0), np.array(model.coefficients)
-    predictions, width = model.predict(rows), answers.half_widths(rows, 0.9)
+    x_train = splits(diabetes_data).x_train
+    means, coef = x_train.mean(axis=0), np.array(diabetes_model.coefficients)
+    predictions, width = diabetes_model.predict(rows), answers.half_widths(rows, 0.9)
     for row, explanation in enumerate(document["explanations"]):
         assert explanation["prediction"] == predictions[row]
-        assert list(explanation["contributions"]) == model.feature_names
+        assert list(explanation["contributions"]) == diabetes_model.feature_names
         shares = np.array(list(explanation["contributions"].values()))
         # numpy's means and training's differ by their summation rounding; each product rounds twice
         moved = np.abs(coef) * sum_tolerance(len(x_train)) * np.abs(x_train).mean(axis=0)
@@ -243,11 +239,11 @@ def test_explain_with_category_inputs_gives_one_contribution_per_raw_input(tmp_p
     assert "category:color" in document["explanations"][1]["extrapolation"]["reasons"]  # Z was never seen
 
 
-def far_rows(model: ModelArtifact, rows: np.ndarray) -> np.ndarray:
+def far_rows(diabetes_model: ModelArtifact, rows: np.ndarray) -> np.ndarray:
     """The test rows, the second with bmi ten training standard deviations above its mean."""
-    statistics = model.feature_statistics["bmi"]
+    statistics = diabetes_model.feature_statistics["bmi"]
     moved = rows.copy()
-    moved[1, model.feature_names.index("bmi")] = statistics["mean"] + 10 * statistics["std"]
+    moved[1, diabetes_model.feature_names.index("bmi")] = statistics["mean"] + 10 * statistics["std"]
     return moved
 
 
@@ -261,10 +257,12 @@ def outside_counters(client: Client) -> dict[str, float]:
 
 
 def test_reject_answers_422_naming_the_row_and_why_and_counts_it(
-    model: ModelArtifact, rows: np.ndarray
+    diabetes_model: ModelArtifact, rows: np.ndarray
 ) -> None:
-    client = Client(ServingApp(ServedModel.from_artifact(model, "m", "memory"), extrapolation="reject"))
-    moved = far_rows(model, rows)
+    client = Client(
+        ServingApp(ServedModel.from_artifact(diabetes_model, "m", "memory"), extrapolation="reject")
+    )
+    moved = far_rows(diabetes_model, rows)
     for path, body in (
         (INFER, infer_body(moved)),
         (PREDICT, {"instances": moved.tolist()}),
@@ -285,21 +283,27 @@ def test_reject_answers_422_naming_the_row_and_why_and_counts_it(
 
 
 def test_allow_answers_and_counts_rows_outside(
-    app: ServingApp, model: ModelArtifact, rows: np.ndarray
+    app: ServingApp, diabetes_model: ModelArtifact, rows: np.ndarray
 ) -> None:
     client = Client(app)
-    got = tensors(client.post(INFER, json=infer_body(far_rows(model, rows), [{"name": "extrapolation"}])))
+    got = tensors(
+        client.post(INFER, json=infer_body(far_rows(diabetes_model, rows), [{"name": "extrapolation"}]))
+    )
     assert got["extrapolation"]["data"][0] == "inside"
     assert "range:bmi" in got["extrapolation"]["data"][1].split(";")
     before = outside_counters(client)['marina_extrapolation_rows_total{model="m",reason="range"}']
-    assert client.post(PREDICT, json={"instances": far_rows(model, rows).tolist()}).status_code == 200
+    assert (
+        client.post(PREDICT, json={"instances": far_rows(diabetes_model, rows).tolist()}).status_code == 200
+    )
     after = outside_counters(client)['marina_extrapolation_rows_total{model="m",reason="range"}']
     assert after == before + 1
 
 
 @pytest.fixture(scope="module")
-def server(model: ModelArtifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    uri, digest = artifact.save(model, str(tmp_path_factory.mktemp("served")))
+def server(
+    diabetes_model: ModelArtifact, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    uri, digest = artifact.save(diabetes_model, str(tmp_path_factory.mktemp("served")))
     process = ServerProcess(uri, digest)
     process.wait_for_line("Uvicorn running on")
     yield process
@@ -308,7 +312,7 @@ def server(model: ModelArtifact, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_tritonclient_receives_the_outputs_it_names(
-    server: ServerProcess, model: ModelArtifact, rows: np.ndarray, binary: bool
+    server: ServerProcess, diabetes_model: ModelArtifact, rows: np.ndarray, binary: bool
 ) -> None:
     client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
     metadata = client.get_model_metadata("dm")
@@ -320,10 +324,10 @@ def test_tritonclient_receives_the_outputs_it_names(
         for name in ("contribution", "lower", "extrapolation")
     ]
     result = client.infer("dm", [tensor], outputs=asked)
-    answers = Answers(model)
+    answers = Answers(diabetes_model)
     np.testing.assert_array_equal(result.as_numpy("contribution"), answers.contributions(rows))
     np.testing.assert_array_equal(
-        result.as_numpy("lower"), model.predict(rows) - answers.half_widths(rows, 0.95)
+        result.as_numpy("lower"), diabetes_model.predict(rows) - answers.half_widths(rows, 0.95)
     )
     assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("extrapolation")] == [
         "inside"
@@ -331,4 +335,4 @@ def test_tritonclient_receives_the_outputs_it_names(
     assert result.as_numpy("predict") is None  # not asked for, not sent
     plain = client.infer("dm", [tensor])  # and a client naming nothing gets the prediction alone
     assert [o["name"] for o in plain.get_response()["outputs"]] == ["predict"]
-    np.testing.assert_array_equal(plain.as_numpy("predict"), model.predict(rows))
+    np.testing.assert_array_equal(plain.as_numpy("predict"), diabetes_model.predict(rows))

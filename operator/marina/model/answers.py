@@ -405,6 +405,35 @@ class Answers:
         grouped: np.ndarray = per_feature @ self._grouping
         return grouped
 
+    def explanations(
+        self, features: np.ndarray, predictions: np.ndarray, level: float = DEFAULT_LEVEL
+    ) -> list[dict[str, Any]]:
+        """Per row: the prediction, the base value, one contribution per raw input (adding up to the
+        prediction), the interval at `level` when the model records one, and the guard's verdict."""
+        contributions = self.contributions(features)
+        width = self.half_widths(features, level) if self.record is not None else None
+        verdicts = self.verdicts(features)
+        explanations = []
+        for row, (prediction, shares) in enumerate(
+            zip(predictions.tolist(), contributions.tolist(), strict=True)
+        ):
+            explanation: dict[str, Any] = {
+                "prediction": prediction,
+                "base": self.base,
+                "contributions": dict(zip(self.input_names, shares, strict=True)),
+            }
+            if width is not None:
+                half = width if isinstance(width, float) else float(width[row])
+                explanation["interval"] = {
+                    "lower": prediction - half,
+                    "upper": prediction + half,
+                    "level": level,
+                }
+            reasons = verdicts.reasons(row)
+            explanation["extrapolation"] = {"inside": not reasons, "reasons": [str(r) for r in reasons]}
+            explanations.append(explanation)
+        return explanations
+
     # -- intervals
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from marina.contract import MODEL_VERSION_LENGTH
+from marina.contract import ANSWER_OUTPUTS, MODEL_VERSION_LENGTH
 from marina.data.distribution import Reference
 from marina.data.encoding import Inputs
 from marina.model.answers import DEFAULT_LEVEL, Answers
@@ -25,7 +25,7 @@ PLATFORM = "marina_linear"
 OUTPUT_NAME = "predict"
 CONTRIBUTION, LOWER, UPPER, EXTRAPOLATION = "contribution", "lower", "upper", "extrapolation"
 #: Every output a model may answer with, in the order metadata lists them.
-OUTPUTS = (OUTPUT_NAME, CONTRIBUTION, LOWER, UPPER, EXTRAPOLATION)
+OUTPUTS = ANSWER_OUTPUTS  # (predict, contribution, lower, upper, extrapolation), the contract's
 TRAINING_STATISTICS = ("mean", "std", "min", "max")
 
 

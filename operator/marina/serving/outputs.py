@@ -91,32 +91,14 @@ def v1_explanation(computed: Computed, level: float) -> dict[str, Any]:
     """`:explain`'s answer: per row the prediction, the base value, one contribution per raw input
     (summing with the base to the prediction), the interval when the model records one, and the guard's
     verdict."""
-    model = computed.model
-    answers = computed.answers
-    contributions = computed.contributions()
-    names = list(model.raw_inputs.names)
-    width = computed.width(level) if answers.record is not None else None
-    verdicts = computed.verdicts()
-    explanations = []
-    for row, (prediction, shares) in enumerate(
-        zip(computed.predictions.tolist(), contributions.tolist(), strict=True)
-    ):
-        explanation: dict[str, Any] = {
-            "prediction": prediction,
-            "base": answers.base,
-            "contributions": dict(zip(names, shares, strict=True)),
-        }
-        if width is not None:
-            half = float(width) if isinstance(width, float) else float(width[row])
-            explanation["interval"] = {"lower": prediction - half, "upper": prediction + half, "level": level}
-        reasons = verdicts.reasons(row)
-        explanation["extrapolation"] = {"inside": not reasons, "reasons": [str(r) for r in reasons]}
-        explanations.append(explanation)
+    model, answers = computed.model, computed.answers
+    with answerable():
+        explanations = answers.explanations(computed.features, computed.predictions, level)
     document: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.version,
         "base": answers.base,
-        "inputs": names,
+        "inputs": list(answers.input_names),
         "explanations": explanations,
     }
     if answers.record is not None:
