@@ -285,3 +285,25 @@ def test_the_guard_states_its_false_alarm_rates(models: dict[str, ModelArtifact]
     assert description["checks"]["leverage"]["falseAlarmRate"] == pytest.approx(shrink / (n + 1))
     assert description["falseAlarmRate"] == pytest.approx(shrink * (1 + 2 * 10) / (n + 1))
     assert description["falseAlarmRateAnyDistribution"] == pytest.approx((1 + 2 * 10) / (n + 1))
+
+
+@pytest.mark.parametrize("name", ["ols", "ridge", "ols-no-intercept", "v1", "categories"])
+def test_one_row_at_a_time_gets_the_verdict_a_batch_gets(
+    models: dict[str, ModelArtifact], diabetes: str, diamonds: str, name: str
+) -> None:
+    """Single rows take a shortcut (Python floats) when they are inside: rows inside and outside for every
+    reason, some in range but off the training rows' correlations (only leverage sees them), agree."""
+    answers = Answers(models[name])
+    x_train = splits(data_of(name, diabetes, diamonds)).x_train
+    rng = np.random.default_rng(8)
+    low, high = x_train.min(axis=0), x_train.max(axis=0)
+    rows = np.vstack([x_train[:50], rng.uniform(low, high, (300, len(low))), x_train[:20] * 5.0])
+    batch = answers.verdicts(rows).labels()
+    levels = [0.9] if answers.record is not None else []
+    one_by_one = []
+    for row in rows:
+        verdicts = answers.answer(row[None, :], False, levels, True).verdicts
+        assert verdicts is not None
+        one_by_one.append(verdicts.labels()[0])
+    assert one_by_one == batch
+    assert len(set(batch)) > 2  # inside, and outside for more than one reason

@@ -40,10 +40,9 @@ intervals and leverage need a retrain.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -300,20 +299,25 @@ class Reason:
         return self.check if self.input is None else f"{self.check}:{self.input}"
 
 
-@dataclass(frozen=True)
-class Verdicts:
-    """The guard's verdict on each of a batch's rows."""
+class Answered(NamedTuple):
+    """What `Answers.answer` computed: contributions (rows x inputs; one row's as a flat list),
+    half-widths per level, verdicts (None: not asked)."""
+
+    contributions: np.ndarray | list[float] | None
+    widths: dict[float, np.ndarray | float]
+    verdicts: Verdicts | None
+
+
+class Verdicts(NamedTuple):
+    """The guard's verdict on each of a batch's rows (a tuple: made on every request that asks)."""
 
     leverage: np.ndarray  # (rows,) bool; all False when the model has no leverage reference
     range: np.ndarray  # (rows, number inputs) bool
     category: np.ndarray  # (rows, category inputs) bool
     range_inputs: tuple[str, ...]
     category_inputs: tuple[str, ...]
-
-    @cached_property
-    def outside(self) -> np.ndarray:
-        flagged: np.ndarray = self.leverage | self.range.any(axis=1) | self.category.any(axis=1)
-        return flagged
+    outside: np.ndarray  # (rows,) bool: any of the above
+    any_outside: bool
 
     def reasons(self, row: int) -> list[Reason]:
         found = [
@@ -331,6 +335,8 @@ class Verdicts:
     def labels(self) -> list[str]:
         """Per row `inside`, or its reasons joined by `;` (e.g. `range:bmi;leverage`)."""
         labels = [INSIDE] * len(self.leverage)
+        if not self.any_outside:
+            return labels
         for row in np.flatnonzero(self.outside).tolist():
             labels[row] = ";".join(map(str, self.reasons(row)))
         return labels
@@ -338,6 +344,8 @@ class Verdicts:
     def counts(self) -> dict[Reason, int]:
         """Rows flagged per reason and input (a row flagged twice counts under both)."""
         counted: dict[Reason, int] = {}
+        if not self.any_outside:
+            return counted
         if self.leverage.any():
             counted[Reason(LEVERAGE)] = int(self.leverage.sum())
         for kind, names, flags in (
@@ -364,6 +372,7 @@ class Answers:
         self.means = self._means(artifact, names)
         self.base = None if self.means is None else float(self.intercept + self.coefficients @ self.means)
         self._grouping = self._grouping_matrix() if self.inputs.has_categories else None
+        self._multipliers: dict[float, float | tuple[float]] = {}
         self._guard_setup(artifact, names)
 
     # -- explanations
@@ -392,14 +401,15 @@ class Answers:
     def explains(self) -> bool:
         return self.means is not None
 
-    def contributions(self, features: np.ndarray) -> np.ndarray:
-        """(rows, inputs): each raw input's share of each row's prediction beyond the base value."""
+    def contributions(self, features: np.ndarray, centred: np.ndarray | None = None) -> np.ndarray:
+        """(rows, inputs): each raw input's share of each row's prediction beyond the base value
+        (`centred`: features - means, when it is at hand)."""
         if self.means is None:
             raise AnswerError(
                 "this model was trained before Marina recorded the training means of every feature; "
                 "retrain it to explain its predictions"
             )
-        per_feature: np.ndarray = (features - self.means) * self.coefficients
+        per_feature: np.ndarray = (features - self.means if centred is None else centred) * self.coefficients
         if self._grouping is None:
             return per_feature
         grouped: np.ndarray = per_feature @ self._grouping
@@ -448,19 +458,139 @@ class Answers:
             )
         return self.record
 
-    def half_widths(self, features: np.ndarray, level: float) -> np.ndarray | float:
-        """How far each row's interval reaches either side of its prediction at `level`."""
-        check_level(level)
-        record = self._needs_record("prediction intervals")
-        if record.method == CONFORMAL:
-            return record.calibration.half_width(level)
-        assert record.dof is not None and record.variance is not None
-        multiplier = student.two_sided(level, record.dof) * math.sqrt(record.variance)
-        widths: np.ndarray = multiplier * np.sqrt(1.0 + self.leverages(features))
+    def half_widths(
+        self, features: np.ndarray, level: float, leverages: np.ndarray | None = None
+    ) -> np.ndarray | float:
+        """How far each row's interval reaches either side of its prediction at `level` (the rows'
+        leverages may be given, when they are at hand)."""
+        multiplier = self._multipliers.get(level)
+        if multiplier is None:
+            multiplier = self._multiplier(level)
+        if isinstance(multiplier, tuple):  # conformal: the same width for every row
+            return multiplier[0]
+        if leverages is None:
+            leverages = self.leverages(features)
+        widths: np.ndarray = multiplier * np.sqrt(leverages + 1.0)
         return widths
 
-    def leverages(self, features: np.ndarray) -> np.ndarray:
-        return self._needs_record("leverages").design.leverages(features)
+    def _multiplier(self, level: float) -> float | tuple[float]:
+        """t·s for least squares (times √(1 + h) per row), or (the conformal half-width,); remembered
+        for the few levels a server is asked for."""
+        check_level(level)
+        record = self._needs_record("prediction intervals")
+        multiplier: float | tuple[float]
+        if record.method == CONFORMAL:
+            multiplier = (record.calibration.half_width(level),)
+        else:
+            assert record.dof is not None and record.variance is not None
+            multiplier = student.two_sided(level, record.dof) * math.sqrt(record.variance)
+        if len(self._multipliers) < 64:
+            self._multipliers[level] = multiplier
+        return multiplier
+
+    def leverages(self, features: np.ndarray, centred: np.ndarray | None = None) -> np.ndarray:
+        """Each row's leverage; from `features - means` when it is at hand and the design is centred there."""
+        if self._root is None:
+            self._needs_record("leverages")
+        assert self._root is not None
+        if centred is not None and self._centred_design:
+            projected = centred.dot(self._root)
+        else:
+            projected = features.dot(self._root)
+            projected -= self._offset_root
+        leverage: np.ndarray = np.einsum("ij,ij->i", projected, projected)
+        leverage += self._leverage_floor
+        return leverage
+
+    def answer(
+        self, features: np.ndarray, contributions: bool, levels: Sequence[float], verdicts: bool
+    ) -> Answered:
+        """What a request asks for at once, sharing what the pieces share: x - μ (contributions, and the
+        leverage of a design centred at μ, and the range check) and the leverages (intervals, guard)."""
+        centred = features - self.means if self.means is not None else None
+        needs_leverage = self.record is not None and (
+            (verdicts and self._leverage_limit is not None) or self._needs_leverage(levels)
+        )
+        if len(features) == 1:
+            return self._answer_one(features, centred, contributions, levels, verdicts, needs_leverage)
+        leverages = self.leverages(features, centred) if needs_leverage else None
+        widths = {level: self.half_widths(features, level, leverages) for level in levels}
+        judged = self.verdicts(features, leverages, centred) if verdicts else None
+        return Answered(self.contributions(features, centred) if contributions else None, widths, judged)
+
+    def _answer_one(
+        self,
+        features: np.ndarray,
+        centred: np.ndarray | None,
+        contributions: bool,
+        levels: Sequence[float],
+        verdicts: bool,
+        needs_leverage: bool,
+    ) -> Answered:
+        """One row, the usual online request, in Python floats: on a busy server each numpy call on a
+        row of ten costs microseconds (caches are cold between requests), more than its arithmetic.
+        Each value comes from the same IEEE operations as in the vectorised path; only the leverage's
+        sum of squares may add in another order (a few ulps)."""
+        row = features[0].tolist()
+        centred_row = (
+            None if self._means_list is None else [x - m for x, m in zip(row, self._means_list, strict=True)]
+        )
+        leverage = None
+        if needs_leverage:
+            assert self._root is not None
+            if self._centred_design and centred_row is not None:
+                projection = np.dot(centred_row, self._root)
+            else:
+                projection = np.dot(row, self._root) - self._offset_root
+            leverage = float(projection.dot(projection)) + self._leverage_floor
+        widths: dict[float, np.ndarray | float] = {}
+        for level in levels:
+            multiplier = self._multipliers.get(level)
+            if multiplier is None:
+                multiplier = self._multiplier(level)
+            if isinstance(multiplier, tuple):
+                widths[level] = multiplier[0]
+            else:
+                assert leverage is not None
+                widths[level] = multiplier * math.sqrt(leverage + 1.0)
+        judged = None
+        if verdicts:
+            judged = self._inside_one(row, centred_row, leverage)
+            if judged is None:
+                leverages = None if leverage is None else np.array([leverage])
+                judged = self.verdicts(features, leverages, centred)
+        shares: np.ndarray | list[float] | None = None
+        if contributions:
+            if centred_row is None:
+                shares = self.contributions(features)  # raises: no means, no explanation
+            else:
+                products = [c * b for c, b in zip(centred_row, self._coefficients_list, strict=True)]
+                shares = (
+                    products
+                    if self._blocks_of_inputs is None
+                    else [sum(products[start:stop]) for start, stop in self._blocks_of_inputs]
+                )
+        return Answered(shares, widths, judged)
+
+    def _inside_one(
+        self, row: list[float], centred_row: list[float] | None, leverage: float | None
+    ) -> Verdicts | None:
+        """A single row's verdict when it is inside: the shared all-inside verdict; None when a check
+        fails or cannot be made this way (then the vectorised path says why)."""
+        if self._blocks.shape[1]:
+            return None
+        if leverage is not None and leverage > self._leverage_limit_value:
+            return None
+        values, middles = (
+            (row, self._range_checks_raw) if centred_row is None else (centred_row, self._range_checks)
+        )
+        for j, middle, half in middles:
+            if abs(values[j] - middle) > half:
+                return None
+        return self._one_inside
+
+    def _needs_leverage(self, levels: Sequence[float]) -> bool:
+        return bool(levels) and self.record is not None and self.record.method == STUDENT_T
 
     # -- the guard
 
@@ -483,6 +613,8 @@ class Answers:
         self._range_columns = np.array([names.index(name) for name in self.range_inputs], dtype=np.intp)
         self._low = np.array([low - margin * sd for _, low, _, sd in checked])
         self._high = np.array([high + margin * sd for _, _, high, sd in checked])
+        # one comparison per value: |x - middle| > half the widened range
+        self._middle, self._half_range = (self._low + self._high) / 2, (self._high - self._low) / 2
         self._all_columns = len(self._range_columns) == len(names) and bool(
             (self._range_columns == np.arange(len(names))).all()
         )
@@ -499,11 +631,48 @@ class Answers:
         for k, (_, start, stop) in enumerate(blocks):
             self._blocks[start:stop, k] = 1.0
         self._leverage_limit: float | None = None
+        self._root: np.ndarray | None = None
+        self._centred_design = False
+        if self.record is not None:
+            design = self.record.design
+            self._root = design.root
+            self._offset_root = design.offset.dot(self._root)
+            self._leverage_floor = 1.0 / design.n_samples if design.intercept else 0.0
+            self._centred_design = self.means is not None and bool(np.array_equal(design.offset, self.means))
         if self.record is not None:
             record = self.record
             root = math.sqrt(record.leverage_maximum) + margin * record.leverage_spread
             augmented = root * root  # h/(1 + h) above this is outside; as a bound on h itself:
             self._leverage_limit = math.inf if augmented >= 1.0 else augmented / (1.0 - augmented)
+        self._mid_c = (
+            self._middle - self.means[self._range_columns] if self.means is not None else self._middle
+        )
+        # for one row at a time: (column, middle, half-range) of each checked input, and the verdict of
+        # a row inside (shared: nothing in it is ever written)
+        columns, halves = self._range_columns.tolist(), self._half_range.tolist()
+        self._range_checks = list(zip(columns, self._mid_c.tolist(), halves, strict=True))
+        self._range_checks_raw = list(zip(columns, self._middle.tolist(), halves, strict=True))
+        self._means_list = None if self.means is None else self.means.tolist()
+        self._coefficients_list = self.coefficients.tolist()
+        offsets = self.inputs.offsets
+        self._blocks_of_inputs = (
+            None
+            if self._grouping is None
+            else [(offsets[k], offsets[k + 1]) for k in range(len(offsets) - 1)]
+        )
+        self._leverage_limit_value = math.inf if self._leverage_limit is None else self._leverage_limit
+        no = np.zeros(1, dtype=bool)
+        self._one_inside = Verdicts(
+            no,
+            np.zeros((1, len(self.range_inputs)), dtype=bool),
+            np.zeros((1, len(self.category_inputs)), dtype=bool),
+            self.range_inputs,
+            self.category_inputs,
+            no,
+            False,
+        )
+        for flags in (*self._one_inside[:3], no):
+            flags.setflags(write=False)
 
     def guard_description(self) -> dict[str, Any]:
         """What the guard checks and its false-alarm rates, for metadata endpoints and results."""
@@ -567,22 +736,47 @@ class Answers:
             f"{self._margin:g} standard deviations): an unusual combination of inputs"
         )
 
-    def verdicts(self, features: np.ndarray) -> Verdicts:
+    def verdicts(
+        self, features: np.ndarray, leverages: np.ndarray | None = None, centred: np.ndarray | None = None
+    ) -> Verdicts:
+        """Each row's verdict (the rows' leverages, and features - means, may be given when at hand)."""
         rows = len(features)
+        outside: np.ndarray
         if self._range_columns.size:
-            values = features if self._all_columns else features[:, self._range_columns]
-            outside_range = (values < self._low) | (values > self._high)
+            if centred is not None:
+                values, middle = (
+                    (centred if self._all_columns else centred[:, self._range_columns]),
+                    self._mid_c,
+                )
+            else:
+                values = features if self._all_columns else features[:, self._range_columns]
+                middle = self._middle
+            outside_range = np.abs(values - middle) > self._half_range
+            outside = outside_range.any(axis=1)
         else:
             outside_range = np.zeros((rows, 0), dtype=bool)
+            outside = np.zeros(rows, dtype=bool)
         if self._blocks.shape[1]:
             outside_category = (features @ self._blocks) == 0.0
+            outside |= outside_category.any(axis=1)
         else:
             outside_category = np.zeros((rows, 0), dtype=bool)
         if self._leverage_limit is not None:
-            leverage = self.leverages(features) > self._leverage_limit
+            leverage = (
+                self.leverages(features, centred) if leverages is None else leverages
+            ) > self._leverage_limit
+            outside |= leverage
         else:
             leverage = np.zeros(rows, dtype=bool)
-        return Verdicts(leverage, outside_range, outside_category, self.range_inputs, self.category_inputs)
+        return Verdicts(
+            leverage,
+            outside_range,
+            outside_category,
+            self.range_inputs,
+            self.category_inputs,
+            outside,
+            bool(outside.any()),
+        )
 
 
 def _is_number(value: object) -> bool:

@@ -133,8 +133,8 @@ class ServedModel:
         predictions: np.ndarray = features.dot(self.coefficients) + self.intercept
         return predictions
 
-    def unavailable(self) -> dict[str, str]:
-        """The outputs this model cannot answer, and why."""
+    def __post_init__(self) -> None:
+        """What outputs the model can give is asked on every request naming some: decided once here."""
         answers = self.answers
         missing: dict[str, str] = {}
         if answers is None or not answers.explains:
@@ -146,13 +146,19 @@ class ServedModel:
             missing[LOWER] = missing[UPPER] = reason
         if answers is None:
             missing[EXTRAPOLATION] = "the model has no training statistics"
+        object.__setattr__(self, "_missing", missing)
+        object.__setattr__(self, "_outputs", tuple(name for name in OUTPUTS if name not in missing))
+
+    def unavailable(self) -> dict[str, str]:
+        """The outputs this model cannot answer, and why."""
+        missing: dict[str, str] = self.__dict__["_missing"]
         return missing
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """The outputs this model answers with, in metadata order."""
-        missing = self.unavailable()
-        return tuple(name for name in OUTPUTS if name not in missing)
+        outputs: tuple[str, ...] = self.__dict__["_outputs"]
+        return outputs
 
     def v2_metadata(self) -> dict[str, Any]:
         """One FP64 matrix input, or with categories one tensor per raw input (BYTES for categories); the

@@ -36,54 +36,98 @@ def answers_of(model: ServedModel) -> Answers:
 
 
 class Computed:
-    """What one request's outputs need, each computed at most once."""
+    """What one request's outputs need, computed together (sharing x - μ and the leverages) and once."""
 
     def __init__(self, model: ServedModel, features: np.ndarray, predictions: np.ndarray) -> None:
         self.model, self.features, self.predictions = model, features, predictions
+        self.answers = answers_of(model)
         self._verdicts: Verdicts | None = None
-        self._widths: dict[float, np.ndarray | float] = {}
+        self.widths: dict[float, np.ndarray | float] = {}
+        self._contributions: np.ndarray | list[float] | None = None
 
-    @property
-    def answers(self) -> Answers:
-        return answers_of(self.model)
+    def prepare(
+        self, contributions: bool = False, levels: Sequence[float] = (), verdicts: bool = False
+    ) -> None:
+        """Compute what is asked and not yet at hand, in one pass."""
+        levels = [level for level in levels if level not in self.widths]
+        contributions = contributions and self._contributions is None
+        verdicts = verdicts and self._verdicts is None
+        if not (levels or contributions or verdicts):
+            return
+        try:
+            answered = self.answers.answer(self.features, contributions, levels, verdicts)
+        except AnswerError as exc:
+            raise BadRequest(str(exc)) from None
+        self.widths.update(answered.widths)
+        self._contributions = answered.contributions if contributions else self._contributions
+        self._verdicts = answered.verdicts if verdicts else self._verdicts
 
     def verdicts(self) -> Verdicts:
         if self._verdicts is None:
-            self._verdicts = self.answers.verdicts(self.features)
+            self.prepare(verdicts=True)
+        assert self._verdicts is not None
         return self._verdicts
 
     def width(self, level: float) -> np.ndarray | float:
-        if level not in self._widths:
-            with answerable():
-                self._widths[level] = self.answers.half_widths(self.features, level)
-        return self._widths[level]
+        self.prepare(levels=(level,))
+        return self.widths[level]
 
     def contributions(self) -> np.ndarray:
-        with answerable():
-            return self.answers.contributions(self.features)
+        """(rows, inputs)."""
+        if self._contributions is None:
+            self.prepare(contributions=True)
+        assert self._contributions is not None
+        return np.atleast_2d(np.asarray(self._contributions, dtype=np.float64))
 
 
 def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
-    """The named outputs, in the order named."""
-    rows = len(computed.predictions)
+    """The named outputs, in the order named, from one pass over what they need."""
+    names = {output.name for output in requested}
+    computed.prepare(
+        CONTRIBUTION in names,
+        [output.level for output in requested if output.name in (LOWER, UPPER)],
+        EXTRAPOLATION in names,
+    )
+    predictions, widths = computed.predictions, computed.widths
+    rows = len(predictions)
+    if rows == 1:
+        return _one_row_tensors(computed, requested)
     tensors = []
-    for output in requested:
-        values: np.ndarray | list[str]
-        datatype, shape = "FP64", [rows]
-        if output.name == OUTPUT_NAME:
-            values = computed.predictions
-        elif output.name == CONTRIBUTION:
+    for name, binary, level in requested:
+        if name == OUTPUT_NAME:
+            tensors.append(Tensor(name, "FP64", [rows], predictions, binary))
+        elif name == CONTRIBUTION:
             values = computed.contributions()
-            shape = [rows, values.shape[1]]
-        elif output.name == LOWER:
-            values = computed.predictions - computed.width(output.level)
-        elif output.name == UPPER:
-            values = computed.predictions + computed.width(output.level)
-        elif output.name == EXTRAPOLATION:
-            values, datatype = computed.verdicts().labels(), "BYTES"
+            tensors.append(Tensor(name, "FP64", [rows, values.shape[1]], values, binary))
+        elif name == LOWER:
+            tensors.append(Tensor(name, "FP64", [rows], predictions - widths[level], binary))
+        elif name == UPPER:
+            tensors.append(Tensor(name, "FP64", [rows], predictions + widths[level], binary))
+        elif name == EXTRAPOLATION:
+            tensors.append(Tensor(name, "BYTES", [rows], computed.verdicts().labels(), binary))
         else:  # decode_v2 admits only the names above
-            raise BadRequest(f"unknown output '{output.name}'")
-        tensors.append(Tensor(output.name, datatype, shape, values, output.binary))
+            raise BadRequest(f"unknown output '{name}'")
+    return tensors
+
+
+def _one_row_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
+    """One row's outputs as Python lists: the same floating-point operations, no array per value."""
+    prediction = float(computed.predictions[0])
+    tensors = []
+    for name, binary, level in requested:
+        if name == OUTPUT_NAME:
+            tensors.append(Tensor(name, "FP64", [1], [prediction], binary))
+        elif name == CONTRIBUTION:
+            computed.prepare(contributions=True)
+            shares = computed._contributions
+            listed = shares if isinstance(shares, list) else computed.contributions()[0].tolist()
+            tensors.append(Tensor(name, "FP64", [1, len(listed)], listed, binary))
+        elif name == LOWER:
+            tensors.append(Tensor(name, "FP64", [1], [prediction - float(computed.widths[level])], binary))
+        elif name == UPPER:
+            tensors.append(Tensor(name, "FP64", [1], [prediction + float(computed.widths[level])], binary))
+        else:
+            tensors.append(Tensor(name, "BYTES", [1], computed.verdicts().labels(), binary))
     return tensors
 
 

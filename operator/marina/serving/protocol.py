@@ -439,7 +439,8 @@ def _encode(
 
 def _parameter(holder: Mapping[str, Any], key: str) -> Any:
     parameters = holder.get("parameters")
-    return parameters.get(key) if isinstance(parameters, Mapping) else None
+    # JSON objects decode to dicts: the exact type check spares the ABC machinery on every request
+    return parameters.get(key) if type(parameters) is dict or isinstance(parameters, Mapping) else None
 
 
 def level_of(value: Any, where: str, default: float = DEFAULT_LEVEL) -> float:
@@ -464,36 +465,46 @@ def _requested_outputs(
         return None, binary
     if not isinstance(outputs, list):
         raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
-    level = level_of(_parameter(request, "level"), "parameter 'level'")
+    level = _parameter(request, "level")
+    level = DEFAULT_LEVEL if level is None else level_of(level, "parameter 'level'")
     available = model.outputs
     requested: list[RequestedOutput] = []
+    names: set[str] = set()
     for index, output in enumerate(outputs):
-        output = _object(output, f"outputs[{index}]")
-        name = _field(output, "name", str, f"outputs[{index}]")
-        if name not in OUTPUTS:
-            raise BadRequest(f"unknown output '{name}'; this model's outputs are {', '.join(available)}")
+        name = output.get("name") if type(output) is dict else None
+        if type(name) is not str:  # the messages, only when something is wrong
+            output = _object(output, f"outputs[{index}]")
+            name = _field(output, "name", str, f"outputs[{index}]")
         if name not in available:
+            if name not in OUTPUTS:
+                raise BadRequest(f"unknown output '{name}'; this model's outputs are {', '.join(available)}")
             raise BadRequest(
                 f"output '{name}' is not available: {model.unavailable()[name]}; retrain the model"
             )
-        if any(r.name == name for r in requested):
+        if name in names:
             raise BadRequest(f"output '{name}' is asked for more than once")
-        own_level = level_of(_parameter(output, "level"), f"parameter 'level' of output '{name}'", level)
-        requested.append(
-            RequestedOutput(name, _parameter(output, "binary_data") is True or binary, own_level)
-        )
-    if [r.name for r in requested] == [OUTPUT_NAME]:
+        names.add(name)
+        parameters = output.get("parameters")
+        own_binary, own_level = binary, level
+        if parameters:
+            if type(parameters) is not dict and not isinstance(parameters, Mapping):
+                raise BadRequest(f"field 'parameters' of output '{name}' must be a JSON object")
+            own_binary = parameters.get("binary_data") is True or binary
+            own_level = level_of(parameters.get("level"), f"parameter 'level' of output '{name}'", level)
+        requested.append(RequestedOutput(name, own_binary, own_level))
+    if len(requested) == 1 and requested[0].name == OUTPUT_NAME:
         return None, requested[0].binary
     return tuple(requested), binary
 
 
 class Tensor(NamedTuple):
-    """One output tensor of a response: FP64 values, or strings for BYTES."""
+    """One output tensor of a response: FP64 values (an array, or a flat list of floats), or strings
+    for BYTES."""
 
     name: str
     datatype: str
     shape: list[int]
-    values: np.ndarray | list[str]
+    values: np.ndarray | list[float] | list[str]
     binary: bool
 
 
@@ -511,12 +522,11 @@ def encode_tensors(
         values = tensor.values
         if not tensor.binary:
             output["data"] = values if isinstance(values, list) else values.ravel().tolist()
+        elif tensor.datatype == BYTES:
+            raw = b"".join(_LENGTH.pack(len(e)) + e for e in (str(v).encode() for v in values))
         else:
-            raw = (
-                b"".join(_LENGTH.pack(len(e)) + e for e in (v.encode() for v in values))
-                if isinstance(values, list)
-                else values.astype("<f8", copy=False).tobytes()
-            )
+            raw = np.asarray(values, dtype="<f8").tobytes()
+        if tensor.binary:
             output["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         encoded.append(output)
