@@ -15,8 +15,9 @@ background load on a shared machine:
 - `current, all outputs`: the v2 model asked for predict, contribution, lower, upper and extrapolation.
 
 Reported per server: the median over rounds of requests/s and p50/p99 from `wrk --latency`, and the
-server's CPU time per request (utime + stime of its process from /proc over the round, divided by the
-requests wrk counted): less sensitive to what else the machine runs than throughput is.
+server's CPU time per request, user and system apart (utime and stime of its process from /proc over
+the round, divided by the requests wrk counted): less sensitive to what else the machine runs than
+throughput is.
 
     python benchmarks/serving_compare_bench.py [--baseline ba70c95] [--duration 30] [--rounds 6]
 """
@@ -56,7 +57,12 @@ class Server:
 @dataclass(frozen=True)
 class Round:
     load: WrkResult
-    cpu_us: float
+    user_us: float  # the server's user CPU time per request
+    system_us: float  # ... and its kernel time (system calls: reading, writing)
+
+    @property
+    def cpu_us(self) -> float:
+        return self.user_us + self.system_us
 
 
 def body(outputs: list[str] | None) -> bytes:
@@ -115,27 +121,29 @@ def train_model(folder: Path) -> tuple[Path, Path]:
     return current, baseline
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def load_round(server: Server, seconds: int, directory: Path) -> Round:
-    before = cpu_seconds(server.pid)
+    user, system = cpu_seconds(server.pid)
     result = run_wrk(server.port, server.body, seconds, directory)
-    used = cpu_seconds(server.pid) - before
-    requests = result.requests_per_second * seconds
-    return Round(result, used / max(requests, 1) * 1e6)
+    user_after, system_after = cpu_seconds(server.pid)
+    requests = max(result.requests_per_second * seconds, 1)
+    return Round(result, (user_after - user) / requests * 1e6, (system_after - system) / requests * 1e6)
 
 
-def median(rounds: list[Round]) -> tuple[WrkResult, float]:
+def median(rounds: list[Round]) -> tuple[WrkResult, float, float]:
     load = WrkResult(
         statistics.median(r.load.requests_per_second for r in rounds),
         statistics.median(r.load.p50_ms for r in rounds),
         statistics.median(r.load.p99_ms for r in rounds),
         sum(r.load.errors for r in rounds),
     )
-    return load, statistics.median(r.cpu_us for r in rounds)
+    return load, statistics.median(r.user_us for r in rounds), statistics.median(r.system_us for r in rounds)
 
 
 def main() -> int:
@@ -203,15 +211,16 @@ def main() -> int:
 def report(servers: list[Server], rounds: dict[str, list[Round]], baseline: str) -> None:
     results = {server.name: median(rounds[server.name]) for server in servers}
     print()
-    print(f"{'':28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'errors':>8}")
-    for name, (load, cpu) in results.items():
+    print(f"{'':28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'user us':>9}{'sys us':>8}{'errors':>8}")
+    for name, (load, user, system) in results.items():
+        latency = f"{load.p50_ms:>9.2f}{load.p99_ms:>9.2f}"
         print(
-            f"{name:28}{load.requests_per_second:>10,.0f}{load.p50_ms:>9.2f}{load.p99_ms:>9.2f}{cpu:>12.1f}{load.errors:>8d}"
+            f"{name:28}{load.requests_per_second:>10,.0f}{latency}{user:>9.1f}{system:>8.1f}{load.errors:>8d}"
         )
-    old, _ = results[f"baseline {baseline}"]
-    new, _ = results["current"]
-    bare, _ = results["current, v1 artifact"]
-    extra, _ = results["current, all outputs"]
+    old = results[f"baseline {baseline}"][0]
+    new = results["current"][0]
+    bare = results["current, v1 artifact"][0]
+    extra = results["current, all outputs"][0]
     print()
     ratios = {
         "current/baseline throughput": new.requests_per_second / old.requests_per_second,

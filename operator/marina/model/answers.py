@@ -40,6 +40,7 @@ intervals and leverage need a retrain.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -507,12 +508,12 @@ class Answers:
     ) -> Answered:
         """What a request asks for at once, sharing what the pieces share: x - μ (contributions, and the
         leverage of a design centred at μ, and the range check) and the leverages (intervals, guard)."""
-        centred = features - self.means if self.means is not None else None
         needs_leverage = self.record is not None and (
             (verdicts and self._leverage_limit is not None) or self._needs_leverage(levels)
         )
-        if len(features) == 1:
-            return self._answer_one(features, centred, contributions, levels, verdicts, needs_leverage)
+        if len(features) == 1 and self._fused is not None:
+            return self._answer_one(features, contributions, levels, verdicts, needs_leverage)
+        centred = features - self.means if self.means is not None else None
         leverages = self.leverages(features, centred) if needs_leverage else None
         widths = {level: self.half_widths(features, level, leverages) for level in levels}
         judged = self.verdicts(features, leverages, centred) if verdicts else None
@@ -521,30 +522,29 @@ class Answers:
     def _answer_one(
         self,
         features: np.ndarray,
-        centred: np.ndarray | None,
         contributions: bool,
         levels: Sequence[float],
         verdicts: bool,
         needs_leverage: bool,
     ) -> Answered:
-        """One row, the usual online request, in Python floats: on a busy server each numpy call on a
-        row of ten costs microseconds (caches are cold between requests), more than its arithmetic.
-        Each value comes from the same IEEE operations as in the vectorised path; only the leverage's
-        sum of squares may add in another order (a few ulps)."""
-        row = features[0].tolist()
-        centred_row = (
-            None if self._means_list is None else [x - m for x, m in zip(row, self._means_list, strict=True)]
-        )
+        """One row, the usual online request: one product of x - μ with the fused matrix gives its
+        contributions, its projection on the design's factor and its centred inputs, and the rest is C-level
+        iteration over Python floats (on a busy server each numpy call on a row of ten costs microseconds,
+        more than its arithmetic, and so does Python bytecode per value). Contributions and the centred
+        inputs are the same IEEE operations as the vectorised path's (a product with a 0/1 matrix adds only
+        exact zeros); the leverage's sum of squares may add in another order (a few ulps)."""
+        assert self._fused is not None
+        values = (features[0] - self.means).dot(self._fused).tolist()
         leverage = None
         if needs_leverage:
-            assert self._root is not None
-            if self._centred_design and centred_row is not None:
-                projection = np.dot(centred_row, self._root)
-            else:
-                projection = np.dot(row, self._root) - self._offset_root
-            leverage = float(projection.dot(projection)) + self._leverage_floor
+            projection = values[self._projection]
+            if self._projection_shift is not None:  # a design not centred at the means
+                projection = list(map(operator.add, projection, self._projection_shift))
+            leverage = sum(map(operator.mul, projection, projection)) + self._leverage_floor
         widths: dict[float, np.ndarray | float] = {}
         for level in levels:
+            if level in widths:
+                continue
             multiplier = self._multipliers.get(level)
             if multiplier is None:
                 multiplier = self._multiplier(level)
@@ -555,37 +555,27 @@ class Answers:
                 widths[level] = multiplier * math.sqrt(leverage + 1.0)
         judged = None
         if verdicts:
-            judged = self._inside_one(row, centred_row, leverage)
+            judged = self._inside_one(features, values[self._centred_inputs], leverage)
             if judged is None:
                 leverages = None if leverage is None else np.array([leverage])
-                judged = self.verdicts(features, leverages, centred)
-        shares: np.ndarray | list[float] | None = None
-        if contributions:
-            if centred_row is None:
-                shares = self.contributions(features)  # raises: no means, no explanation
-            else:
-                products = [c * b for c, b in zip(centred_row, self._coefficients_list, strict=True)]
-                shares = (
-                    products
-                    if self._blocks_of_inputs is None
-                    else [sum(products[start:stop]) for start, stop in self._blocks_of_inputs]
-                )
-        return Answered(shares, widths, judged)
+                judged = self.verdicts(features, leverages)
+        return Answered(values[self._contributions] if contributions else None, widths, judged)
 
     def _inside_one(
-        self, row: list[float], centred_row: list[float] | None, leverage: float | None
+        self, features: np.ndarray, centred: list[float], leverage: float | None
     ) -> Verdicts | None:
         """A single row's verdict when it is inside: the shared all-inside verdict; None when a check
-        fails or cannot be made this way (then the vectorised path says why)."""
-        if self._blocks.shape[1]:
-            return None
+        fails (then the vectorised path says why)."""
         if leverage is not None and leverage > self._leverage_limit_value:
             return None
-        values, middles = (
-            (row, self._range_checks_raw) if centred_row is None else (centred_row, self._range_checks)
+        inside = all(map(operator.le, self._lows_centred, centred)) and all(
+            map(operator.le, centred, self._highs_centred)
         )
-        for j, middle, half in middles:
-            if abs(values[j] - middle) > half:
+        if not inside:
+            return None
+        if self._blocks_of_categories:
+            row = features[0].tolist()
+            if not all(any(row[start:stop]) for start, stop in self._blocks_of_categories):
                 return None
         return self._one_inside
 
@@ -649,17 +639,7 @@ class Answers:
         )
         # for one row at a time: (column, middle, half-range) of each checked input, and the verdict of
         # a row inside (shared: nothing in it is ever written)
-        columns, halves = self._range_columns.tolist(), self._half_range.tolist()
-        self._range_checks = list(zip(columns, self._mid_c.tolist(), halves, strict=True))
-        self._range_checks_raw = list(zip(columns, self._middle.tolist(), halves, strict=True))
-        self._means_list = None if self.means is None else self.means.tolist()
-        self._coefficients_list = self.coefficients.tolist()
-        offsets = self.inputs.offsets
-        self._blocks_of_inputs = (
-            None
-            if self._grouping is None
-            else [(offsets[k], offsets[k + 1]) for k in range(len(offsets) - 1)]
-        )
+        self._fuse(names)
         self._leverage_limit_value = math.inf if self._leverage_limit is None else self._leverage_limit
         no = np.zeros(1, dtype=bool)
         self._one_inside = Verdicts(
@@ -673,6 +653,39 @@ class Answers:
         )
         for flags in (*self._one_inside[:3], no):
             flags.setflags(write=False)
+
+    def _fuse(self, names: list[str]) -> None:
+        """The fused matrix of one-row answers, applied to x - μ: [diag(β)·G | R-root | the checked
+        inputs' columns of I] (G the inputs' grouping), with the slices of its product and the bounds of
+        the checked inputs about the means. None without training means (an old artifact)."""
+        self._fused: np.ndarray | None = None
+        if self.means is None:
+            return
+        d = len(names)
+        grouping = self._grouping if self._grouping is not None else np.eye(d)
+        blocks = [self.coefficients[:, None] * grouping]
+        self._contributions = slice(0, grouping.shape[1])
+        start = grouping.shape[1]
+        self._projection = slice(start, start)
+        self._projection_shift: list[float] | None = None
+        if self.record is not None and self._root is not None:
+            blocks.append(self._root)
+            self._projection = slice(start, start + d)
+            start += d
+            if not self._centred_design:
+                self._projection_shift = ((self.means - self.record.design.offset) @ self._root).tolist()
+        blocks.append(np.eye(d)[:, self._range_columns])
+        self._centred_inputs = slice(start, start + len(self._range_columns))
+        self._fused = np.ascontiguousarray(np.hstack(blocks))
+        means = self.means[self._range_columns]
+        self._lows_centred = (self._low - means).tolist()
+        self._highs_centred = (self._high - means).tolist()
+        offsets = self.inputs.offsets
+        self._blocks_of_categories = [
+            (offsets[k], offsets[k + 1])
+            for k, item in enumerate(self.inputs.items)
+            if item.is_category and item.name in self.category_inputs
+        ]
 
     def guard_description(self) -> dict[str, Any]:
         """What the guard checks and its false-alarm rates, for metadata endpoints and results."""

@@ -318,9 +318,8 @@ class ServingApp:
             )
         else:
             computed = computed or outputs.Computed(model, features, predictions)
-            tensors = outputs.v2_tensors(computed, request.outputs)
+            content, header_length = outputs.v2_response(computed, request.outputs, request.request_id)
             self._record(features, predictions, request.unseen)
-            content, header_length = protocol.encode_tensors(model, tensors, request.request_id)
         if header_length is None:
             return 200, content, JSON
         return (

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from marina.model.answers import AnswerError, Answers, Verdicts
+from marina.serving import jsoncodec, protocol
 from marina.serving.errors import BadRequest, Unprocessable
 from marina.serving.model import CONTRIBUTION, EXTRAPOLATION, LOWER, OUTPUT_NAME, UPPER, ServedModel
 from marina.serving.protocol import RequestedOutput, Tensor
@@ -49,7 +50,8 @@ class Computed:
         self, contributions: bool = False, levels: Sequence[float] = (), verdicts: bool = False
     ) -> None:
         """Compute what is asked and not yet at hand, in one pass."""
-        levels = [level for level in levels if level not in self.widths]
+        if self.widths:
+            levels = [level for level in levels if level not in self.widths]
         contributions = contributions and self._contributions is None
         verdicts = verdicts and self._verdicts is None
         if not (levels or contributions or verdicts):
@@ -80,18 +82,38 @@ class Computed:
         return np.atleast_2d(np.asarray(self._contributions, dtype=np.float64))
 
 
+def _prepare_for(computed: Computed, requested: Sequence[RequestedOutput]) -> bool:
+    """Everything the named outputs need, in one pass; whether any of them is binary."""
+    contributions = verdicts = binary = False
+    levels = []
+    for name, as_binary, level in requested:
+        binary = binary or as_binary
+        if name == CONTRIBUTION:
+            contributions = True
+        elif name == EXTRAPOLATION:
+            verdicts = True
+        elif name in (LOWER, UPPER):
+            levels.append(level)
+    computed.prepare(contributions, levels, verdicts)
+    return binary
+
+
+def v2_response(
+    computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
+) -> tuple[bytes, int | None]:
+    """The response body for named outputs (and the JSON header's length when some are binary). One row
+    in JSON, the usual online request, is written straight from Python values."""
+    binary = _prepare_for(computed, requested)
+    if len(computed.predictions) == 1 and not binary:
+        return _one_row_json(computed, requested, request_id), None
+    return protocol.encode_tensors(computed.model, v2_tensors(computed, requested), request_id)
+
+
 def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
     """The named outputs, in the order named, from one pass over what they need."""
-    names = {output.name for output in requested}
-    computed.prepare(
-        CONTRIBUTION in names,
-        [output.level for output in requested if output.name in (LOWER, UPPER)],
-        EXTRAPOLATION in names,
-    )
+    _prepare_for(computed, requested)
     predictions, widths = computed.predictions, computed.widths
     rows = len(predictions)
-    if rows == 1:
-        return _one_row_tensors(computed, requested)
     tensors = []
     for name, binary, level in requested:
         if name == OUTPUT_NAME:
@@ -110,25 +132,34 @@ def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list
     return tensors
 
 
-def _one_row_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
-    """One row's outputs as Python lists: the same floating-point operations, no array per value."""
+def _one_row_json(computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None) -> bytes:
+    """One row's outputs as Python values: the same floating-point operations as the arrays' (each value
+    is one IEEE operation on the same operands), no array, no tensor object per value."""
     prediction = float(computed.predictions[0])
-    tensors = []
-    for name, binary, level in requested:
+    encoded = []
+    for name, _, level in requested:
         if name == OUTPUT_NAME:
-            tensors.append(Tensor(name, "FP64", [1], [prediction], binary))
+            encoded.append({"name": name, "datatype": "FP64", "shape": [1], "data": [prediction]})
         elif name == CONTRIBUTION:
-            computed.prepare(contributions=True)
             shares = computed._contributions
             listed = shares if isinstance(shares, list) else computed.contributions()[0].tolist()
-            tensors.append(Tensor(name, "FP64", [1, len(listed)], listed, binary))
+            encoded.append({"name": name, "datatype": "FP64", "shape": [1, len(listed)], "data": listed})
         elif name == LOWER:
-            tensors.append(Tensor(name, "FP64", [1], [prediction - float(computed.widths[level])], binary))
+            value = prediction - float(computed.widths[level])
+            encoded.append({"name": name, "datatype": "FP64", "shape": [1], "data": [value]})
         elif name == UPPER:
-            tensors.append(Tensor(name, "FP64", [1], [prediction + float(computed.widths[level])], binary))
+            value = prediction + float(computed.widths[level])
+            encoded.append({"name": name, "datatype": "FP64", "shape": [1], "data": [value]})
         else:
-            tensors.append(Tensor(name, "BYTES", [1], computed.verdicts().labels(), binary))
-    return tensors
+            verdicts = computed._verdicts
+            assert verdicts is not None
+            encoded.append({"name": name, "datatype": "BYTES", "shape": [1], "data": verdicts.labels()})
+    model = computed.model
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        response["id"] = request_id
+    response["outputs"] = encoded
+    return jsoncodec.dumps(response)
 
 
 def v1_explanation(computed: Computed, level: float) -> dict[str, Any]:

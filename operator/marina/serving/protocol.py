@@ -39,6 +39,10 @@ BYTES = "BYTES"  # a category input's datatype: strings
 _LENGTH = struct.Struct("<I")  # BYTES binary data: each element's length, then its bytes
 
 
+_ABSENT = object()
+_new_tuple = tuple.__new__
+
+
 def parse_json(body: bytes) -> Any:
     if not body:
         raise BadRequest("request body is empty; expected a JSON object")
@@ -49,15 +53,19 @@ def parse_json(body: bytes) -> Any:
 
 
 def _object(payload: Any, what: str) -> Mapping[str, Any]:
+    if type(payload) is dict:  # what JSON decodes to: spares the ABC check on every request
+        return payload
     if not isinstance(payload, Mapping):
         raise BadRequest(f"{what} must be a JSON object, got {_describe(payload)}")
     return payload
 
 
 def _field(payload: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
-    if key not in payload:
+    value = payload.get(key, _ABSENT)
+    if type(value) is kind:  # the usual case, at once (and a boolean is never an int here)
+        return value
+    if value is _ABSENT:
         raise BadRequest(f"missing field '{key}' in {what}")
-    value = payload[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise BadRequest(f"field '{key}' in {what} must be a JSON {_json_type(kind)}, got {_describe(value)}")
     return value
@@ -439,6 +447,8 @@ def _encode(
 
 def _parameter(holder: Mapping[str, Any], key: str) -> Any:
     parameters = holder.get("parameters")
+    if parameters is None:
+        return None
     # JSON objects decode to dicts: the exact type check spares the ABC machinery on every request
     return parameters.get(key) if type(parameters) is dict or isinstance(parameters, Mapping) else None
 
@@ -468,8 +478,7 @@ def _requested_outputs(
     level = _parameter(request, "level")
     level = DEFAULT_LEVEL if level is None else level_of(level, "parameter 'level'")
     available = model.outputs
-    requested: list[RequestedOutput] = []
-    names: set[str] = set()
+    requested: dict[str, RequestedOutput] = {}  # in the order asked; the names seen
     for index, output in enumerate(outputs):
         name = output.get("name") if type(output) is dict else None
         if type(name) is not str:  # the messages, only when something is wrong
@@ -481,9 +490,8 @@ def _requested_outputs(
             raise BadRequest(
                 f"output '{name}' is not available: {model.unavailable()[name]}; retrain the model"
             )
-        if name in names:
+        if name in requested:
             raise BadRequest(f"output '{name}' is asked for more than once")
-        names.add(name)
         parameters = output.get("parameters")
         own_binary, own_level = binary, level
         if parameters:
@@ -491,10 +499,10 @@ def _requested_outputs(
                 raise BadRequest(f"field 'parameters' of output '{name}' must be a JSON object")
             own_binary = parameters.get("binary_data") is True or binary
             own_level = level_of(parameters.get("level"), f"parameter 'level' of output '{name}'", level)
-        requested.append(RequestedOutput(name, own_binary, own_level))
-    if len(requested) == 1 and requested[0].name == OUTPUT_NAME:
-        return None, requested[0].binary
-    return tuple(requested), binary
+        requested[name] = _new_tuple(RequestedOutput, (name, own_binary, own_level))  # a C call, no __new__
+    if len(requested) == 1 and OUTPUT_NAME in requested:
+        return None, requested[OUTPUT_NAME].binary
+    return tuple(requested.values()), binary
 
 
 class Tensor(NamedTuple):
