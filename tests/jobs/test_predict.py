@@ -330,3 +330,41 @@ def test_a_shard_without_an_index_says_where_it_looked(monkeypatch: pytest.Monke
     with pytest.raises(SpecError, match=r"\$JOB_COMPLETION_INDEX is ''"):
         predicting.shard_of(request(phase="shard", shards=2))
     assert os.environ.get("JOB_COMPLETION_INDEX") is None
+
+
+def test_progress_is_reported_as_prepare_and_train_report_it(
+    many_parts: tuple[str, ModelArtifact], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows so far, the total (known for a prepared split) and done, in the JSON the operator copies."""
+    data, model = many_parts
+    uri = artifact.save(model, str(tmp_path / "model"))[0]
+    reports: list[dict[str, Any]] = []
+    real = predicting.Progress
+
+    class Eager(real):  # type: ignore[misc,valid-type]
+        def __init__(self, command: str, total: int | None = None, uri: str | None = None) -> None:
+            super().__init__(command, total, uri, interval=0.0)
+
+        def document(self, now: float, done: bool) -> dict[str, Any]:
+            report = super().document(now, done)
+            reports.append(report)
+            return report
+
+    monkeypatch.setattr(predicting, "Progress", Eager)
+    progress = tmp_path / "progress.json"
+    result = run(
+        "predict",
+        "--model",
+        uri,
+        "--data",
+        data,
+        "--output",
+        str(tmp_path / "o"),
+        "--split",
+        "train",
+        "--progress",
+        str(progress),
+    )
+    assert reports and reports[-1]["done"] is True and reports[-1]["rows"] == result["rows"]
+    assert reports[-1]["total"] == result["rows"] and reports[0]["rows"] <= reports[-1]["rows"]
+    assert json.loads(progress.read_text())["rows"] == result["rows"]

@@ -160,6 +160,21 @@ def test_least_squares_intervals_equal_statsmodels_on_diabetes(
         assert relative_gap(ours, reference) <= STATSMODELS_RELATIVE
 
 
+@pytest.mark.filterwarnings("ignore:The design matrix is rank-deficient")  # statsmodels says so, rightly
+def test_least_squares_intervals_equal_statsmodels_with_one_hot_columns(
+    models: dict[str, ModelArtifact], diamonds: str
+) -> None:
+    """One-hot blocks beside an intercept are collinear: n - rank degrees of freedom and the
+    pseudo-inverse's leverages, as statsmodels computes them (pinv)."""
+    model = models["categories"]
+    data = splits(diamonds)
+    theirs = statsmodels_interval(data.x_train, data.y_train, data.x_test, 0.95, True)
+    for ours, reference in zip(interval(model, data.x_test, 0.95), theirs, strict=True):
+        assert relative_gap(ours, reference) <= STATSMODELS_RELATIVE
+    rank = np.linalg.matrix_rank(np.column_stack([np.ones(len(data.x_train)), data.x_train]))
+    assert model.answers["intervals"]["dof"] == len(data.x_train) - rank
+
+
 def test_least_squares_intervals_equal_statsmodels_on_a_collinear_design(tmp_path: Path) -> None:
     """κ ≈ 2e7 after centring and scaling: the design's factor comes from a QR of the rows. statsmodels
     forms (XᵀX)⁺ from pinv(X), whose error grows like κ²·eps: on these columns its leverages are off by
