@@ -13,6 +13,8 @@ import re
 import sys
 import warnings
 
+from threadpoolctl import threadpool_limits
+
 from marina.model import artifact
 from marina.serving import limits, outputs
 from marina.serving.app import ServingApp
@@ -193,6 +195,9 @@ def serve(app: ServingApp, host: str, port: int, log_level: str = "info") -> int
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = uvicorn.Server(config)
+    # One event loop answers every request: BLAS threads could only contend with it (and OpenBLAS's spin,
+    # billed to this process, after a flush's products of 1,024 rows).
+    threadpool_limits(limits=1, user_api="blas")
     gc.freeze()  # start-up objects (modules, the model) leave the collector's view: shorter pauses
     server.run()
     return 0 if server.started else 1

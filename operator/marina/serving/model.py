@@ -19,6 +19,7 @@ from marina.data.distribution import Reference
 from marina.data.encoding import Inputs
 from marina.model.answers import DEFAULT_LEVEL, Answers
 from marina.model.artifact import ModelArtifact
+from marina.serving import jsoncodec
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 PLATFORM = "marina_linear"
@@ -148,6 +149,22 @@ class ServedModel:
             missing[EXTRAPOLATION] = "the model has no training statistics"
         object.__setattr__(self, "_missing", missing)
         object.__setattr__(self, "_outputs", tuple(name for name in OUTPUTS if name not in missing))
+        # The fixed bytes of a one-row JSON answer naming outputs: the head, and each output up to its data
+        head = jsoncodec.dumps({"model_name": self.name, "model_version": self.version})[:-1]
+        shapes = {CONTRIBUTION: [1, len(self.raw_inputs.items)], EXTRAPOLATION: [1]}
+        prefixes = {
+            name: jsoncodec.dumps(
+                {
+                    "name": name,
+                    "datatype": "BYTES" if name == EXTRAPOLATION else "FP64",
+                    "shape": shapes.get(name, [1]),
+                }
+            )[:-1]
+            + b',"data":'
+            for name in OUTPUTS
+        }
+        object.__setattr__(self, "json_head", head)
+        object.__setattr__(self, "json_prefixes", prefixes)
 
     def unavailable(self) -> dict[str, str]:
         """The outputs this model cannot answer, and why."""

@@ -103,9 +103,10 @@ def v2_response(
 ) -> tuple[bytes, int | None]:
     """The response body for named outputs (and the JSON header's length when some are binary). One row
     in JSON, the usual online request, is written straight from Python values."""
-    binary = _prepare_for(computed, requested)
-    if len(computed.predictions) == 1 and not binary:
-        return _one_row_json(computed, requested, request_id), None
+    if len(computed.predictions) == 1:
+        content = _one_row_json(computed, requested, request_id)
+        if content is not None:
+            return content, None
     return protocol.encode_tensors(computed.model, v2_tensors(computed, requested), request_id)
 
 
@@ -132,34 +133,48 @@ def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list
     return tensors
 
 
-def _one_row_json(computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None) -> bytes:
-    """One row's outputs as Python values: the same floating-point operations as the arrays' (each value
-    is one IEEE operation on the same operands), no array, no tensor object per value."""
+def _one_row_json(
+    computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
+) -> bytes | None:
+    """One row's outputs in JSON (None when one is binary), written from Python values: the same
+    floating-point operations as the arrays' (each value one IEEE operation on the same operands), with
+    no array, tensor object or cache per value."""
+    contributions = verdicts = False
+    levels = []
+    for name, binary, level in requested:
+        if binary:
+            return None
+        if name == CONTRIBUTION:
+            contributions = True
+        elif name == EXTRAPOLATION:
+            verdicts = True
+        elif name != OUTPUT_NAME:
+            levels.append(level)
+    try:
+        answered = computed.answers.answer(computed.features, contributions, levels, verdicts)
+    except AnswerError as exc:
+        raise BadRequest(str(exc)) from None
     prediction = float(computed.predictions[0])
-    encoded = []
+    widths = answered.widths
+    model = computed.model
+    prefixes, dumps = model.__dict__["json_prefixes"], jsoncodec.dumps
+    parts = []
     for name, _, level in requested:
         if name == OUTPUT_NAME:
-            encoded.append({"name": name, "datatype": "FP64", "shape": [1], "data": [prediction]})
+            data = dumps([prediction])
         elif name == CONTRIBUTION:
-            shares = computed._contributions
-            listed = shares if isinstance(shares, list) else computed.contributions()[0].tolist()
-            encoded.append({"name": name, "datatype": "FP64", "shape": [1, len(listed)], "data": listed})
+            shares = answered.contributions
+            data = dumps(shares if isinstance(shares, list) else np.asarray(shares)[0].tolist())
         elif name == LOWER:
-            value = prediction - float(computed.widths[level])
-            encoded.append({"name": name, "datatype": "FP64", "shape": [1], "data": [value]})
+            data = dumps([prediction - float(widths[level])])
         elif name == UPPER:
-            value = prediction + float(computed.widths[level])
-            encoded.append({"name": name, "datatype": "FP64", "shape": [1], "data": [value]})
+            data = dumps([prediction + float(widths[level])])
         else:
-            verdicts = computed._verdicts
-            assert verdicts is not None
-            encoded.append({"name": name, "datatype": "BYTES", "shape": [1], "data": verdicts.labels()})
-    model = computed.model
-    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if request_id is not None:
-        response["id"] = request_id
-    response["outputs"] = encoded
-    return jsoncodec.dumps(response)
+            assert answered.verdicts is not None
+            data = dumps(answered.verdicts.labels())
+        parts.append(prefixes[name] + data + b"}")
+    identified = b"" if request_id is None else b',"id":' + dumps(request_id)
+    return b"".join([model.__dict__["json_head"], identified, b',"outputs":[', b",".join(parts), b"]}"])
 
 
 def v1_explanation(computed: Computed, level: float) -> dict[str, Any]:

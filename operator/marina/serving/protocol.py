@@ -317,12 +317,44 @@ def decode_v2(
     if model.has_categories:
         features, unseen = _raw_inputs_v2(inputs, model, binary, check_booleans)
         return V2Request(features, request_id, binary_output, unseen, outputs)
+    if len(inputs) == 1 and binary is None and not check_booleans:
+        matrix = _plain_matrix(inputs[0], model)
+        if matrix is not None:
+            return V2Request(matrix, request_id, binary_output, None, outputs)
     tensors = [_tensor(tensor, index, binary, check_booleans) for index, tensor in enumerate(inputs)]
     if binary is not None:
         binary.check_consumed()
     if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
         return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output, None, outputs)
     return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output, None, outputs)
+
+
+def _plain_matrix(tensor: Any, model: ServedModel) -> np.ndarray | None:
+    """The usual request at once: one FP64 tensor of JSON numbers, shaped [rows, n_features], that numpy
+    reads as float64 (no integers, no booleans: the caller checked the body holds no true/false). None
+    for anything else, which the general path reads, checks and explains."""
+    if type(tensor) is not dict or tensor.get("datatype") != "FP64":
+        return None
+    shape, data, name = tensor.get("shape"), tensor.get("data"), tensor.get("name")
+    n = model.n_features
+    if (
+        type(data) is not list
+        or type(name) is not str
+        or type(shape) is not list
+        or len(shape) != 2
+        or shape[1] != n
+        or type(shape[0]) is not int
+        or type(shape[1]) is not int
+        or (n > 1 and name in model.feature_names)
+    ):
+        return None
+    try:
+        values = np.array(data)
+    except ValueError:  # ragged
+        return None
+    if values.dtype != np.float64 or values.size != shape[0] * n:
+        return None
+    return values.reshape(shape[0], n)
 
 
 def _matrix_from_single(tensor: tuple[str, list[int], np.ndarray], model: ServedModel) -> np.ndarray:
