@@ -6,8 +6,8 @@ PYTEST_ARGS ?=
 PURGE ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help deps install test test-unit lint typecheck bench cluster-up cluster-down cluster-status \
-        images deploy undeploy demo kind-up kind-down monitoring
+.PHONY: help deps install check test test-unit lint format typecheck layers crds bench cluster-up cluster-down \
+        cluster-status images deploy undeploy demo kind-up kind-down monitoring
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,7 +18,15 @@ deps: ## install the Debian packages and Python packages Marina needs (idempoten
 install: ## install Marina and its development tools into the current Python
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
-test: deps ## run every test, bringing the local cluster up when no cluster is reachable
+check: ## style, formatting, strict types, import layers and generated files, in seconds (CI runs it first)
+	$(PYTHON) -m ruff check operator tests benchmarks hack
+	$(PYTHON) -m ruff format --check operator tests benchmarks hack
+	$(PYTHON) -m mypy
+	lint-imports
+	$(PYTHON) -m marina.contract.crds --check crds
+	$(PYTHON) -m marina.contract.reference --check docs/reference.md
+
+test: deps check ## run every test, bringing the local cluster up when no cluster is reachable
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 	for threads in 1 2; do OPENBLAS_NUM_THREADS=$$threads $(PYTHON) -m pytest tests/solver -q || exit 1; done  # tolerances hold for any BLAS summation order
 
@@ -27,10 +35,20 @@ test-unit: ## run only the tests that need no cluster
 	for threads in 1 2; do OPENBLAS_NUM_THREADS=$$threads $(PYTHON) -m pytest tests/solver -q || exit 1; done  # tolerances hold for any BLAS summation order
 
 lint: ## ruff
-	$(PYTHON) -m ruff check operator tests benchmarks
+	$(PYTHON) -m ruff check operator tests benchmarks hack
+
+format: ## ruff format, in place
+	$(PYTHON) -m ruff format operator tests benchmarks hack
 
 typecheck: ## mypy (strict) on the package
 	$(PYTHON) -m mypy
+
+layers: ## the import layers of pyproject.toml's [tool.importlinter]
+	lint-imports
+
+crds: ## generate crds/marina.dev_*.yaml and docs/reference.md from the contract (operator/marina/contract/kinds.py)
+	$(PYTHON) -m marina.contract.crds crds
+	$(PYTHON) -m marina.contract.reference docs/reference.md
 
 bench: ## benchmarks against scikit-learn and MLServer, printing ratios
 	$(PYTHON) benchmarks/solver_bench.py

@@ -535,3 +535,22 @@ def test_credentials_never_show_their_secret() -> None:
     assert "s3cr3t-value" not in repr(credentials) and "s3cr3t-value" not in str(credentials)
     assert credentials.same_as(storage.Credentials("marina-ns", "s3cr3t-value"))
     assert not credentials.same_as(storage.Credentials("marina-ns", "other"))
+
+
+def test_a_local_store_holds_s3_uris_as_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`marina run`'s object storage: the same s3:// URIs, names and listings, kept in a folder."""
+    monkeypatch.setenv(storage.LOCAL_STORE_ENV, str(tmp_path))
+    monkeypatch.delenv(storage.ENDPOINT_ENV, raising=False)
+    storage.write_bytes("s3://marina/raw/ns/a.csv", b"x,y\n1,2\n")
+    assert (tmp_path / "marina" / "raw" / "ns" / "a.csv").read_bytes() == b"x,y\n1,2\n"
+    assert storage.read_bytes("s3://marina/raw/ns/a.csv") == b"x,y\n1,2\n"
+    assert storage.exists("s3://marina/raw/ns/a.csv") and not storage.exists("s3://marina/raw/ns/b.csv")
+    assert [o.uri for o in storage.list_objects("s3://marina/raw/")] == ["s3://marina/raw/ns/a.csv"]
+    assert storage.list_folder("s3://marina/raw/") == ["ns"] and storage.list_folder("s3://marina/no/") == []
+    assert storage.size("s3://marina/raw/ns/a.csv") == 8 and storage.is_folder("s3://marina/raw/")
+    with storage.open_stream("s3://marina/raw/ns/a.csv") as stream:
+        assert stream.read() == b"x,y\n1,2\n"
+    with pytest.raises(storage.StorageNotFound, match=r"cannot read s3://marina/raw/ns/b.csv"):
+        storage.read_bytes("s3://marina/raw/ns/b.csv")
+    with pytest.raises(storage.InvalidLocation):
+        storage.read_bytes("s3://marina/raw/../../../etc/passwd")

@@ -1,8 +1,8 @@
 """Write a PrometheusRule manifest's spec (its `groups`) as a plain Prometheus rule file.
 
 Prometheus Operator users apply manifests/monitoring/prometheusrule.yaml; a Prometheus without the
-operator (hack/monitoring-up.sh) and promtool (tests/manifests/test_monitoring_rules.py) read the same rules from the
-file this writes, so the rules live in one place.
+operator (hack/monitoring-up.sh) and promtool (tests/manifests/test_monitoring_rules.py) read the same
+rules from the file this writes, so the rules live in one place.
 
     python3 hack/lib/prometheus_rules.py manifests/monitoring/prometheusrule.yaml OUTPUT
 """

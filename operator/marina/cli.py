@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("marina.jobs.explain", "explain a model's predictions for a few rows"),
     "serve": ("marina.serving.command", "serve a model artifact over KServe v1 and Open Inference v2"),
     "operator": ("marina.controller.command", "run the Kubernetes operator"),
+    "run": (
+        "marina.local.run",
+        "run Datasets, TrainingJobs and ModelDeployments on this machine, no cluster",
+    ),
 }
 
 

@@ -3,6 +3,10 @@
 S3 access goes through the MinIO SDK. The endpoint and credentials come only from the
 environment (filled from a Kubernetes Secret), and never appear in an error message.
 
+With `MARINA_LOCAL_STORE` set to a folder (`marina run`, no cluster and no MinIO), `s3://bucket/key`
+is that folder's `bucket/key`: the same URIs, the same content-addressed names and the same messages as
+on a cluster, only kept on the local disk.
+
 It also provisions storage identities (`ensure_identity`): the operator, holding MinIO's root
 credentials, gives each namespace a MinIO user whose policy reaches only that namespace's prefixes,
 so a namespace's Jobs and model servers can neither read nor change another team's data.
@@ -27,6 +31,7 @@ from urllib.parse import urlparse
 from marina.contract import FailureKind, JobError
 
 ENDPOINT_ENV = "MARINA_S3_ENDPOINT"
+LOCAL_STORE_ENV = "MARINA_LOCAL_STORE"
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 REGION_ENV = "AWS_REGION"
@@ -146,6 +151,32 @@ class S3Settings:
 
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
+
+
+def local_store() -> Path | None:
+    """The folder s3:// URIs live in when there is no object storage (`marina run`), else None."""
+    root = os.environ.get(LOCAL_STORE_ENV, "").strip()
+    return Path(root) if root else None
+
+
+def _local(uri: str) -> str:
+    """Where `uri` lives on this machine's disk: itself, or an s3:// URI's place in the local store."""
+    root = local_store()
+    if root is None or not is_s3(uri):
+        return uri
+    parts = [part for part in uri.removeprefix("s3://").split("/") if part]
+    if not parts or any(part in (".", "..") for part in parts):
+        raise InvalidLocation(f"{uri!r} is not a valid object URI: expected s3://bucket/key")
+    return str(root.joinpath(*parts))
+
+
+def _as_uri(path: Path, uri: str, local: str) -> str:
+    """A file found under `local` (the place of `uri`) named as `uri` names it."""
+    return uri.rstrip("/") + "/" + path.relative_to(local).as_posix() if local != uri else str(path)
+
+
+def _on_disk(uri: str) -> bool:
+    return not is_s3(uri) or local_store() is not None
 
 
 def parse_s3(uri: str) -> S3Location:
@@ -276,9 +307,9 @@ def _local_error(exc: OSError, what: str) -> StorageError:
 
 
 def read_bytes(uri: str) -> bytes:
-    if not is_s3(uri):
+    if _on_disk(uri):
         try:
-            return Path(uri).read_bytes()
+            return Path(_local(uri)).read_bytes()
         except OSError as exc:
             raise _local_error(exc, f"cannot read {uri}") from exc
     location = parse_s3(uri)
@@ -297,8 +328,8 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     The object is written first and the bucket created only when that fails with NoSuchBucket: a
     namespace's identity may write under its prefixes but not look at the bucket itself (HeadBucket is
     a listing of its root), and its bucket is created beforehand by `ensure_identity`."""
-    if not is_s3(uri):
-        path = Path(uri)
+    if _on_disk(uri):
+        path = Path(_local(uri))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
@@ -349,8 +380,8 @@ def _ensure_bucket(client: Any, bucket: str) -> None:
 
 
 def exists(uri: str) -> bool:
-    if not is_s3(uri):
-        return Path(uri).exists()
+    if _on_disk(uri):
+        return Path(_local(uri)).exists()
     location = parse_s3(uri)
     try:
         with _s3_call(f"cannot check {uri}"):
@@ -376,9 +407,10 @@ def list_folder(uri: str) -> list[str]:
 
     An s3:// prefix with nothing under it is an empty list, as object storage has no empty folders.
     """
-    if not is_s3(uri):
+    if _on_disk(uri):
         try:
-            return sorted(entry.name for entry in Path(uri).iterdir())
+            found = Path(_local(uri))
+            return sorted(entry.name for entry in found.iterdir()) if found.exists() or not is_s3(uri) else []
         except OSError as exc:
             raise _local_error(exc, f"cannot list {uri}") from exc
     bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -408,14 +440,19 @@ class StoredObject:
 def list_objects(uri: str) -> list[StoredObject]:
     """Every object (file) under a folder or s3:// prefix, recursively, sorted by URI: the parts of a
     source given as a folder. Names starting with '.' or '_' (markers such as _SUCCESS) are left out."""
-    if not is_s3(uri):
-        root = Path(uri)
+    if _on_disk(uri):
+        local = _local(uri)
+        root = Path(local)
         try:
-            found = [p for p in root.rglob("*") if p.is_file()]
+            found = [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".tmp")]
         except OSError as exc:
             raise _local_error(exc, f"cannot list {uri}") from exc
         return sorted(
-            (_local_object(p) for p in found if not _hidden(p.relative_to(root).parts)),
+            (
+                _local_object(p, _as_uri(p, uri, local))
+                for p in found
+                if not _hidden(p.relative_to(root).parts)
+            ),
             key=lambda o: o.uri,
         )
     bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -431,9 +468,9 @@ def list_objects(uri: str) -> list[StoredObject]:
     return sorted(objects, key=lambda o: o.uri)
 
 
-def _local_object(path: Path) -> StoredObject:
+def _local_object(path: Path, uri: str) -> StoredObject:
     stat = path.stat()
-    return StoredObject(str(path), stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+    return StoredObject(uri, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 def _hidden(parts: Sequence[str]) -> bool:
@@ -442,9 +479,9 @@ def _hidden(parts: Sequence[str]) -> bool:
 
 def size(uri: str) -> int:
     """An object's or file's size in bytes."""
-    if not is_s3(uri):
+    if _on_disk(uri):
         try:
-            return Path(uri).stat().st_size
+            return Path(_local(uri)).stat().st_size
         except OSError as exc:
             raise _local_error(exc, f"cannot read {uri}") from exc
     location = parse_s3(uri)
@@ -454,7 +491,7 @@ def size(uri: str) -> int:
 
 def is_folder(uri: str) -> bool:
     """A local directory, or an s3:// URI ending in '/' (object storage has no folders otherwise)."""
-    return uri.endswith("/") if is_s3(uri) else Path(uri).is_dir()
+    return uri.endswith("/") if is_s3(uri) else Path(_local(uri)).is_dir()
 
 
 class _StreamingObject(io.RawIOBase):
@@ -530,9 +567,9 @@ class _RangedObject(io.RawIOBase):
 
 def open_stream(uri: str) -> io.BufferedIOBase:
     """A file object reading an object or local file front to back, never holding it whole."""
-    if not is_s3(uri):
+    if _on_disk(uri):
         try:
-            return open(uri, "rb")  # the caller closes it
+            return open(_local(uri), "rb")  # the caller closes it
         except OSError as exc:
             raise _local_error(exc, f"cannot read {uri}") from exc
     return io.BufferedReader(_StreamingObject(uri), buffer_size=1 << 20)
@@ -540,7 +577,7 @@ def open_stream(uri: str) -> io.BufferedIOBase:
 
 def open_seekable(uri: str) -> io.BufferedIOBase:
     """A seekable file object over an object or local file (Parquet reads its footer first)."""
-    if not is_s3(uri):
+    if _on_disk(uri):
         return open_stream(uri)
     return io.BufferedReader(_RangedObject(uri), buffer_size=RANGE_READ_BYTES)
 

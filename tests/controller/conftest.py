@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +38,9 @@ def matches(labels: Mapping[str, str], selector: str | None) -> bool:
 
 class FakeKube:
     """Behaves like the API server for what the reconcilers use: objects, generations, status, events,
-    writes refused with the server's code and reason (`reject`), and the garbage collector's cascade."""
+    writes refused with the server's code and reason (`reject`), and the garbage collector's cascade.
+    Counts the reads (`gets` by kind, namespace and name; `lists` by kind, namespace and selector) and the
+    status writes (`status_writes`), which `forget_reads` starts again."""
 
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
@@ -46,6 +49,9 @@ class FakeKube:
         self.deleted: list[str] = []
         self.writes: list[str] = []  # "verb Kind/name" of every create, apply and delete (not status)
         self.rejections: dict[tuple[str, str], tuple[int, str, str]] = {}
+        self.gets: Counter[tuple[str, str, str]] = Counter()
+        self.lists: Counter[tuple[str, str, str]] = Counter()
+        self.status_writes: list[str] = []  # "Kind/name" of every status write
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
 
@@ -65,12 +71,22 @@ class FakeKube:
         return copy.deepcopy(stored)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets[(kind, namespace, name)] += 1
+        return self._stored(api_version, kind, namespace, name)
+
+    def _stored(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(found) if found else None
+
+    def forget_reads(self) -> None:
+        self.gets.clear()
+        self.lists.clear()
+        self.status_writes.clear()
 
     def list(
         self, api_version: str, kind: str, namespace: str, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
+        self.lists[(kind, namespace, label_selector or "")] += 1
         return [
             copy.deepcopy(o)
             for (v, k, ns, _), o in self.objects.items()
@@ -134,13 +150,15 @@ class FakeKube:
 
     def patch_status(
         self, body: Mapping[str, Any], status: Mapping[str, Any], *, unchanged_since_read: bool = False
-    ) -> None:
+    ) -> dict[str, Any]:
         stored = self.objects[self.key(body)]
         version = stored["metadata"]["resourceVersion"]
         if unchanged_since_read and body["metadata"].get("resourceVersion") != version:
             raise KubeError("update the status of", body["kind"], "default", CONFLICT, "Conflict")
         _merge(stored.setdefault("status", {}), status)
         self._touch(stored)
+        self.status_writes.append(f"{body['kind']}/{body['metadata']['name']}")
+        return copy.deepcopy(stored)
 
     def _touch(self, stored: dict[str, Any]) -> None:
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
@@ -210,7 +228,8 @@ class FakeKube:
         return self.add(body)
 
     def current(self, kind: str, name: str) -> dict[str, Any]:
-        found = self.get("marina.dev/v1alpha1", kind, "default", name)
+        """The object as stored now (not counted as a read)."""
+        found = self._stored("marina.dev/v1alpha1", kind, "default", name)
         assert found is not None, f"{kind} {name} is gone"
         return found
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from marina.contract import EXIT_RETRYABLE
+from marina.controller.datasets import manifests as dataset_manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.settings import Settings
 from marina.controller.shared import builders
+from marina.controller.trainingjobs import manifests as trainingjob_manifests
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
 SETTINGS = Settings(image="marina:test", s3_endpoint="http://minio.example:9000", s3_secret="creds")
@@ -26,11 +28,13 @@ def container(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare(spec: dict[str, Any]) -> dict[str, Any]:
-    return builders.prepare_job(SETTINGS, DATA_OWNER, dataset_spec.parse(spec), "0123456789")
+    return dataset_manifests.prepare_job(SETTINGS, DATA_OWNER, dataset_spec.parse(spec), "0123456789")
 
 
 def train(spec: dict[str, Any]) -> dict[str, Any]:
-    return builders.train_job(SETTINGS, TRAIN_OWNER, trainingjob_spec.parse(spec), DATA_URI, "0123456789")
+    return trainingjob_manifests.train_job(
+        SETTINGS, TRAIN_OWNER, trainingjob_spec.parse(spec), DATA_URI, "0123456789"
+    )
 
 
 @pytest.mark.parametrize("rows", [2, 10_000_000])

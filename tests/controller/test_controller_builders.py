@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
+from marina.controller.datasets import manifests as dataset_manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import manifests as modeldeployment_manifests
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.shared import builders
+from marina.controller.trainingjobs import manifests as trainingjob_manifests
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
 SETTINGS = Settings(image="marina:test", s3_endpoint="http://minio.example:9000", s3_secret="creds")
@@ -20,7 +23,7 @@ MODEL = builders.ModelReference("s3://marina/models/team-a/m/model-" + "b" * 64 
 
 def prepare() -> dict[str, Any]:
     spec = dataset_spec.parse({"source": {"builtin": "diabetes"}, "features": ["bmi", "bp"]})
-    return builders.prepare_job(SETTINGS, OWNER, spec, "0123456789")
+    return dataset_manifests.prepare_job(SETTINGS, OWNER, spec, "0123456789")
 
 
 def train() -> dict[str, Any]:
@@ -33,13 +36,15 @@ def train() -> dict[str, Any]:
         }
     )
     owner = builders.Owner("TrainingJob", "ridge", "team-a", "uid-2")
-    return builders.train_job(SETTINGS, owner, spec, "s3://marina/datasets/team-a/diabetes/abc", "0123456789")
+    return trainingjob_manifests.train_job(
+        SETTINGS, owner, spec, "s3://marina/datasets/team-a/diabetes/abc", "0123456789"
+    )
 
 
 def serve(**extra: Any) -> dict[str, Any]:
     spec = modeldeployment_spec.parse({"model": {"trainingJob": "ridge"}, "replicas": 2, **extra})
     owner = builders.Owner("ModelDeployment", "diabetes", "team-a", "uid-3")
-    return builders.deployment(SETTINGS, owner, spec, MODEL)
+    return modeldeployment_manifests.deployment(SETTINGS, owner, spec, MODEL)
 
 
 def pod_template(body: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +98,8 @@ def test_prepare_job_runs_marina_prepare_into_the_dataset_prefix() -> None:
 
 def test_inline_rows_travel_in_an_owned_config_map() -> None:
     spec = dataset_spec.parse({"source": {"inline": {"columns": ["x", "target"], "rows": [[1, 2], [2, 3]]}}})
-    job = builders.prepare_job(SETTINGS, OWNER, spec, "0123456789")
-    config_map = builders.inline_rows_config_map(OWNER, spec, "0123456789")
+    job = dataset_manifests.prepare_job(SETTINGS, OWNER, spec, "0123456789")
+    config_map = dataset_manifests.inline_rows_config_map(OWNER, spec, "0123456789")
     assert config_map is not None and json.loads(config_map["data"]["rows.json"])[1] == {"x": 2, "target": 3}
     assert {"name": "inline-rows", "configMap": {"name": config_map["metadata"]["name"]}} in pod_template(
         job
@@ -128,7 +133,7 @@ def test_deployment_rolls_without_dropping_ready_replicas() -> None:
     assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "python3"
     args = container["args"]
     assert args[args.index("--sha256") + 1] == "b" * 64 and args[args.index("--name") + 1] == "diabetes"
-    assert builders.deployed_model(body) == MODEL
+    assert modeldeployment_manifests.deployed_model(body) == MODEL
     assert spec["selector"]["matchLabels"] == {"marina.dev/modeldeployment": "diabetes"}
 
 
@@ -136,7 +141,9 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
     body = serve(autoscaling={"maxReplicas": 5})
     assert "replicas" not in body["spec"]
     owner = builders.Owner("ModelDeployment", "diabetes", "team-a", "uid-3")
-    hpa = builders.horizontal_pod_autoscaler(owner, modeldeployment_spec.Autoscaling(2, 5, 70, 30))
+    hpa = modeldeployment_manifests.horizontal_pod_autoscaler(
+        owner, modeldeployment_spec.Autoscaling(2, 5, 70, 30)
+    )
     assert hpa["spec"]["scaleTargetRef"]["name"] == "diabetes"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
     assert hpa["spec"]["metrics"][0]["resource"]["target"] == {
@@ -148,14 +155,14 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
 
 def test_service_and_url() -> None:
     owner = builders.Owner("ModelDeployment", "diabetes", "team-a", "uid-3")
-    service = builders.service(owner)
+    service = modeldeployment_manifests.service(owner)
     assert service["spec"]["ports"][0] == {
         "name": "http",
         "port": 80,
         "targetPort": "http",
         "protocol": "TCP",
     }
-    assert builders.service_url(owner) == "http://diabetes.team-a.svc.cluster.local:80"
+    assert modeldeployment_manifests.service_url(owner) == "http://diabetes.team-a.svc.cluster.local:80"
 
 
 def test_short_hash_changes_with_inputs() -> None:

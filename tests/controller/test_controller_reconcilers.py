@@ -13,10 +13,14 @@ import pytest
 from marina.contract import Failure, FailureKind, encode
 from marina.controller import handlers
 from marina.controller.datasets import reconcile as datasets
+from marina.controller.kube.health import Health
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import handlers as modeldeployment_handlers
 from marina.controller.modeldeployments import reconcile as modeldeployments
-from marina.controller.shared import preflight, reconciler
+from marina.controller.shared import jobs, preflight, registration
 from marina.controller.shared.conditions import State
+from marina.controller.shared.runtime import Runtime
+from marina.controller.trainingjobs import handlers as trainingjob_handlers
 from marina.controller.trainingjobs import reconcile as trainingjobs
 from marina.system.clock import utc_now
 
@@ -100,7 +104,7 @@ def test_invalid_spec_fails_with_a_warning_naming_the_field(kube: Any, settings:
     )
     assert kube.jobs() == []
     with pytest.raises(kopf.PermanentError):
-        handlers.raise_for(outcome, settings)
+        registration.raise_for(outcome, settings)
 
 
 @pytest.mark.parametrize(
@@ -147,13 +151,13 @@ def test_storage_failure_retries_with_a_new_job(
     assert (outcome.state, outcome.reason) == (State.WAITING, reason) and kube.jobs() == []
     assert outcome.message == "cannot write s3://marina/x: it went wrong; retrying with a new Job"
     with pytest.raises(kopf.TemporaryError):
-        handlers.raise_for(outcome, settings)
+        registration.raise_for(outcome, settings)
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     assert len(kube.jobs()) == 1
 
 
 def test_every_retryable_kind_has_a_reason() -> None:
-    assert set(reconciler.RETRY_REASONS) == {kind for kind in FailureKind if kind.retryable}
+    assert set(jobs.RETRY_REASONS) == {kind for kind in FailureKind if kind.retryable}
 
 
 @pytest.mark.parametrize("kind", [k for k in FailureKind if not k.retryable])
@@ -223,9 +227,8 @@ def test_new_dataset_version_retrains(kube: Any, settings: Settings) -> None:
         "diabetes",
         {"version": "1111111111111111", "uri": "s3://marina/datasets/default/diabetes/1111111111111111"},
     )
-    assert handlers.followers(indexed(kube, "TrainingJob", handlers.by_dataset), "default", "diabetes") == [
-        "ridge"
-    ]
+    index = indexed(kube, "TrainingJob", trainingjob_handlers.by_dataset)
+    assert registration.followers(index, "default", "diabetes") == ["ridge"]
     outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "ridge"))
     assert outcome.state is State.PROGRESSING and len(kube.jobs()) == 2
     # the last good model stays in status while the new one trains
@@ -385,8 +388,8 @@ def test_waits_for_a_model(kube: Any, settings: Settings) -> None:
     assert reconcile_md(kube, settings).reason == "TrainingJobNotFound"
     kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}})
     assert reconcile_md(kube, settings).reason == "WaitingForModel"
-    index = indexed(kube, "ModelDeployment", handlers.by_training_job)
-    assert handlers.followers(index, "default", "ridge") == ["diabetes"]
+    index = indexed(kube, "ModelDeployment", modeldeployment_handlers.by_training_job)
+    assert registration.followers(index, "default", "ridge") == ["diabetes"]
 
 
 def test_handlers_route_children_to_their_owner(kube: Any, settings: Settings) -> None:
@@ -416,8 +419,9 @@ def test_handlers_route_children_to_their_owner(kube: Any, settings: Settings) -
         )
         is None
     )
-    assert handlers.reconcile_object(kube, settings, "Dataset", "default", "gone") is None
-    assert handlers.reconcile_object(kube, settings, "Dataset", "default", "diabetes") is not None
+    runtime = Runtime(settings, Health(60), lambda: kube)
+    assert runtime.reconcile("Dataset", datasets.reconcile, "default", "gone") is None
+    assert runtime.reconcile("Dataset", datasets.reconcile, "default", "diabetes") is not None
 
 
 @pytest.mark.parametrize(
@@ -436,8 +440,8 @@ def test_recheck_only_looks_at_unsettled_objects(
         "observedGeneration": observed,
         "conditions": [{"type": "Ready", "status": ready}, {"type": "Stalled", "status": stalled}],
     }
-    assert handlers.needs_attention(status, 2) is attention
-    assert handlers.unsettled("default", "x", status, 2) == ({"default": "x"} if attention else {})
+    assert registration.needs_attention(status, 2) is attention
+    assert registration.unsettled("default", "x", status, 2) == ({"default": "x"} if attention else {})
 
 
 def test_storage_failure_waits_before_the_next_job(kube: Any, settings: Settings) -> None:

@@ -192,9 +192,38 @@ def test_modeldeployment_from_uri_and_autoscaling() -> None:
             {"model": {"trainingJob": "t"}, "rollout": {"progressDeadlineSeconds": 1}},
             "spec.rollout.progressDeadlineSeconds",
         ),
+        *(
+            (
+                {"model": {"trainingJob": "t"}, "disruption": {"maxUnavailable": bad}},
+                "spec.disruption.maxUnavailable",
+            )
+            for bad in (0, "0%", "101%", "half", True)
+        ),
+        ({"model": {"trainingJob": "t"}, "serving": {"extrapolation": "Warn"}}, "spec.serving.extrapolation"),
     ],
 )
 def test_modeldeployment_errors_name_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpec) as caught:
         modeldeployment_spec.parse(spec)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("spec", "budget", "extrapolation"),
+    [
+        ({"replicas": 1}, None, "Allow"),
+        ({"replicas": 2}, 1, "Allow"),
+        ({"replicas": 0}, None, "Allow"),
+        ({"replicas": 1, "autoscaling": {"minReplicas": 3, "maxReplicas": 5}}, 1, "Allow"),
+        (
+            {"replicas": 5, "disruption": {"maxUnavailable": "40%"}, "serving": {"extrapolation": "Reject"}},
+            "40%",
+            "Reject",
+        ),
+    ],
+)
+def test_modeldeployment_disruption_budget_and_serving(
+    spec: dict[str, Any], budget: int | str | None, extrapolation: str
+) -> None:
+    parsed = modeldeployment_spec.parse({"model": {"trainingJob": "t"}, **spec})
+    assert (parsed.disruption_budget, parsed.serving.extrapolation) == (budget, extrapolation)

@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
+from marina.controller.datasets import manifests as dataset_manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import manifests as modeldeployment_manifests
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.shared import builders
+from marina.controller.trainingjobs import manifests as trainingjob_manifests
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,26 +91,26 @@ def job_pod_labels(job: Mapping[str, Any]) -> dict[str, str]:
 def prepare_pod() -> dict[str, str]:
     spec = dataset_spec.parse({"source": {"builtin": "diabetes"}})
     owner = builders.Owner("Dataset", "diabetes", "team-a", "uid-1")
-    return job_pod_labels(builders.prepare_job(SETTINGS, owner, spec, "0123456789"))
+    return job_pod_labels(dataset_manifests.prepare_job(SETTINGS, owner, spec, "0123456789"))
 
 
 def train_pod() -> dict[str, str]:
     spec = trainingjob_spec.parse({"dataset": {"name": "diabetes"}})
     owner = builders.Owner("TrainingJob", "ridge", "team-a", "uid-2")
-    return job_pod_labels(builders.train_job(SETTINGS, owner, spec, DATA_URI, "0123456789"))
+    return job_pod_labels(trainingjob_manifests.train_job(SETTINGS, owner, spec, DATA_URI, "0123456789"))
 
 
 def shard_pod() -> dict[str, str]:
     spec = trainingjob_spec.parse({"dataset": {"name": "diabetes"}, "parallelism": 2})
     owner = builders.Owner("TrainingJob", "ridge", "team-a", "uid-2")
-    return job_pod_labels(builders.shard_job(SETTINGS, owner, spec, DATA_URI, "0123456789"))
+    return job_pod_labels(trainingjob_manifests.shard_job(SETTINGS, owner, spec, DATA_URI, "0123456789"))
 
 
 def serving_deployment() -> dict[str, Any]:
     spec = modeldeployment_spec.parse({"model": {"trainingJob": "ridge"}})
     owner = builders.Owner("ModelDeployment", "diabetes", "team-a", "uid-3")
     model = builders.ModelReference("s3://marina/models/team-a/ridge/model-" + "b" * 64 + ".json", "b" * 64)
-    return builders.deployment(SETTINGS, owner, spec, model)
+    return modeldeployment_manifests.deployment(SETTINGS, owner, spec, model)
 
 
 def serve_pod() -> dict[str, str]:

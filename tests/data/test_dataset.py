@@ -84,7 +84,7 @@ def test_table_from_records_reads_numbers_and_missing_tokens() -> None:
         ({"features": ()}, "features: the list of feature columns is empty"),
         ({"features": ("a", "y")}, "features: the target column 'y' cannot also be a feature"),
         ({"features": ("a", "b", "a")}, "features: 'a' listed more than once"),
-        ({"target": " "}, "target: the target column name is empty"),
+        ({"target": " "}, "target: must be a non-empty string, got ' '"),
     ],
 )
 def test_options_are_validated(options: dict[str, object], message: str) -> None:

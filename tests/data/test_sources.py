@@ -25,7 +25,7 @@ CSV = "a,b,target\n1,2.5,3\n\n4,,6\n7,8e-3,9\n"
     ("name", "content"),
     [
         ("data.csv", CSV.encode()),
-        ("data.csv.gz", gzip.compress(CSV.encode())),
+        ("data.csv.gz", gzip.compress(CSV.encode(), mtime=0)),
         ("data.txt", b"\xef\xbb\xbf" + CSV.replace("\n", "\r\n").encode()),  # BOM and CRLF
     ],
 )

@@ -23,7 +23,7 @@ from sklearn.datasets import load_diabetes
 from tests.e2e.test_e2e_pipeline import first_answer, predict
 
 from marina import storage
-from marina.controller.datasets.reconcile import REFRESH_ANNOTATION
+from marina.contract import REFRESH_ANNOTATION
 from marina.data.dataset import split_indices
 
 NAME = "promo"

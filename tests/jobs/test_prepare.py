@@ -152,7 +152,7 @@ def test_large_schemas_are_truncated_to_fit(capsys: pytest.CaptureFixture[str], 
         (
             ["--source", "synthetic:rows=20,missing=0.2", "--missing", "fail"],
             "data",
-            "column 'x2' row 2: missing value",
+            "column 'x1' row 2: missing value",
         ),
         (
             ["--source", "builtin:diabetes", "--test-fraction", "1.5"],

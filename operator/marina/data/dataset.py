@@ -54,35 +54,35 @@ LEGACY_FORMAT = "marina.dev/dataset/v1"
 MANIFEST_NAME = "dataset.json"
 TRAIN_NAME = "train.csv"
 TEST_NAME = "test.csv"
-VERSION_LENGTH = 16  # hex digits of the sha256: fits a Kubernetes label value and a folder name
+VERSION_LENGTH = contract.DATASET_VERSION_LENGTH
 #: Up to this many selected cells a table is split by an exact seeded permutation (8 MiB of float64).
 SMALL_TABLE_CELLS = 1 << 20
 
 
+def _dataset_default(path: str) -> Any:
+    return contract.DATASET.default(f"spec.{path}")
+
+
 @dataclass(frozen=True)
 class PrepareOptions:
-    """What to keep, how to clean and how to split; validated on construction."""
+    """What to keep, how to clean and how to split; validated on construction, as the Dataset's fields."""
 
-    target: str = "target"
+    target: str = _dataset_default("target")
     features: tuple[str, ...] | None = None
-    test_fraction: float = 0.2
-    seed: int = 42
-    missing: str = "drop"
-    max_categories: int = 100
+    test_fraction: float = _dataset_default("split.testFraction")
+    seed: int = _dataset_default("split.seed")
+    missing: str = _dataset_default("cleaning.missing")
+    max_categories: int = _dataset_default("cleaning.maxCategories")
 
     def __post_init__(self) -> None:
-        if not self.target.strip():
-            raise contract.SpecError("target: the target column name is empty")
-        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, float | int):
-            raise contract.SpecError(f"test fraction: must be a number, got {self.test_fraction!r}")
-        contract.SPLIT_TEST_FRACTION.check("test fraction", self.test_fraction)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise contract.SpecError(f"seed: must be an integer, got {self.seed!r}")
-        contract.SEED.check("seed", self.seed)
-        contract.check_choice("missing", self.missing, contract.MISSING_POLICIES)
-        if isinstance(self.max_categories, bool) or not isinstance(self.max_categories, int):
-            raise contract.SpecError(f"max categories: must be an integer, got {self.max_categories!r}")
-        contract.MAX_CATEGORIES.check("max categories", self.max_categories)
+        for where, path, value in (
+            ("target", "target", self.target),
+            ("test fraction", "split.testFraction", self.test_fraction),
+            ("seed", "split.seed", self.seed),
+            ("missing", "cleaning.missing", self.missing),
+            ("max categories", "cleaning.maxCategories", self.max_categories),
+        ):
+            contract.DATASET.at(f"spec.{path}").check(where, value)
         if self.features is not None:
             if not self.features:
                 raise contract.SpecError("features: the list of feature columns is empty")

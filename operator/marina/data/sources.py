@@ -681,23 +681,20 @@ def open_builtin(spec: str) -> Source:
 # --- synthetic ------------------------------------------------------------------------------------------
 
 
+SYNTHETIC = "spec.source.synthetic"  # the Dataset field that states each parameter's default and range
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
-    rows: int = 1000
-    features: int = 5
-    noise: float = 0.1
-    seed: int = 0
-    missing: float = 0.0
+    rows: int = contract.DATASET.default(f"{SYNTHETIC}.rows")
+    features: int = contract.DATASET.default(f"{SYNTHETIC}.features")
+    noise: float = contract.DATASET.default(f"{SYNTHETIC}.noise")
+    seed: int = contract.DATASET.default(f"{SYNTHETIC}.seed")
+    missing: float = contract.DATASET.default(f"{SYNTHETIC}.missing")
 
     def __post_init__(self) -> None:
-        for name, bound in (
-            ("rows", contract.SYNTHETIC_ROWS),
-            ("features", contract.SYNTHETIC_FEATURES),
-            ("noise", contract.SYNTHETIC_NOISE),
-            ("seed", contract.SEED),
-            ("missing", contract.SYNTHETIC_MISSING),
-        ):
-            bound.check(f"synthetic source: {name}", getattr(self, name))
+        for name in ("rows", "features", "noise", "seed", "missing"):
+            contract.DATASET.at(f"{SYNTHETIC}.{name}").check(f"synthetic source: {name}", getattr(self, name))
 
     @classmethod
     def parse(cls, spec: str) -> SyntheticSpec:

@@ -49,7 +49,15 @@ from typing import Any
 import numpy as np
 
 from marina import __version__
-from marina.contract import L1_PENALTIES, L1_RATIO_PENALTIES, FailureKind, JobError, SpecError, TrainRequest
+from marina.contract import (
+    L1_PENALTIES,
+    L1_RATIO_PENALTIES,
+    TRAINING_JOB,
+    FailureKind,
+    JobError,
+    SpecError,
+    TrainRequest,
+)
 from marina.data import dataset, partials, sampling
 from marina.data.distribution import Reference
 from marina.data.table import DataError
@@ -73,7 +81,7 @@ from marina.system.cpu import blas_beside_a_reader
 from marina.system.memory import memory_used
 from marina.system.text import one_line
 
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS: int = TRAINING_JOB.default("spec.search.folds")
 #: Solvers that refine against the rows when they can read them (the rest work from statistics alone).
 ROWS_SOLVERS = ("auto", "normal", "qr")
 #: Solvers whose unpenalised fit is the least-squares solution itself (Student-t intervals); `cd` and `gd`

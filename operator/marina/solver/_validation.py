@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from marina.contract import Bound
 from marina.solver.errors import InvalidParameterError, NonFiniteError, ShapeMismatchError
 
 Array = NDArray[np.float64]
@@ -99,6 +100,15 @@ class Interval:
     low_inclusive: bool = True
     integer: bool = False
     allow_none: bool = False
+
+    @classmethod
+    def of(cls, bound: Bound, integer: bool = False) -> Interval:
+        """The interval a contract field's range states (a TrainingJob's spec.model field)."""
+        if bound.exclusive_maximum:
+            raise ValueError("an exclusive maximum has no Interval")
+        low = -math.inf if bound.minimum is None else float(bound.minimum)
+        high = math.inf if bound.maximum is None else float(bound.maximum)
+        return cls(low, high, low_inclusive=not bound.exclusive_minimum, integer=integer)
 
     def check(self, name: str, value: Any) -> None:
         if value is None and self.allow_none:

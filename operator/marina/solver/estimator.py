@@ -28,6 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from marina.contract import TRAINING_JOB as MODEL
+from marina.contract import Bound
+from marina.contract.schema import Integer, Number
 from marina.solver import _solvers
 from marina.solver._validation import (
     Array,
@@ -50,6 +53,13 @@ from marina.solver.errors import (
 from marina.solver.statistics import SufficientStatistics
 
 
+def _model_range(name: str) -> Bound:
+    """The range of a TrainingJob's spec.model field."""
+    field = MODEL.at(f"spec.model.{name}")
+    assert isinstance(field, Integer | Number) and field.bound is not None
+    return field.bound
+
+
 class LinearRegressor:
     """Linear least squares with an optional L2, L1 or elastic-net penalty.
 
@@ -62,15 +72,17 @@ class LinearRegressor:
     ``none``/``l2`` and ``cd`` for ``l1``/``elasticnet``.
     """
 
+    # Ranges and defaults are the TrainingJob's spec.model fields (marina.contract), so a value a resource
+    # may hold is one the solver takes; learning_rate is the solver's alone.
     _PARAMETER_CONSTRAINTS: ClassVar[dict[str, Constraint]] = {
         "penalty": OneOf(_solvers.PENALTIES),
-        "alpha": Interval(0.0),
-        "l1_ratio": Interval(0.0, 1.0),
+        "alpha": Interval.of(_model_range("alpha")),
+        "l1_ratio": Interval.of(_model_range("l1Ratio")),
         "solver": OneOf(_solvers.SOLVERS),
         "fit_intercept": Boolean(),
         "standardize": Boolean(),
-        "max_iter": Interval(1, integer=True),
-        "tol": Interval(0.0),
+        "max_iter": Interval.of(_model_range("maxIter"), integer=True),
+        "tol": Interval.of(_model_range("tol")),
         "learning_rate": Interval(0.0, low_inclusive=False, allow_none=True),
     }
 
@@ -83,12 +95,12 @@ class LinearRegressor:
 
     def __init__(
         self,
-        penalty: str = "none",
-        alpha: float = 1.0,
-        l1_ratio: float = 0.5,
-        solver: str = "auto",
-        fit_intercept: bool = True,
-        standardize: bool = False,
+        penalty: str = MODEL.default("spec.model.penalty"),
+        alpha: float = MODEL.default("spec.model.alpha"),
+        l1_ratio: float = MODEL.default("spec.model.l1Ratio"),
+        solver: str = MODEL.default("spec.model.solver"),
+        fit_intercept: bool = MODEL.default("spec.model.fitIntercept"),
+        standardize: bool = MODEL.default("spec.model.standardize"),
         max_iter: int = 1000,
         tol: float = 1e-4,
         learning_rate: float | None = None,

@@ -22,6 +22,9 @@ from marina.controller.kube import background, leadership
 from marina.controller.kube.client import Kube
 from marina.controller.kube.health import Health
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import handlers as modeldeployment_handlers
+from marina.controller.shared.registration import followers
+from marina.controller.trainingjobs import handlers as trainingjob_handlers
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -131,7 +134,10 @@ def test_no_handler_makes_kopf_add_a_finalizer(registry: kopf.OperatorRegistry) 
     assert list(registry._spawning.get_all_handlers()) == []  # no timers or daemons
     assert not any(h.requires_finalizer for h in registry._changing.get_all_handlers())
     indices = {h.id for h in registry._indexing.get_all_handlers()}
-    assert {handlers.TRAININGJOBS_BY_DATASET, handlers.MODELDEPLOYMENTS_BY_TRAININGJOB} <= indices
+    assert {
+        trainingjob_handlers.TRAININGJOBS_BY_DATASET,
+        modeldeployment_handlers.MODELDEPLOYMENTS_BY_TRAININGJOB,
+    } <= indices
 
 
 def test_the_probe_fails_while_workers_are_stuck(registry: kopf.OperatorRegistry) -> None:
@@ -186,17 +192,17 @@ def test_the_liveness_endpoint_answers_500_while_workers_are_stuck(registry: kop
 
 
 def test_followers_come_from_the_index_and_leave_it() -> None:
-    entry = handlers.by_dataset("ns", "ridge", {"dataset": {"name": "diabetes"}})
+    entry = trainingjob_handlers.by_dataset("ns", "ridge", {"dataset": {"name": "diabetes"}})
     assert entry == {("ns", "diabetes"): "ridge"}
-    assert handlers.by_dataset("ns", "ridge", {}) == {}  # empty, so kopf drops the earlier entry
+    assert trainingjob_handlers.by_dataset("ns", "ridge", {}) == {}  # empty, so kopf drops the earlier entry
     index = {("ns", "diabetes"): ["ridge", "lasso", "ridge"]}
-    assert handlers.followers(index, "ns", "diabetes") == ["lasso", "ridge"]
-    assert handlers.followers(index, "other", "diabetes") == []
-    assert handlers.by_training_job("ns", "web", {"model": {"trainingJob": "ridge"}}) == {
+    assert followers(index, "ns", "diabetes") == ["lasso", "ridge"]
+    assert followers(index, "other", "diabetes") == []
+    assert modeldeployment_handlers.by_training_job("ns", "web", {"model": {"trainingJob": "ridge"}}) == {
         ("ns", "ridge"): "web"
     }
-    assert handlers.monitored("ns", "web", {"monitoring": {}}) == {"ns": "web"}
-    assert handlers.monitored("ns", "web", {}) == {}
+    assert modeldeployment_handlers.monitored("ns", "web", {"monitoring": {}}) == {"ns": "web"}
+    assert modeldeployment_handlers.monitored("ns", "web", {}) == {}
 
 
 def test_every_api_call_times_out_even_discovery() -> None:

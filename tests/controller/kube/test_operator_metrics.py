@@ -1,4 +1,5 @@
-"""The operator's metrics follow what it writes: drift levels from status.monitoring, Jobs, events."""
+"""The operator's metrics follow what it writes (drift levels from status.monitoring, conditions, Jobs,
+events), and a resource's series go when the resource goes; counters never name an object."""
 
 from __future__ import annotations
 
@@ -38,12 +39,13 @@ def monitoring(level: str, *features: tuple[str, float]) -> dict[str, Any]:
 
 def test_a_drift_check_sets_one_level_and_the_top_features() -> None:
     body = deployment("drift-a")
+    stable_checks = value("marina_operator_drift_checks_total", level="Stable") or 0
     metrics.status_written(body, monitoring("Stable", ("bmi", 0.01), ("age", 0.02)))
     metrics.status_written(body, monitoring("Drifted", ("bmi", 0.9)))
     where = {"namespace": "ns", "modeldeployment": "drift-a"}
     assert value("marina_operator_drift_level", **where, level="Drifted") == 1
     assert value("marina_operator_drift_level", **where, level="Stable") == 0
-    assert value("marina_operator_drift_checks_total", **where, level="Stable") == 1
+    assert value("marina_operator_drift_checks_total", level="Stable") == stable_checks + 1
     assert value("marina_operator_drift_feature_psi", **where, feature="bmi") == 0.9
     assert value("marina_operator_drift_feature_psi", **where, feature="age") is None  # left the top
     assert value("marina_operator_drift_score", **where) == 0.9
@@ -52,12 +54,13 @@ def test_a_drift_check_sets_one_level_and_the_top_features() -> None:
 
 def test_monitoring_switched_off_removes_the_series() -> None:
     body = deployment("drift-b")
+    moderate_checks = value("marina_operator_drift_checks_total", level="Moderate") or 0
     metrics.status_written(body, monitoring("Moderate", ("bmi", 0.15)))
     metrics.status_written(body, {"monitoring": None, "conditions": []})
     where = {"namespace": "ns", "modeldeployment": "drift-b"}
     assert value("marina_operator_drift_level", **where, level="Moderate") is None
     assert value("marina_operator_drift_feature_psi", **where, feature="bmi") is None
-    assert value("marina_operator_drift_checks_total", **where, level="Moderate") == 1  # counters stay
+    assert value("marina_operator_drift_checks_total", level="Moderate") == moderate_checks + 1  # stays
 
 
 def test_other_status_writes_and_kinds_leave_drift_alone() -> None:
@@ -72,10 +75,10 @@ def test_other_status_writes_and_kinds_leave_drift_alone() -> None:
 
 def test_created_jobs_count_by_component_and_other_objects_do_not() -> None:
     job = {"kind": "Job", "metadata": {"namespace": "jobs", "labels": {metrics.COMPONENT_LABEL: "train"}}}
-    before = value("marina_operator_jobs_created_total", namespace="jobs", component="train") or 0
+    before = value("marina_operator_jobs_created_total", component="train") or 0
     metrics.created(job)
     metrics.created({"kind": "Service", "metadata": {"namespace": "jobs"}})
-    assert value("marina_operator_jobs_created_total", namespace="jobs", component="train") == before + 1
+    assert value("marina_operator_jobs_created_total", component="train") == before + 1
 
 
 def test_reconcile_outcomes_and_warnings_count_by_reason() -> None:
@@ -176,7 +179,8 @@ def test_a_rollout_counts_once_by_the_models_its_status_write_records(
 
 
 def test_status_writes_count_rollouts_by_outcome() -> None:
-    where = {"namespace": "ns", "modeldeployment": "rolled"}
+    before = {o: value("marina_operator_rollouts_total", outcome=o) or 0 for o in ("Promoted", "RolledBack")}
+    failed = value("marina_operator_rollouts_total", outcome="Failed")
     status: dict[str, Any] = {"model": model("a")}
     for written in (
         {"model": model("b"), "conditions": ready("Available")},
@@ -186,6 +190,44 @@ def test_status_writes_count_rollouts_by_outcome() -> None:
     ):
         metrics.status_written({**deployment("rolled"), "status": status}, written)
         status = {**status, **written}
-    assert value("marina_operator_rollouts_total", **where, outcome="Promoted") == 2
-    assert value("marina_operator_rollouts_total", **where, outcome="RolledBack") == 1
-    assert value("marina_operator_rollouts_total", **where, outcome="Failed") is None
+    assert value("marina_operator_rollouts_total", outcome="Promoted") == before["Promoted"] + 2
+    assert value("marina_operator_rollouts_total", outcome="RolledBack") == before["RolledBack"] + 1
+    assert value("marina_operator_rollouts_total", outcome="Failed") == failed
+
+
+def condition(kind: str, status: str) -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": "Why"}
+
+
+def test_a_deleted_resource_leaves_no_series_behind() -> None:
+    """As kube-state-metrics drops a deleted object's series: its conditions, drift and retraining go."""
+    body = deployment("gone")
+    written = {
+        **monitoring("Drifted", ("bmi", 0.9)),
+        "conditions": [condition("Ready", "True"), condition("Stalled", "True")],
+        "retraining": {"total": 3},
+    }
+    metrics.status_written(body, written)
+    assert value("marina_operator_retraining_total", namespace="ns", modeldeployment="gone") == 3
+    stalled = {"namespace": "ns", "kind": "ModelDeployment", "name": "gone", "type": "Stalled"}
+    assert value("marina_operator_condition", **stalled, status="True", reason="Why") == 1
+    assert ("ModelDeployment", "ns", "gone") in metrics.remembered()
+
+    metrics.forget("ModelDeployment", "ns", "gone")
+    names = [
+        sample
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if "gone" in sample.labels.values()
+    ]
+    assert names == []
+    assert ("ModelDeployment", "ns", "gone") not in metrics.remembered()
+
+
+def test_counters_name_no_object() -> None:
+    per_object = {"name", "modeldeployment", "namespace"}
+    for family in metrics.REGISTRY.collect():
+        if family.type == "counter":
+            assert not {label for sample in family.samples for label in sample.labels} & per_object, (
+                family.name
+            )

@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from marina.controller import handlers
+from marina.contract import API_VERSION
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import canary, rollout
+from marina.controller.modeldeployments import manifests as modeldeployment_manifests
 from marina.controller.modeldeployments import reconcile as modeldeployments
-from marina.controller.modeldeployments import rollout
 from marina.controller.modeldeployments import spec as modeldeployment_spec
-from marina.controller.shared import builders
+from marina.controller.modeldeployments.handlers import in_canary
+from marina.controller.shared import builders, observation
 from marina.controller.shared.builders import ModelReference
 from marina.controller.shared.conditions import State
 from marina.serving.traffic import Traffic
@@ -35,18 +37,18 @@ class Cluster:
     def __init__(self, kube: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         self.kube, self.settings, self.moment = kube, settings, START
         self.predictions: dict[str, list[float]] = {}  # model sha256 -> what its pods answered so far
-        monkeypatch.setattr(modeldeployments, "now", lambda: self.moment)
-        monkeypatch.setattr(modeldeployments, "read_traffic", lambda kube, owner: self.readings())
+        monkeypatch.setattr(observation, "now", lambda: self.moment)
+        monkeypatch.setattr(canary, "read_traffic", lambda kube, owner: self.readings())
 
     def train(self, sha: str) -> None:
         status = {
             "phase": "Succeeded",
             "model": {"uri": f"s3://marina/models/default/ridge/{sha}.json", "sha256": sha},
         }
-        if self.kube.get(builders.API_VERSION, "TrainingJob", "default", "ridge") is None:
+        if self.kube.get(API_VERSION, "TrainingJob", "default", "ridge") is None:
             self.kube.add_resource("TrainingJob", "ridge", {"dataset": {"name": "diabetes"}}, status)
         else:
-            self.kube.set_status(builders.API_VERSION, "TrainingJob", "ridge", status)
+            self.kube.set_status(API_VERSION, "TrainingJob", "ridge", status)
 
     def settle(self, name: str) -> None:
         body = self.kube.objects[("apps/v1", "Deployment", "default", name)]
@@ -79,7 +81,9 @@ class Cluster:
         return status
 
     def served_by(self, name: str) -> str | None:
-        model = builders.deployed_model(self.kube.get("apps/v1", "Deployment", "default", name))
+        model = modeldeployment_manifests.deployed_model(
+            self.kube.get("apps/v1", "Deployment", "default", name)
+        )
         return model.sha256 if model else None
 
 
@@ -194,22 +198,28 @@ def test_a_canary_that_never_gets_ready_is_rolled_back(cluster: Cluster) -> None
 
 
 def test_the_canary_index_lists_only_rollouts_under_way() -> None:
-    assert handlers.in_canary("ns", "md", {"rollout": {"phase": "Progressing"}}) == {"ns": "md"}
-    assert handlers.in_canary("ns", "md", {"rollout": {"phase": "Promoting"}}) == {"ns": "md"}
-    assert handlers.in_canary("ns", "md", {"rollout": {"phase": "RolledBack"}}) == {}
-    assert handlers.in_canary("ns", "md", None) == {}
+    assert in_canary("ns", "md", {"rollout": {"phase": "Progressing"}}) == {"ns": "md"}
+    assert in_canary("ns", "md", {"rollout": {"phase": "Promoting"}}) == {"ns": "md"}
+    assert in_canary("ns", "md", {"rollout": {"phase": "RolledBack"}}) == {}
+    assert in_canary("ns", "md", None) == {}
 
 
 def test_the_canary_deployment_is_the_stable_one_plus_the_track() -> None:
     owner = builders.Owner("ModelDeployment", "md", "ns", "uid-1")
     spec = modeldeployment_spec.parse({"model": {"trainingJob": "t"}, "replicas": 3})
     model = ModelReference("s3://b/m.json", NEW)
-    stable = builders.deployment(Settings(probe_storage=False), owner, spec, model)
-    canary = builders.canary_deployment(Settings(probe_storage=False), owner, spec, model, 1)
+    stable = modeldeployment_manifests.deployment(Settings(probe_storage=False), owner, spec, model)
+    canary = modeldeployment_manifests.canary_deployment(Settings(probe_storage=False), owner, spec, model, 1)
     assert canary["metadata"]["name"] == "md-canary" and canary["spec"]["replicas"] == 1
     assert canary["metadata"]["ownerReferences"] == stable["metadata"]["ownerReferences"]
-    assert canary["spec"]["template"]["spec"] == stable["spec"]["template"]["spec"]
-    container = canary["spec"]["template"]["spec"]["containers"][0]
+    canary_pods, stable_pods = canary["spec"]["template"]["spec"], stable["spec"]["template"]["spec"]
+    assert {**canary_pods, "topologySpreadConstraints": None} == {
+        **stable_pods,
+        "topologySpreadConstraints": None,
+    }
+    (spread,) = canary_pods["topologySpreadConstraints"]  # each Deployment's pods spread among themselves
+    assert spread["labelSelector"]["matchLabels"] == canary["spec"]["selector"]["matchLabels"]
+    container = canary_pods["containers"][0]
     assert (
         container["readinessProbe"] and container["lifecycle"]["preStop"]
     )  # ready before traffic, drained after
@@ -217,7 +227,7 @@ def test_the_canary_deployment_is_the_stable_one_plus_the_track() -> None:
 
 def test_switching_to_rolling_update_mid_canary_ends_it(cluster: Cluster) -> None:
     start_canary(cluster)
-    body = cluster.kube.objects[(builders.API_VERSION, "ModelDeployment", "default", "diabetes")]
+    body = cluster.kube.objects[(API_VERSION, "ModelDeployment", "default", "diabetes")]
     body["spec"]["rollout"] = {"strategy": "RollingUpdate"}
     assert cluster.reconcile().reason == "RollingOut" and cluster.served_by("diabetes") == NEW
     assert cluster.status()["rollout"]["phase"] == "Progressing"  # until the stable has settled

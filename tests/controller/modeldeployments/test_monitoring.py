@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from marina.controller.modeldeployments import collector, monitoring
-from marina.controller.modeldeployments import reconcile as modeldeployments
+from marina.controller.modeldeployments import collector, drift, monitor, monitoring
 from marina.controller.modeldeployments.collector import CollectError, Pod
 from marina.controller.modeldeployments.monitoring import Level, PodCounts, Shift, Span
 from marina.controller.modeldeployments.spec import Monitoring
@@ -48,7 +47,7 @@ def send(histograms: WindowedHistograms, features: np.ndarray) -> None:
 
 
 def document(histograms: WindowedHistograms, version: str = "v1") -> dict[str, Any]:
-    """What GET /v2/models/<m>/distribution answers (server/app.py)."""
+    """What GET /v2/models/<m>/distribution answers (serving/app.py)."""
     windows = histograms.windows()
     return {
         "name": "m",
@@ -361,8 +360,8 @@ def test_monitor_writes_status_condition_and_an_event_only_when_the_condition_ch
     served = WindowedHistograms(REFERENCE, clock=clock)
 
     def check() -> dict[str, Any]:
-        memory.pop(modeldeployments.LAST_CHECK, None)  # due now (the interval is not under test here)
-        modeldeployments.monitor(kube, "default", "m", memory, lambda url: document(served), clock)
+        memory.pop(drift.LAST_CHECK, None)  # due now (the interval is not under test here)
+        monitor.tick(kube, "default", "m", memory, lambda url: document(served), clock)
         return kube.current("ModelDeployment", "m")["status"]
 
     send(served, rows(300, 51))
@@ -396,8 +395,8 @@ def test_monitor_waits_for_the_interval(kube: Any) -> None:
         asked.append(url)
         raise CollectError("refused")
 
-    modeldeployments.monitor(kube, "default", "m", memory, fetch)
-    modeldeployments.monitor(kube, "default", "m", memory, fetch)
+    monitor.tick(kube, "default", "m", memory, fetch)
+    monitor.tick(kube, "default", "m", memory, fetch)
     assert len(asked) == 1
     status = kube.current("ModelDeployment", "m")["status"]
     assert status["monitoring"]["level"] == "Unavailable" and "refused" in status["monitoring"]["message"]
@@ -410,7 +409,7 @@ def test_a_model_without_reference_says_so(kube: Any) -> None:
     def fetch(url: str) -> Any:
         raise CollectError("HTTP 404 no reference", 404)
 
-    modeldeployments.monitor(kube, "default", "m", {}, fetch)
+    monitor.tick(kube, "default", "m", {}, fetch)
     assert "retrain it" in kube.current("ModelDeployment", "m")["status"]["monitoring"]["message"]
 
 
@@ -424,7 +423,7 @@ def test_switching_monitoring_off_removes_its_status_and_condition(kube: Any) ->
             "conditions": [{"type": "Ready", "status": "True"}, {"type": "Drifted", "status": "True"}],
         },
     )
-    modeldeployments.monitor(kube, "default", "m", {}, lambda url: pytest.fail("no pod is asked"))
+    monitor.tick(kube, "default", "m", {}, lambda url: pytest.fail("no pod is asked"))
     status = kube.current("ModelDeployment", "m")["status"]
     assert "monitoring" not in status and [c["type"] for c in status["conditions"]] == ["Ready"]
 

@@ -20,6 +20,7 @@ from tests.controller.test_controller_reconcilers import (
 
 from marina.contract import Failure, FailureKind
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import manifests as modeldeployment_manifests
 from marina.controller.modeldeployments import promotion
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.shared import builders
@@ -137,7 +138,7 @@ def test_the_evaluation_pods_are_not_serving_pods_and_are_hardened(settings: Set
     owner = builders.Owner("ModelDeployment", "diabetes", "default", "uid-1")
     champion = builders.ModelReference("s3://marina/models/default/ridge/a.json", SHA_A)
     challenger = builders.ModelReference("s3://marina/models/default/ridge/b.json", SHA_B)
-    job = builders.evaluation_job(settings, owner, champion, challenger, "0123456789")
+    job = modeldeployment_manifests.evaluation_job(settings, owner, champion, challenger, "0123456789")
     pod = job["spec"]["template"]
     assert owner.label_key not in pod["metadata"]["labels"]  # the Service and drift checks select on it
     assert job["metadata"]["labels"][owner.label_key] == "diabetes"  # its Jobs are still found

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from marina.controller.datasets.reconcile import REFRESH_ANNOTATION
-from marina.controller.handlers import monitored
-from marina.controller.modeldeployments import monitoring, retraining
-from marina.controller.modeldeployments import reconcile as modeldeployments
+from marina.contract import API_VERSION, REFRESH_ANNOTATION
+from marina.controller.modeldeployments import drift, monitor, monitoring, retraining
 from marina.controller.modeldeployments import spec as modeldeployment_spec
+from marina.controller.modeldeployments.handlers import monitored
 from marina.controller.shared.fields import InvalidSpec
 
 URI = "s3://bucket/m.json"
@@ -37,8 +36,11 @@ def setup(kube: Any, spec: dict[str, Any], dataset: dict[str, Any] | None = None
 
 
 def tick(kube: Any, judged: monitoring.Assessment | None, at: datetime) -> dict[str, Any]:
-    spec = modeldeployment_spec.parse(kube.current("ModelDeployment", "m")["spec"])
-    modeldeployments.retrain(kube, "default", "m", spec, judged, at)
+    """What a monitoring tick does after a drift check that judged `judged` (None: no check was due)."""
+    body = kube.get(API_VERSION, "ModelDeployment", "default", "m")
+    spec = modeldeployment_spec.parse(body["spec"])
+    checked = None if judged is None else drift.Check({}, judged=judged)
+    monitor.conclude(kube, body, spec, checked, {}, at)
     return dict(kube.current("ModelDeployment", "m").get("status", {}).get("retraining") or {})
 
 
@@ -62,7 +64,8 @@ def test_a_record_written_since_the_read_wins_and_this_trigger_refreshes_nothing
 ) -> None:
     """Another writer (a replica taking over, a reconcile) records a retrain between this tick's read
     and its write: the write is refused (409), so the limits are never exceeded and nothing is refreshed
-    twice; the next tick decides on the new record."""
+    twice; the next tick decides on the new record. The tick's drift status went into the same write, so
+    it is not written either, and the next tick checks drift again."""
     setup(kube, spec_of({"cooldownSeconds": 600, "maxPerDay": 3}))
     theirs = {"reason": "Drift", "refresh": "m-theirs", "lastTrigger": retraining.stamp(START), "total": 1}
     read = kube.get
@@ -75,9 +78,12 @@ def test_a_record_written_since_the_read_wins_and_this_trigger_refreshes_nothing
 
     spec = modeldeployment_spec.parse(kube.current("ModelDeployment", "m")["spec"])
     monkeypatch.setattr(kube, "get", read_then_another_writer)
-    modeldeployments.retrain(kube, "default", "m", spec, DRIFTED, START)
+    body = kube.get(API_VERSION, "ModelDeployment", "default", "m")  # the tick's one read
+    memory = {drift.LAST_CHECK: 1.0}
+    monitor.conclude(kube, body, spec, drift.drift_status(body, DRIFTED), memory, START)
     monkeypatch.undo()
-    assert kube.current("ModelDeployment", "m")["status"]["retraining"] == theirs
+    status = kube.current("ModelDeployment", "m")["status"]
+    assert status["retraining"] == theirs and "monitoring" not in status and drift.LAST_CHECK not in memory
     assert refresh_value(kube) is None and kube.events == []
 
 

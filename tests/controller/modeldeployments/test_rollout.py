@@ -1,5 +1,5 @@
-"""The canary state machine and step analysis (controller/rollout.py), on counters the server's own
-`Traffic` wrote, so the document the operator parses is the one the pods send."""
+"""The canary state machine and step analysis (controller/modeldeployments/rollout.py), on counters the
+server's own `Traffic` wrote, so the document the operator parses is the one the pods send."""
 
 from __future__ import annotations
 

@@ -13,12 +13,13 @@ import kopf
 import pytest
 from test_controller_reconcilers import SHA_A, conditions_of, deployment_settles, ready_dataset, trained_job
 
-from marina.controller import handlers
 from marina.controller.datasets import reconcile as datasets
+from marina.controller.kube.health import Health
 from marina.controller.kube.settings import Settings
 from marina.controller.modeldeployments import reconcile as modeldeployments
-from marina.controller.shared import credentials
+from marina.controller.shared import credentials, registration
 from marina.controller.shared.conditions import Outcome, State
+from marina.controller.shared.runtime import Runtime
 from marina.controller.trainingjobs import reconcile as trainingjobs
 from marina.storage import Credentials, StorageAccessDenied, StorageError, StorageUnavailable
 
@@ -200,11 +201,16 @@ def test_a_failed_provisioning_waits_warns_and_is_retried(
     assert str(error) in outcome.message and outcome.message.endswith("retrying every 10s")
     assert not [w for w in kube.writes if w.startswith((first_pod, "create Secret"))]
     with pytest.raises(kopf.TemporaryError):
-        handlers.raise_for(outcome, settings)
+        registration.raise_for(outcome, settings)
     name = "ridge" if kind == "TrainingJob" else "diabetes"
     assert ("Warning", "StorageIdentityFailed") in [(e[1], e[2]) for e in kube.events if e[0] == name]
     identities.failing = None
-    outcome = handlers.reconcile_object(kube, settings, kind, "default", name) or outcome
+    reconcile = {"Dataset": datasets.reconcile, "TrainingJob": trainingjobs.reconcile}.get(
+        kind, modeldeployments.reconcile
+    )
+    outcome = (
+        Runtime(settings, Health(60), lambda: kube).reconcile(kind, reconcile, "default", name) or outcome
+    )
     assert outcome.state is State.PROGRESSING and any(w.startswith(first_pod) for w in kube.writes)
     assert_no_key_shown(kube, identities)
 

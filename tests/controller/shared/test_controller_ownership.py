@@ -13,14 +13,23 @@ from typing import Any
 import kopf
 import pytest
 
-from marina.controller import handlers
+from marina.controller.datasets import reconcile as datasets
 from marina.controller.kube.client import KubeError
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import reconcile as modeldeployments
 from marina.controller.shared.conditions import Outcome, State
+from marina.controller.shared.reconciler import Reconcile
+from marina.controller.shared.registration import raise_for
+from marina.controller.trainingjobs import reconcile as trainingjobs
 
 FakeKube = Any  # tests/controller/conftest.py's, by its fixture `kube`
 
 API = "marina.dev/v1alpha1"
+RECONCILERS: dict[str, Reconcile] = {
+    datasets.KIND: datasets.reconcile,
+    trainingjobs.KIND: trainingjobs.reconcile,
+    modeldeployments.KIND: modeldeployments.reconcile,
+}
 SHA = "a" * 64
 PREPARED = {"version": "0123456789abcdef", "uri": "s3://marina/datasets/default/diabetes/0123456789abcdef"}
 INLINE = {"columns": ["x", "target"], "rows": [[1, 2], [2, 4], [3, 6]]}
@@ -49,7 +58,7 @@ class Resource:
         kube.add_resource(self.kind, self.name, self.spec)
 
     def reconcile(self, kube: FakeKube, settings: Settings) -> Outcome:
-        return handlers.RECONCILERS[self.kind](kube, settings, kube.current(self.kind, self.name))
+        return RECONCILERS[self.kind](kube, settings, kube.current(self.kind, self.name))
 
     def child(self, kube: FakeKube, settings: Settings, kind: str) -> tuple[str, str]:
         """(apiVersion, name) of the `kind` child a first reconcile creates, learnt on a copy of `kube`."""
@@ -127,7 +136,7 @@ def test_a_name_taken_by_someone_else_blocks_and_changes_nothing(
     assert ready(kube, resource)["Stalled"] == ("True", "NameConflict")
     assert kube.events == [(resource.name, "Warning", "NameConflict", outcome.message)]
     with pytest.raises(kopf.TemporaryError):  # Stalled, yet looked at again: the object may be removed
-        handlers.raise_for(outcome, settings)
+        raise_for(outcome, settings)
 
     kube.delete(API, resource.kind, "default", resource.name)  # and the garbage collector runs
     assert kube.get(api_version, kind, "default", name) == theirs
@@ -274,7 +283,7 @@ def test_a_refused_child_reaches_the_status_and_an_event(
     assert ready(kube, resource)["Stalled"][0] == ("False" if retried else "True")
     assert kube.events[-1] == (resource.name, "Warning", condition, outcome.message)
     with pytest.raises(kopf.TemporaryError if retried else kopf.PermanentError):
-        handlers.raise_for(outcome, settings)
+        raise_for(outcome, settings)
 
 
 @pytest.mark.parametrize(
@@ -309,4 +318,4 @@ def test_failed_reads_are_left_to_kopf(
     body = kube.current("ModelDeployment", "web")
     monkeypatch.setattr(kube, "get", unavailable)
     with pytest.raises(KubeError):
-        handlers.RECONCILERS["ModelDeployment"](kube, settings, body)
+        RECONCILERS["ModelDeployment"](kube, settings, body)

@@ -18,6 +18,7 @@ from marina.controller.shared import builders, retention
 from marina.controller.shared.conditions import Outcome, State
 from marina.controller.shared.fields import InvalidSpec
 from marina.controller.shared.retention import Version
+from marina.controller.trainingjobs import reconcile as trainingjobs
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -265,7 +266,7 @@ def test_a_run_deletes_unreferenced_older_versions_and_records_it(kube: Any, sto
     kube.add_resource("Dataset", "reader", {"source": {"csv": {"uri": f"{FOLDER}/{V[1]}/train.csv"}}})
     body = dataset(kube, 1, V[3])
 
-    retention.follow(kube, SETTINGS, body, ready(V[3]), retention.DATASET)
+    retention.follow(kube, SETTINGS, body, ready(V[3]), datasets.RETENTION)
 
     assert [v for v in V if manifest_exists(v)] == [V[0], V[1], V[3], V[4]]
     assert not storage.exists(f"{FOLDER}/{V[2]}/train.csv")
@@ -276,7 +277,7 @@ def test_a_run_deletes_unreferenced_older_versions_and_records_it(kube: Any, sto
     assert [(e[1], e[2]) for e in kube.events] == [("Normal", "RetentionApplied")]
     assert V[2] in kube.events[0][3]
 
-    retention.follow(kube, SETTINGS, kube.current("Dataset", "lines"), ready(V[3]), retention.DATASET)
+    retention.follow(kube, SETTINGS, kube.current("Dataset", "lines"), ready(V[3]), datasets.RETENTION)
     assert len(kube.events) == 1  # not due again for the same version
 
 
@@ -284,7 +285,7 @@ def test_without_retention_nothing_is_deleted(kube: Any, store: None) -> None:
     for v in V[:2]:
         prepared(v)
     body = dataset(kube, None, V[1])
-    retention.follow(kube, SETTINGS, body, ready(V[1]), retention.DATASET)
+    retention.follow(kube, SETTINGS, body, ready(V[1]), datasets.RETENTION)
     assert manifest_exists(V[0]) and manifest_exists(V[1]) and not kube.events
 
 
@@ -292,7 +293,7 @@ def test_not_ready_runs_nothing(kube: Any, store: None) -> None:
     for v in V[:2]:
         prepared(v)
     body = dataset(kube, 1, V[1])
-    retention.follow(kube, SETTINGS, body, Outcome(State.PROGRESSING, "Preparing", "..."), retention.DATASET)
+    retention.follow(kube, SETTINGS, body, Outcome(State.PROGRESSING, "Preparing", "..."), datasets.RETENTION)
     assert manifest_exists(V[0])
 
 
@@ -316,12 +317,12 @@ def test_parts_only_the_deleted_version_named_go_unless_a_preparation_runs(kube:
         }
     )
     body = dataset(kube, 1, V[1])
-    retention.follow(kube, SETTINGS, body, ready(V[1]), retention.DATASET)
+    retention.follow(kube, SETTINGS, body, ready(V[1]), datasets.RETENTION)
     assert not manifest_exists(V[0]) and storage.exists(old_only)  # a preparation may be writing parts
 
     kube.set_status("v1", "Pod", "p", {"phase": "Succeeded"})
     kube.set_status("marina.dev/v1alpha1", "Dataset", "lines", {"retention": {}})
-    retention.follow(kube, SETTINGS, kube.current("Dataset", "lines"), ready(V[1]), retention.DATASET)
+    retention.follow(kube, SETTINGS, kube.current("Dataset", "lines"), ready(V[1]), datasets.RETENTION)
     assert storage.exists(shared) and not storage.exists(old_only)
     assert "1 data parts" in kube.events[-1][3]
 
@@ -334,7 +335,7 @@ def test_unreachable_storage_is_a_warning_and_ready_stays(
         "marina.dev/v1alpha1", "Dataset", "lines", {"conditions": [{"type": "Ready", "status": "True"}]}
     )
     monkeypatch.setenv(storage.ENDPOINT_ENV, "http://127.0.0.1:1")
-    retention.follow(kube, SETTINGS, body, ready(V[1]), retention.DATASET)
+    retention.follow(kube, SETTINGS, body, ready(V[1]), datasets.RETENTION)
     assert [(e[1], e[2]) for e in kube.events] == [("Warning", "RetentionFailed")]
     status = kube.current("Dataset", "lines")["status"]
     assert "retention" not in status and status["conditions"][0]["status"] == "True"
@@ -358,7 +359,7 @@ def test_models_whose_content_does_not_match_their_name_are_kept(kube: Any, stor
         State.READY, "Trained", "ok", {"model": {"uri": f"{folder}/model-{shas[2]}.json", "sha256": shas[2]}}
     )
 
-    retention.follow(kube, SETTINGS, body, outcome, retention.MODEL)
+    retention.follow(kube, SETTINGS, body, outcome, trainingjobs.RETENTION)
 
     assert storage.exists(deployed) and storage.exists(f"{folder}/model-{shas[2]}.json")
     assert storage.exists(f"{folder}/model-{forged}.json")

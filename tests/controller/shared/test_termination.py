@@ -80,7 +80,7 @@ def pod(
         },
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{"name": "marina", "image": "marina:dev", "resources": resources}],
+            "containers": [{"name": "marina", "image": "marina.local/marina:dev", "resources": resources}],
         },
         "status": {
             "phase": "Failed",
@@ -90,7 +90,7 @@ def pod(
                     "ready": False,
                     "restartCount": 0,
                     "started": False,
-                    "image": "docker.io/library/marina:dev",
+                    "image": "marina.local/marina:dev",
                     "state": state,
                     "lastState": last_state or {},
                 }

@@ -11,12 +11,14 @@ import pytest
 from test_controller_reconcilers import PREPARED, SHA_A, ready_dataset, trained
 
 from marina.contract import Failure, FailureKind, Success, encode
+from marina.controller.datasets import manifests as dataset_manifests
 from marina.controller.datasets import reconcile as datasets
 from marina.controller.datasets.spec import parse as parse_dataset
 from marina.controller.kube.settings import Settings
 from marina.controller.shared import builders, termination
 from marina.controller.shared.conditions import State
 from marina.controller.shared.termination import JobPhase
+from marina.controller.trainingjobs import manifests as trainingjob_manifests
 from marina.controller.trainingjobs import reconcile as trainingjobs
 from marina.controller.trainingjobs.spec import parse as parse_trainingjob
 from marina.jobs import results
@@ -75,13 +77,17 @@ def test_a_pod_that_reported_beats_the_stored_document() -> None:
 def test_prepare_and_train_jobs_name_their_place_and_shards_do_not(settings: Settings) -> None:
     owner = builders.Owner("TrainingJob", "ridge", "team-a", "uid-1")
     spec = parse_trainingjob({"dataset": {"name": "diabetes"}, "parallelism": 2})
-    train = builders.train_job(settings, owner, spec, "s3://marina/datasets/team-a/d/v", "0123456789")
+    train = trainingjob_manifests.train_job(
+        settings, owner, spec, "s3://marina/datasets/team-a/d/v", "0123456789"
+    )
     prefix = settings.models_prefix("team-a", "ridge")
     assert termination.result_location(train) == results.result_uri(prefix, train["metadata"]["name"])
-    shards = builders.shard_job(settings, owner, spec, "s3://marina/datasets/team-a/d/v", "0123456789")
+    shards = trainingjob_manifests.shard_job(
+        settings, owner, spec, "s3://marina/datasets/team-a/d/v", "0123456789"
+    )
     assert termination.result_location(shards) is None  # its pods would share one key
     data_owner = builders.Owner("Dataset", "diabetes", "team-a", "uid-2")
-    prepare = builders.prepare_job(
+    prepare = dataset_manifests.prepare_job(
         settings, data_owner, parse_dataset({"source": {"builtin": "diabetes"}}), "0123456789"
     )
     assert termination.result_location(prepare) == results.result_uri(

@@ -1,28 +1,38 @@
-"""Dataset reconciliation: one preparation Job per distinct input; its result becomes the status."""
+"""Dataset reconciliation: one preparation Job per distinct input; its result becomes the status.
+
+`decide` is a pure function of what was observed (`shared.observation`): the Dataset, then its Job, the
+Job's pods, its stored result or its progress report, and the Jobs of earlier inputs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from marina.contract import REFRESH_ANNOTATION
+from marina.controller.datasets import manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.client import KubeApi
-from marina.controller.kube.settings import Settings
+from marina.controller.kube.settings import DATASETS, Settings
 from marina.controller.shared import builders, retention, storage_area
 from marina.controller.shared.conditions import Outcome, State, is_ready
 from marina.controller.shared.fields import InvalidSpec
-from marina.controller.shared.reconciler import (
-    failure_message,
-    forget_old_jobs,
-    invalid,
-    run_job,
-    running_outcome,
-    settle,
-)
-from marina.controller.shared.termination import JobPhase, JobResult
+from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
+from marina.controller.shared.observation import Observation
+from marina.controller.shared.plan import Plan
+from marina.controller.shared.reconciler import invalid, settle
+from marina.controller.shared.termination import JobPhase
 
 KIND = "Dataset"
-REFRESH_ANNOTATION = "marina.dev/refresh"  # change it to read a source again (e.g. a CSV replaced in place)
+RETENTION = retention.Kind(
+    DATASETS,
+    "dataset versions",
+    retention.dataset_versions,
+    retention.owns_dataset,
+    lambda status: status.get("version"),
+    lambda spec: dataset_spec.parse(spec).keep_last,
+    data=True,
+)
 RESULT_FIELDS = (
     "version",
     "sha256",
@@ -38,7 +48,7 @@ RESULT_FIELDS = (
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
     outcome = settle(kube, settings, body, decide)
-    retention.follow(kube, settings, body, outcome, retention.DATASET)
+    retention.follow(kube, settings, body, outcome, RETENTION)
     return outcome
 
 
@@ -56,46 +66,43 @@ def parse(settings: Settings, namespace: str, body: Mapping[str, Any]) -> datase
     return spec
 
 
-def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+def decide(settings: Settings, seen: Observation) -> Plan:
+    body = seen.body
     owner = builders.Owner.of(body)
     try:
         spec = parse(settings, owner.namespace, body)
     except InvalidSpec as error:
-        return invalid(error)
+        return Plan(invalid(error))
     digest = inputs_digest(spec, body)
     status = body.get("status") or {}
     if status.get("inputsHash") == digest and status.get("version") and is_ready(status):
-        return prepared(status)
-    job = builders.prepare_job(settings, owner, spec, digest)
-    job_name = job["metadata"]["name"]
-    result = run_job(kube, settings, owner, job, builders.inline_rows_config_map(owner, spec, digest))
-    if isinstance(result, Outcome):
-        return result
-    progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), job_name)
-    return from_job(kube, owner, result, job_name, digest, progress)
+        return Plan(prepared(status))
+    job = manifests.prepare_job(settings, owner, spec, digest)
+    name = job["metadata"]["name"]
+    step = run_job(seen, settings, owner, job, manifests.inline_rows_config_map(owner, spec, digest))
+    progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), name)
+    return from_job(seen, owner, step, name, digest, None if step.starting else progress)
 
 
 def from_job(
-    kube: KubeApi,
-    owner: builders.Owner,
-    result: JobResult,
-    job_name: str,
-    digest: str,
-    progress: str | None = None,
-) -> Outcome:
+    seen: Observation, owner: builders.Owner, step: JobStep, job_name: str, digest: str, progress: str | None
+) -> Plan:
+    """The outcome of the Job's step (a Job that just starts reports no progress yet)."""
+    result = step.result
+    if isinstance(result, Outcome):
+        return Plan(result, step.actions)
     if result.phase is JobPhase.RUNNING:
         fields = {"jobName": job_name}
-        return running_outcome(result, "Preparing", "is preparing the data", job_name, fields, progress)
-    if result.phase is JobPhase.FAILED:
-        return Outcome(
-            State.FAILED,
-            result.reason or "PrepareFailed",
-            failure_message(result, job_name),
-            {"jobName": job_name},
+        running = running_outcome(
+            seen, result, "Preparing", "is preparing the data", job_name, fields, progress
         )
+        return Plan(running, step.actions)
+    if result.phase is JobPhase.FAILED:
+        reason = result.reason or "PrepareFailed"
+        return Plan(Outcome(State.FAILED, reason, failure_message(result, job_name), {"jobName": job_name}))
     fields = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
-    forget_old_jobs(kube, owner, "prepare", keep=job_name)
-    return prepared({**fields, "jobName": job_name, "inputsHash": digest})
+    forgotten = forget_old_jobs(seen, owner, "prepare", keep=job_name)
+    return Plan(prepared({**fields, "jobName": job_name, "inputsHash": digest}), forgotten)
 
 
 def prepared(fields: Mapping[str, Any]) -> Outcome:

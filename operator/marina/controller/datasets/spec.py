@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from marina import contract
-from marina.contract import BUILTIN_DATASETS, MISSING_POLICIES, S3_URI_PATTERN, SOURCE_KINDS
+from marina.contract import DATASET, SOURCE_KINDS
+from marina.contract.schema import Array
 from marina.controller.shared.fields import Fields, InvalidSpec, Resources, keep_last
 
 
@@ -39,9 +39,8 @@ class DatasetSpec:
 
 
 def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
-    fields = Fields(spec)
-    target = fields.string("target", "target")
-    assert target is not None
+    fields = Fields(spec, DATASET.spec)
+    target = fields.required_string("target")
     features = fields.strings("features")
     if features is not None and target in features:
         raise InvalidSpec(fields.where("features"), f"must not include the target column {target!r}")
@@ -52,10 +51,10 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         inline_rows=inline_rows,
         target=target,
         features=features,
-        missing=fields.section("cleaning").string("missing", "drop", choices=MISSING_POLICIES) or "drop",
-        max_categories=fields.section("cleaning").integer("maxCategories", 100, contract.MAX_CATEGORIES),
-        test_fraction=split.number("testFraction", 0.2, contract.SPLIT_TEST_FRACTION),
-        seed=split.integer("seed", 42, contract.SEED),
+        missing=fields.section("cleaning").required_string("missing"),
+        max_categories=fields.section("cleaning").integer("maxCategories"),
+        test_fraction=split.number("testFraction"),
+        seed=split.integer("seed"),
         resources=fields.resources(),
         keep_last=keep_last(fields),
         source_kind=next(kind for kind in SOURCE_KINDS if fields.section("source").has(kind)),
@@ -70,9 +69,9 @@ def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tu
         )
     kind = given[0]
     if kind == "builtin":
-        return f"builtin:{source.string('builtin', choices=BUILTIN_DATASETS)}", None
+        return f"builtin:{source.required_string('builtin')}", None
     if kind in ("csv", "parquet"):  # one object, or a prefix ending in '/' of many parts
-        return source.section(kind).required_string("uri", pattern=S3_URI_PATTERN), None
+        return source.section(kind).required_string("uri"), None
     if kind == "synthetic":
         return _synthetic(source.section("synthetic")), None
     return "inline", _inline_rows(source.section("inline"), target, features)
@@ -80,11 +79,11 @@ def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tu
 
 def _synthetic(synthetic: Fields) -> str:
     params = {
-        "rows": synthetic.integer("rows", 1000, contract.SYNTHETIC_ROWS),
-        "features": synthetic.integer("features", 5, contract.SYNTHETIC_FEATURES),
-        "noise": synthetic.number("noise", 0.1, contract.SYNTHETIC_NOISE),
-        "seed": synthetic.integer("seed", 7, contract.SEED),
-        "missing": synthetic.number("missing", 0.0, contract.SYNTHETIC_MISSING),
+        "rows": synthetic.integer("rows"),
+        "features": synthetic.integer("features"),
+        "noise": synthetic.number("noise"),
+        "seed": synthetic.integer("seed"),
+        "missing": synthetic.number("missing"),
     }
     return "synthetic:" + ",".join(f"{key}={value}" for key, value in params.items())
 
@@ -101,8 +100,10 @@ def _inline_rows(inline: Fields, target: str, features: tuple[str, ...] | None) 
         raise InvalidSpec(
             "spec.features", f"names columns not in source.inline.columns: {', '.join(unknown)}"
         )
-    if not isinstance(rows, list) or len(rows) not in contract.INLINE_ROWS:
-        raise InvalidSpec(inline.where("rows"), f"must be a list of {contract.INLINE_ROWS} rows")
+    declared = DATASET.at("spec.source.inline.rows")
+    assert isinstance(declared, Array) and declared.size is not None
+    if not isinstance(rows, list) or len(rows) not in declared.size:
+        raise InvalidSpec(inline.where("rows"), f"must be a list of {declared.size} rows")
     records = []
     for index, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):

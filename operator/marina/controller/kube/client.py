@@ -86,9 +86,10 @@ class KubeApi(Protocol):
 
     def patch_status(
         self, body: Mapping[str, Any], status: Mapping[str, Any], *, unchanged_since_read: bool = False
-    ) -> None:
-        """Merge `status` into the object's status. `unchanged_since_read`: only if the object is still at
-        `body`'s resourceVersion, else KubeError 409 Conflict (a decision made on a stale read)."""
+    ) -> dict[str, Any]:
+        """Merge `status` into the object's status; the object as written (its new resourceVersion).
+        `unchanged_since_read`: only if the object is still at `body`'s resourceVersion, else KubeError
+        409 Conflict (a decision made on a stale read)."""
         ...
 
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None: ...
@@ -241,14 +242,14 @@ class Kube:
 
     def patch_status(
         self, body: Mapping[str, Any], status: Mapping[str, Any], *, unchanged_since_read: bool = False
-    ) -> None:
+    ) -> dict[str, Any]:
         meta = body["metadata"]
         resource = self._resource(body["apiVersion"], body["kind"])
         patch: dict[str, Any] = {"status": dict(status)}
         if unchanged_since_read:  # the API server checks a resourceVersion in a patch as a precondition
             patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
         try:
-            self._client.patch(
+            written = self._client.patch(
                 resource.status,
                 body=patch,
                 name=meta["name"],
@@ -260,6 +261,7 @@ class Kube:
                 "update the status of", body["kind"], f"{meta['namespace']}/{meta['name']}", exc
             ) from exc
         metrics.status_written(body, status)
+        return dict(written.to_dict())
 
     def event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         meta = body["metadata"]
@@ -285,7 +287,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        metrics.event_posted(body["kind"], meta["namespace"], meta["name"], event_type, reason)
+        metrics.event_posted(body["kind"], event_type, reason)
         try:
             self._client.create(self._resource("v1", "Event"), body=event, namespace=meta["namespace"])
         except Exception as exc:  # an event is best effort; the status already says it

@@ -4,8 +4,12 @@ Named functions, so any module can count what it does without knowing prometheus
 and their outcomes, Jobs created, drift checks and levels, retrains, rollouts, and whether this replica
 leads. Most are fed at the API boundary (`kube.KubeApi` reports each Job it creates, each event it
 posts and each status it writes), the way kube-state-metrics reads objects: what the metrics say is
-what the resources' status and events say. Every series of a resource carries its `namespace` and
-name, so alerts and dashboards select one ModelDeployment as the serving pods' metrics do.
+what the resources' status and events say. A resource's own series (its conditions, a ModelDeployment's
+drift and retraining record) carry its `namespace` and name, so alerts and dashboards select one
+ModelDeployment as the serving pods' metrics do, and they go when the resource goes (`forget`): the
+operator exports series for the objects that exist, not for every object it ever saw. Counters, which
+only grow, count by kind, component, reason or outcome, never by object (the events themselves are in
+the API).
 
 Only the leading replica reconciles and checks drift, so only its counters grow; `marina_operator_leader`
 says which replica that is (sum it over pods: 1 when exactly one leads).
@@ -19,8 +23,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, start_http_server
 
+from marina.contract import DRIFT_LEVELS
+
 #: Drift levels (monitoring.Level's values); the level gauge has one series per level, 1 for the current.
-DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
 MODEL_DEPLOYMENT = "ModelDeployment"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
@@ -46,17 +51,17 @@ ERRORS = _counter(
 JOBS = _counter(
     "marina_operator_jobs_created",
     "Jobs the operator created, by component (prepare, train, shard, ...).",
-    "namespace component",
+    "component",
 )
 EVENTS = _counter(
     "marina_operator_events",
     "Events posted on Marina's resources, by kind, type (Normal or Warning) and reason.",
-    "namespace kind name type reason",
+    "kind type reason",
 )
 DRIFT_CHECKS = _counter(
     "marina_operator_drift_checks",
-    "Drift checks of a ModelDeployment, by the level they found.",
-    "namespace modeldeployment level",
+    "Drift checks of ModelDeployments, by the level they found.",
+    "level",
 )
 DRIFT_LEVEL = _gauge(
     "marina_operator_drift_level",
@@ -80,13 +85,18 @@ FEATURE_PSI = _gauge(
 )
 RETRAINS = _counter(
     "marina_operator_retrains",
-    "Retrains a ModelDeployment triggered, by trigger (Drift, Schedule).",
-    "namespace modeldeployment trigger",
+    "Retrains ModelDeployments triggered, by trigger (Drift, Schedule).",
+    "trigger",
+)
+RETRAINING_TOTAL = _gauge(
+    "marina_operator_retraining_total",
+    "A ModelDeployment's refreshes of its Dataset so far (status.retraining.total).",
+    "namespace modeldeployment",
 )
 ROLLOUTS = _counter(
     "marina_operator_rollouts",
     "Rollouts of a new model that ended, by outcome (Promoted, RolledBack, Failed, Rejected).",
-    "namespace modeldeployment outcome",
+    "outcome",
 )
 CONDITIONS = _gauge(
     "marina_operator_condition",
@@ -123,28 +133,27 @@ def reconciled(kind: str, state: str, warning_reason: str | None = None) -> None
         ERRORS.labels(kind, warning_reason).inc()
 
 
-def job_created(namespace: str, component: str) -> None:
-    JOBS.labels(namespace, component).inc()
+def job_created(component: str) -> None:
+    JOBS.labels(component).inc()
 
 
 def created(body: Mapping[str, Any]) -> None:
     """An object the operator created: a Job counts, by its component label."""
     if body.get("kind") == "Job":
-        meta = body["metadata"]
-        labels = meta.get("labels") or {}
-        job_created(str(meta.get("namespace") or ""), str(labels.get(COMPONENT_LABEL, "unknown")))
+        labels = body["metadata"].get("labels") or {}
+        job_created(str(labels.get(COMPONENT_LABEL, "unknown")))
 
 
-def event_posted(kind: str, namespace: str, name: str, event_type: str, reason: str) -> None:
-    EVENTS.labels(namespace, kind, name, event_type, reason).inc()
+def event_posted(kind: str, event_type: str, reason: str) -> None:
+    EVENTS.labels(kind, event_type, reason).inc()
 
 
-def retrain_triggered(namespace: str, name: str, trigger: str) -> None:
-    RETRAINS.labels(namespace, name, trigger).inc()
+def retrain_triggered(trigger: str) -> None:
+    RETRAINS.labels(trigger).inc()
 
 
-def rollout_finished(namespace: str, name: str, outcome: str) -> None:
-    ROLLOUTS.labels(namespace, name, outcome).inc()
+def rollout_finished(outcome: str) -> None:
+    ROLLOUTS.labels(outcome).inc()
 
 
 def leading(leads: bool) -> None:
@@ -160,7 +169,7 @@ def drift_checked(
     features: Mapping[str, float],
 ) -> None:
     """A drift check's result: counted, and the gauges set to it (features not in the top any more go)."""
-    DRIFT_CHECKS.labels(namespace, name, level).inc()
+    DRIFT_CHECKS.labels(level).inc()
     for each in (*DRIFT_LEVELS, *([level] if level not in DRIFT_LEVELS else [])):
         DRIFT_LEVEL.labels(namespace, name, each).set(1 if each == level else 0)
     if score is not None:
@@ -177,12 +186,34 @@ def drift_checked(
 
 def drift_forgotten(namespace: str, name: str) -> None:
     """Monitoring was switched off (or the ModelDeployment went): its drift series go."""
-    for gauge in (DRIFT_LEVEL, DRIFT_SCORE, DRIFT_ROWS, FEATURE_PSI):
+    _remove_series((DRIFT_LEVEL, DRIFT_SCORE, DRIFT_ROWS, FEATURE_PSI), namespace, name)
+    with _features_lock:
+        _features.pop((namespace, name), None)
+
+
+def _remove_series(gauges: tuple[Gauge, ...], namespace: str, name: str) -> None:
+    for gauge in gauges:
         for labels in [s.labels for f in gauge.collect() for s in f.samples]:
             if labels.get("namespace") == namespace and labels.get("modeldeployment") == name:
                 gauge.remove(*labels.values())
+
+
+def forget(kind: str, namespace: str, name: str) -> None:
+    """A resource is gone: every series naming it goes, as kube-state-metrics drops a deleted object's."""
     with _features_lock:
-        _features.pop((namespace, name), None)
+        for labels in _conditions.pop((namespace, kind, name), set()):
+            CONDITIONS.remove(*labels)
+    if kind == MODEL_DEPLOYMENT:
+        drift_forgotten(namespace, name)
+        _remove_series((RETRAINING_TOTAL,), namespace, name)
+
+
+def remembered() -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of every resource that has series now."""
+    with _features_lock:
+        return {(kind, namespace, name) for namespace, kind, name in _conditions} | {
+            (MODEL_DEPLOYMENT, namespace, name) for namespace, name in _features
+        }
 
 
 def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
@@ -196,7 +227,14 @@ def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         return
     outcome = rollout_outcome(body.get("status") or {}, status)
     if outcome is not None:
-        rollout_finished(namespace, name, outcome)
+        rollout_finished(outcome)
+    total = (
+        (status.get("retraining") or {}).get("total")
+        if isinstance(status.get("retraining"), Mapping)
+        else None
+    )
+    if isinstance(total, int):
+        RETRAINING_TOTAL.labels(namespace, name).set(total)
     if "monitoring" not in status:
         return
     monitoring = status["monitoring"]

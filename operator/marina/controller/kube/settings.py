@@ -5,6 +5,7 @@ They also say where each namespace's objects live in the bucket, so the layout i
     s3://<bucket>/raw/<namespace>/...       what users upload (a Dataset's `source.csv.uri`)
     s3://<bucket>/datasets/<namespace>/...  prepared versions (Dataset output; also a valid CSV source)
     s3://<bucket>/models/<namespace>/...    model artifacts (TrainingJob output, `model.uri`)
+    s3://<bucket>/predictions/<namespace>/... batch scores (BatchPrediction output)
 
 A resource only reads from its own namespace's areas, and from the prefixes a cluster admin shares
 with every namespace (`MARINA_SHARED_PREFIXES`, comma-separated s3:// prefixes; none by default).
@@ -16,17 +17,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from marina.controller.shared import storage_area
+from marina.controller.kube import paths
 
 DEFAULT_S3_ENDPOINT = "http://minio.marina-system.svc.cluster.local:9000"
-UPLOADS, DATASETS, MODELS = "raw", "datasets", "models"
+UPLOADS, DATASETS, MODELS, PREDICTIONS = "raw", "datasets", "models", "predictions"
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the operator needs to know about its environment (no credentials: only names)."""
 
-    image: str = "marina:dev"
+    image: str = "marina.local/marina:dev"
     image_pull_policy: str = "IfNotPresent"
     s3_endpoint: str = DEFAULT_S3_ENDPOINT
     s3_secret: str = "marina-s3-credentials"
@@ -49,7 +50,7 @@ class Settings:
         values = os.environ if env is None else env
         defaults = cls()
         namespaces = tuple(n.strip() for n in values.get("MARINA_NAMESPACES", "").split(",") if n.strip())
-        shared = storage_area.shared_prefixes(values.get("MARINA_SHARED_PREFIXES", ""))
+        shared = paths.shared_prefixes(values.get("MARINA_SHARED_PREFIXES", ""))
         return cls(
             image=values.get("MARINA_IMAGE", defaults.image),
             image_pull_policy=values.get("MARINA_IMAGE_PULL_POLICY", defaults.image_pull_policy),

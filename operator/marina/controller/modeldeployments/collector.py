@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marina.controller.kube.client import KubeApi
+from marina.controller.modeldeployments.manifests import SERVER_PORT
 from marina.controller.modeldeployments.monitoring import PodCounts, parse_counts
-from marina.controller.shared.builders import SERVER_PORT
 from marina.system.text import one_line
 
 TIMEOUT_SECONDS = 3.0

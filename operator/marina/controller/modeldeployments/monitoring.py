@@ -1,6 +1,6 @@
 """Drift of a ModelDeployment's inputs: the serving pods' bin counts against the training reference.
 
-Pure functions; the HTTP collection is `collector`, the status write `modeldeployments.monitor`.
+Pure functions; the HTTP collection is `collector`, the check `drift`, the status write `monitor.tick`.
 
 **The window.** Each serving pod counts its rows into the training split's quantile bins per
 wall-clock window of 60 s (`server.histograms`) and reports every window it keeps. The pods only know
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from marina.contract import DRIFT_LEVELS
 from marina.controller.modeldeployments.spec import Monitoring
 from marina.data.distribution import (
     Reference,
@@ -59,6 +60,9 @@ class Level(enum.StrEnum):
     DRIFTED = "Drifted"
     INSUFFICIENT_DATA = "InsufficientData"
     UNAVAILABLE = "Unavailable"
+
+
+assert tuple(Level) == DRIFT_LEVELS, "status.monitoring.level: the contract lists the levels"
 
 
 @dataclass(frozen=True)

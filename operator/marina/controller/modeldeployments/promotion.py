@@ -2,7 +2,7 @@
 (the champion), decided before any rollout.
 
 **Where the two are compared.** A small evaluation Job (`marina evaluate`, built by
-`builders.evaluation_job`) scores both artifacts on the test split of the dataset version the challenger
+`manifests.evaluation_job`) scores both artifacts on the test split of the dataset version the challenger
 was trained on, and answers with typed metrics through the termination message, as every Marina Job
 does. The ModelDeployment runs it, not the TrainingJob: the TrainingJob does not know which model a
 ModelDeployment serves (several may follow it, each with its own champion and policy), and a training
@@ -19,29 +19,33 @@ last DECISIONS_KEPT), so no pair is evaluated twice, across reconciles and opera
 challenger is also `status.rejectedModel` (its address, both models' metrics, the dataset version and
 why) with a Warning event; the champion keeps serving. An evaluation that fails for good (the models
 cannot be compared on that data) is a rejection with that reason; one that fails for a passing reason
-(storage down) is retried by `reconciler.run_job` like any Job.
+(storage down) is retried by `jobs.run_job` like any Job.
 
-`admitted` is the interface to the rollout (`modeldeployments.decide`): it returns the model to roll out
-and the gate's status fields; whatever rollout strategy the spec names then rolls that model out.
+`admitted` is the interface to the rollout (`modeldeployments.reconcile.decide`), a pure function of what
+was observed: it returns the model to roll out, the gate's status fields and its writes (the evaluation
+Job, forgetting earlier ones, the verdict's event); whatever rollout strategy the spec names then rolls
+that model out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from marina.controller.kube.client import KubeApi
+from marina.contract import PROMOTION_VERDICTS
 from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import manifests
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec, Promotion
 from marina.controller.shared import builders
 from marina.controller.shared.builders import ModelReference
 from marina.controller.shared.conditions import Outcome, State
-from marina.controller.shared.reconciler import forget_old_jobs, run_job
+from marina.controller.shared.jobs import forget_old_jobs, run_job
+from marina.controller.shared.observation import Observation
+from marina.controller.shared.plan import Action, Post
 from marina.controller.shared.termination import JobPhase, JobResult
-from marina.system.clock import utc_now
 
-PROMOTED, REJECTED = "Promoted", "Rejected"
+PROMOTED, REJECTED = PROMOTION_VERDICTS  # status.promotion.decisions[].verdict
 HIGHER_IS_BETTER = frozenset({"r2"})
 DECISIONS_KEPT = 10
 COMPONENT = "evaluate"
@@ -164,13 +168,14 @@ def rejected_model(challenger: ModelReference, decision: Decision) -> dict[str, 
 
 @dataclass(frozen=True)
 class Admission:
-    """What the gate lets through: the model to roll out, the gate's status fields, and an outcome to
-    report while it holds a challenger back (evaluating it, or waiting to)."""
+    """What the gate lets through: the model to roll out, the gate's status fields, an outcome to report
+    while it holds a challenger back (evaluating it, or waiting to), and the gate's writes."""
 
     model: ModelReference
     fields: Mapping[str, Any] = field(default_factory=dict)
     hold: Outcome | None = None
     note: str = ""  # a rejection, for the Ready message
+    actions: tuple[Action, ...] = ()
 
     def report(self, outcome: Outcome) -> Outcome:
         """The rollout's outcome with the gate's fields; the gate's own outcome while the champion is
@@ -199,9 +204,8 @@ def gated(spec: ModelDeploymentSpec, champion: ModelReference | None, challenger
 
 
 def admitted(
-    kube: KubeApi,
+    seen: Observation,
     settings: Settings,
-    body: Mapping[str, Any],
     spec: ModelDeploymentSpec,
     challenger: ModelReference,
     champion: ModelReference | None,
@@ -210,43 +214,43 @@ def admitted(
     if not gated(spec, champion, challenger):
         return Admission(challenger)
     assert champion is not None
-    status = body.get("status") or {}
+    status = seen.body.get("status") or {}
     known = recorded(status, champion, challenger)
     if known is not None:
         return settled(champion, challenger, known, {})
-    owner = builders.Owner.of(body)
+    owner = builders.Owner.of(seen.body)
     digest = builders.short_hash(champion.sha256, challenger.sha256)
-    job = builders.evaluation_job(settings, owner, champion, challenger, digest)
+    job = manifests.evaluation_job(settings, owner, champion, challenger, digest)
     job_name = job["metadata"]["name"]
-    result = run_job(kube, settings, owner, job)
+    step = run_job(seen, settings, owner, job)
+    result = step.result
     if isinstance(result, Outcome):  # cannot start yet, or a retry after a passing failure
-        return Admission(champion, hold=result)
+        return Admission(champion, hold=result, actions=step.actions)
     if result.phase is JobPhase.RUNNING:
-        return evaluating(champion, challenger, job_name, result)
-    decision = decided(result, champion, challenger, spec.promotion)
+        return replace(evaluating(champion, challenger, job_name, result), actions=step.actions)
+    decision = decided(result, champion, challenger, spec.promotion, seen.stamp)
     fields = {"promotion": {"decisions": with_decision(decisions(status), decision), "evaluating": None}}
-    forget_old_jobs(kube, owner, COMPONENT, keep=job_name)
     kind, reason = (
         ("Normal", "ChallengerPromoted")
         if decision.verdict == PROMOTED
         else ("Warning", "ChallengerRejected")
     )
-    kube.event(
-        body,
-        kind,
-        reason,
-        f"model {challenger.version} against serving {champion.version}: {decision.reason}",
-    )
-    return settled(champion, challenger, decision, fields)
+    said = f"model {challenger.version} against serving {champion.version}: {decision.reason}"
+    actions = (*forget_old_jobs(seen, owner, COMPONENT, keep=job_name), Post(kind, reason, said))
+    return replace(settled(champion, challenger, decision, fields), actions=actions)
 
 
 def decided(
-    result: JobResult, champion: ModelReference, challenger: ModelReference, promotion: Promotion
+    result: JobResult,
+    champion: ModelReference,
+    challenger: ModelReference,
+    promotion: Promotion,
+    clock: str,
 ) -> Decision:
     if result.phase is JobPhase.SUCCEEDED:
-        return judge(result.summary, promotion, utc_now())
+        return judge(result.summary, promotion, clock)
     why = result.failure.message if result.failure else "the evaluation Job failed"
-    return failed(champion, challenger, why, promotion.metric, utc_now())
+    return failed(champion, challenger, why, promotion.metric, clock)
 
 
 def settled(

@@ -1,9 +1,10 @@
 """When a ModelDeployment refreshes the Dataset behind its TrainingJob: on drift or a schedule, in limits.
 
-Pure functions; `modeldeployments.retrain` reads the objects, writes the status and sets the annotation.
+Pure functions; `retrain` decides on them and reads the objects, `monitor.tick` writes the status and sets
+the annotation.
 
 **The mechanism** is the one a person uses: the Dataset's `marina.dev/refresh` annotation
-(`datasets.REFRESH_ANNOTATION`) gets a new value, the Dataset reads its source again, and a new version
+(`marina.contract.REFRESH_ANNOTATION`) gets a new value, the Dataset reads its source again, and a new version
 makes the TrainingJob train again (the same data gives the same version, and no retrain). The operator
 writes nothing else on the user's Dataset, and only when the ModelDeployment asks for it.
 
@@ -28,13 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from marina.controller.datasets.reconcile import REFRESH_ANNOTATION
+from marina.contract import API_VERSION, REFRESH_ANNOTATION, RETRAIN_HOLDS, RETRAIN_TRIGGERS
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec, Retraining
-from marina.controller.shared.builders import API_VERSION
 from marina.system.clock import parse_timestamp
 
-DRIFT, SCHEDULE = "Drift", "Schedule"
-COOLDOWN, DAILY_LIMIT, NO_DATASET = "Cooldown", "DailyLimit", "NoDataset"
+DRIFT, SCHEDULE = RETRAIN_TRIGGERS  # status.retraining.reason
+COOLDOWN, DAILY_LIMIT, NO_DATASET = RETRAIN_HOLDS  # status.retraining.held.reason
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 

@@ -18,11 +18,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from marina.contract import ROLLOUT_PHASES
 from marina.controller.modeldeployments.spec import Analysis, CanaryStep
 from marina.controller.shared.builders import ModelReference
 from marina.system.clock import parse_timestamp
 
-PROGRESSING, PROMOTING, PROMOTED, ROLLED_BACK = "Progressing", "Promoting", "Promoted", "RolledBack"
+PROGRESSING, PROMOTING, PROMOTED, ROLLED_BACK = (
+    ROLLOUT_PHASES  # status.rollout.phase, as the contract lists it
+)
 #: How often the background loop looks at the ModelDeployments in a canary (a pause ends within it).
 TICK_SECONDS = 2.0
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from marina import contract
+from marina.contract import MODEL_DEPLOYMENT
+from marina.contract.schema import Array, Object
 from marina.controller.shared.fields import Fields, InvalidSpec, Resources
+
+
+def _default(path: str) -> Any:
+    """The contract's default of `spec.<path>` (marina.contract.kinds), the one place it is written."""
+    return MODEL_DEPLOYMENT.default(f"spec.{path}")
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,7 @@ class Autoscaling:
     max_replicas: int
     target_cpu_percent: int
     #: How long the HPA keeps the highest recent recommendation before scaling down (Kubernetes' default).
-    scale_down_stabilization_seconds: int = 300
+    scale_down_stabilization_seconds: int = _default("autoscaling.scaleDownStabilizationSeconds")
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,10 @@ class Monitoring:
     """Drift monitoring (`spec.monitoring`; absent: off). `on_drift: Retrain` also refreshes the Dataset
     behind the served TrainingJob, within the limits of `Retraining`."""
 
-    interval_seconds: int = 60
-    min_rows: int = 1000
-    psi_threshold: float = 0.2
-    on_drift: str = "Alert"
+    interval_seconds: int = _default("monitoring.intervalSeconds")
+    min_rows: int = _default("monitoring.minRows")
+    psi_threshold: float = _default("monitoring.psiThreshold")
+    on_drift: str = _default("monitoring.onDrift")
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,13 @@ class Analysis:
     step: the two models' reference bins are each their own training quantiles, so a PSI would need a
     shared binning, and a shift in the stable's own spread reads the same whatever the target's scale."""
 
-    max_error_rate: float = 0.01
-    max_p99_latency_seconds: float = 1.0
-    max_prediction_shift: float = 1.0
-    min_requests: int = 20
+    max_error_rate: float = _default("rollout.analysis.maxErrorRate")
+    max_p99_latency_seconds: float = _default("rollout.analysis.maxP99LatencySeconds")
+    max_prediction_shift: float = _default("rollout.analysis.maxPredictionShift")
+    min_requests: int = _default("rollout.analysis.minRequests")
 
 
-DEFAULT_CANARY_STEPS = (CanaryStep(20, 60), CanaryStep(50, 60))
+DEFAULT_CANARY_STEPS = tuple(CanaryStep(weight, pause) for weight, pause in contract.DEFAULT_CANARY_STEPS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class Rollout:
     """`spec.rollout`: RollingUpdate replaces the pods in place; Canary runs the new model beside the
     stable one through `steps` (analysed after each pause) before the stable is updated."""
 
-    strategy: str = "RollingUpdate"
+    strategy: str = _default("rollout.strategy")
     steps: tuple[CanaryStep, ...] = DEFAULT_CANARY_STEPS
     analysis: Analysis = Analysis()
 
@@ -81,8 +89,8 @@ class Retraining:
     schedule): at most `max_per_day` refreshes a UTC day, `cooldown_seconds` apart; `every_seconds` (None:
     no schedule) refreshes it that long after the last refresh even without drift."""
 
-    cooldown_seconds: int = 3600
-    max_per_day: int = 4
+    cooldown_seconds: int = _default("retraining.cooldownSeconds")
+    max_per_day: int = _default("retraining.maxPerDay")
     every_seconds: int | None = None
 
 
@@ -92,9 +100,16 @@ class Promotion:
     the new model's test split and admits it only when its `metric` is no worse than the serving model's,
     within `tolerance` (relative for rmse and mae, absolute for r2)."""
 
-    policy: str = "Always"
-    metric: str = "rmse"
-    tolerance: float = 0.0
+    policy: str = _default("promotion.policy")
+    metric: str = _default("promotion.metric")
+    tolerance: float = float(_default("promotion.tolerance"))
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How the serving pods answer (`spec.serving`): `Reject` refuses a row unlike the training data."""
+
+    extrapolation: str = _default("serving.extrapolation")
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,18 @@ class ModelDeploymentSpec:
     rollout: Rollout = Rollout()
     retraining: Retraining = Retraining()
     promotion: Promotion = Promotion()
+    serving: Serving = Serving()
+    # The PodDisruptionBudget's maxUnavailable: a count or a percentage; None leaves the default
+    # (`disruption_budget`). Out of the serving pods' template, so out of their Deployment's hash too.
+    max_unavailable: int | str | None = None
+
+    @property
+    def disruption_budget(self) -> int | str | None:
+        """The serving pods' maxUnavailable, or None for no budget (one replica: it would block drains)."""
+        if self.max_unavailable is not None:
+            return self.max_unavailable
+        least = self.autoscaling.min_replicas if self.autoscaling is not None else self.replicas
+        return 1 if least > 1 else None
 
     @property
     def retrains(self) -> bool:
@@ -117,23 +144,39 @@ class ModelDeploymentSpec:
 
 
 def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
-    fields = Fields(spec)
+    fields = Fields(spec, MODEL_DEPLOYMENT.spec)
     autoscaling = _autoscaling(fields.section("autoscaling")) if fields.has("autoscaling") else None
     parsed = ModelDeploymentSpec(
         model=_model(fields.section("model")),
-        replicas=fields.integer("replicas", 1, contract.REPLICAS),
+        replicas=fields.integer("replicas"),
         resources=fields.resources(),
         autoscaling=autoscaling,
-        progress_deadline_seconds=fields.section("rollout").integer(
-            "progressDeadlineSeconds", 120, contract.PROGRESS_DEADLINE_SECONDS
-        ),
+        progress_deadline_seconds=fields.section("rollout").integer("progressDeadlineSeconds"),
         monitoring=_monitoring(fields.section("monitoring")) if fields.has("monitoring") else None,
         rollout=_rollout(fields.section("rollout")),
         retraining=_retraining(fields.section("retraining")),
         promotion=_promotion(fields.section("promotion")),
+        serving=Serving(fields.section("serving").required_string("extrapolation")),
+        max_unavailable=_max_unavailable(fields.section("disruption")),
     )
     _require_training_job(fields, parsed)
     return parsed
+
+
+def _max_unavailable(disruption: Fields) -> int | str | None:
+    value = disruption.data.get("maxUnavailable")
+    if value is None:
+        return None
+    where = disruption.where("maxUnavailable")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidSpec(where, f"must be a number or a percentage, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise InvalidSpec(where, f"must be at least 1 (0 would block every eviction), got {value}")
+        return value
+    if not re.fullmatch(r"([1-9][0-9]?|100)%", value):
+        raise InvalidSpec(where, f"must be a number or a percentage from 1% to 100%, got {value!r}")
+    return value
 
 
 def _require_training_job(fields: Fields, spec: ModelDeploymentSpec) -> None:
@@ -162,88 +205,66 @@ def _model(model: Fields) -> ModelSource:
             raise InvalidSpec(model.where("sha256"), "goes with uri, not with trainingJob")
         return ModelSource(training_job=model.required_string("trainingJob"))
     return ModelSource(
-        uri=model.required_string("uri", pattern=contract.S3_URI_PATTERN),
-        sha256=model.required_string("sha256", pattern=contract.SHA256_PATTERN),
+        uri=model.required_string("uri"),
+        sha256=model.required_string("sha256"),
     )
 
 
 def _autoscaling(autoscaling: Fields) -> Autoscaling:
-    minimum = autoscaling.integer("minReplicas", 1, contract.MIN_REPLICAS)
-    maximum = autoscaling.integer("maxReplicas", minimum, contract.MAX_REPLICAS)
-    if not autoscaling.has("maxReplicas"):
-        raise InvalidSpec(autoscaling.where("maxReplicas"), "is required")
+    minimum = autoscaling.integer("minReplicas")
+    maximum = autoscaling.integer("maxReplicas")
     if minimum > maximum:
         raise InvalidSpec(autoscaling.where("minReplicas"), f"{minimum} exceeds maxReplicas {maximum}")
     return Autoscaling(
         minimum,
         maximum,
-        autoscaling.integer("targetCPUUtilizationPercentage", 80, contract.TARGET_CPU_PERCENT),
-        autoscaling.integer("scaleDownStabilizationSeconds", 300, contract.SCALE_DOWN_STABILIZATION_SECONDS),
+        autoscaling.integer("targetCPUUtilizationPercentage"),
+        autoscaling.integer("scaleDownStabilizationSeconds"),
     )
 
 
 def _monitoring(monitoring: Fields) -> Monitoring:
-    defaults = Monitoring()
-    on_drift = monitoring.string("onDrift", defaults.on_drift, choices=contract.DRIFT_ACTIONS)
-    assert on_drift is not None
     return Monitoring(
-        interval_seconds=monitoring.integer(
-            "intervalSeconds", defaults.interval_seconds, contract.MONITORING_INTERVAL_SECONDS
-        ),
-        min_rows=monitoring.integer("minRows", defaults.min_rows, contract.MONITORING_MIN_ROWS),
-        psi_threshold=monitoring.number("psiThreshold", defaults.psi_threshold, contract.PSI_THRESHOLD),
-        on_drift=on_drift,
+        interval_seconds=monitoring.integer("intervalSeconds"),
+        min_rows=monitoring.integer("minRows"),
+        psi_threshold=monitoring.number("psiThreshold"),
+        on_drift=monitoring.required_string("onDrift"),
     )
 
 
 def _rollout(rollout: Fields) -> Rollout:
-    strategy = rollout.string("strategy", Rollout.strategy, choices=contract.ROLLOUT_STRATEGIES)
-    assert strategy is not None
     steps = _canary_steps(rollout) if rollout.has("steps") else DEFAULT_CANARY_STEPS
-    return Rollout(strategy, steps, _analysis(rollout.section("analysis")))
+    return Rollout(rollout.required_string("strategy"), steps, _analysis(rollout.section("analysis")))
 
 
 def _canary_steps(rollout: Fields) -> tuple[CanaryStep, ...]:
     where, items = rollout.where("steps"), rollout.data["steps"]
     if not isinstance(items, list):
         raise InvalidSpec(where, f"must be a list of steps, got {type(items).__name__}")
-    size = contract.CANARY_STEPS.problem(len(items))
+    declared = MODEL_DEPLOYMENT.at("spec.rollout.steps")
+    assert isinstance(declared, Array) and isinstance(declared.items, Object) and declared.size is not None
+    size = declared.size.problem(len(items))
     if size:
         raise InvalidSpec(where, f"number of steps {size}")
     steps = []
     for index, item in enumerate(items):
-        step = Fields(item, f"{where}[{index}]")
-        if not step.has("weight"):
-            raise InvalidSpec(step.where("weight"), "is required")
-        steps.append(
-            CanaryStep(
-                step.integer("weight", 0, contract.CANARY_WEIGHT),
-                step.integer("pauseSeconds", 60, contract.CANARY_PAUSE_SECONDS),
-            )
-        )
+        step = Fields(item, declared.items, f"{where}[{index}]")
+        steps.append(CanaryStep(step.integer("weight"), step.integer("pauseSeconds")))
     return tuple(steps)
 
 
 def _analysis(analysis: Fields) -> Analysis:
-    defaults = Analysis()
     return Analysis(
-        max_error_rate=analysis.number("maxErrorRate", defaults.max_error_rate, contract.MAX_ERROR_RATE),
-        max_p99_latency_seconds=analysis.number(
-            "maxP99LatencySeconds", defaults.max_p99_latency_seconds, contract.MAX_P99_LATENCY_SECONDS
-        ),
-        max_prediction_shift=analysis.number(
-            "maxPredictionShift", defaults.max_prediction_shift, contract.MAX_PREDICTION_SHIFT
-        ),
-        min_requests=analysis.integer("minRequests", defaults.min_requests, contract.MIN_CANARY_REQUESTS),
+        max_error_rate=analysis.number("maxErrorRate"),
+        max_p99_latency_seconds=analysis.number("maxP99LatencySeconds"),
+        max_prediction_shift=analysis.number("maxPredictionShift"),
+        min_requests=analysis.integer("minRequests"),
     )
 
 
 def _retraining(retraining: Fields) -> Retraining:
-    defaults = Retraining()
-    cooldown = retraining.integer(
-        "cooldownSeconds", defaults.cooldown_seconds, contract.RETRAIN_COOLDOWN_SECONDS
-    )
-    every = retraining.optional_integer("everySeconds", contract.RETRAIN_EVERY_SECONDS)
+    cooldown = retraining.integer("cooldownSeconds")
+    every = retraining.optional_integer("everySeconds")
     if every is not None and every < cooldown:
         raise InvalidSpec(
             retraining.where("everySeconds"),
@@ -251,15 +272,14 @@ def _retraining(retraining: Fields) -> Retraining:
         )
     return Retraining(
         cooldown_seconds=cooldown,
-        max_per_day=retraining.integer("maxPerDay", defaults.max_per_day, contract.RETRAINS_PER_DAY),
+        max_per_day=retraining.integer("maxPerDay"),
         every_seconds=every,
     )
 
 
 def _promotion(promotion: Fields) -> Promotion:
-    defaults = Promotion()
-    policy = promotion.string("policy", defaults.policy, choices=contract.PROMOTION_POLICIES)
-    metric = promotion.string("metric", defaults.metric, choices=contract.PROMOTION_METRICS)
-    assert policy is not None and metric is not None
-    tolerance = promotion.number("tolerance", defaults.tolerance, contract.PROMOTION_TOLERANCE)
-    return Promotion(policy, metric, tolerance)
+    return Promotion(
+        promotion.required_string("policy"),
+        promotion.required_string("metric"),
+        promotion.number("tolerance"),
+    )

@@ -1,20 +1,22 @@
-"""Typed reading of a resource's spec, with one error type that names the field and the problem.
+"""Typed reading of a resource's spec against the contract, with one error type that names the field.
 
-The API server already enforces the CRD schema; these checks repeat the essentials (so a spec
-written before a schema change, or on a server without CEL, still gets a clear answer) and add
-the rules a schema cannot express.
+The API server already enforces the CRD schema, which is generated from the same contract
+(`marina.contract.kinds`); these checks repeat it (so a spec written before a schema change, or on a server
+without CEL, still gets a clear answer) and take every default, range, enum and pattern from it, so the
+parser and the CRD cannot disagree. The rules a schema cannot express stay in each kind's spec module.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-from marina.contract import KEEP_LAST, Bound
+from marina.contract.schema import Array, Boolean, Field, Integer, Number, Object, String
 
 Resources = dict[str, dict[str, str]]
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[numkMGTPE])?$")
+F = TypeVar("F", bound=Field)
 
 
 class InvalidSpec(Exception):
@@ -27,14 +29,15 @@ class InvalidSpec(Exception):
 
 
 class Fields:
-    """A view of one mapping in the spec that knows its own path, for precise error messages."""
+    """A view of one object in the spec that knows its path and its part of the contract."""
 
-    def __init__(self, data: Any, path: str = "spec") -> None:
+    def __init__(self, data: Any, schema: Object, path: str = "spec") -> None:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
             raise InvalidSpec(path, f"must be an object, got {type(data).__name__}")
         self.data: Mapping[str, Any] = data
+        self.schema = schema
         self.path = path
 
     def where(self, key: str) -> str:
@@ -44,63 +47,63 @@ class Fields:
         return self.data.get(key) is not None
 
     def section(self, key: str) -> Fields:
-        return Fields(self.data.get(key), self.where(key))
+        return Fields(self.data.get(key), self._field(key, Object), self.where(key))
 
-    def _value(self, key: str, default: Any, required: bool) -> Any:
+    def _field(self, key: str, kind: type[F]) -> F:
+        field = self.schema.properties.get(key)
+        if not isinstance(field, kind):
+            raise TypeError(f"the contract has no {kind.__name__} {self.where(key)}")
+        return field
+
+    def _read(self, key: str, field: Field) -> Any:
+        """The value (or the contract's default), checked against the contract; None when absent."""
         value = self.data.get(key)
         if value is None:
-            if required:
+            if key in self.schema.required:
                 raise InvalidSpec(self.where(key), "is required")
-            return default
+            value = field.default if field.has_default else None
+        if value is not None:
+            problem = field.problem(value)
+            if problem:
+                raise InvalidSpec(self.where(key), problem)
         return value
 
-    def string(
-        self,
-        key: str,
-        default: str | None = None,
-        *,
-        required: bool = False,
-        choices: Sequence[str] | None = None,
-        pattern: str | None = None,
-    ) -> str | None:
-        value = self._value(key, default, required)
+    def string(self, key: str) -> str | None:
+        value = self._read(key, self._field(key, String))
+        return None if value is None else str(value)
+
+    def required_string(self, key: str) -> str:
+        value = self.string(key)
         if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidSpec(self.where(key), f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            raise InvalidSpec(self.where(key), f"must be one of {', '.join(choices)}, got {value!r}")
-        if pattern is not None and not re.fullmatch(pattern, value):
-            raise InvalidSpec(self.where(key), f"{value!r} does not match {pattern}")
+            raise InvalidSpec(self.where(key), "is required")
         return value
 
-    def required_string(self, key: str, **kwargs: Any) -> str:
-        value = self.string(key, required=True, **kwargs)
-        assert value is not None
+    def optional_number(self, key: str) -> float | None:
+        value = self._read(key, self._field(key, Number))
+        return None if value is None else float(value)
+
+    def number(self, key: str) -> float:
+        value = self.optional_number(key)
+        if value is None:
+            raise InvalidSpec(self.where(key), "is required")
         return value
 
-    def number(self, key: str, default: float, bound: Bound) -> float:
-        return check_range(self.where(key), self._value(key, default, False), bound)
+    def optional_integer(self, key: str) -> int | None:
+        value = self._read(key, self._field(key, Integer))
+        return None if value is None else int(value)
 
-    def integer(self, key: str, default: int, bound: Bound) -> int:
-        value = self._value(key, default, False)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidSpec(self.where(key), f"must be an integer, got {value!r}")
-        return int(check_range(self.where(key), value, bound))
-
-    def optional_integer(self, key: str, bound: Bound) -> int | None:
-        return self.integer(key, 0, bound) if self.has(key) else None
-
-    def optional_number(self, key: str, bound: Bound) -> float | None:
-        return self.number(key, 0.0, bound) if self.has(key) else None
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._value(key, default, False)
-        if not isinstance(value, bool):
-            raise InvalidSpec(self.where(key), f"must be true or false, got {value!r}")
+    def integer(self, key: str) -> int:
+        value = self.optional_integer(key)
+        if value is None:
+            raise InvalidSpec(self.where(key), "is required")
         return value
+
+    def boolean(self, key: str) -> bool:
+        return bool(self._read(key, self._field(key, Boolean)))
 
     def strings(self, key: str) -> tuple[str, ...] | None:
+        """A list of distinct non-empty strings."""
+        self._field(key, Array)
         value = self.data.get(key)
         if value is None:
             return None
@@ -110,13 +113,19 @@ class Fields:
             raise InvalidSpec(self.where(key), "must not repeat a name")
         return tuple(value)
 
-    def numbers(self, key: str, bound: Bound) -> tuple[float, ...] | None:
+    def numbers(self, key: str) -> tuple[float, ...] | None:
+        """A non-empty list of numbers, each checked as the contract's items."""
+        items = self._field(key, Array).items
         value = self.data.get(key)
         if value is None:
             return None
         if not isinstance(value, list) or not value:
             raise InvalidSpec(self.where(key), "must be a non-empty list of numbers")
-        return tuple(check_range(f"{self.where(key)}[{i}]", v, bound) for i, v in enumerate(value))
+        for index, item in enumerate(value):
+            problem = items.problem(item)
+            if problem:
+                raise InvalidSpec(f"{self.where(key)}[{index}]", problem)
+        return tuple(float(item) for item in value)
 
     def resources(self, key: str = "resources") -> Resources:
         section = self.section(key)
@@ -131,20 +140,8 @@ class Fields:
         return parsed
 
 
-def check_range(field: str, value: Any, bound: Bound) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise InvalidSpec(field, f"must be a number, got {value!r}")
-    problem = bound.problem(value)
-    if problem:
-        raise InvalidSpec(field, problem)
-    return float(value)
-
-
 def keep_last(spec: Fields) -> int | None:
     """`spec.retention.keepLast`: how many newest versions to keep; None (no retention) keeps them all."""
     if not spec.has("retention"):
         return None
-    retention = spec.section("retention")
-    if not retention.has("keepLast"):
-        raise InvalidSpec(retention.where("keepLast"), "is required")
-    return retention.integer("keepLast", 1, KEEP_LAST)
+    return spec.section("retention").integer("keepLast")

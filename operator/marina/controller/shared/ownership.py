@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from marina.contract import GROUP
 from marina.controller.kube.client import KubeApi
-from marina.controller.shared.builders import GROUP, Owner
+from marina.controller.shared.builders import Owner
 from marina.controller.shared.conditions import Outcome, State
 
 

@@ -35,14 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from marina import storage
-from marina.contract import DATASET_VERSION_PATTERN
-from marina.controller.datasets import spec as dataset_spec
+from marina.contract import API_VERSION, DATASET_VERSION_PATTERN
 from marina.controller.kube.client import KubeApi
-from marina.controller.kube.settings import DATASETS, MODELS, Settings
-from marina.controller.shared import builders, storage_area
+from marina.controller.kube.paths import inside, normal_form
+from marina.controller.kube.settings import Settings
+from marina.controller.shared import builders
 from marina.controller.shared.conditions import Outcome, State
 from marina.controller.shared.fields import InvalidSpec
-from marina.controller.trainingjobs import spec as trainingjob_spec
 from marina.system.clock import utc_now
 
 MANIFEST = "dataset.json"  # marina.data.dataset.MANIFEST_NAME: written last, so its presence means complete
@@ -160,11 +159,9 @@ def plan(
 
 def deletable_area(uri: str, own_area: str, shared: Sequence[str]) -> bool:
     """In the namespace's own area (plainly, after normalising) and in no prefix shared with others."""
-    normal = storage_area.normal_form(uri)
+    normal = normal_form(uri)
     return (
-        normal == uri.rstrip("/")
-        and storage_area.inside(normal + "/", (own_area,))
-        and not storage_area.inside(normal + "/", shared)
+        normal == uri.rstrip("/") and inside(normal + "/", (own_area,)) and not inside(normal + "/", shared)
     )
 
 
@@ -202,7 +199,7 @@ def parts_named(version: Version, manifest: bytes) -> frozenset[str] | None:
         stored = description.get("parts")
         if stored is None:
             return frozenset()
-        folder = storage_area.normal_form(f"{version.uri}/{stored['folder']}")
+        folder = normal_form(f"{version.uri}/{stored['folder']}")
         names = [str(p["name"]) for split in ("train", "test") for p in stored[split]["parts"]]
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -241,40 +238,19 @@ def status_of(keep_last: int, kept: Sequence[Version], deleted: Sequence[Version
 
 @dataclass(frozen=True)
 class Kind:
-    """What retention keeps for one kind of resource."""
+    """What retention keeps for one kind of resource (each kind defines its own: `datasets.RETENTION`,
+    `trainingjobs.RETENTION`)."""
 
     purpose: str  # settings.DATASETS or MODELS: the storage area
     noun: str
     versions: Callable[[str, Sequence[storage.StoredObject]], list[Version]]
     owns: Callable[[bytes, str, Version], bool]
     current: Callable[[Mapping[str, Any]], str | None]  # the current version's id, from status fields
-    keep_last: Callable[[Mapping[str, Any] | None], int | None]  # from the spec
+    keep_last: Callable[[Mapping[str, Any] | None], int | None]  # from the spec (InvalidSpec if invalid)
+    # Dataset versions: also kept while a TrainingJob trains on or pins one (by id), and their data parts
+    # are collected once no kept version names them.
+    data: bool = False
 
-
-def _dataset_keep_last(spec: Mapping[str, Any] | None) -> int | None:
-    return dataset_spec.parse(spec).keep_last
-
-
-def _model_keep_last(spec: Mapping[str, Any] | None) -> int | None:
-    return trainingjob_spec.parse(spec).keep_last
-
-
-DATASET = Kind(
-    DATASETS,
-    "dataset versions",
-    dataset_versions,
-    owns_dataset,
-    lambda status: status.get("version"),
-    _dataset_keep_last,
-)
-MODEL = Kind(
-    MODELS,
-    "models",
-    model_versions,
-    owns_model,
-    lambda status: (status.get("model") or {}).get("sha256"),
-    _model_keep_last,
-)
 
 # --- doing it (Kubernetes and storage calls) ----------------------------------------------------------
 
@@ -336,7 +312,7 @@ def apply(
     area = settings.area(kind.purpose, namespace)
 
     def protected(version: Version) -> bool:
-        return is_referenced(version, uris, in_use if kind is DATASET else frozenset()) or not deletable_area(
+        return is_referenced(version, uris, in_use if kind.data else frozenset()) or not deletable_area(
             version.uri, area, settings.shared_prefixes
         )
 
@@ -350,7 +326,7 @@ def apply(
         except storage.StorageError as error:
             return Run(_remaining(versions, deleted), tuple(deleted), error)
     kept = _remaining(chosen.keep + chosen.delete, deleted)
-    if kind is not DATASET or preparing(kube, body):
+    if not kind.data or preparing(kube, body):
         return Run(kept, tuple(deleted))
     try:
         collected = collect_parts(folder, listing, kept, current)
@@ -383,7 +359,7 @@ def collect_parts(
 
 def namespace_references(kube: KubeApi, namespace: str) -> tuple[frozenset[str], frozenset[str]]:
     """(every s3:// URI in the namespace's Marina resources and Jobs, the dataset versions in use)."""
-    resources = {kind: kube.list(builders.API_VERSION, kind, namespace) for kind in REFERRING_KINDS}
+    resources = {kind: kube.list(API_VERSION, kind, namespace) for kind in REFERRING_KINDS}
     jobs = kube.list("batch/v1", "Job", namespace, f"app.kubernetes.io/managed-by={builders.MANAGED_BY}")
     everything = [body for bodies in resources.values() for body in bodies] + jobs
     return references(everything), dataset_versions_in_use(resources["TrainingJob"])

@@ -1,41 +1,52 @@
-"""TrainingJob reconciliation: one training Job per (spec, dataset version); the result is the status."""
+"""TrainingJob reconciliation: one training Job per (spec, dataset version); the result is the status.
+
+`decide` is a pure function of what was observed (`shared.observation`): the TrainingJob, the Dataset it
+trains on, then its Job (with parallelism, the Indexed Job of shards first, the reduce once they are
+done), the Job's pods, its stored result or progress report, and the Jobs of earlier inputs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from marina.contract import MODEL_VERSION_LENGTH
+from marina.contract import API_VERSION, MODEL_VERSION_LENGTH
 from marina.controller.kube.client import KubeApi
-from marina.controller.kube.settings import Settings
+from marina.controller.kube.settings import MODELS, Settings
 from marina.controller.shared import builders, retention
 from marina.controller.shared.conditions import Outcome, State, ready_condition
 from marina.controller.shared.fields import InvalidSpec
-from marina.controller.shared.reconciler import (
-    failure_message,
-    forget_old_jobs,
-    invalid,
-    run_job,
-    running_outcome,
-    settle,
-)
+from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
+from marina.controller.shared.observation import Observation
+from marina.controller.shared.plan import Action, Plan
+from marina.controller.shared.reconciler import invalid, settle
 from marina.controller.shared.termination import JobPhase, JobResult
+from marina.controller.trainingjobs import manifests
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
 KIND = "TrainingJob"
+RETENTION = retention.Kind(
+    MODELS,
+    "models",
+    retention.model_versions,
+    retention.owns_model,
+    lambda status: (status.get("model") or {}).get("sha256"),
+    lambda spec: trainingjob_spec.parse(spec).keep_last,
+)
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
     outcome = settle(kube, settings, body, decide)
-    retention.follow(kube, settings, body, outcome, retention.MODEL)
+    retention.follow(kube, settings, body, outcome, RETENTION)
     return outcome
 
 
 def dataset_input(
-    kube: KubeApi, settings: Settings, namespace: str, spec: trainingjob_spec.TrainingJobSpec
+    seen: Observation, settings: Settings, spec: trainingjob_spec.TrainingJobSpec
 ) -> tuple[str, str] | Outcome:
     """(version, uri) of the data to train on, or why there is none yet."""
-    dataset = kube.get(builders.API_VERSION, "Dataset", namespace, spec.dataset)
+    namespace = seen.namespace
+    dataset = seen.child(API_VERSION, "Dataset", spec.dataset)
     if dataset is None:
         return Outcome(
             State.WAITING,
@@ -59,112 +70,121 @@ def dataset_input(
     return str(status["version"]), str(status["uri"])
 
 
-def decide(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
+def decide(settings: Settings, seen: Observation) -> Plan:
+    body = seen.body
     try:
         spec = trainingjob_spec.parse(body.get("spec"))
     except InvalidSpec as error:
-        return invalid(error)
+        return Plan(invalid(error))
     owner = builders.Owner.of(body)
-    data = dataset_input(kube, settings, owner.namespace, spec)
+    data = dataset_input(seen, settings, spec)
     if isinstance(data, Outcome):
-        return data
+        return Plan(data)
     version, uri = data
     digest = builders.short_hash(spec, version, uri)
     status = body.get("status") or {}
     if status.get("inputsHash") == digest and status.get("phase") == "Succeeded":
-        return trained(status)
+        return Plan(trained(status))
+    gathered: tuple[Action, ...] = ()
     if spec.parallelism > 1:
-        shards = gather_shards(kube, settings, owner, spec, uri, digest, version)
-        if shards is not None:
+        shards = gather_shards(seen, settings, owner, spec, uri, digest, version)
+        if isinstance(shards, Plan):
             return shards
-    job = builders.train_job(settings, owner, spec, uri, digest)
+        gathered = shards
+    job = manifests.train_job(settings, owner, spec, uri, digest)
     job_name = job["metadata"]["name"]
-    result = run_job(kube, settings, owner, job)
-    if isinstance(result, Outcome):
-        return result
+    step = run_job(seen, settings, owner, job)
     progress = (
         None
-        if spec.parallelism > 1
+        if spec.parallelism > 1 or step.starting
         else builders.progress_uri(settings.models_prefix(owner.namespace, owner.name), job_name)
     )
     fields = {"jobName": job_name, "datasetVersion": version}
-    return from_job(kube, owner, result, job_name, fields, digest, progress)
+    return from_job(seen, owner, step, job_name, fields, digest, progress).after(gathered)
 
 
 def gather_shards(
-    kube: KubeApi,
+    seen: Observation,
     settings: Settings,
     owner: builders.Owner,
     spec: trainingjob_spec.TrainingJobSpec,
     uri: str,
     digest: str,
     version: str,
-) -> Outcome | None:
-    """Run the Indexed Job of shards; None once every index succeeded (then the reduce runs)."""
-    job = builders.shard_job(settings, owner, spec, uri, digest)
+) -> Plan | tuple[Action, ...]:
+    """Run the Indexed Job of shards: its plan while it runs (or cannot); once every index succeeded, the
+    writes that go before the reduce (forgetting earlier shard Jobs)."""
+    job = manifests.shard_job(settings, owner, spec, uri, digest)
     job_name = job["metadata"]["name"]
-    result = run_job(kube, settings, owner, job)
-    if isinstance(result, Outcome):
-        return result
+    step = run_job(seen, settings, owner, job)
+    if not isinstance(step.result, Outcome) and step.result.phase is JobPhase.SUCCEEDED:
+        return forget_old_jobs(seen, owner, "shard", keep=job_name)
     fields = {"jobName": job_name, "datasetVersion": version, "shards": spec.parallelism}
-    if result.phase is JobPhase.SUCCEEDED:
-        forget_old_jobs(kube, owner, "shard", keep=job_name)
-        return None
     progress = builders.progress_uri(settings.models_prefix(owner.namespace, owner.name), job_name)
-    shards = (shards_done(kube, owner, job_name), spec.parallelism)
-    return from_job(kube, owner, result, job_name, fields, digest, progress, shards)
+    shards = (shards_done(seen, job_name), spec.parallelism)
+    return from_job(seen, owner, step, job_name, fields, digest, None if step.starting else progress, shards)
 
 
-def shards_done(kube: KubeApi, owner: builders.Owner, job_name: str) -> int:
+def shards_done(seen: Observation, job_name: str) -> int:
     """Indexes of the shard Job that succeeded (the Job controller counts them)."""
-    job = kube.get("batch/v1", "Job", owner.namespace, job_name) or {}
+    job = seen.child("batch/v1", "Job", job_name) or {}
     return int((job.get("status") or {}).get("succeeded") or 0)
 
 
-def job_times(kube: KubeApi, owner: builders.Owner, job_name: str) -> dict[str, str]:
-    job = kube.get("batch/v1", "Job", owner.namespace, job_name) or {}
+def job_times(seen: Observation, job_name: str) -> dict[str, str]:
+    job = seen.child("batch/v1", "Job", job_name) or {}
     status = job.get("status") or {}
     return {key: status[key] for key in ("startTime", "completionTime") if status.get(key)}
 
 
 def from_job(
-    kube: KubeApi,
+    seen: Observation,
     owner: builders.Owner,
-    result: JobResult,
+    step: JobStep,
     job_name: str,
     fields: dict[str, Any],
     digest: str,
     progress: str | None = None,
     shards: tuple[int, int] | None = None,
-) -> Outcome:
-    fields = {**fields, **job_times(kube, owner, job_name)}
+) -> Plan:
+    """The outcome of the Job's step (a Job that just starts reports no progress yet)."""
+    if isinstance(step.result, Outcome):
+        return Plan(step.result, step.actions)
+    result = step.result
+    fields = {**fields, **job_times(seen, job_name)}
     if result.phase is JobPhase.RUNNING:
         doing = (
             f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
         )
         running = {**fields, "phase": "Running"}
-        return running_outcome(result, "Training", doing, job_name, running, progress, shards)
+        outcome = running_outcome(seen, result, "Training", doing, job_name, running, progress, shards)
+        return Plan(outcome, step.actions)
     if result.phase is JobPhase.FAILED:
-        return Outcome(
-            State.FAILED,
-            result.reason or "TrainingFailed",
-            failure_message(result, job_name),
-            {**fields, "phase": "Failed"},
+        return Plan(
+            Outcome(
+                State.FAILED,
+                result.reason or "TrainingFailed",
+                failure_message(result, job_name),
+                {**fields, "phase": "Failed"},
+            )
         )
-    summary = result.summary
-    fields.update(
-        {
-            "phase": "Succeeded",
-            "inputsHash": digest,
-            "metrics": {
-                k: v for k, v in (summary.get("metrics") or {}).items() if k in ("mse", "rmse", "mae", "r2")
-            },
-            "bestParameters": summary.get("bestParameters") or summary.get("parameters") or {},
-            "model": {"uri": summary.get("uri"), "sha256": summary.get("sha256")},
-        }
+    return Plan(
+        trained(succeeded(result, fields, digest)), forget_old_jobs(seen, owner, "train", keep=job_name)
     )
-    forget_old_jobs(kube, owner, "train", keep=job_name)
-    return trained(fields)
+
+
+def succeeded(result: JobResult, fields: dict[str, Any], digest: str) -> dict[str, Any]:
+    """The status fields of a trained model."""
+    summary = result.summary
+    metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if k in ("mse", "rmse", "mae", "r2")}
+    return {
+        **fields,
+        "phase": "Succeeded",
+        "inputsHash": digest,
+        "metrics": metrics,
+        "bestParameters": summary.get("bestParameters") or summary.get("parameters") or {},
+        "model": {"uri": summary.get("uri"), "sha256": summary.get("sha256")},
+    }
 
 
 def trained(fields: Mapping[str, Any]) -> Outcome:

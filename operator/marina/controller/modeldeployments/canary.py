@@ -1,0 +1,206 @@
+"""Canary rollouts (spec.rollout.strategy Canary): the canary Deployment beside the stable one and
+`status.rollout`, decided from what was observed. `rollout` holds the state machine and the analysis.
+
+A step's pause counts from the moment its pods were all ready; when it is over, the serving pods'
+traffic counters (`Traffic`, read at most once per reconcile) are compared with the step's baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from marina.controller.kube.client import KubeApi
+from marina.controller.kube.settings import Settings
+from marina.controller.modeldeployments import collector, manifests, rollout
+from marina.controller.modeldeployments.children import (
+    Children,
+    ensure,
+    needs_write,
+    rolled_back,
+    rollout_complete,
+    rollout_failure_reason,
+    rollout_stuck,
+)
+from marina.controller.modeldeployments.spec import ModelDeploymentSpec
+from marina.controller.shared import builders
+from marina.controller.shared.builders import ModelReference, Owner
+from marina.controller.shared.conditions import Outcome, State
+from marina.controller.shared.observation import Observation
+from marina.controller.shared.plan import Action, Delete, Plan, Post
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Every ready serving pod's traffic counters (stable and canary: the Service's pods); a pod that does
+    not answer is left out of this reading."""
+
+    owner: Owner
+
+    def perform(self, kube: KubeApi, settings: Settings) -> tuple[rollout.PodTraffic, ...]:
+        return tuple(read_traffic(kube, self.owner))
+
+
+def read_traffic(kube: KubeApi, owner: Owner) -> list[rollout.PodTraffic]:
+    pods = collector.ready_pods(kube, owner.namespace, builders.selector_string(owner))
+    path = f"/v2/models/{owner.name}/traffic"
+    readings = []
+    for pod, answer in zip(pods, collector.ask(pods, path), strict=True):
+        try:
+            readings.append(rollout.PodTraffic.parse(answer, pod.uid))
+        except (KeyError, TypeError, ValueError):
+            continue  # an error from the pod, or not a traffic document
+    return readings
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the canary decided: the outcome to report while it runs (or once it was rolled back), or the
+    state of a canary that passed every step (the stable Deployment takes its model next); its writes."""
+
+    outcome: Outcome | None = None
+    promoting: rollout.State | None = None
+    actions: tuple[Action, ...] = ()
+
+
+def canary(
+    seen: Observation,
+    settings: Settings,
+    spec: ModelDeploymentSpec,
+    target: ModelReference,
+    existing: Children,
+) -> Step | None:
+    """Run `target` as a canary beside the serving model when the spec asks for one; None when no canary
+    is involved."""
+    status = seen.body.get("status") or {}
+    state = rollout.State.of(status.get("rollout"))
+    serving = ModelReference.of(status.get("model"))
+    if rollout.is_current(state, target) and state is not None and state.phase == rollout.PROMOTING:
+        return Step(promoting=state)
+    if not (
+        spec.rollout.canary
+        and serving is not None
+        and target != serving
+        and manifests.deployed_model(existing.deployment) == serving
+    ):
+        return None
+    return Trial(seen, settings, spec, serving, target, existing).step(state)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """This reconcile's view of the canary of `target` beside `serving` (the stable Deployment's model)."""
+
+    seen: Observation
+    settings: Settings
+    spec: ModelDeploymentSpec
+    serving: ModelReference
+    target: ModelReference
+    existing: Children
+
+    @property
+    def owner(self) -> Owner:
+        return Owner.of(self.seen.body)
+
+    @property
+    def replicas(self) -> int:
+        """The stable Deployment's replicas: the steps' weights are shares of them."""
+        spec = (self.existing.deployment or {}).get("spec") or {}
+        return int(spec.get("replicas") or self.spec.replicas or 1)
+
+    def step(self, state: rollout.State | None) -> Step:
+        steps = self.spec.rollout.steps
+        if state is None or not rollout.is_current(state, self.target):
+            state = rollout.start(self.target, steps, self.replicas, self.seen.stamp)
+        elif state.step >= len(steps):  # the spec lost steps meanwhile
+            state = rollout.at_step(state, len(steps) - 1, steps, self.replicas)
+        judged = self.judge(state)
+        return judged if isinstance(judged, Step) else self.run(judged)
+
+    def judge(self, state: rollout.State) -> Step | rollout.State:
+        """Once a step's pause is over, its analysis: rolled back, promoted, or the state to go on with
+        (the same step while traffic is short, or the next one)."""
+        steps = self.spec.rollout.steps
+        paused = state.paused_for(self.seen.now)
+        if paused is None or paused < steps[state.step].pause_seconds:
+            return state
+        readings = traffic(self.seen, self.owner)
+        verdict = rollout.analyse(state, readings, self.serving, self.spec.rollout.analysis)
+        judged = rollout.after(state, verdict, steps, self.replicas)
+        if judged.phase == rollout.ROLLED_BACK:
+            return abort(self.owner, self.serving, judged, rollout.rollback_reason(state, verdict))
+        if judged.phase == rollout.PROMOTING:
+            passed = Post("Normal", "CanaryPassed", f"model {self.target.version}: {verdict.message}")
+            return Step(promoting=judged, actions=(passed,))
+        return judged
+
+    def run(self, state: rollout.State) -> Step:
+        """The step's canary Deployment at its weight; its pause starts once its pods are all ready."""
+        seen, owner, step = self.seen, self.owner, self.spec.rollout.steps[state.step]
+        pods = rollout.canary_replicas(step.weight, self.replicas)
+        desired = manifests.canary_deployment(self.settings, owner, self.spec, self.target, pods)
+        if needs_write(desired, self.existing.canary) and (blocked := seen.blocked()) is not None:
+            return Step(outcome=blocked)
+        deployment, actions = ensure(owner, desired, self.existing.canary)
+        if rollout_stuck(deployment):
+            said = rollout_failure_reason(seen, owner, self.target, deployment)
+            reason = f"canary step {state.step + 1}/{state.steps}: its pods never became ready: {said}"
+            aborted = abort(owner, self.serving, state, reason)
+            return replace(aborted, actions=actions + aborted.actions)
+        if not rollout_complete(deployment):
+            ready = (deployment.get("status") or {}).get("availableReplicas", 0)
+            waiting = canary_outcome(state, f"waiting for the canary's pods ({ready} of {pods} ready)")
+            return Step(waiting, None, actions)
+        if state.step_started is None:
+            state = rollout.began(state, seen.stamp, traffic(seen, owner))
+        left = step.pause_seconds - (state.paused_for(seen.now) or 0.0)
+        said = str((state.analysis or {}).get("message", "")) if left <= 0 else f"analysis in {left:.0f} s"
+        return Step(canary_outcome(state, said), None, actions)
+
+
+def traffic(seen: Observation, owner: Owner) -> tuple[rollout.PodTraffic, ...]:
+    found: tuple[rollout.PodTraffic, ...] = seen.get(Traffic(owner))
+    return found
+
+
+def canary_outcome(state: rollout.State, said: str) -> Outcome:
+    message = (
+        f"canary of model {state.canary.version} at step {state.step + 1}/{state.steps} "
+        f"(stable/canary {state.weights}): {said}"
+    )
+    return Outcome(State.PROGRESSING, "Canary", message, {"rollout": state.to_status()})
+
+
+def abort(owner: Owner, serving: ModelReference, state: rollout.State, reason: str) -> Step:
+    """A failed step: the canary's pods go (they drain as any pod does: preStop, then SIGTERM), the
+    stable keeps serving, and the model is not tried again (status.failedModel) until a new one comes."""
+    aborted = replace(state, phase=rollout.ROLLED_BACK, baseline=(), weights=rollout.weights(1, 0))
+    fields = {"failedModel": {**state.canary.as_status(), "reason": reason}, "rollout": aborted.to_status()}
+    outcome = Outcome(State.DEGRADED, "RolledBack", rolled_back(serving, state.canary, reason), fields)
+    return Step(outcome, actions=(remove(owner),))
+
+
+def remove(owner: Owner) -> Delete:
+    return Delete("apps/v1", "Deployment", manifests.canary_name(owner))
+
+
+def after_canary(owner: Owner, outcome: Outcome, state: rollout.State | None, existing: Children) -> Plan:
+    """Once the stable Deployment has settled no canary is left, and a canary's record ends: promoted
+    when the stable serves its model, rolled back when the stable's own update of it failed, gone when
+    the spec moved on (another model, or RollingUpdate) before it ended."""
+    if outcome.state is State.PROGRESSING:
+        return Plan(outcome if state is None else with_rollout(outcome, state.to_status()))
+    gone = (remove(owner),) if existing.canary is not None else ()
+    if state is None or state.phase not in (rollout.PROGRESSING, rollout.PROMOTING):
+        return Plan(outcome, gone)
+    served = outcome.fields.get("model", {}).get("sha256")
+    if outcome.state is State.READY and state.phase == rollout.PROMOTING and served == state.canary.sha256:
+        return Plan(with_rollout(outcome, rollout.promoted(state).to_status()), gone)
+    if outcome.state is State.DEGRADED:
+        rolled = replace(state, phase=rollout.ROLLED_BACK, baseline=()).to_status()
+        return Plan(with_rollout(outcome, rolled), gone)
+    return Plan(with_rollout(outcome, None), gone)
+
+
+def with_rollout(outcome: Outcome, fields: dict[str, Any] | None) -> Outcome:
+    return replace(outcome, fields={**outcome.fields, "rollout": fields})

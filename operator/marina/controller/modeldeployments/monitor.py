@@ -1,0 +1,89 @@
+"""One tick of the background loop for a ModelDeployment it monitors: the drift check when one is due,
+then the retrain trigger (drift, or the schedule); one read of the object, at most one status write.
+
+The whole tick holds the object's lock, so the status it read is the one it writes over: the drift
+condition goes into the conditions list the reconciler also rewrites under that lock. A retrain record
+is written only if the object is still as read (`unchanged_since_read`; another replica, or kopf's own
+annotations, may have written since): a 409 means another writer, so nothing of this tick is written
+and the next tick decides again (its drift check too). The Dataset is refreshed only once the record
+is written, so a crash in between never exceeds the limits.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from marina.contract import API_VERSION
+from marina.controller.kube import metrics
+from marina.controller.kube.client import CONFLICT, KubeApi, KubeError
+from marina.controller.modeldeployments import collector, drift, retrain
+from marina.controller.modeldeployments import spec as modeldeployment_spec
+from marina.controller.modeldeployments.spec import ModelDeploymentSpec
+from marina.controller.shared.fields import InvalidSpec
+from marina.controller.shared.reconciler import lock_for
+
+KIND = "ModelDeployment"
+
+
+def tick(
+    kube: KubeApi,
+    namespace: str,
+    name: str,
+    memory: MutableMapping[str, Any],
+    fetch: collector.Fetch = collector.fetch_json,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    with lock_for(KIND, namespace, name):
+        body = kube.get(API_VERSION, KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            spec = modeldeployment_spec.parse(body.get("spec"))
+        except InvalidSpec:
+            return  # the reconciler reports it
+        checked = drift.check(kube, body, spec.monitoring, memory, fetch, clock)
+        conclude(kube, body, spec, checked, memory, datetime.datetime.fromtimestamp(clock(), datetime.UTC))
+
+
+def conclude(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    spec: ModelDeploymentSpec,
+    checked: drift.Check | None,
+    memory: MutableMapping[str, Any],
+    now: datetime.datetime,
+) -> None:
+    """After the drift check (`checked`, None when none was due): the retrain trigger, then the writes."""
+    judged = checked.judged if checked else None
+    fired = retrain.trigger(kube, body, spec, judged, now) if spec.retrains else None
+    act(kube, body, checked, fired, memory)
+
+
+def act(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    checked: drift.Check | None,
+    fired: retrain.Trigger | None,
+    memory: MutableMapping[str, Any],
+) -> None:
+    """The one status write, then the drift event, the Dataset's refresh and the retrain event."""
+    status = {**(checked.fields if checked else {}), **({"retraining": fired.fields} if fired else {})}
+    refreshes = fired is not None and fired.refresh is not None
+    if status:
+        try:
+            kube.patch_status(body, status, unchanged_since_read=refreshes)
+        except KubeError as error:
+            if refreshes and error.code == CONFLICT:
+                memory.pop(drift.LAST_CHECK, None)  # written since the read: decide again next tick
+                return
+            raise
+    for event in checked.events if checked else ():
+        kube.event(body, event.type, event.reason, event.message)
+    if fired is not None:
+        if fired.refresh is not None:
+            kube.apply(fired.refresh)
+            metrics.retrain_triggered(fired.reason)
+        kube.event(body, fired.event.type, fired.event.reason, fired.event.message)
