@@ -169,10 +169,14 @@ def write_mlserver_model(python: Path, model: LinearModel, directory: Path, http
 
 
 @contextmanager
-def running(command: list[str], cwd: Path, port: int, name: str) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: list[str], cwd: Path, port: int, name: str, environment: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server in its own session, wait until its model is ready, stop it (by PID) after."""
     log = (cwd / f"{name}.log").open("wb")
-    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment
+    )
     try:
         wait_ready(port, process, name, cwd / f"{name}.log")
         yield process

@@ -249,3 +249,39 @@ def statistics_mse_tolerance(x: Array, y: Array, coef: Array, intercept: float) 
     delta = residual_tolerance(x, y, coef, intercept)
     norm = float(np.linalg.norm(y - x @ coef - intercept))
     return (moments + 2 * norm * delta + delta**2) / n
+
+
+# --- what models answer beside predictions (tests/model, tests/serving) -----------------------------------
+
+
+def leverage_tolerance(kappa: float, n: int, d: int, method: str) -> float:
+    """Relative error of a leverage zᵀ(AᵀA)⁺z from the design's factor R (RᵀR = the scaled Gram).
+
+    The leverage is ‖R⁻ᵀz‖², so a relative perturbation δ of R moves it by at most 2κ(R)·δ. From the
+    Gram ("gram": eigen-decomposition, then QR of the root), δ ≈ (n + d²)·eps·κ (the Gram's rounding
+    n·eps relative, Jacobi-scaled, over κ(R)² = κ²); from the rows ("qr": Householder TSQR, Higham Thm
+    19.4), δ ≈ n·d·eps.
+    """
+    if method == "gram":
+        return 2 * SAFETY * (n + d * d) * EPS * kappa**2
+    return 2 * SAFETY * n * d * EPS * kappa
+
+
+def explanation_tolerance(coef: Array, intercept: float, rows: Array, means: Array) -> Array:
+    """Per row, how far base + Σ contributions may be from the prediction x·β + b when every piece rounds.
+
+    The prediction and the base are sums of d + 1 terms: errors ≤ (d + 1)·eps·(Σ|βⱼxⱼ| + |b|) and
+    (d + 1)·eps·(Σ|βⱼμⱼ| + |b|). Each contribution βⱼ·(xⱼ - μⱼ) rounds twice, ≤ 2·eps·|βⱼ|(|xⱼ| + |μⱼ|),
+    and a category's block sums up to d of them; adding base and the contributions is d + 1 more terms.
+    All are ≤ (d + 1)·eps·M, M = |b| + Σ|βⱼ|(|xⱼ| + |μⱼ|), so 4·(d + 1)·eps·M bounds the difference.
+    """
+    d = len(coef)
+    magnitude = abs(intercept) + (np.abs(rows) + np.abs(means)) @ np.abs(coef)
+    bound: Array = SAFETY * 4 * (d + 1) * EPS * magnitude
+    return bound
+
+
+def continued_fraction_tolerance(terms: float) -> float:
+    """Relative error of a continued fraction evaluated by Lentz's method over `terms` terms: each term
+    is a few correctly rounded operations, and their errors add up (multiplicatively, to first order)."""
+    return SAFETY * (terms + 10) * EPS

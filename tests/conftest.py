@@ -42,7 +42,8 @@ CLUSTER_TEST_FOLDERS = {"cluster", "e2e"}
 MINIO_NAMESPACE = "marina-system"
 MINIO_SECRET = "marina-s3-credentials"
 LOG_TAIL_LINES = 40
-pytest_plugins = ("minio_server",)  # minio_server, s3_env: a local MinIO for the S3 tests
+# minio_server, s3_env: a local MinIO for the S3 tests; trained: datasets and models the commands make
+pytest_plugins = ("minio_server", "trained")
 
 
 #: The order in which the cluster test modules are handed to pytest-xdist's workers (make test: --dist

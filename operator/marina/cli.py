@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("marina.jobs.prepare", "prepare, validate, split and version a dataset"),
     "train": ("marina.jobs.train", "fit a model on a prepared dataset and write its artifact"),
     "evaluate": ("marina.jobs.evaluate", "score a serving and a new model on the same test split"),
+    "predict": (
+        "marina.jobs.predict",
+        "score a dataset in bulk: predictions, intervals, explanations, verdicts",
+    ),
+    "explain": ("marina.jobs.explain", "explain a model's predictions for a few rows"),
     "serve": ("marina.serving.command", "serve a model artifact over KServe v1 and Open Inference v2"),
     "operator": ("marina.controller.command", "run the Kubernetes operator"),
     "run": (
@@ -78,7 +83,7 @@ def bound_the_heap() -> None:
 
 
 #: The commands a Job runs, as PID 1 of their container.
-JOB_COMMANDS = ("prepare", "train", "evaluate")
+JOB_COMMANDS = ("prepare", "train", "evaluate", "predict")
 
 
 def _terminated(signum: int, frame: FrameType | None) -> NoReturn:

@@ -17,11 +17,14 @@ from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from bounds import (
+    EPS,
+    SAFETY,
     coefficient_prediction_tolerance,
     condition,
     gap_prediction_tolerance,
     held_out_factor,
     least_squares_tolerance,
+    leverage_tolerance,
     metrics_tolerance,
     normal_equations_tolerance,
     relative_residual,
@@ -38,6 +41,7 @@ from marina.data.distribution import bin_counts
 from marina.jobs import train as training
 from marina.jobs.progress import Progress
 from marina.model import artifact, scoring
+from marina.model.answers import Answers
 from tabular import write_diamonds
 
 
@@ -166,6 +170,42 @@ def fold_mse_tolerance(
     return metrics_tolerance(y_v, model.predict(x_v), shift)["mse"] + statistics_mse_tolerance(
         x_v, y_v, coef, intercept
     )
+
+
+def assert_same_answers(
+    one: artifact.ModelArtifact, two: artifact.ModelArtifact, x_train: np.ndarray, y_train: np.ndarray
+) -> None:
+    """Two fits of one model (in memory, streamed, sharded) record the same answers, each piece to the
+    rounding of how it was gathered: means and moments merged in another order, the design's factor from
+    those moments, residuals of coefficients that differ in their last digits."""
+    first, second = one.answers, two.answers
+    n, d = x_train.shape
+    assert (first["rows"], first["intervals"]["method"]) == (second["rows"], second["intervals"]["method"])
+    mean_bound = sum_tolerance(n) * np.abs(x_train).max(axis=0)  # a mean of n terms, in any order
+    assert np.all(np.abs(np.array(first["means"]) - np.array(second["means"])) <= mean_bound)
+    method = first["design"]["method"]
+    assert second["design"]["method"] == method
+    kappa = condition(x_train, first["design"]["intercept"])
+    leverages = [Answers(model).leverages(x_train[:50]) for model in (one, two)]
+    relative = leverage_tolerance(kappa, n, d, method)
+    assert np.max(np.abs(leverages[0] / leverages[1] - 1)) <= relative
+    for key in ("maximum", "spread"):
+        a, b = first["guard"]["leverage"][key], second["guard"]["leverage"][key]
+        assert abs(a - b) <= relative * max(a, b), key
+    if first["intervals"]["method"] == "student-t":
+        assert first["intervals"]["dof"] == second["intervals"]["dof"]
+        dof = first["intervals"]["dof"]
+        moved = (
+            n * statistics_mse_tolerance(x_train, y_train, np.array(one.coefficients), one.intercept) / dof
+        )
+        assert abs(first["intervals"]["variance"] - second["intervals"]["variance"]) <= moved
+    # the same held-out rows sampled; each residual moves by exactly the change of its prediction
+    residuals = [np.array(a["calibration"]["residuals"]) for a in (first, second)]
+    assert len(residuals[0]) == len(residuals[1])
+    change = np.abs(np.array(one.coefficients) - np.array(two.coefficients))
+    shift = float(np.abs(x_train).max(axis=0) @ change) + abs(one.intercept - two.intercept)
+    rounding = SAFETY * (d + 2) * EPS * float(np.abs(residuals[0]).max() + np.abs(y_train).max())
+    assert np.max(np.abs(residuals[0] - residuals[1])) <= shift + rounding
 
 
 @pytest.mark.parametrize(
@@ -587,6 +627,8 @@ def test_streaming_training_matches_in_memory(
     )
     # The whole train split fits the sample: the same feature histograms, whatever the row order.
     assert second.reference["features"] == first.reference["features"]
+    if "--cv" not in options:
+        assert_same_answers(first, second, *read_split(diabetes, "train"))
 
 
 def test_streaming_qr_refines_against_rows_read_again(
@@ -742,6 +784,7 @@ def test_sharded_training_equals_one_pod(
             1.0, abs(single["metrics"][name])
         )
     assert one.reference["features"] == many.reference["features"]  # the same sample, merged from shards
+    assert_same_answers(one, many, *read_split(many_parts, "train"))
     assert "mae" not in reduced["trainMetrics"]
     assert (
         abs(reduced["trainMetrics"]["mse"] - single["trainMetrics"]["mse"])

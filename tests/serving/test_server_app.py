@@ -106,16 +106,28 @@ def test_health_and_readiness(client: Client, path: str, body: dict[str, Any]) -
 
 
 def test_v2_model_metadata(client: Client, served: ServedModel) -> None:
+    """This artifact predates the answers section: it explains (its statistics hold every mean) and guards
+    ranges, and says why it has no intervals."""
     response = client.get("/v2/models/diabetes")
     assert response.status_code == 200
-    assert response.json() == {
+    metadata = response.json()
+    parameters = metadata.pop("parameters")
+    assert metadata == {
         "name": "diabetes",
         "versions": [served.version],
         "platform": "marina_linear",
         "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, 3]}],
-        "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}],
-        "parameters": {"feature_names": FEATURES, "sha256": served.sha256},
+        "outputs": [
+            {"name": "predict", "datatype": "FP64", "shape": [-1]},
+            {"name": "contribution", "datatype": "FP64", "shape": [-1, 3]},
+            {"name": "extrapolation", "datatype": "BYTES", "shape": [-1]},
+        ],
     }
+    assert (parameters["feature_names"], parameters["sha256"]) == (FEATURES, served.sha256)
+    assert parameters["explanation"]["inputs"] == FEATURES
+    assert "retrain" not in json.dumps(parameters["explanation"])
+    assert set(parameters["unavailable"]) == {"lower", "upper"}
+    assert "leverage" in parameters["extrapolation"]["checks"]
     assert client.get(f"/v2/models/diabetes/versions/{served.version}").json() == response.json()
 
 
@@ -279,7 +291,7 @@ BAD_V2_REQUESTS: list[tuple[str, Any, str]] = [
     (
         "unknown output",
         {"inputs": [tensor([1, 2, 3])], "outputs": [{"name": "proba"}]},
-        "unknown output 'proba'; this model has one output, 'predict'",
+        "unknown output 'proba'; this model's outputs are predict, contribution, extrapolation",
     ),
 ]
 
@@ -364,7 +376,7 @@ NOT_SERVED = "model 'other' is not served here; this server serves 'diabetes'"
         ),
         ("GET", "/v3/models", "no such path: /v3/models"),
         ("GET", "/v2/models/diabetes/explain", "no such path: /v2/models/diabetes/explain"),
-        ("POST", "/v1/models/diabetes:explain", "no such path: /v1/models/diabetes:explain"),
+        ("POST", "/v1/models/other:explain", NOT_SERVED),
     ],
 )
 def test_unknown_model_or_path_is_404(

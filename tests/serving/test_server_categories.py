@@ -196,8 +196,16 @@ def test_metadata_lists_each_raw_input_with_its_datatype(client: Client, served:
         {"name": "colour", "datatype": "BYTES", "shape": [-1]},
         {"name": "bp", "datatype": "FP64", "shape": [-1]},
     ]
-    assert metadata["parameters"] == {"feature_names": FEATURES, "sha256": served.sha256, "inputs": INPUTS}
-    assert metadata["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+    parameters = metadata["parameters"]
+    assert (parameters["feature_names"], parameters["sha256"]) == (FEATURES, served.sha256)
+    assert parameters["inputs"] == INPUTS
+    # No training means or answers section in this artifact: predictions and the category guard only.
+    assert metadata["outputs"] == [
+        {"name": "predict", "datatype": "FP64", "shape": [-1]},
+        {"name": "extrapolation", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert set(parameters["unavailable"]) == {"contribution", "lower", "upper"}
+    assert parameters["extrapolation"]["checks"]["category"] == {"inputs": ["colour"]}
 
 
 def test_drift_histograms_count_the_encoded_features(client: Client, artifact: ModelArtifact) -> None:

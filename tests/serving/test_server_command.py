@@ -51,7 +51,10 @@ def test_refuses_to_start_on_unreadable_model(
     assert error.count("\n") == 1  # one line
 
 
-@pytest.mark.parametrize("flags", [["--sha256", "abc"], ["--name", "a/b"], ["--max-body-bytes", "0"]])
+@pytest.mark.parametrize(
+    "flags",
+    [["--sha256", "abc"], ["--name", "a/b"], ["--max-body-bytes", "0"], ["--extrapolation", "warn"]],
+)
 def test_rejects_bad_flags(artifact_file: tuple[str, str], flags: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--model", artifact_file[0], *flags])
@@ -75,6 +78,20 @@ def test_serves_over_http_and_logs_the_model(
     response = httpx.post(f"{server.base}/v1/models/dm:predict", json={"instances": [[1, 2, 3]]})
     assert response.json() == {"predictions": artifact.predict(np.array([[1, 2, 3]])).tolist()}
     server.wait_for_line(f"serving model 'dm' version {artifact_file[1][:12]}")
+    server.wait_for_line("rows outside the training data: allow")
+
+
+def test_reject_is_a_flag_of_serve(artifact_file: tuple[str, str], artifact: ModelArtifact) -> None:
+    """The operator maps spec.serving.extrapolation (Allow | Reject) to it; any case is accepted."""
+    process = ServerProcess(*artifact_file, "--extrapolation", "Reject")
+    try:
+        process.wait_for_line("rows outside the training data: reject")
+        process.wait_for_line("Uvicorn running on")
+        far = [[1.0, 2.0, 3.0e6]]  # bp far beyond its training range
+        response = httpx.post(f"{process.base}/v1/models/dm:predict", json={"instances": far})
+        assert response.status_code == 422 and response.json()["error"].startswith("row 0 is outside")
+    finally:
+        process.stop()
 
 
 def test_sigterm_lets_the_in_flight_request_finish(server: ServerProcess, artifact: ModelArtifact) -> None:

@@ -707,17 +707,33 @@ class StoredDataset:
                 f"dataset at {self.uri} is stored in the first format (train.csv): sharded training needs "
                 "Parquet parts; prepare it again"
             )
-        records = self.description["parts"][split]["parts"]
+        records = self.part_records(split)
         offsets = np.cumsum([0, *(int(r["rows"]) for r in records)])
 
         def read(position: int) -> tuple[int, list[np.ndarray]]:
-            blocks = self._part(str(records[position]["name"]), verify=True)
-            return int(offsets[position]), [self._expanded(_filled(values, self.fills)) for values in blocks]
+            return int(offsets[position]), [
+                self._expanded(values) for values in self.raw_part(split, position)
+            ]
 
         for row, blocks in ahead(range(index, len(records), shards), read):
             for values in blocks:
                 yield row, values
                 row += values.shape[0]
+
+    def part_records(self, split: str) -> list[dict[str, Any]]:
+        """The split's parts in row order: {name, rows}."""
+        return list(self.description["parts"][split]["parts"])
+
+    @property
+    def dictionaries(self) -> dict[str, list[str]]:
+        """Per category column, the values its stored codes stand for."""
+        return {name: list(values) for name, values in self.description.get("dictionaries", {}).items()}
+
+    def raw_part(self, split: str, position: int) -> list[np.ndarray]:
+        """One part of a split as stored (category columns as codes into `dictionaries`), missing cells
+        filled, checked against the sha256 its name carries."""
+        name = str(self.part_records(split)[position]["name"])
+        return [_filled(values, self.fills) for values in self._part(name, verify=True)]
 
     def shard_rows(self, split: str, shards: int, index: int) -> int:
         """The rows of one shard's share of a split (every `shards`-th part from `index`)."""

@@ -191,6 +191,11 @@ def open_files(uri: str) -> Source:
     return Source(columns, description, _name_of(uri), reader)
 
 
+def file_parts(uri: str) -> list[str]:
+    """The files a file source reads, in order: the file itself, or every data file of a folder."""
+    return [part.uri for part in _parts(uri)]
+
+
 def _name_of(uri: str) -> str:
     last = uri.rstrip("/").rsplit("/", 1)[-1]
     return re.sub(r"(\.csv|\.parquet|\.pq)?(\.gz)?$", "", last) or "dataset"

@@ -21,6 +21,8 @@ Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   bestParameters   {penalty, alpha, l1_ratio, solver, solver_used, fit_intercept, standardize, tol,
                    n_iter, and max_iter / learning_rate when given}
   datasetVersion, datasetUri, datasetName, features (count), trainRows, testRows
+  intervals        how the model's prediction intervals are made: student-t (least squares) or
+                   split-conformal (every other model; see marina.model.answers)
   peakMemoryBytes  the container's cgroup peak (or the process's VmHWM outside one)
   name             the --name given, when given
   cv               only with cross-validation: {folds, seed, candidates, bestMeanMse, bestStdMse}
@@ -56,12 +58,12 @@ from marina.contract import (
     SpecError,
     TrainRequest,
 )
-from marina.data import dataset, partials
+from marina.data import dataset, partials, sampling
 from marina.data.distribution import Reference
 from marina.data.table import DataError
 from marina.jobs import progress, results
 from marina.jobs.progress import Progress
-from marina.model import artifact, scoring
+from marina.model import answers, artifact, scoring
 from marina.model.artifact import ArtifactError
 from marina.solver import (
     Chunks,
@@ -73,6 +75,7 @@ from marina.solver import (
     TooFewRowsError,
     crossval,
 )
+from marina.solver.design import design_factor
 from marina.system.clock import utc_now
 from marina.system.cpu import blas_beside_a_reader
 from marina.system.memory import memory_used
@@ -81,6 +84,9 @@ from marina.system.text import one_line
 DEFAULT_FOLDS: int = TRAINING_JOB.default("spec.search.folds")
 #: Solvers that refine against the rows when they can read them (the rest work from statistics alone).
 ROWS_SOLVERS = ("auto", "normal", "qr")
+#: Solvers whose unpenalised fit is the least-squares solution itself (Student-t intervals); `cd` and `gd`
+#: stop at a tolerance, so their intervals are conformal.
+LEAST_SQUARES_SOLVERS = ("normal", "qr", "svd")
 #: Set by Kubernetes in every pod of an Indexed Job: the pod's completion index.
 JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
 #: Datasets up to this many cells (both splits, 32 MiB of float64) are trained in memory; larger ones
@@ -183,6 +189,7 @@ def build_artifact(
     metrics: dict[str, float],
     scaled: dict[str, list[float]] | None,
     reference: Reference,
+    record: answers.Record,
 ) -> artifact.ModelArtifact:
     n_iter = getattr(fitted.model, "n_iter_", None)
     hyperparameters: dict[str, Any] = {
@@ -211,17 +218,50 @@ def build_artifact(
         reference=reference.to_dict(stored.feature_names),
         code_version=__version__,
         created=utc_now(),
+        answers=record.to_dict(),
     )
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What a fit is judged and described by: metrics, scaling and the reference distribution."""
+    """What a fit is judged and described by: metrics, scaling, the reference distribution, and what its
+    answers are calibrated on (held-out residuals, a sample of training rows)."""
 
     metrics: dict[str, float]
     train_metrics: dict[str, float]
     scaling: dict[str, list[float]]
     reference: Reference
+    calibration: answers.Calibration
+    training_sample: np.ndarray  # training rows the guard's leverage reference is taken over
+
+
+def calibration_sample(seed: int) -> sampling.BottomSample:
+    """A seeded sample of held-out residuals by test row number: the same rows however the split is read."""
+    return sampling.BottomSample(1, seed, answers.CALIBRATION_ROWS)
+
+
+def calibrated(sample: sampling.BottomSample, test_rows: int, seed: int) -> answers.Calibration:
+    return answers.calibration_of(sample.values()[:, 0], test_rows, seed)
+
+
+def answers_record(
+    fitted: Fit, statistics: SufficientStatistics, rows: Chunks | None, judged: Evaluation
+) -> answers.Record:
+    """The answers section: the design's factor (its rows re-read only if ill-conditioned), the residual
+    variance of a least-squares fit, the calibration and the guard's leverage reference."""
+    parameters = fitted.parameters
+    design = design_factor(statistics, bool(parameters["fit_intercept"]), rows)
+    solver_used = str(getattr(fitted.model, "solver_", parameters["solver"]))
+    least_squares = parameters["penalty"] == "none" and solver_used in LEAST_SQUARES_SOLVERS
+    residual_sum_squares = judged.train_metrics["mse"] * statistics.n_samples
+    return answers.record(
+        statistics.x_mean,
+        design,
+        least_squares,
+        residual_sum_squares,
+        judged.calibration,
+        judged.training_sample,
+    )
 
 
 def fits_in_memory(stored: dataset.StoredDataset) -> bool:
@@ -229,29 +269,52 @@ def fits_in_memory(stored: dataset.StoredDataset) -> bool:
     return stored.legacy is not None or cells <= IN_MEMORY_CELLS
 
 
-def train_in_memory(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
+def train_in_memory(
+    request: TrainRequest, stored: dataset.StoredDataset
+) -> tuple[Fit, Evaluation, answers.Record]:
     data = stored.data
     fitted = fit(request, data)
     model = fitted.model
+    test_predictions = model.predict(data.x_test)
+    residuals = calibration_sample(request.seed)
+    residuals.add(np.arange(len(data.y_test)), (data.y_test - test_predictions)[:, None])
+    sample = sampling.BottomSample(data.x_train.shape[1], request.seed)  # as a streamed pass samples
+    sample.add(np.arange(len(data.y_train)), data.x_train)
     evaluation_ = Evaluation(
-        scoring.regression_metrics(data.y_test, model.predict(data.x_test)),
+        scoring.regression_metrics(data.y_test, test_predictions),
         scoring.regression_metrics(data.y_train, model.predict(data.x_train)),
         scaling(data.x_train),
         Reference.of(data.x_train, model.predict(data.x_train)),
+        calibrated(residuals, len(data.y_test), request.seed),
+        sample.values(),
     )
-    return fitted, evaluation_
+    statistics = SufficientStatistics.from_arrays(data.x_train, data.y_train)
+    record = answers_record(fitted, statistics, lambda: [(data.x_train, data.y_train)], evaluation_)
+    return fitted, evaluation_, record
 
 
-def train_streaming(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
+def train_streaming(
+    request: TrainRequest, stored: dataset.StoredDataset
+) -> tuple[Fit, Evaluation, answers.Record]:
     """One pass over the train split for the statistics and one over test, never holding a split; the QR
-    path (`qr`, or an ill-conditioned design) reads the train rows again for R and per refinement sweep."""
+    path (`qr`, or an ill-conditioned design) reads the train rows again for R and per refinement sweep,
+    and once more for the design's factor."""
     reporter = Progress("marina train", stored.rows("train"), request.progress)
     gathered = partials.gather(
         _counted(_numbered(stored.chunks("train")), reporter), *_shape(request, stored)
     )
     reporter.done()
-    fitted = fit_gathered(request, gathered, train_rows(stored))
-    return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
+    return finish_gathered(request, stored, gathered)
+
+
+def finish_gathered(
+    request: TrainRequest, stored: dataset.StoredDataset, gathered: partials.Gathered
+) -> tuple[Fit, Evaluation, answers.Record]:
+    """Fit on what a pass (or the shards) gathered, evaluate on test and record the answers."""
+    rows = train_rows(stored)
+    fitted = fit_gathered(request, gathered, rows)
+    judged = evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics), request.seed)
+    return fitted, judged, answers_record(fitted, gathered.statistics, rows, judged)
 
 
 def train_rows(stored: dataset.StoredDataset) -> Chunks:
@@ -333,18 +396,30 @@ def fit_gathered(request: TrainRequest, gathered: partials.Gathered, rows: Chunk
 
 
 def evaluate(
-    stored: dataset.StoredDataset, fitted: Fit, gathered: partials.Gathered, train_metrics: dict[str, float]
+    stored: dataset.StoredDataset,
+    fitted: Fit,
+    gathered: partials.Gathered,
+    train_metrics: dict[str, float],
+    seed: int,
 ) -> Evaluation:
-    """Test metrics from a pass over the test split; scaling and the reference from what was gathered."""
+    """Test metrics and the calibration residuals from a pass over the test split; scaling, the reference
+    and the guard's sample of training rows from what was gathered."""
     test = scoring.ResidualMoments()
+    residuals = calibration_sample(seed)
+    row = 0
     for chunk in stored.chunks("test"):
-        test.add(chunk[:, -1], fitted.model.predict(chunk[:, :-1]))
+        truth, predicted = chunk[:, -1], fitted.model.predict(chunk[:, :-1])
+        test.add(truth, predicted)
+        residuals.add(np.arange(row, row + len(truth)), (truth - predicted)[:, None])
+        row += len(truth)
     statistics = gathered.statistics
     std = statistics.x_std
     scaled = {"mean": statistics.x_mean.tolist(), "scale": np.where(std > 0, std, 1.0).tolist()}
     sampled = gathered.sample.values()
     reference = Reference.of(sampled, fitted.model.predict(sampled))
-    return Evaluation(test.metrics(), train_metrics, scaled, reference)
+    return Evaluation(
+        test.metrics(), train_metrics, scaled, reference, calibrated(residuals, row, seed), sampled
+    )
 
 
 def shard_index(request: TrainRequest) -> int:
@@ -378,12 +453,13 @@ def shard_command(request: TrainRequest, stored: dataset.StoredDataset) -> dict[
     }
 
 
-def reduce_fit(request: TrainRequest, stored: dataset.StoredDataset) -> tuple[Fit, Evaluation]:
+def reduce_fit(
+    request: TrainRequest, stored: dataset.StoredDataset
+) -> tuple[Fit, Evaluation, answers.Record]:
     """Merge the shards, fit, and evaluate on test; train metrics from the merged moments."""
     width, folds, seed = _shape(request, stored)
     gathered = partials.read_all(str(request.partials), stored.sha256, request.shards, seed, width, folds)
-    fitted = fit_gathered(request, gathered, train_rows(stored))
-    return fitted, evaluate(stored, fitted, gathered, moment_metrics(fitted, gathered.statistics))
+    return finish_gathered(request, stored, gathered)
 
 
 def train_command(request: TrainRequest) -> dict[str, Any]:
@@ -396,17 +472,17 @@ def train_command(request: TrainRequest) -> dict[str, Any]:
         with blas_beside_a_reader():
             return shard_command(request, stored)
     if request.phase == "reduce":
-        fitted, judged = reduce_fit(request, stored)
+        fitted, judged, record = reduce_fit(request, stored)
     elif fits_in_memory(stored):
-        fitted, judged = train_in_memory(request, stored)
+        fitted, judged, record = train_in_memory(request, stored)
     else:
         with blas_beside_a_reader():
-            fitted, judged = train_streaming(request, stored)
+            fitted, judged, record = train_streaming(request, stored)
     metrics = dict(judged.metrics)
     if fitted.search is not None:
         metrics["cv_mse"] = fitted.search.best.mean_mse
     try:
-        model = build_artifact(fitted, stored, metrics, judged.scaling, judged.reference)
+        model = build_artifact(fitted, stored, metrics, judged.scaling, judged.reference, record)
     except ArtifactError as exc:  # e.g. non-finite coefficients: the fit, not the data, went wrong
         raise TrainingError(f"training produced an unusable model: {exc}") from exc
     uri, digest = artifact.save(model, request.output)
@@ -433,6 +509,7 @@ def summary(
         "features": len(stored.feature_names),
         "trainRows": stored.rows("train"),
         "testRows": stored.rows("test"),
+        "intervals": model.answers["intervals"]["method"],
     }
     if fitted.name:
         result["name"] = fitted.name

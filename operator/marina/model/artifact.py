@@ -3,6 +3,12 @@
 A model is data (coefficients, intercept, feature names, lineage), so it survives library
 upgrades and can be read by any language. Coefficients are in the original feature units:
 standardisation used while fitting is folded back before the artifact is written.
+
+Format v2 (`marina.dev/linear-model/v2`) adds the `answers` section (`marina.model.answers`): the
+training means, the design's factor, the residual variance or the calibration residuals and the
+guard's reference, which explanations, prediction intervals and the extrapolation guard read. Format
+v1 artifacts still load and serve, with the same canonical bytes and sha256 as before: a field they
+lack is left out of the bytes, never written as empty.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from marina import storage
 from marina.contract import FailureKind, JobError
 from marina.data import encoding
 from marina.data.distribution import Reference
+from marina.model.answers import AnswerError, Record
 
-FORMAT = "marina.dev/linear-model/v1"
+FORMAT = "marina.dev/linear-model/v2"
+FORMAT_V1 = "marina.dev/linear-model/v1"
+FORMATS = (FORMAT, FORMAT_V1)
 
 
 class ArtifactError(JobError):
@@ -47,10 +56,15 @@ class ModelArtifact:
     format: str = FORMAT
     # The raw columns a caller sends (marina.data.encoding); empty: every feature name is a number input.
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    # Format v2: what explanations, intervals and the guard need (`marina.model.answers.Record`).
+    answers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.format != FORMAT:
-            raise ArtifactError(f"format: unsupported artifact format {self.format!r}, expected {FORMAT!r}")
+        if self.format not in FORMATS:
+            expected = " or ".join(map(repr, FORMATS))
+            raise ArtifactError(f"format: unsupported artifact format {self.format!r}, expected {expected}")
+        if self.answers and self.format == FORMAT_V1:
+            raise ArtifactError(f"answers: a {FORMAT_V1!r} artifact has no answers section")
         if len(self.coefficients) != len(self.feature_names):
             raise ArtifactError(
                 f"coefficients: {len(self.coefficients)} values for {len(self.feature_names)} feature_names"
@@ -64,6 +78,8 @@ class ModelArtifact:
             self._check_inputs()
         if self.reference:
             self.reference_distribution()  # refuses a malformed one now, not when serving starts
+        if self.answers:
+            self.answers_record()
 
     def _check_inputs(self) -> None:
         """The inputs must expand to exactly feature_names, or serving would misplace coefficients."""
@@ -86,6 +102,15 @@ class ModelArtifact:
         except ValueError as exc:
             raise ArtifactError(str(exc)) from exc
 
+    def answers_record(self) -> Record | None:
+        """The answers section, or None for artifacts written before Marina recorded it."""
+        if not self.answers:
+            return None
+        try:
+            return Record.from_dict(self.answers, self.n_features)
+        except AnswerError as exc:
+            raise ArtifactError(str(exc)) from exc
+
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
@@ -93,12 +118,13 @@ class ModelArtifact:
     def to_json(self) -> bytes:
         """Canonical bytes: the same model always hashes to the same sha256.
 
-        Empty inputs are left out, so a numbers-only model keeps the bytes (and sha256) it had
-        before inputs existed.
+        Empty inputs and answers are left out, so a numbers-only model keeps the bytes (and sha256) it
+        had before inputs existed, and a v1 artifact the bytes it was written with.
         """
         fields = asdict(self)
-        if not fields["inputs"]:
-            del fields["inputs"]
+        for optional in ("inputs", "answers"):
+            if not fields[optional]:
+                del fields[optional]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
     @property

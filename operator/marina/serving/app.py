@@ -3,7 +3,7 @@
 Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
   GET  /v2/health/live · /v2/health/ready · /v2 · /v2/models/m · /v2/models/m/ready · /metrics
   GET  /v2/models/m/distribution · /v2/models/m/traffic (counters for the operator's canary analysis)
-  POST /v2/models/m/infer · /v1/models/m:predict
+  POST /v2/models/m/infer · /v1/models/m:predict · /v1/models/m:explain
   GET  /v1/models · /v1/models/m
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from marina import __version__
-from marina.serving import jsoncodec, metrics, protocol, traffic
+from marina.serving import jsoncodec, metrics, outputs, protocol, recording, traffic
 from marina.serving.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -119,21 +119,47 @@ def _binary_header_length(scope: Scope) -> int | None:
 
 
 class ServingApp:
-    """Serves one model. Not ready (503 on model endpoints) until `load` is called."""
+    """Serves one model. Not ready (503 on model endpoints) until `load` is called. With `extrapolation`
+    "reject", a request with a row outside the training data is answered 422 naming the row and why."""
 
-    def __init__(self, model: ServedModel | None = None, limits: ServerLimits | None = None) -> None:
+    def __init__(
+        self,
+        model: ServedModel | None = None,
+        limits: ServerLimits | None = None,
+        extrapolation: str = outputs.ALLOW,
+    ) -> None:
+        if extrapolation not in outputs.EXTRAPOLATION_POLICIES:
+            raise ValueError(f"extrapolation must be one of {', '.join(outputs.EXTRAPOLATION_POLICIES)}")
+        self.reject = extrapolation == outputs.REJECT
         self.limits = limits or ServerLimits()
         self.budget = BodyBudget(self.limits.body_budget_bytes)
         self.requests = metrics.RequestMetrics()
         self.traffic = traffic.Traffic()
         self.model: ServedModel | None = None
         self.model_metrics: metrics.ModelMetrics | None = None
+        self.recorder: recording.Recorder | None = None
         if model is not None:
             self.load(model)
 
     def load(self, model: ServedModel) -> None:
-        self.model_metrics = metrics.ModelMetrics(model)
+        model_metrics = metrics.ModelMetrics(model)
+        histograms = model_metrics.histograms
+        self.recorder = recording.Recorder(
+            model.n_features,
+            [
+                model_metrics.record,
+                model_metrics.count_extrapolation,
+                lambda features, predictions, at: self.traffic.predicted(predictions),
+            ],
+            histograms.window_seconds if histograms is not None else float("inf"),
+        )
+        self.model_metrics = model_metrics
         self.model = model
+
+    def _flush(self) -> None:
+        """Hand the buffered rows to the monitoring, before anyone reads it."""
+        if self.recorder is not None:
+            self.recorder.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -249,6 +275,7 @@ class ServingApp:
     def distribution(self, route: Route, body: bytes, scope: Scope) -> Response:
         """Serving rows per reference bin and time window, beside the reference itself (for drift)."""
         model = self.served(route)
+        self._flush()
         histograms = self.model_metrics.histograms if self.model_metrics is not None else None
         if histograms is None:
             raise NotFound(
@@ -270,6 +297,7 @@ class ServingApp:
     def traffic_counters(self, route: Route, body: bytes, scope: Scope) -> Response:
         """Inference requests, server errors, latency buckets and prediction sums since start-up."""
         model = self.served(route)
+        self._flush()
         return _json(self.traffic.document(model.name, model.version))
 
     def model_ready(self, route: Route, body: bytes, scope: Scope) -> Response:
@@ -280,11 +308,18 @@ class ServingApp:
         header, binary = protocol.split_binary(body, _binary_header_length(scope))
         payload = protocol.parse_json(header)
         request = protocol.decode_v2(payload, model, binary, protocol.may_hold_booleans(header))
-        predictions = _finite(model.predict(request.features))
-        self._record(request.features, predictions, request.unseen)
-        content, header_length = protocol.encode_v2(
-            model, predictions, request.request_id, request.binary_output
-        )
+        features = request.features
+        predictions = _finite(model.predict(features))
+        computed = self._guarded(model, features, predictions)
+        if request.outputs is None:
+            self._record(features, predictions, request.unseen)
+            content, header_length = protocol.encode_v2(
+                model, predictions, request.request_id, request.binary_output
+            )
+        else:
+            computed = computed or outputs.Computed(model, features, predictions)
+            content, header_length = outputs.v2_response(computed, request.outputs, request.request_id)
+            self._record(features, predictions, request.unseen)
         if header_length is None:
             return 200, content, JSON
         return (
@@ -301,30 +336,72 @@ class ServingApp:
 
     def predict(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
-        payload, check_booleans = protocol.parse_json(body), protocol.may_hold_booleans(body)
-        unseen = None
-        if model.has_categories:
-            features, unseen = protocol.decode_v1_inputs(payload, model, check_booleans)
-        else:
-            features = protocol.decode_v1(payload, model, check_booleans)
+        payload = protocol.parse_json(body)
+        features, unseen = _v1_features(model, payload, protocol.may_hold_booleans(body))
         predictions = _finite(model.predict(features))
+        self._guarded(model, features, predictions)
         self._record(features, predictions, unseen)
         return 200, protocol.encode_v1(predictions), JSON
 
+    def explain(self, route: Route, body: bytes, scope: Scope) -> Response:
+        """KServe's `:explain` verb: the `:predict` body in; per row the prediction, the base value, each
+        raw input's contribution, the interval (level from `parameters.level`, default 0.95) and the
+        guard's verdict out."""
+        model = self.served(route)
+        payload = protocol.parse_json(body)
+        features, unseen = _v1_features(model, payload, protocol.may_hold_booleans(body))
+        parameters = payload.get("parameters") if isinstance(payload, Mapping) else None
+        level = protocol.level_of(
+            parameters.get("level") if isinstance(parameters, Mapping) else None, "parameter 'level'"
+        )
+        predictions = _finite(model.predict(features))
+        computed = self._guarded(model, features, predictions) or outputs.Computed(
+            model, features, predictions
+        )
+        document = outputs.v1_explanation(computed, level)
+        self._record(features, predictions, unseen)
+        return _json(document)
+
+    def _guarded(
+        self, model: ServedModel, features: np.ndarray, predictions: np.ndarray
+    ) -> outputs.Computed | None:
+        """Under `--extrapolation reject`: 422 when any row is outside the training data (its verdicts are
+        counted, the request is not recorded); the verdicts are kept for the outputs."""
+        if not self.reject:
+            return None
+        computed = outputs.Computed(model, features, predictions)
+        verdicts = computed.verdicts()
+        if verdicts.outside.any():
+            if self.model_metrics is not None:
+                self.model_metrics.count_verdicts(verdicts)
+            raise outputs.refusal(model, features, verdicts)
+        return computed
+
     def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
+        self._flush()
         return (
             200,
             metrics.render(self.requests, self.model_metrics),
             [(b"content-type", CONTENT_TYPE)],
         )
 
-    def _record(self, features: Any, predictions: Any, unseen: Mapping[str, int] | None = None) -> None:
+    def _record(
+        self, features: np.ndarray, predictions: np.ndarray, unseen: Mapping[str, int] | None = None
+    ) -> None:
         """Only answered requests count: a 400 leaves the statistics and unseen counts alone."""
-        self.traffic.predicted(predictions)
-        if self.model_metrics is not None:
-            self.model_metrics.record(features, predictions)
-            if unseen:
-                self.model_metrics.count_unseen(unseen)
+        if self.recorder is not None:
+            self.recorder.add(features, predictions)
+        if unseen and self.model_metrics is not None:
+            self.model_metrics.count_unseen(unseen)
+
+
+def _v1_features(
+    model: ServedModel, payload: Any, check_booleans: bool
+) -> tuple[np.ndarray, Mapping[str, int] | None]:
+    """A v1 body's rows as the model's feature matrix (raw inputs encoded as training did)."""
+    if model.has_categories:
+        return protocol.decode_v1_inputs(payload, model, check_booleans)
+    return protocol.decode_v1(payload, model, check_booleans), None
 
 
 STATIC_ROUTES: dict[str, Route] = {
@@ -371,6 +448,8 @@ def _parse(path: str) -> Route:
         name = path[len("/v1/models/") :]
         if name.endswith(":predict") and "/" not in name:
             return Route("v1_predict", POST, ServingApp.predict, model=name[: -len(":predict")])
+        if name.endswith(":explain") and "/" not in name:
+            return Route("v1_explain", POST, ServingApp.explain, model=name[: -len(":explain")])
         if name and "/" not in name and ":" not in name:
             return Route("v1_model_ready", GET, ServingApp.model_ready, model=name)
     raise NotFound(f"no such path: {path}")

@@ -15,6 +15,11 @@ class BadRequest(ServingError):
     """The body is malformed or does not fit the model (shape, datatype, values, fields)."""
 
 
+class Unprocessable(ServingError):
+    """The body is well formed, but the server refuses to answer it (a row outside the training data
+    under `--extrapolation reject`)."""
+
+
 class NotFound(ServingError):
     """No such path, model or model version."""
 
@@ -41,6 +46,7 @@ class Overloaded(ServingError):
 
 STATUS_BY_ERROR: dict[type[ServingError], int] = {
     BadRequest: 400,
+    Unprocessable: 422,
     NotFound: 404,
     MethodNotAllowed: 405,
     PayloadTooLarge: 413,

@@ -1,10 +1,10 @@
 """Serving rows counted into the training split's quantile bins, per time window.
 
 The operator (or anyone) compares these counts with the reference the model artifact carries to
-measure drift. Counting is batched like the running statistics: a request appends its matrix to a
-list; every FLUSH_ROWS rows (or when someone reads) each feature is binned by one vectorised search.
-Windows are aligned to multiples of `window_seconds` of the wall clock, so windows of different pods
-line up and can be added; the last `keep` complete windows are kept, plus the one being filled.
+measure drift. Rows come in batches (`marina.serving.recording` buffers the answered requests), and
+each feature of a batch is binned by one vectorised search. Windows are aligned to multiples of
+`window_seconds` of the wall clock, so windows of different pods line up and can be added; the last
+`keep` complete windows are kept, plus the one being filled.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import numpy as np
 
 from marina.data.distribution import Counts, Reference, bin_counts
 
-FLUSH_ROWS = 8192
 DEFAULT_WINDOW_SECONDS = 60.0
 DEFAULT_WINDOWS_KEPT = 60
 
@@ -63,23 +62,12 @@ class WindowedHistograms:
         self.complete: deque[Window] = deque(maxlen=keep)
         self.current = self._empty(self._window_start(clock()))
         self.total = self._empty(self.current.start)  # since start-up: the Prometheus counters
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self._pending_rows = 0
 
-    def add(self, features: np.ndarray, predictions: np.ndarray) -> None:
-        """Queue a request's rows; cheap enough for every request."""
-        self._rotate_if_due()
-        self._pending.append((features, predictions))
-        self._pending_rows += len(predictions)
-        if self._pending_rows >= FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._pending:
+    def add(self, features: np.ndarray, predictions: np.ndarray, at: float | None = None) -> None:
+        """Count a batch of rows that arrived at time `at` (default: now) into its window."""
+        self._rotate_if_due(self.clock() if at is None else at)
+        if not len(predictions):
             return
-        features = np.concatenate([f for f, _ in self._pending])
-        predictions = np.concatenate([p for _, p in self._pending])
-        self._pending, self._pending_rows = [], 0
         counted = [bin_counts(edges, features[:, j]) for j, edges in enumerate(self._feature_edges)]
         counted_predictions = bin_counts(self._prediction_edges, predictions)
         for window in (self.current, self.total):
@@ -89,16 +77,13 @@ class WindowedHistograms:
             window.prediction += counted_predictions
 
     def windows(self) -> list[Window]:
-        """The complete windows, oldest first, then the one being filled (everything flushed)."""
-        self._rotate_if_due()
-        self.flush()
+        """The complete windows, oldest first, then the one being filled."""
+        self._rotate_if_due(self.clock())
         return [*self.complete, self.current]
 
-    def _rotate_if_due(self) -> None:
-        now = self.clock()
+    def _rotate_if_due(self, now: float) -> None:
         if now < self.current.end:
             return
-        self.flush()  # pending rows arrived in the window that is closing
         self.complete.append(self.current)
         self.current = self._empty(self._window_start(now))
 

@@ -1,8 +1,8 @@
 """Prometheus metrics: request counts and latency, and input statistics for drift.
 
-Per request the hot path does a dict lookup, a bisect and a list append; the statistics of input
-features are merged in batches (Chan et al.'s parallel update of Welford's running moments) when
-enough rows are pending or when `/metrics` is scraped, so monitoring costs almost nothing per call.
+Per request the hot path does a dict lookup and a bisect; the answered rows reach the statistics of
+input features in batches (`marina.serving.recording`), merged with Chan et al.'s parallel update of
+Welford's running moments, so monitoring costs almost nothing per call.
 `prometheus_client` writes the exposition: custom collectors turn these structures into metric
 families at scrape time, so its per-sample locks never touch the hot path
 (benchmarks/metrics_bench.py measures the difference against hand-written text and native
@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from marina.model.answers import CATEGORY, LEVERAGE, RANGE, REASONS, Reason, Verdicts
 from marina.serving.histograms import WindowedHistograms
 from marina.serving.model import TRAINING_STATISTICS, ServedModel
 
@@ -50,7 +51,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 _BUCKET_LABELS = (*(repr(bound) for bound in LATENCY_BUCKETS), "+Inf")  # the `le` labels
 #: CPU seconds, resident memory and open files of this process (read from /proc at scrape time).
 _PROCESS = ProcessCollector(registry=None)
-FLUSH_ROWS = 8192
 #: Rows with a value beyond this magnitude are left out of the running statistics (and counted):
 #: their squares, summed over up to 1e10 rows, would overflow float64 and turn the moments into NaN.
 STATISTICS_MAGNITUDE = 1e144
@@ -123,8 +123,8 @@ class RequestMetrics:
 class RunningStatistics:
     """Count, mean, variance, min and max per column of every batch seen, merged exactly.
 
-    Batches wait in a list until FLUSH_ROWS rows are pending or a reader asks, then merge with
-    the pairwise update (n = na + nb, δ = mean_b - mean_a, M2 = M2a + M2b + δ²·na·nb/n).
+    Each batch merges at once with the pairwise update (n = na + nb, δ = mean_b - mean_a,
+    M2 = M2a + M2b + δ²·na·nb/n); callers hand over batches, not single rows.
     """
 
     def __init__(self, width: int) -> None:
@@ -134,25 +134,12 @@ class RunningStatistics:
         self._m2 = np.zeros(width)
         self._min = np.full(width, np.inf)
         self._max = np.full(width, -np.inf)
-        self._pending: list[np.ndarray] = []
-        self._pending_rows = 0
         self.out_of_range = 0  # rows left out because a value exceeded STATISTICS_MAGNITUDE
 
     def add(self, batch: np.ndarray) -> None:
-        """Queue a (rows, width) batch (or rows values when width is 1); cheap enough for every request."""
-        rows = len(batch)
-        if rows:
-            self._pending.append(batch)
-            self._pending_rows += rows
-            if self._pending_rows >= FLUSH_ROWS:
-                self.flush()
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        self._pending, self._pending_rows = [], 0
-        self._merge(self._in_range(batch.reshape(len(batch), self.width)))
+        """Merge a (rows, width) batch (or rows values when width is 1)."""
+        if len(batch):
+            self._merge(self._in_range(batch.reshape(len(batch), self.width)))
 
     def _in_range(self, batch: np.ndarray) -> np.ndarray:
         """The rows whose every value is finite and within STATISTICS_MAGNITUDE."""
@@ -180,12 +167,10 @@ class RunningStatistics:
 
     @property
     def count(self) -> int:
-        self.flush()
         return self._count
 
     def summary(self) -> dict[str, np.ndarray]:
         """Population variance (M2 / n); NaN for mean and variance before any row arrives."""
-        self.flush()
         if self._count == 0:
             nan = np.full(self.width, np.nan)
             return {"mean": nan, "variance": nan, "min": nan, "max": nan}
@@ -210,16 +195,39 @@ class ModelMetrics:
         self.histograms = None if reference is None else WindowedHistograms(reference)
         # Per category input: values served as all zeros (unseen in training, or null).
         self.unseen = {item.name: 0 for item in served.raw_inputs.items if item.is_category}
+        # The guard's verdicts: rows outside per reason, and per reason and input (range, category).
+        self.answers = served.answers
+        self.outside = dict.fromkeys(REASONS, 0)
+        self.outside_inputs: dict[Reason, int] = {}
+        if self.answers is not None:
+            self.outside_inputs = {Reason(RANGE, name): 0 for name in self.answers.range_inputs}
+            self.outside_inputs.update({Reason(CATEGORY, name): 0 for name in self.answers.category_inputs})
+
+    def count_extrapolation(self, features: np.ndarray, predictions: np.ndarray, at: float) -> None:
+        """A batch of answered rows (a `recording.Sink`): the guard's verdict on each, counted."""
+        if self.answers is not None and len(features):
+            self.count_verdicts(self.answers.verdicts(features))
+
+    def count_verdicts(self, verdicts: Verdicts) -> None:
+        if not verdicts.outside.any():
+            return
+        self.outside[LEVERAGE] += int(verdicts.leverage.sum())
+        self.outside[RANGE] += int(verdicts.range.any(axis=1).sum())
+        self.outside[CATEGORY] += int(verdicts.category.any(axis=1).sum())
+        for reason, count in verdicts.counts().items():
+            if reason.input is not None:
+                self.outside_inputs[reason] = self.outside_inputs.get(reason, 0) + count
 
     def count_unseen(self, counts: Mapping[str, int]) -> None:
         for name, count in counts.items():
             self.unseen[name] += count
 
-    def record(self, features: np.ndarray, predictions: np.ndarray) -> None:
+    def record(self, features: np.ndarray, predictions: np.ndarray, at: float | None = None) -> None:
+        """A batch of answered rows (a `recording.Sink`): statistics and drift histograms."""
         self.features.add(features)
         self.predictions.add(predictions)  # 1-D: reshaped to one column when merged
         if self.histograms is not None:
-            self.histograms.add(features, predictions)
+            self.histograms.add(features, predictions, at)
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -248,6 +256,27 @@ class ModelMetrics:
             yield unseen
         if self.histograms is not None:
             yield from _collect_bins(self.histograms, self.model, self.feature_names)
+        if self.answers is not None:
+            yield from self._collect_extrapolation()
+
+    def _collect_extrapolation(self) -> Iterator[Metric]:
+        rows = CounterMetricFamily(
+            "marina_extrapolation_rows_total",
+            "Rows outside the training data, by the guard's reason (leverage, range, category); a row "
+            "outside for two reasons counts under both.",
+            labels=("model", "reason"),
+        )
+        for check, count in self.outside.items():
+            rows.add_metric([self.model, check], count)
+        yield rows
+        inputs = CounterMetricFamily(
+            "marina_extrapolation_input_rows_total",
+            "Rows outside the training data because of one input: beyond its range, or an unseen category.",
+            labels=("model", "reason", "input"),
+        )
+        for cause, count in sorted(self.outside_inputs.items(), key=lambda item: str(item[0])):
+            inputs.add_metric([self.model, cause.check, str(cause.input)], count)
+        yield inputs
 
     def _collect_training(self) -> Iterator[Metric]:
         """Training statistics from the artifact, and how far the serving mean has moved from them."""
@@ -314,7 +343,7 @@ def _collect_bins(
     histograms: WindowedHistograms, model: str, feature_names: Sequence[str]
 ) -> Iterator[Metric]:
     """Cumulative counts per bin as counters, and the reference's share of each bin."""
-    histograms.windows()  # flush, so the counters include every answered row
+    histograms.windows()  # rotate, so the windows are current
     rows = CounterMetricFamily(
         "marina_feature_bin_rows_total",
         "Serving rows per training-quantile bin of each feature since start-up.",

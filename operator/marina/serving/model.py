@@ -14,14 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from marina.contract import MODEL_VERSION_LENGTH
+from marina.contract import ANSWER_OUTPUTS, MODEL_VERSION_LENGTH
 from marina.data.distribution import Reference
 from marina.data.encoding import Inputs
+from marina.model.answers import DEFAULT_LEVEL, Answers
 from marina.model.artifact import ModelArtifact
+from marina.serving import jsoncodec
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 PLATFORM = "marina_linear"
 OUTPUT_NAME = "predict"
+CONTRIBUTION, LOWER, UPPER, EXTRAPOLATION = "contribution", "lower", "upper", "extrapolation"
+#: Every output a model may answer with, in the order metadata lists them.
+OUTPUTS = ANSWER_OUTPUTS  # (predict, contribution, lower, upper, extrapolation), the contract's
 TRAINING_STATISTICS = ("mean", "std", "min", "max")
 
 
@@ -78,6 +83,7 @@ class ServedModel:
     training_statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     reference: Reference | None = None  # the training split's histograms; None in older artifacts
     inputs: Inputs | None = None  # raw inputs with categories among them; None: numbers only
+    answers: Answers | None = None  # explanations, intervals and the guard (None: predictions only)
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -93,6 +99,7 @@ class ServedModel:
             training_statistics(artifact.feature_statistics, artifact.feature_names),
             artifact.reference_distribution(),
             _categorical_inputs(artifact),
+            Answers(artifact),
         )
 
     @property
@@ -127,8 +134,52 @@ class ServedModel:
         predictions: np.ndarray = features.dot(self.coefficients) + self.intercept
         return predictions
 
+    def __post_init__(self) -> None:
+        """What outputs the model can give is asked on every request naming some: decided once here."""
+        answers = self.answers
+        missing: dict[str, str] = {}
+        if answers is None or not answers.explains:
+            missing[CONTRIBUTION] = (
+                "the model was trained before Marina recorded every feature's training mean"
+            )
+        if answers is None or answers.record is None:
+            reason = "the model was trained before Marina recorded what intervals need (artifact format v1)"
+            missing[LOWER] = missing[UPPER] = reason
+        if answers is None:
+            missing[EXTRAPOLATION] = "the model has no training statistics"
+        object.__setattr__(self, "_missing", missing)
+        object.__setattr__(self, "_outputs", tuple(name for name in OUTPUTS if name not in missing))
+        # The fixed bytes of a one-row JSON answer naming outputs: the head, and each output up to its data
+        head = jsoncodec.dumps({"model_name": self.name, "model_version": self.version})[:-1]
+        shapes = {CONTRIBUTION: [1, len(self.raw_inputs.items)], EXTRAPOLATION: [1]}
+        prefixes = {
+            name: jsoncodec.dumps(
+                {
+                    "name": name,
+                    "datatype": "BYTES" if name == EXTRAPOLATION else "FP64",
+                    "shape": shapes.get(name, [1]),
+                }
+            )[:-1]
+            + b',"data":'
+            for name in OUTPUTS
+        }
+        object.__setattr__(self, "json_head", head)
+        object.__setattr__(self, "json_prefixes", prefixes)
+
+    def unavailable(self) -> dict[str, str]:
+        """The outputs this model cannot answer, and why."""
+        missing: dict[str, str] = self.__dict__["_missing"]
+        return missing
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The outputs this model answers with, in metadata order."""
+        outputs: tuple[str, ...] = self.__dict__["_outputs"]
+        return outputs
+
     def v2_metadata(self) -> dict[str, Any]:
-        """One FP64 matrix input, or with categories one tensor per raw input (BYTES for categories)."""
+        """One FP64 matrix input, or with categories one tensor per raw input (BYTES for categories); the
+        outputs the model can answer with, and in `parameters` what they mean."""
         parameters: dict[str, Any] = {"feature_names": list(self.feature_names), "sha256": self.sha256}
         if self.has_categories:
             inputs = [
@@ -138,11 +189,50 @@ class ServedModel:
             parameters["inputs"] = self.raw_inputs.to_list()
         else:
             inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features]}]
+        shapes = {
+            OUTPUT_NAME: ("FP64", [-1]),
+            CONTRIBUTION: ("FP64", [-1, len(self.raw_inputs.items)]),
+            LOWER: ("FP64", [-1]),
+            UPPER: ("FP64", [-1]),
+            EXTRAPOLATION: ("BYTES", [-1]),
+        }
+        outputs = [
+            {"name": name, "datatype": shapes[name][0], "shape": shapes[name][1]} for name in self.outputs
+        ]
+        parameters.update(self.answer_parameters())
         return {
             "name": self.name,
             "versions": [self.version],
             "platform": PLATFORM,
             "inputs": inputs,
-            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}],
+            "outputs": outputs,
             "parameters": parameters,
         }
+
+    def answer_parameters(self) -> dict[str, Any]:
+        """What the extra outputs mean for this model (and why some are missing)."""
+        answers = self.answers
+        if answers is None:
+            return {}
+        unavailable = self.unavailable()
+        explanation: dict[str, Any] = {"inputs": list(self.raw_inputs.names)}
+        if answers.base is not None:
+            explanation.update(method="interventional-shap-linear", base=answers.base)
+        intervals: dict[str, Any] = {"defaultLevel": DEFAULT_LEVEL}
+        record = answers.record
+        if record is not None:
+            intervals["method"] = record.method
+            if record.method == "split-conformal":
+                intervals.update(
+                    calibrationRows=record.calibration.rows, largestLevel=record.calibration.largest_level()
+                )
+            else:
+                intervals.update(dof=record.dof)
+        result: dict[str, Any] = {
+            "explanation": explanation,
+            "intervals": intervals,
+            "extrapolation": answers.guard_description(),
+        }
+        if unavailable:
+            result["unavailable"] = unavailable
+        return result

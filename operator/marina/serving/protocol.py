@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from marina.data.encoding import EncodingError, Inputs
+from marina.model.answers import DEFAULT_LEVEL
 from marina.serving import jsoncodec
 from marina.serving.errors import BadRequest
-from marina.serving.model import OUTPUT_NAME, ServedModel
+from marina.serving.model import OUTPUT_NAME, OUTPUTS, ServedModel
 
 DATATYPES: dict[str, type[np.generic]] = {
     "FP16": np.float16,
@@ -38,6 +39,10 @@ BYTES = "BYTES"  # a category input's datatype: strings
 _LENGTH = struct.Struct("<I")  # BYTES binary data: each element's length, then its bytes
 
 
+_ABSENT = object()
+_new_tuple = tuple.__new__
+
+
 def parse_json(body: bytes) -> Any:
     if not body:
         raise BadRequest("request body is empty; expected a JSON object")
@@ -48,15 +53,19 @@ def parse_json(body: bytes) -> Any:
 
 
 def _object(payload: Any, what: str) -> Mapping[str, Any]:
+    if type(payload) is dict:  # what JSON decodes to: spares the ABC check on every request
+        return payload
     if not isinstance(payload, Mapping):
         raise BadRequest(f"{what} must be a JSON object, got {_describe(payload)}")
     return payload
 
 
 def _field(payload: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
-    if key not in payload:
+    value = payload.get(key, _ABSENT)
+    if type(value) is kind:  # the usual case, at once (and a boolean is never an int here)
+        return value
+    if value is _ABSENT:
         raise BadRequest(f"missing field '{key}' in {what}")
-    value = payload[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise BadRequest(f"field '{key}' in {what} must be a JSON {_json_type(kind)}, got {_describe(value)}")
     return value
@@ -273,11 +282,19 @@ def _check_size(size: int, header: _Header) -> None:
         raise BadRequest(f"{header.what}: shape {header.shape} needs {expected} values, got {size}")
 
 
+class RequestedOutput(NamedTuple):
+    name: str
+    binary: bool  # answer with this tensor as binary data after the JSON
+    level: float  # lower and upper: the interval's level
+
+
 class V2Request(NamedTuple):
     features: np.ndarray  # float64, (rows, n_features), in the model's feature order
     request_id: str | None
     binary_output: bool  # answer with the prediction tensor as binary data after the JSON
     unseen: Mapping[str, int] | None = None  # per category input: values encoded as all zeros
+    # The outputs asked for by name, in the order asked; None: the prediction alone (today's answer)
+    outputs: tuple[RequestedOutput, ...] | None = None
 
 
 def decode_v2(
@@ -293,19 +310,51 @@ def decode_v2(
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f"field 'id' must be a JSON string, got {_describe(request_id)}")
-    binary_output = _binary_output_requested(request)
+    outputs, binary_output = _requested_outputs(request, model)
     inputs = _field(request, "inputs", list, "inference request")
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
     if model.has_categories:
         features, unseen = _raw_inputs_v2(inputs, model, binary, check_booleans)
-        return V2Request(features, request_id, binary_output, unseen)
+        return V2Request(features, request_id, binary_output, unseen, outputs)
+    if len(inputs) == 1 and binary is None and not check_booleans:
+        matrix = _plain_matrix(inputs[0], model)
+        if matrix is not None:
+            return V2Request(matrix, request_id, binary_output, None, outputs)
     tensors = [_tensor(tensor, index, binary, check_booleans) for index, tensor in enumerate(inputs)]
     if binary is not None:
         binary.check_consumed()
     if len(tensors) == 1 and (tensors[0][0] not in model.feature_names or model.n_features == 1):
-        return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output)
-    return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output)
+        return V2Request(_matrix_from_single(tensors[0], model), request_id, binary_output, None, outputs)
+    return V2Request(_matrix_from_columns(tensors, model), request_id, binary_output, None, outputs)
+
+
+def _plain_matrix(tensor: Any, model: ServedModel) -> np.ndarray | None:
+    """The usual request at once: one FP64 tensor of JSON numbers, shaped [rows, n_features], that numpy
+    reads as float64 (no integers, no booleans: the caller checked the body holds no true/false). None
+    for anything else, which the general path reads, checks and explains."""
+    if type(tensor) is not dict or tensor.get("datatype") != "FP64":
+        return None
+    shape, data, name = tensor.get("shape"), tensor.get("data"), tensor.get("name")
+    n = model.n_features
+    if (
+        type(data) is not list
+        or type(name) is not str
+        or type(shape) is not list
+        or len(shape) != 2
+        or shape[1] != n
+        or type(shape[0]) is not int
+        or type(shape[1]) is not int
+        or (n > 1 and name in model.feature_names)
+    ):
+        return None
+    try:
+        values = np.array(data)
+    except ValueError:  # ragged
+        return None
+    if values.dtype != np.float64 or values.size != shape[0] * n:
+        return None
+    return values.reshape(shape[0], n)
 
 
 def _matrix_from_single(tensor: tuple[str, list[int], np.ndarray], model: ServedModel) -> np.ndarray:
@@ -430,24 +479,102 @@ def _encode(
 
 def _parameter(holder: Mapping[str, Any], key: str) -> Any:
     parameters = holder.get("parameters")
-    return parameters.get(key) if isinstance(parameters, Mapping) else None
+    if parameters is None:
+        return None
+    # JSON objects decode to dicts: the exact type check spares the ABC machinery on every request
+    return parameters.get(key) if type(parameters) is dict or isinstance(parameters, Mapping) else None
 
 
-def _binary_output_requested(request: Mapping[str, Any]) -> bool:
-    """Checks the requested outputs; binary if the request or the requested output asks for it."""
+def level_of(value: Any, where: str, default: float = DEFAULT_LEVEL) -> float:
+    """An interval level from a request's parameters: a number strictly between 0 and 1."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise BadRequest(
+            f"{where} must be a number in (0, 1), like 0.9 or 0.95, got {jsoncodec.dumps(value).decode()}"
+        )
+    return float(value)
+
+
+def _requested_outputs(
+    request: Mapping[str, Any], model: ServedModel
+) -> tuple[tuple[RequestedOutput, ...] | None, bool]:
+    """The outputs asked for by name, or None when the request names none or only `predict` (whose
+    answer is then exactly the one a request naming none gets); and whether the prediction is binary."""
     binary = _parameter(request, "binary_data_output") is True
     outputs = request.get("outputs")
     if outputs is None:
-        return binary
+        return None, binary
     if not isinstance(outputs, list):
         raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
+    level = _parameter(request, "level")
+    level = DEFAULT_LEVEL if level is None else level_of(level, "parameter 'level'")
+    available = model.outputs
+    requested: dict[str, RequestedOutput] = {}  # in the order asked; the names seen
     for index, output in enumerate(outputs):
-        output = _object(output, f"outputs[{index}]")
-        name = _field(output, "name", str, f"outputs[{index}]")
-        if name != OUTPUT_NAME:
-            raise BadRequest(f"unknown output '{name}'; this model has one output, '{OUTPUT_NAME}'")
-        binary = _parameter(output, "binary_data") is True or binary
-    return binary
+        name = output.get("name") if type(output) is dict else None
+        if type(name) is not str:  # the messages, only when something is wrong
+            output = _object(output, f"outputs[{index}]")
+            name = _field(output, "name", str, f"outputs[{index}]")
+        if name not in available:
+            if name not in OUTPUTS:
+                raise BadRequest(f"unknown output '{name}'; this model's outputs are {', '.join(available)}")
+            raise BadRequest(
+                f"output '{name}' is not available: {model.unavailable()[name]}; retrain the model"
+            )
+        if name in requested:
+            raise BadRequest(f"output '{name}' is asked for more than once")
+        parameters = output.get("parameters")
+        own_binary, own_level = binary, level
+        if parameters:
+            if type(parameters) is not dict and not isinstance(parameters, Mapping):
+                raise BadRequest(f"field 'parameters' of output '{name}' must be a JSON object")
+            own_binary = parameters.get("binary_data") is True or binary
+            own_level = level_of(parameters.get("level"), f"parameter 'level' of output '{name}'", level)
+        requested[name] = _new_tuple(RequestedOutput, (name, own_binary, own_level))  # a C call, no __new__
+    if len(requested) == 1 and OUTPUT_NAME in requested:
+        return None, requested[OUTPUT_NAME].binary
+    return tuple(requested.values()), binary
+
+
+class Tensor(NamedTuple):
+    """One output tensor of a response: FP64 values (an array, or a flat list of floats), or strings
+    for BYTES."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: np.ndarray | list[float] | list[str]
+    binary: bool
+
+
+def encode_tensors(
+    model: ServedModel, tensors: Sequence[Tensor], request_id: str | None
+) -> tuple[bytes, int | None]:
+    """Response body for named outputs, and the JSON header's length when any tensor is binary."""
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        response["id"] = request_id
+    encoded: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for tensor in tensors:
+        output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        values = tensor.values
+        if not tensor.binary:
+            output["data"] = values if isinstance(values, list) else values.ravel().tolist()
+        elif tensor.datatype == BYTES:
+            raw = b"".join(_LENGTH.pack(len(e)) + e for e in (str(v).encode() for v in values))
+        else:
+            raw = np.asarray(values, dtype="<f8").tobytes()
+        if tensor.binary:
+            output["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        encoded.append(output)
+    response["outputs"] = encoded
+    header = jsoncodec.dumps(response)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
 
 
 def encode_v2(

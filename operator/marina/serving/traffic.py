@@ -23,7 +23,7 @@ LATENCY_BOUNDS: tuple[float, ...] = (
     10.0,
 )
 #: The endpoints that answer predictions: only they count.
-INFERENCE_ENDPOINTS = frozenset({"v2_infer", "v1_predict"})
+INFERENCE_ENDPOINTS = frozenset({"v2_infer", "v1_predict", "v1_explain"})
 #: From this status on an answer is the server's failure (a 4xx is the request's).
 SERVER_ERROR = 500
 
@@ -49,7 +49,7 @@ class Traffic:
         self.latency[bisect_left(LATENCY_BOUNDS, seconds)] += 1
 
     def predicted(self, predictions: np.ndarray) -> None:
-        """A request's predictions (finite, as answered)."""
+        """A batch of answered predictions (finite)."""
         if len(predictions) == 0:
             return
         values = np.asarray(predictions, dtype=np.float64).ravel()

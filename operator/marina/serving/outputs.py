@@ -1,0 +1,208 @@
+"""The answers beside a prediction, as the protocols carry them: v2 output tensors, the v1 `:explain`
+body, and the refusal of rows outside the training data. The maths is `marina.model.answers`; this
+module only asks it for what a request named (computing each thing once) and shapes the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from marina.model.answers import AnswerError, Answers, Verdicts
+from marina.serving import jsoncodec, protocol
+from marina.serving.errors import BadRequest, Unprocessable
+from marina.serving.model import CONTRIBUTION, EXTRAPOLATION, LOWER, OUTPUT_NAME, UPPER, ServedModel
+from marina.serving.protocol import RequestedOutput, Tensor
+
+ALLOW, REJECT = "allow", "reject"
+EXTRAPOLATION_POLICIES = (ALLOW, REJECT)
+
+
+@contextmanager
+def answerable() -> Iterator[None]:
+    """A model that cannot answer what was asked is the request's problem: 400, saying why."""
+    try:
+        yield
+    except AnswerError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def answers_of(model: ServedModel) -> Answers:
+    if model.answers is None:
+        raise BadRequest(f"model '{model.name}' has no training statistics to answer with; retrain it")
+    return model.answers
+
+
+class Computed:
+    """What one request's outputs need, computed together (sharing x - μ and the leverages) and once."""
+
+    def __init__(self, model: ServedModel, features: np.ndarray, predictions: np.ndarray) -> None:
+        self.model, self.features, self.predictions = model, features, predictions
+        self.answers = answers_of(model)
+        self._verdicts: Verdicts | None = None
+        self.widths: dict[float, np.ndarray | float] = {}
+        self._contributions: np.ndarray | list[float] | None = None
+
+    def prepare(
+        self, contributions: bool = False, levels: Sequence[float] = (), verdicts: bool = False
+    ) -> None:
+        """Compute what is asked and not yet at hand, in one pass."""
+        if self.widths:
+            levels = [level for level in levels if level not in self.widths]
+        contributions = contributions and self._contributions is None
+        verdicts = verdicts and self._verdicts is None
+        if not (levels or contributions or verdicts):
+            return
+        try:
+            answered = self.answers.answer(self.features, contributions, levels, verdicts)
+        except AnswerError as exc:
+            raise BadRequest(str(exc)) from None
+        self.widths.update(answered.widths)
+        self._contributions = answered.contributions if contributions else self._contributions
+        self._verdicts = answered.verdicts if verdicts else self._verdicts
+
+    def verdicts(self) -> Verdicts:
+        if self._verdicts is None:
+            self.prepare(verdicts=True)
+        assert self._verdicts is not None
+        return self._verdicts
+
+    def width(self, level: float) -> np.ndarray | float:
+        self.prepare(levels=(level,))
+        return self.widths[level]
+
+    def contributions(self) -> np.ndarray:
+        """(rows, inputs)."""
+        if self._contributions is None:
+            self.prepare(contributions=True)
+        assert self._contributions is not None
+        return np.atleast_2d(np.asarray(self._contributions, dtype=np.float64))
+
+
+def _prepare_for(computed: Computed, requested: Sequence[RequestedOutput]) -> bool:
+    """Everything the named outputs need, in one pass; whether any of them is binary."""
+    contributions = verdicts = binary = False
+    levels = []
+    for name, as_binary, level in requested:
+        binary = binary or as_binary
+        if name == CONTRIBUTION:
+            contributions = True
+        elif name == EXTRAPOLATION:
+            verdicts = True
+        elif name in (LOWER, UPPER):
+            levels.append(level)
+    computed.prepare(contributions, levels, verdicts)
+    return binary
+
+
+def v2_response(
+    computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
+) -> tuple[bytes, int | None]:
+    """The response body for named outputs (and the JSON header's length when some are binary). One row
+    in JSON, the usual online request, is written straight from Python values."""
+    if len(computed.predictions) == 1:
+        content = _one_row_json(computed, requested, request_id)
+        if content is not None:
+            return content, None
+    return protocol.encode_tensors(computed.model, v2_tensors(computed, requested), request_id)
+
+
+def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
+    """The named outputs, in the order named, from one pass over what they need."""
+    _prepare_for(computed, requested)
+    predictions, widths = computed.predictions, computed.widths
+    rows = len(predictions)
+    tensors = []
+    for name, binary, level in requested:
+        if name == OUTPUT_NAME:
+            tensors.append(Tensor(name, "FP64", [rows], predictions, binary))
+        elif name == CONTRIBUTION:
+            values = computed.contributions()
+            tensors.append(Tensor(name, "FP64", [rows, values.shape[1]], values, binary))
+        elif name == LOWER:
+            tensors.append(Tensor(name, "FP64", [rows], predictions - widths[level], binary))
+        elif name == UPPER:
+            tensors.append(Tensor(name, "FP64", [rows], predictions + widths[level], binary))
+        elif name == EXTRAPOLATION:
+            tensors.append(Tensor(name, "BYTES", [rows], computed.verdicts().labels(), binary))
+        else:  # decode_v2 admits only the names above
+            raise BadRequest(f"unknown output '{name}'")
+    return tensors
+
+
+def _one_row_json(
+    computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
+) -> bytes | None:
+    """One row's outputs in JSON (None when one is binary), written from Python values: the same
+    floating-point operations as the arrays' (each value one IEEE operation on the same operands), with
+    no array, tensor object or cache per value."""
+    contributions = verdicts = False
+    levels = []
+    for name, binary, level in requested:
+        if binary:
+            return None
+        if name == CONTRIBUTION:
+            contributions = True
+        elif name == EXTRAPOLATION:
+            verdicts = True
+        elif name != OUTPUT_NAME:
+            levels.append(level)
+    try:
+        answered = computed.answers.answer(computed.features, contributions, levels, verdicts)
+    except AnswerError as exc:
+        raise BadRequest(str(exc)) from None
+    prediction = float(computed.predictions[0])
+    widths = answered.widths
+    model = computed.model
+    prefixes, dumps = model.__dict__["json_prefixes"], jsoncodec.dumps
+    parts = []
+    for name, _, level in requested:
+        if name == OUTPUT_NAME:
+            data = dumps([prediction])
+        elif name == CONTRIBUTION:
+            shares = answered.contributions
+            data = dumps(shares if isinstance(shares, list) else np.asarray(shares)[0].tolist())
+        elif name == LOWER:
+            data = dumps([prediction - float(widths[level])])
+        elif name == UPPER:
+            data = dumps([prediction + float(widths[level])])
+        else:
+            assert answered.verdicts is not None
+            data = dumps(answered.verdicts.labels())
+        parts.append(prefixes[name] + data + b"}")
+    identified = b"" if request_id is None else b',"id":' + dumps(request_id)
+    return b"".join([model.__dict__["json_head"], identified, b',"outputs":[', b",".join(parts), b"]}"])
+
+
+def v1_explanation(computed: Computed, level: float) -> dict[str, Any]:
+    """`:explain`'s answer: per row the prediction, the base value, one contribution per raw input
+    (summing with the base to the prediction), the interval when the model records one, and the guard's
+    verdict."""
+    model, answers = computed.model, computed.answers
+    with answerable():
+        explanations = answers.explanations(computed.features, computed.predictions, level)
+    document: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "base": answers.base,
+        "inputs": list(answers.input_names),
+        "explanations": explanations,
+    }
+    if answers.record is not None:
+        document["intervals"] = {"method": answers.record.method, "level": level}
+    return document
+
+
+def refusal(model: ServedModel, features: np.ndarray, verdicts: Verdicts) -> Unprocessable:
+    """The 422 for a request with rows outside the training data: the first such row and why."""
+    outside = np.flatnonzero(verdicts.outside)
+    row = int(outside[0])
+    answers = answers_of(model)
+    details = [answers.explain_reason(reason, features[row]) for reason in verdicts.reasons(row)]
+    return Unprocessable(
+        f"row {row} is outside the training data: {'; '.join(details)}; {outside.size} of {len(features)} "
+        "rows are outside and this server rejects extrapolation (--extrapolation reject)"
+    )
