@@ -34,7 +34,7 @@ CLUSTER_TEST_FOLDERS = {"cluster", "e2e"}
 MINIO_NAMESPACE = "marina-system"
 MINIO_SECRET = "marina-s3-credentials"
 LOG_TAIL_LINES = 40
-pytest_plugins = ("minio_server",)  # minio_server, s3_env: a local MinIO for the S3 tests
+pytest_plugins = ("minio_server", "go_tools")  # a local MinIO for the S3 tests; argocd_health, kstatus, helm
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
