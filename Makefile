@@ -25,6 +25,7 @@ check: ## style, formatting, strict types, import layers and generated files, in
 	lint-imports
 	$(PYTHON) -m marina.contract.crds --check crds
 	$(PYTHON) -m marina.contract.reference --check docs/reference.md
+	$(PYTHON) -m marina.contract.argocd --check manifests/argocd
 
 test: deps check ## run every test, bringing the local cluster up when no cluster is reachable
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -46,9 +47,10 @@ typecheck: ## mypy (strict) on the package
 layers: ## the import layers of pyproject.toml's [tool.importlinter]
 	lint-imports
 
-crds: ## generate crds/marina.dev_*.yaml and docs/reference.md from the contract (operator/marina/contract/kinds.py)
+crds: ## generate crds/marina.dev_*.yaml, docs/reference.md and the Argo CD health checks from the contract (operator/marina/contract/kinds.py)
 	$(PYTHON) -m marina.contract.crds crds
 	$(PYTHON) -m marina.contract.reference docs/reference.md
+	$(PYTHON) -m marina.contract.argocd manifests/argocd
 
 bench: ## benchmarks against scikit-learn and MLServer, printing ratios
 	$(PYTHON) benchmarks/solver_bench.py
