@@ -17,8 +17,9 @@
 #   ~/.cache/marina/argocd-health-<gopher-lua v>/  argocd-health (hack/tools/argocd-health: Argo CD's Lua health checks)
 #   ~/.cache/marina/kstatus-<cli-utils v>/         kstatus (hack/tools/kstatus: cli-utils' status.Compute)
 #   ~/.cache/marina/helm-<v>/                      helm
+#   ~/.cache/marina/kustomize-<v>/                 kustomize (only where no kubectl is at hand: the chart test)
 # Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner|prometheus|metrics_server
-#                               |argocd_health|kstatus|helm ...]
+#                               |argocd_health|kstatus|helm|kustomize ...]
 #        (default: pause kube etcd coredns minio; cluster-up also builds network_policies)
 # Each build goes to <folder>.partial and is renamed when complete, so a killed build is simply redone.
 set -euo pipefail
@@ -248,6 +249,12 @@ build_helm() {
     -ldflags "-s -w -X $p.version=$v -X $p.gitCommit=go-module-proxy -X $p.gitTreeState=clean" \
     -o "$out.partial/helm" ./cmd/helm)
   finish "$out"
+}
+
+# build_kustomize: the kustomize CLI, the version kubectl embeds (for `kustomize build` where kubectl is missing).
+build_kustomize() {
+  build_in_module "$MARINA_CACHE/kustomize-$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" \
+    kustomize -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION"
 }
 
 # module_copy MODULE VERSION DIR: a writable copy of a module's source from the module proxy.

@@ -1,11 +1,13 @@
 """The GitOps tools the tests run, built from Go modules by hack/build-binaries.sh (a pytest plugin of
 conftest.py): Marina's Argo CD health runner and kstatus printer (hack/tools/*, around gopher-lua and
-cli-utils) and Helm. Each fixture builds its tool once into the cache and FAILS, never skips, without Go."""
+cli-utils), Helm, and kustomize where no kubectl is at hand. Each fixture builds its tool once into the
+cache and FAILS, never skips, without Go."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +19,7 @@ TOOLS = {
     "argocd_health": ("GOPHER_LUA_VERSION", "argocd-health"),
     "kstatus": ("CLI_UTILS_VERSION", "kstatus"),
     "helm": ("HELM_VERSION", "helm"),
+    "kustomize": ("KUSTOMIZE_VERSION", "kustomize"),
 }
 
 
@@ -68,3 +71,14 @@ def kstatus() -> Path:
 @pytest.fixture(scope="session")
 def helm() -> Path:
     return go_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> list[str]:
+    """`kubectl kustomize` (kubectl on PATH, else the cluster's cached build), else kustomize built at the
+    version kubectl v1.33 embeds."""
+    versions = (REPO / "hack" / "lib" / "versions.sh").read_text()
+    match = re.search(r"^KUBE_VERSION=(\S+)", versions, re.MULTILINE)
+    cached = cache() / f"bin-{match.group(1) if match else ''}" / "kubectl"
+    kubectl = shutil.which("kubectl") or (str(cached) if cached.exists() else None)
+    return [kubectl, "kustomize"] if kubectl else [str(go_tool("kustomize")), "build"]

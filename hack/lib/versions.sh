@@ -17,3 +17,4 @@ METRICS_SERVER_VERSION=v0.8.0  # sigs.k8s.io/metrics-server
 GOPHER_LUA_VERSION=v1.1.2     # github.com/yuin/gopher-lua: the Lua Argo CD runs health checks in (hack/tools/argocd-health)
 CLI_UTILS_VERSION=v0.37.2     # sigs.k8s.io/cli-utils: kstatus, as Flux reads status (hack/tools/kstatus)
 HELM_VERSION=v4.3.2           # helm.sh/helm/v4: helm lint, template and install of manifests/helm/marina
+KUSTOMIZE_VERSION=v5.6.0      # sigs.k8s.io/kustomize/kustomize/v5: the kustomize in kubectl v1.33, for the chart test without kubectl
