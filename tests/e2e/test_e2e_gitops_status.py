@@ -115,7 +115,11 @@ def drive(capture: Capture) -> None:
     capture.apply("Dataset", "floors", {"source": {"csv": {"uri": uri}}, "target": "price"})
     capture.phase("Dataset", "floors", "prepare-failed", timeout=180)
     # 50,000 x 100 float64 for the training that runs out of memory (tests/e2e/test_e2e_memory.py)
-    capture.apply("Dataset", "wide", {"source": {"synthetic": {"rows": 50_000, "features": 100, "seed": 3}}})
+    wide = {
+        "source": {"synthetic": {"rows": 50_000, "features": 100, "seed": 3}},
+        "resources": {"limits": {"memory": "1Gi"}},
+    }
+    capture.apply("Dataset", "wide", wide)
 
     training = marina.sample("TrainingJob")["spec"]
     capture.apply("TrainingJob", "late", {**training, "dataset": {"name": "late"}})
@@ -167,7 +171,7 @@ def drive(capture: Capture) -> None:
     scoring = {
         "model": {"trainingJob": "diabetes"},
         "source": {"dataset": {"name": "diabetes"}},
-        "outputs": ["predict", "lower", "upper"],
+        "outputs": ["predict"],
     }
     capture.apply("BatchPrediction", "scores", scoring)
     capture.phase("BatchPrediction", "scores", "scoring")

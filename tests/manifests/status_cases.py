@@ -56,7 +56,7 @@ PHASES = (
     Phase("TrainingJob", "waiting", "Progressing", "InProgress", "its Dataset does not exist yet: retried"),
     Phase("TrainingJob", "training", "Progressing", "InProgress", "its training Job runs"),
     Phase("TrainingJob", "ready", "Healthy", "Current", "trained, model stored"),
-    Phase("TrainingJob", "stalled", "Degraded", "Failed", "a spec Marina cannot use: Stalled"),
+    Phase("TrainingJob", "stalled", "Degraded", "Failed", "its run failed and is not retried: Stalled"),
     Phase("ModelDeployment", "rolling-out", "Progressing", "InProgress", "its first model's pods start"),
     Phase("ModelDeployment", "available", "Healthy", "Current", "serving"),
     Phase("ModelDeployment", "canary", "Progressing", "InProgress", "a new model in a canary step"),
@@ -69,7 +69,9 @@ PHASES = (
     ),
     Phase("BatchPrediction", "scoring", "Progressing", "InProgress", "its predict Job runs"),
     Phase("BatchPrediction", "ready", "Healthy", "Current", "scored"),
-    Phase("BatchPrediction", "stalled", "Degraded", "Failed", "a spec Marina cannot use: Stalled"),
+    Phase(
+        "BatchPrediction", "stalled", "Degraded", "Failed", "a spec Marina cannot use (InvalidSpec): Stalled"
+    ),
 )
 KINDS = tuple(dict.fromkeys(phase.kind for phase in PHASES))
 #: The phase of each kind whose object is Ready (the base of the derived cases).
