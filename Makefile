@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 PURGE ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help deps install check test test-unit lint format typecheck layers crds bench cluster-up cluster-down \
+.PHONY: help deps install check test test-unit lint format typecheck layers crds gitops bench cluster-up cluster-down \
         cluster-status images deploy undeploy demo kind-up kind-down monitoring
 
 help: ## list the targets
@@ -25,6 +25,8 @@ check: ## style, formatting, strict types, import layers and generated files, in
 	lint-imports
 	$(PYTHON) -m marina.contract.crds --check crds
 	$(PYTHON) -m marina.contract.reference --check docs/reference.md
+	$(PYTHON) -m marina.contract.argocd --check manifests/argocd
+	$(PYTHON) hack/chart_files.py --check
 
 # hack/test.sh brings the cluster up in the background while the unit tests run, then runs the cluster tests
 # side by side and the serial ones alone (MARINA_TEST_WORKERS=N sets the side-by-side workers).
@@ -47,9 +49,14 @@ typecheck: ## mypy (strict) on the package
 layers: ## the import layers of pyproject.toml's [tool.importlinter]
 	lint-imports
 
-crds: ## generate crds/marina.dev_*.yaml and docs/reference.md from the contract (operator/marina/contract/kinds.py)
+crds: ## generate crds/, docs/reference.md and the Argo CD health checks from the contract (operator/marina/contract/kinds.py); copy the CRDs and monitoring files into the Helm chart
 	$(PYTHON) -m marina.contract.crds crds
 	$(PYTHON) -m marina.contract.reference docs/reference.md
+	$(PYTHON) -m marina.contract.argocd manifests/argocd
+	$(PYTHON) hack/chart_files.py
+
+gitops: ## the Argo CD health checks (gopher-lua), kstatus and the Helm chart (lint, template = kustomize), building their Go tools once
+	$(PYTHON) -m pytest tests/manifests/test_argocd_health.py tests/manifests/test_kstatus.py tests/manifests/test_helm_chart.py $(PYTEST_ARGS)
 
 bench: ## benchmarks against scikit-learn and MLServer, printing ratios
 	$(PYTHON) benchmarks/solver_bench.py

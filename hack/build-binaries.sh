@@ -13,7 +13,13 @@
 # and, for monitoring (hack/monitoring-up.sh, the promtool tests; not part of the default set either):
 #   ~/.cache/marina/prometheus-<v>/      prometheus promtool (Kubernetes service discovery only)
 #   ~/.cache/marina/metrics-server-<v>/  metrics-server
-# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner|prometheus|metrics_server ...]
+# and, for GitOps (the Argo CD, kstatus and Helm tests; not part of the default set):
+#   ~/.cache/marina/argocd-health-<gopher-lua v>/  argocd-health (hack/tools/argocd-health: Argo CD's Lua health checks)
+#   ~/.cache/marina/kstatus-<cli-utils v>/         kstatus (hack/tools/kstatus: cli-utils' status.Compute)
+#   ~/.cache/marina/helm-<v>/                      helm
+#   ~/.cache/marina/kustomize-<v>/                 kustomize (only where no kubectl is at hand: the chart test)
+# Usage: hack/build-binaries.sh [kube|etcd|coredns|minio|pause|kubeadm|kind|crictl|local_path_provisioner|prometheus|metrics_server
+#                               |argocd_health|kstatus|helm|kustomize ...]
 #        (default: pause kube etcd coredns minio; cluster-up also builds network_policies)
 # Each build goes to <folder>.partial and is renamed when complete, so a killed build is simply redone.
 set -euo pipefail
@@ -203,6 +209,52 @@ build_metrics_server() {
     -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitCommit=go-module-proxy" \
     -o "$out.partial/metrics-server" ./cmd/metrics-server)
   finish "$out"
+}
+
+# build_repo_tool NAME MODULE VERSION: one of Marina's own small Go programs, hack/tools/NAME, into
+# $MARINA_CACHE/NAME-VERSION/NAME; its go.mod must require MODULE at VERSION (the pin in versions.sh), and go.sum
+# fixes everything else. Rebuilt when its source changes (the folder keeps the source's sha256 in .source).
+build_repo_tool() {
+  local name=$1 module=$2 version=$3
+  local tool=$HACK/tools/$name out="$MARINA_CACHE/$name-$version" src="$MARINA_CACHE/src/$name-$version" digest
+  digest=$(cd "$tool" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-64)
+  [[ -f $out/.complete && $(cat "$out/.source" 2>/dev/null) == "$digest" ]] && return 0
+  grep -Eq "^[[:space:]]*(require[[:space:]]+)?$module $version( |$)" "$tool/go.mod" \
+    || die "hack/tools/$name/go.mod does not require $module $version (hack/lib/versions.sh): update one of them"
+  log "building $name ($module $version) into $out"
+  rm -rf "$src" && mkdir -p "$src" && cp "$tool"/go.mod "$tool"/go.sum "$tool"/*.go "$src/"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$src" && GOWORK=off go build -mod=readonly -ldflags "-s -w" -o "$out.partial/$name" .)
+  echo "$digest" >"$out.partial/.source"
+  finish "$out"
+}
+
+build_argocd_health() {
+  build_repo_tool argocd-health github.com/yuin/gopher-lua "$GOPHER_LUA_VERSION"
+}
+
+build_kstatus() {
+  build_repo_tool kstatus sigs.k8s.io/cli-utils "$CLI_UTILS_VERSION"
+}
+
+# build_helm: the helm CLI at $HELM_VERSION, inside its own module (its go.mod decides the dependencies), stamped
+# as the release's Makefile does.
+build_helm() {
+  local v=$HELM_VERSION out="$MARINA_CACHE/helm-$HELM_VERSION" p=helm.sh/helm/v4/internal/version
+  [[ -f $out/.complete ]] && return 0
+  log "building Helm $v into $out"
+  module_copy helm.sh/helm/v4 "$v" "$MARINA_CACHE/src/helm-$v"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  (cd "$MARINA_CACHE/src/helm-$v" && GOWORK=off go build \
+    -ldflags "-s -w -X $p.version=$v -X $p.gitCommit=go-module-proxy -X $p.gitTreeState=clean" \
+    -o "$out.partial/helm" ./cmd/helm)
+  finish "$out"
+}
+
+# build_kustomize: the kustomize CLI, the version kubectl embeds (for `kustomize build` where kubectl is missing).
+build_kustomize() {
+  build_in_module "$MARINA_CACHE/kustomize-$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" \
+    kustomize -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION"
 }
 
 # module_copy MODULE VERSION DIR: a writable copy of a module's source from the module proxy.

@@ -42,8 +42,9 @@ CLUSTER_TEST_FOLDERS = {"cluster", "e2e"}
 MINIO_NAMESPACE = "marina-system"
 MINIO_SECRET = "marina-s3-credentials"
 LOG_TAIL_LINES = 40
-# minio_server, s3_env: a local MinIO for the S3 tests; trained: datasets and models the commands make
-pytest_plugins = ("minio_server", "trained")
+# minio_server, s3_env: a local MinIO for the S3 tests; trained: datasets and models the commands make;
+# go_tools: argocd_health, kstatus and helm built from their Go modules
+pytest_plugins = ("minio_server", "trained", "go_tools")
 
 
 #: The order in which the cluster test modules are handed to pytest-xdist's workers (make test: --dist

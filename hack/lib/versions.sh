@@ -12,3 +12,9 @@ KUBE_NETWORK_POLICIES_VERSION=v0.8.0     # sigs.k8s.io/kube-network-policies: Ne
 # Monitoring (hack/monitoring-up.sh, the promtool tests):
 PROMETHEUS_VERSION=v0.316.0    # github.com/prometheus/prometheus (module v0.3XX.Y is Prometheus v3.XX.Y): prometheus, promtool
 METRICS_SERVER_VERSION=v0.8.0  # sigs.k8s.io/metrics-server
+# GitOps tools (the Argo CD, kstatus and Helm tests; not part of the cluster). The first two are Marina's own small
+# programs in hack/tools/*, whose go.mod must require these versions:
+GOPHER_LUA_VERSION=v1.1.2     # github.com/yuin/gopher-lua: the Lua Argo CD runs health checks in (hack/tools/argocd-health)
+CLI_UTILS_VERSION=v0.37.2     # sigs.k8s.io/cli-utils: kstatus, as Flux reads status (hack/tools/kstatus)
+HELM_VERSION=v4.3.2           # helm.sh/helm/v4: helm lint, template and install of manifests/helm/marina
+KUSTOMIZE_VERSION=v5.6.0      # sigs.k8s.io/kustomize/kustomize/v5: the kustomize in kubectl v1.33, for the chart test without kubectl
