@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole story in one command: a cluster (the current one when KUBECONFIG reaches it, else the local
 # one from source), Marina's images, MinIO and the operator, then the diabetes samples — a Dataset, a
-# TrainingJob and a ModelDeployment — each waited for until Ready, and a prediction through the Service.
+# TrainingJob, a ModelDeployment and a BatchPrediction — each waited for until Ready, and a prediction
+# through the Service.
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
@@ -26,7 +27,7 @@ bash "$HACK/deploy.sh" "$NAMESPACE"
 
 log "samples"
 k -n "$NAMESPACE" apply -k "$ROOT/manifests/samples"
-for resource in dataset/diabetes trainingjob/diabetes modeldeployment/diabetes; do
+for resource in dataset/diabetes trainingjob/diabetes modeldeployment/diabetes batchprediction/diabetes; do
   log "waiting for $resource"
   k -n "$NAMESPACE" wait --for=condition=Ready "$resource" --timeout=600s || {
     k -n "$NAMESPACE" get "$resource" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2
@@ -34,6 +35,8 @@ for resource in dataset/diabetes trainingjob/diabetes modeldeployment/diabetes; 
   }
 done
 k -n "$NAMESPACE" get marina -o wide
+log "the test split scored: $(k -n "$NAMESPACE" get batchprediction/diabetes \
+  -o jsonpath='{.status.rows} rows, manifest {.status.manifest.uri}')"
 
 url=$(k -n "$NAMESPACE" get modeldeployment/diabetes -o jsonpath='{.status.url}')
 log "prediction through the Service: POST $url/v2/models/diabetes/infer"
