@@ -107,6 +107,8 @@ S3_AREAS = (
     "`s3://<bucket>/datasets/<namespace>/`) or under a prefix the cluster admin shares "
     "(MARINA_SHARED_PREFIXES), written plainly (no `..`, `//` or %-escapes)."
 )
+#: Where a ModelDeployment's payload logs and feedback live (the namespace's `logs` area).
+LOGS_LAYOUT = "s3://<bucket>/logs/<namespace>/<name>/"
 JOB_RESOURCES = (
     "they replace the default (requests cpu 100m and memory 256Mi, limit memory 512Mi, whatever the data "
     "size) as a whole. A pod killed at its memory limit ends in reason OutOfMemory naming that limit: raise "
@@ -885,6 +887,45 @@ MODEL_DEPLOYMENT = Kind(
                         default="Allow",
                         enum=EXTRAPOLATION_POLICIES,
                     )
+                },
+            ),
+            "logging": Object(
+                description=(
+                    "Payload logs and ground truth (absent, or sampleRate 0: off). The serving pods record "
+                    "a sampleRate share of the answered requests (chosen by request id, so a request's rows "
+                    "are kept or left together) and write them, off the request's path, as Parquet parts "
+                    f"under {LOGS_LAYOUT}predictions/date=YYYY-MM-DD/ with the namespace's own storage "
+                    "identity; POST /v2/models/<name>/feedback takes the true targets by request id into "
+                    "feedback/date=YYYY-MM-DD/ beside them. Rows that find the pod's buffer full (storage "
+                    "slow or down) are dropped and counted (marina_payload_rows_total); requests never wait "
+                    "for storage."
+                ),
+                properties={
+                    "sampleRate": Number(
+                        description="Share of answered requests recorded: 0 records none, 1 every one.",
+                        default=0,
+                        bound=Bound(0, 1),
+                    ),
+                    "flushRows": Integer(
+                        description=(
+                            "Rows a pod buffers before it writes a part (its buffer holds at most twice as "
+                            "many besides the part being written; more are dropped and counted)."
+                        ),
+                        default=10_000,
+                        bound=Bound(100, 1_000_000),
+                    ),
+                    "flushSeconds": Integer(
+                        description="Seconds after which buffered rows are written whatever their number.",
+                        default=60,
+                        bound=Bound(1, 3600),
+                    ),
+                    "keepDays": Integer(
+                        description=(
+                            "Days of logs and feedback to keep (absent: keep everything). The operator "
+                            "deletes this ModelDeployment's date= folders older than that, and nothing else."
+                        ),
+                        bound=Bound(1, 3660),
+                    ),
                 },
             ),
             "promotion": Object(

@@ -4,14 +4,23 @@ Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
   GET  /v2/health/live · /v2/health/ready · /v2 · /v2/models/m · /v2/models/m/ready · /metrics
   GET  /v2/models/m/distribution · /v2/models/m/traffic (counters for the operator's canary analysis)
   POST /v2/models/m/infer · /v1/models/m:predict · /v1/models/m:explain
+  POST /v2/models/m/feedback (true targets by request id, with a payload log: `payloads`)
   GET  /v1/models · /v1/models/m
+
+Every answered inference request (200) carries its request id in an `X-Request-Id` header: the v2 body's
+`id` when the client sent one, else the client's own `X-Request-Id` header, else 32 random hex digits.
+The v2 body echoes `id` only when the client sent one (the protocol's rule), so standard clients see the
+bodies they always saw.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -19,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from marina import __version__
-from marina.serving import jsoncodec, metrics, outputs, protocol, recording, traffic
+from marina.serving import jsoncodec, metrics, outputs, payloads, protocol, recording, traffic
 from marina.serving.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -45,6 +54,7 @@ Handler = Callable[["ServingApp", "Route", bytes, Scope], Response]
 CLIENT_CLOSED_REQUEST = 499
 JSON: Headers = [(b"content-type", b"application/json")]
 BINARY_HEADER_LENGTH = b"inference-header-content-length"
+REQUEST_ID = b"x-request-id"
 GET, POST = ("GET",), ("POST",)
 log = logging.getLogger("marina.serving")
 
@@ -106,6 +116,22 @@ def _error_headers(error: ServingError) -> Headers:
     return []
 
 
+def request_id(scope: Scope, given: str | None = None) -> str:
+    """The id a request is answered (and logged) under: `given` (the v2 body's `id`), else the client's
+    X-Request-Id header, else a new one (128 random bits as hex, the form of a uuid4's hex)."""
+    if given:
+        return given
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID and value:
+            sent: bytes = value
+            return sent.decode("latin-1")
+    return os.urandom(16).hex()
+
+
+def _with_id(headers: Headers, rid: str) -> Headers:
+    return [*headers, (REQUEST_ID, rid.encode("latin-1", "replace"))]
+
+
 def _binary_header_length(scope: Scope) -> int | None:
     """Triton's binary tensor extension: the JSON part's length, when the body carries binary data."""
     for name, value in scope["headers"]:
@@ -127,6 +153,7 @@ class ServingApp:
         model: ServedModel | None = None,
         limits: ServerLimits | None = None,
         extrapolation: str = outputs.ALLOW,
+        logging: payloads.LogSettings | None = None,
     ) -> None:
         if extrapolation not in outputs.EXTRAPOLATION_POLICIES:
             raise ValueError(f"extrapolation must be one of {', '.join(outputs.EXTRAPOLATION_POLICIES)}")
@@ -138,6 +165,8 @@ class ServingApp:
         self.model: ServedModel | None = None
         self.model_metrics: metrics.ModelMetrics | None = None
         self.recorder: recording.Recorder | None = None
+        self.logging = logging
+        self.payloads: payloads.PayloadLog | None = None
         if model is not None:
             self.load(model)
 
@@ -154,7 +183,18 @@ class ServingApp:
             histograms.window_seconds if histograms is not None else float("inf"),
         )
         self.model_metrics = model_metrics
+        if self.logging is not None:
+            if self.payloads is not None:
+                self.payloads.close()
+            self.payloads = payloads.PayloadLog(self.logging, model)
+            self.payloads.start()
         self.model = model
+
+    def close(self) -> None:
+        """Write what the payload log holds (on shutdown; a second call does nothing)."""
+        log_, self.payloads = self.payloads, None
+        if log_ is not None:
+            log_.close()
 
     def _flush(self) -> None:
         """Hand the buffered rows to the monitoring, before anyone reads it."""
@@ -239,6 +279,7 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, self.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -311,23 +352,24 @@ class ServingApp:
         features = request.features
         predictions = _finite(model.predict(features))
         computed = self._guarded(model, features, predictions)
+        rid = request_id(scope, request.request_id)
         if request.outputs is None:
-            self._record(features, predictions, request.unseen)
             content, header_length = protocol.encode_v2(
                 model, predictions, request.request_id, request.binary_output
             )
         else:
             computed = computed or outputs.Computed(model, features, predictions)
             content, header_length = outputs.v2_response(computed, request.outputs, request.request_id)
-            self._record(features, predictions, request.unseen)
+        self._record(features, predictions, request.unseen, rid, request.columns)
         if header_length is None:
-            return 200, content, JSON
+            return 200, content, _with_id(JSON, rid)
         return (
             200,
             content,
             [
                 (b"content-type", b"application/octet-stream"),
                 (BINARY_HEADER_LENGTH, str(header_length).encode()),
+                (REQUEST_ID, rid.encode("latin-1", "replace")),
             ],
         )
 
@@ -337,11 +379,12 @@ class ServingApp:
     def predict(self, route: Route, body: bytes, scope: Scope) -> Response:
         model = self.served(route)
         payload = protocol.parse_json(body)
-        features, unseen = _v1_features(model, payload, protocol.may_hold_booleans(body))
+        features, unseen, columns = _v1_features(model, payload, protocol.may_hold_booleans(body))
         predictions = _finite(model.predict(features))
         self._guarded(model, features, predictions)
-        self._record(features, predictions, unseen)
-        return 200, protocol.encode_v1(predictions), JSON
+        rid = request_id(scope)
+        self._record(features, predictions, unseen, rid, columns)
+        return 200, protocol.encode_v1(predictions), _with_id(JSON, rid)
 
     def explain(self, route: Route, body: bytes, scope: Scope) -> Response:
         """KServe's `:explain` verb: the `:predict` body in; per row the prediction, the base value, each
@@ -349,7 +392,7 @@ class ServingApp:
         guard's verdict out."""
         model = self.served(route)
         payload = protocol.parse_json(body)
-        features, unseen = _v1_features(model, payload, protocol.may_hold_booleans(body))
+        features, unseen, columns = _v1_features(model, payload, protocol.may_hold_booleans(body))
         parameters = payload.get("parameters") if isinstance(payload, Mapping) else None
         level = protocol.level_of(
             parameters.get("level") if isinstance(parameters, Mapping) else None, "parameter 'level'"
@@ -359,8 +402,25 @@ class ServingApp:
             model, features, predictions
         )
         document = outputs.v1_explanation(computed, level)
-        self._record(features, predictions, unseen)
-        return _json(document)
+        rid = request_id(scope)
+        self._record(features, predictions, unseen, rid, columns)
+        status, content, headers = _json(document)
+        return status, content, _with_id(headers, rid)
+
+    def feedback(self, route: Route, body: bytes, scope: Scope) -> Response:
+        """True targets of answered requests, by request id: `[{"id": ..., "target": ...}, ...]` (or
+        `{"feedback": [...]}`), kept beside the payload log; 202 with the number accepted."""
+        model = self.served(route)
+        log_ = self.payloads
+        if log_ is None:
+            raise NotFound(
+                f"model '{model.name}' takes no feedback here: its payload log is off (a ModelDeployment's "
+                "spec.logging.sampleRate above 0 turns it on)"
+            )
+        entry = payloads.parse_feedback(protocol.parse_json(body), time.time())
+        if not log_.add_feedback(entry):
+            raise Overloaded("the feedback buffer is full (storage is slow or down); send it again shortly")
+        return _json({"accepted": len(entry.ids)}, 202)
 
     def _guarded(
         self, model: ServedModel, features: np.ndarray, predictions: np.ndarray
@@ -379,29 +439,38 @@ class ServingApp:
 
     def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
         self._flush()
+        extra = [] if self.payloads is None else [self.payloads]
         return (
             200,
-            metrics.render(self.requests, self.model_metrics),
+            metrics.render(self.requests, self.model_metrics, extra),
             [(b"content-type", CONTENT_TYPE)],
         )
 
     def _record(
-        self, features: np.ndarray, predictions: np.ndarray, unseen: Mapping[str, int] | None = None
+        self,
+        features: np.ndarray,
+        predictions: np.ndarray,
+        unseen: Mapping[str, int] | None,
+        rid: str,
+        columns: Sequence[Any] | None,
     ) -> None:
-        """Only answered requests count: a 400 leaves the statistics and unseen counts alone."""
+        """Only answered requests count: a 400 leaves the statistics, unseen counts and payload log alone."""
         if self.recorder is not None:
             self.recorder.add(features, predictions)
         if unseen and self.model_metrics is not None:
             self.model_metrics.count_unseen(unseen)
+        if self.payloads is not None:
+            self.payloads.add(rid, features, predictions, columns)
 
 
 def _v1_features(
     model: ServedModel, payload: Any, check_booleans: bool
-) -> tuple[np.ndarray, Mapping[str, int] | None]:
-    """A v1 body's rows as the model's feature matrix (raw inputs encoded as training did)."""
+) -> tuple[np.ndarray, Mapping[str, int] | None, Sequence[Any] | None]:
+    """A v1 body's rows as the model's feature matrix (raw inputs encoded as training did), the unseen
+    values per category input and the raw columns (a model with categories; else None)."""
     if model.has_categories:
         return protocol.decode_v1_inputs(payload, model, check_booleans)
-    return protocol.decode_v1(payload, model, check_booleans), None
+    return protocol.decode_v1(payload, model, check_booleans), None, None
 
 
 STATIC_ROUTES: dict[str, Route] = {
@@ -417,6 +486,7 @@ V2_MODEL_ROUTES: dict[str, tuple[str, tuple[str, ...], Handler]] = {
     "infer": ("v2_infer", POST, ServingApp.infer),
     "distribution": ("v2_model_distribution", GET, ServingApp.distribution),
     "traffic": ("v2_model_traffic", GET, ServingApp.traffic_counters),
+    "feedback": ("v2_feedback", POST, ServingApp.feedback),
 }
 
 

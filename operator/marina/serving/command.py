@@ -16,7 +16,7 @@ import warnings
 from threadpoolctl import threadpool_limits
 
 from marina.model import artifact
-from marina.serving import limits, outputs
+from marina.serving import limits, outputs, payloads
 from marina.serving.app import ServingApp
 from marina.serving.model import ServedModel, default_name, is_valid_name
 from marina.storage import StorageError
@@ -43,6 +43,13 @@ def _positive(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _share(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {value}")
     return number
 
 
@@ -111,6 +118,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="rows outside the training data (leverage, range, unseen category): allow answers them and "
         "counts them in /metrics, reject answers 422 naming the row and the reason (default: allow)",
     )
+    parser.add_argument(
+        "--track",
+        type=str.lower,
+        default=payloads.STABLE,
+        choices=payloads.TRACKS,
+        help="which of a ModelDeployment's Deployments this pod belongs to, for the payload log "
+        "(default: stable)",
+    )
+    parser.add_argument(
+        "--log-prefix",
+        metavar="S3_PREFIX",
+        help="keep a payload log (and take feedback) under this s3:// prefix or folder: "
+        "predictions/date=YYYY-MM-DD/ and feedback/date=YYYY-MM-DD/ Parquet parts (default: none)",
+    )
+    parser.add_argument(
+        "--log-sample-rate",
+        type=_share,
+        default=1.0,
+        help="share of answered requests logged, chosen by request id (default: 1)",
+    )
+    parser.add_argument(
+        "--log-flush-rows",
+        type=_positive,
+        default=10_000,
+        help="write a part once this many rows wait (at most twice as many are held; default: 10000)",
+    )
+    parser.add_argument(
+        "--log-flush-seconds",
+        type=_seconds,
+        default=60.0,
+        help="write the waiting rows at least this often (default: 60)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -154,8 +193,34 @@ def run(args: argparse.Namespace) -> int:
         server_limits.body_timeout_seconds,
     )
     log.info("rows outside the training data: %s", args.extrapolation)
-    app = ServingApp(model, limits=server_limits, extrapolation=args.extrapolation)
-    return serve(app, args.host, args.port, args.log_level)
+    logging_settings = log_settings(args)
+    if logging_settings is not None:
+        log.info(
+            "payload log: %g of the requests under %s, parts of %d rows or every %g s (track %s)",
+            logging_settings.sample_rate,
+            logging_settings.prefix,
+            logging_settings.flush_rows,
+            logging_settings.flush_seconds,
+            logging_settings.track,
+        )
+    app = ServingApp(model, limits=server_limits, extrapolation=args.extrapolation, logging=logging_settings)
+    try:
+        return serve(app, args.host, args.port, args.log_level)
+    finally:
+        app.close()
+
+
+def log_settings(args: argparse.Namespace) -> payloads.LogSettings | None:
+    """The payload log the flags ask for, or None without --log-prefix."""
+    if not args.log_prefix:
+        return None
+    return payloads.LogSettings(
+        prefix=args.log_prefix,
+        sample_rate=args.log_sample_rate,
+        flush_rows=args.log_flush_rows,
+        flush_seconds=args.log_flush_seconds,
+        track=args.track,
+    )
 
 
 def limits_from_args(args: argparse.Namespace) -> limits.ServerLimits:

@@ -376,16 +376,21 @@ def _collect_bins(
 class Scrape(Collector):
     """What one server exports: its requests, its model (once loaded) and its process."""
 
-    def __init__(self, requests: RequestMetrics, model: ModelMetrics | None) -> None:
-        self.requests, self.model = requests, model
+    def __init__(
+        self, requests: RequestMetrics, model: ModelMetrics | None, extra: Sequence[Collector] = ()
+    ) -> None:
+        self.requests, self.model, self.extra = requests, model, extra
 
     def collect(self) -> Iterable[Metric]:
         yield from self.requests.collect()
         if self.model is not None:
             yield from self.model.collect()
+        for collector in self.extra:
+            yield from collector.collect()
         yield from _PROCESS.collect()
 
 
-def render(requests: RequestMetrics, model: ModelMetrics | None) -> bytes:
-    """The text exposition format 0.0.4 (`exposition.CONTENT_TYPE`), which every Prometheus reads."""
-    return generate_latest(Scrape(requests, model))
+def render(requests: RequestMetrics, model: ModelMetrics | None, extra: Sequence[Collector] = ()) -> bytes:
+    """The text exposition format 0.0.4 (`exposition.CONTENT_TYPE`), which every Prometheus reads.
+    `extra`: more collectors (the payload log's)."""
+    return generate_latest(Scrape(requests, model, extra))

@@ -295,6 +295,8 @@ class V2Request(NamedTuple):
     unseen: Mapping[str, int] | None = None  # per category input: values encoded as all zeros
     # The outputs asked for by name, in the order asked; None: the prediction alone (today's answer)
     outputs: tuple[RequestedOutput, ...] | None = None
+    # A model with categories: the raw columns in input order, as sent (for the payload log)
+    columns: Sequence[Any] | None = None
 
 
 def decode_v2(
@@ -315,8 +317,8 @@ def decode_v2(
     if not inputs:
         raise BadRequest("field 'inputs' must hold at least one tensor")
     if model.has_categories:
-        features, unseen = _raw_inputs_v2(inputs, model, binary, check_booleans)
-        return V2Request(features, request_id, binary_output, unseen, outputs)
+        features, unseen, columns = _raw_inputs_v2(inputs, model, binary, check_booleans)
+        return V2Request(features, request_id, binary_output, unseen, outputs, columns)
     if len(inputs) == 1 and binary is None and not check_booleans:
         matrix = _plain_matrix(inputs[0], model)
         if matrix is not None:
@@ -396,8 +398,9 @@ def _matrix_from_columns(tensors: list[tuple[str, list[int], np.ndarray]], model
 
 def _raw_inputs_v2(
     inputs: list[Any], model: ServedModel, binary: BinaryTensors | None, check_booleans: bool
-) -> tuple[np.ndarray, dict[str, int]]:
-    """One tensor per raw input, named by it: BYTES for a category input, numbers otherwise."""
+) -> tuple[np.ndarray, dict[str, int], list[Any]]:
+    """One tensor per raw input, named by it: BYTES for a category input, numbers otherwise; (features,
+    unseen values per category input, the raw columns in input order)."""
     raw = model.raw_inputs
     columns: dict[str, Any] = {}
     rows: int | None = None
@@ -438,7 +441,8 @@ def _raw_inputs_v2(
         raise BadRequest(
             f"missing inputs: {', '.join(missing)}; send one tensor per input: {_input_list(raw)}"
         )
-    return _encode(raw, [columns[name] for name in raw.names], _v2_where)
+    ordered = [columns[name] for name in raw.names]
+    return (*_encode(raw, ordered, _v2_where), ordered)
 
 
 def _strings(header: _Header, binary: BinaryTensors | None) -> Any:
@@ -620,10 +624,10 @@ def decode_v1(payload: Any, model: ServedModel, check_booleans: bool = True) -> 
 
 def decode_v1_inputs(
     payload: Any, model: ServedModel, check_booleans: bool = True
-) -> tuple[np.ndarray, dict[str, int]]:
+) -> tuple[np.ndarray, dict[str, int], list[Any]]:
     """A model with category inputs: instances are its raw inputs, as lists in input order or as
     objects keyed by input name (strings for categories, null for a missing one). The one-hot
-    columns are never sent by hand: (features, unseen values per category input)."""
+    columns are never sent by hand: (features, unseen values per category input, the raw columns)."""
     instances = _field(_object(payload, "predict request"), "instances", list, "predict request")
     raw = model.raw_inputs
     objects = sum(isinstance(instance, Mapping) for instance in instances)
@@ -638,7 +642,7 @@ def decode_v1_inputs(
     columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in raw.items]
     if check_booleans:
         _refuse_booleans(raw, columns)
-    return _encode(raw, columns, _v1_where)
+    return (*_encode(raw, columns, _v1_where), columns)
 
 
 def _raw_row(instance: Any, index: int, raw: Inputs) -> Sequence[Any]:

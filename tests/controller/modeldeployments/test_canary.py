@@ -213,6 +213,10 @@ def test_the_canary_deployment_is_the_stable_one_plus_the_track() -> None:
     assert canary["metadata"]["name"] == "md-canary" and canary["spec"]["replicas"] == 1
     assert canary["metadata"]["ownerReferences"] == stable["metadata"]["ownerReferences"]
     canary_pods, stable_pods = canary["spec"]["template"]["spec"], stable["spec"]["template"]["spec"]
+    # The canary's server knows its track (for its payload log); the stable's is the default
+    canary_args, stable_args = canary_pods["containers"][0]["args"], stable_pods["containers"][0]["args"]
+    assert canary_args == [*stable_args, "--track", "canary"]
+    canary_args[-2:] = []
     assert {**canary_pods, "topologySpreadConstraints": None} == {
         **stable_pods,
         "topologySpreadConstraints": None,

@@ -6,6 +6,7 @@ They also say where each namespace's objects live in the bucket, so the layout i
     s3://<bucket>/datasets/<namespace>/...  prepared versions (Dataset output; also a valid CSV source)
     s3://<bucket>/models/<namespace>/...    model artifacts (TrainingJob output, `model.uri`)
     s3://<bucket>/predictions/<namespace>/... batch scores (BatchPrediction output)
+    s3://<bucket>/logs/<namespace>/...      a ModelDeployment's payload logs and feedback (spec.logging)
 
 A resource only reads from its own namespace's areas, and from the prefixes a cluster admin shares
 with every namespace (`MARINA_SHARED_PREFIXES`, comma-separated s3:// prefixes; none by default).
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from marina.controller.kube import paths
 
 DEFAULT_S3_ENDPOINT = "http://minio.marina-system.svc.cluster.local:9000"
-UPLOADS, DATASETS, MODELS, PREDICTIONS = "raw", "datasets", "models", "predictions"
+UPLOADS, DATASETS, MODELS, PREDICTIONS, LOGS = "raw", "datasets", "models", "predictions", "logs"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ class Settings:
 
     def models_prefix(self, namespace: str, name: str) -> str:
         return f"{self.area(MODELS, namespace)}{name}"
+
+    def logs_prefix(self, namespace: str, name: str) -> str:
+        """A ModelDeployment's payload logs and feedback, ending in `/`."""
+        return f"{self.area(LOGS, namespace)}{name}/"
 
     def csv_areas(self, namespace: str) -> tuple[str, ...]:
         """Where a Dataset of `namespace` may read a CSV."""

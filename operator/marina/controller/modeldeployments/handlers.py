@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from marina.contract import GROUP, VERSION
 from marina.controller.kube.background import Chore
-from marina.controller.modeldeployments import drift, monitor, monitoring, reconcile, rollout
+from marina.controller.modeldeployments import drift, logs, monitor, monitoring, reconcile, rollout
 from marina.controller.shared.registration import (
     Registered,
     entries,
@@ -28,6 +29,7 @@ PLURAL = "modeldeployments"
 MODELDEPLOYMENTS_BY_TRAININGJOB = "modeldeployments_by_trainingjob"
 MONITORED = "monitored_modeldeployments"
 CANARIES = "canary_modeldeployments"
+LOGGED = "logged_modeldeployments"  # those with spec.logging.keepDays: their old logs are deleted
 KIND = reconcile.KIND
 
 
@@ -44,6 +46,11 @@ def monitored(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, s
     return {namespace: name} if spec.get("monitoring") is not None or scheduled else {}
 
 
+def logged(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    logging = spec.get("logging") or {}
+    return {namespace: name} if isinstance(logging, Mapping) and logging.get("keepDays") else {}
+
+
 def in_canary(namespace: str, name: str, status: Mapping[str, Any] | None) -> dict[str, str]:
     """A ModelDeployment's entry in CANARIES (namespace -> name) while a canary runs or is promoted."""
     phase = ((status or {}).get("rollout") or {}).get("phase")
@@ -57,6 +64,10 @@ def register(runtime: Runtime) -> Registered:
     @kopf.index(GROUP, VERSION, PLURAL, id=MONITORED)
     def index_monitored(*, name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[str, str]:
         return monitored(namespace or "", name, spec)
+
+    @kopf.index(GROUP, VERSION, PLURAL, id=LOGGED)
+    def index_logged(*, name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[str, str]:
+        return logged(namespace or "", name, spec)
 
     @kopf.index(GROUP, VERSION, PLURAL, id=CANARIES)
     def index_canaries(*, name: str, namespace: str | None, status: kopf.Status, **_: Any) -> dict[str, str]:
@@ -96,7 +107,20 @@ def chores(runtime: Runtime, indices: Mapping[str, Any]) -> list[Chore]:
         namespace, name = item
         quietly(lambda: runtime.reconcile(KIND, reconcile.reconcile, namespace, name), f"{KIND} {name}")
 
+    def expire_logs(item: tuple[str, str]) -> None:
+        namespace, name = item
+
+        def run() -> None:
+            with runtime.current(KIND, namespace, name) as found:
+                keep_days = None if found is None else logs.keep_days(found)
+            if keep_days is not None:
+                logs.expire(runtime.settings, namespace, name, keep_days, datetime.now(UTC).date())
+
+        quietly(run, f"log retention of {KIND} {name}")
+
     return [
+        # Payload-log retention: days older than spec.logging.keepDays go, once an hour.
+        Chore("log retention", logs.TICK_SECONDS, lambda: entries(indices[LOGGED]), expire_logs),
         # Drift monitoring and retraining: `monitor.tick` checks when spec's intervalSeconds have passed.
         Chore("drift check", monitoring.TICK_SECONDS, monitored_items, check),
         # Canary rollouts: a step's pause ends, and its analysis runs, within a tick.

@@ -9,7 +9,7 @@ from typing import Any
 
 from marina.contract import GROUP, EvaluateRequest
 from marina.controller.kube.settings import Settings
-from marina.controller.modeldeployments.spec import Autoscaling, ModelDeploymentSpec
+from marina.controller.modeldeployments.spec import Autoscaling, Logging, ModelDeploymentSpec
 from marina.controller.shared import builders
 from marina.controller.shared.builders import ModelReference, Owner
 from marina.controller.shared.fields import Resources
@@ -53,7 +53,11 @@ def service_url(owner: Owner) -> str:
 
 
 def server_container(
-    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference
+    settings: Settings,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    model: ModelReference,
+    track: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     args = [
         "serve",
@@ -70,6 +74,9 @@ def server_container(
     ]
     if spec.serving.extrapolation == "Reject":  # Allow is the server's default: Allow adds no flag
         args += ["--extrapolation", "reject"]
+    if track:  # the stable's pods are the server's default track: no flag, no change to their template
+        args += ["--track", track[TRACK]]
+    args += logging_args(settings, owner, spec.logging)
     container = builders.marina_container(settings, args, spec.resources, DEFAULT_SERVER_RESOURCES)
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -99,6 +106,22 @@ def server_container(
         }
     )
     return container
+
+
+def logging_args(settings: Settings, owner: Owner, logging: Logging) -> list[str]:
+    """The server's payload-log flags, none while logging is off (so turning it on rolls the pods once)."""
+    if not logging.enabled:
+        return []
+    return [
+        "--log-prefix",
+        settings.logs_prefix(owner.namespace, owner.name),
+        "--log-sample-rate",
+        repr(logging.sample_rate),
+        "--log-flush-rows",
+        str(logging.flush_rows),
+        "--log-flush-seconds",
+        str(logging.flush_seconds),
+    ]
 
 
 def deployment(
@@ -151,7 +174,7 @@ def _serving_deployment(
                     "annotations": {builders.MODEL_URI: model.uri, builders.MODEL_SHA256: model.sha256},
                 },
                 "spec": builders.pod_spec(
-                    [server_container(settings, owner, spec, model)],
+                    [server_container(settings, owner, spec, model, track)],
                     terminationGracePeriodSeconds=30,
                     topologySpreadConstraints=[spread(owner, track)],
                 ),

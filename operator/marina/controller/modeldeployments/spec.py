@@ -113,6 +113,22 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class Logging:
+    """Payload logs and ground truth (`spec.logging`): the serving pods record a `sample_rate` share of the
+    answered requests and write them in parts of `flush_rows` rows, or every `flush_seconds`; the operator
+    deletes days older than `keep_days` (None: keeps everything)."""
+
+    sample_rate: float = _default("logging.sampleRate")
+    flush_rows: int = _default("logging.flushRows")
+    flush_seconds: int = _default("logging.flushSeconds")
+    keep_days: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.sample_rate > 0
+
+
+@dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: ModelSource
     replicas: int
@@ -124,6 +140,7 @@ class ModelDeploymentSpec:
     retraining: Retraining = Retraining()
     promotion: Promotion = Promotion()
     serving: Serving = Serving()
+    logging: Logging = Logging()
     # The PodDisruptionBudget's maxUnavailable: a count or a percentage; None leaves the default
     # (`disruption_budget`). Out of the serving pods' template, so out of their Deployment's hash too.
     max_unavailable: int | str | None = None
@@ -157,6 +174,7 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         retraining=_retraining(fields.section("retraining")),
         promotion=_promotion(fields.section("promotion")),
         serving=Serving(fields.section("serving").required_string("extrapolation")),
+        logging=_logging(fields.section("logging")),
         max_unavailable=_max_unavailable(fields.section("disruption")),
     )
     _require_training_job(fields, parsed)
@@ -274,6 +292,15 @@ def _retraining(retraining: Fields) -> Retraining:
         cooldown_seconds=cooldown,
         max_per_day=retraining.integer("maxPerDay"),
         every_seconds=every,
+    )
+
+
+def _logging(logging: Fields) -> Logging:
+    return Logging(
+        sample_rate=logging.number("sampleRate"),
+        flush_rows=logging.integer("flushRows"),
+        flush_seconds=logging.integer("flushSeconds"),
+        keep_days=logging.optional_integer("keepDays"),
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from marina import storage
 from marina.controller.kube.client import KubeApi
-from marina.controller.kube.settings import DATASETS, MODELS, PREDICTIONS, UPLOADS, Settings
+from marina.controller.kube.settings import DATASETS, LOGS, MODELS, PREDICTIONS, UPLOADS, Settings
 from marina.controller.shared.builders import MANAGED_BY
 from marina.controller.shared.conditions import Outcome, State
 from marina.storage import Credentials, StorageError
@@ -43,7 +43,8 @@ class StorageIdentities:
     """The operator's: MinIO's admin API with the root credentials of the operator's environment."""
 
     def ensure(self, settings: Settings, namespace: str, known: Credentials | None) -> Credentials:
-        own = [settings.area(purpose, namespace) for purpose in (UPLOADS, DATASETS, MODELS, PREDICTIONS)]
+        purposes = (UPLOADS, DATASETS, MODELS, PREDICTIONS, LOGS)
+        own = [settings.area(purpose, namespace) for purpose in purposes]
         return storage.ensure_identity(namespace, own, settings.shared_prefixes, known)
 
     def is_root(self, credentials: Credentials) -> bool:
