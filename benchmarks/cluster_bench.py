@@ -1,14 +1,21 @@
 """A large Parquet source through Marina on a running cluster: Dataset Ready, then TrainingJob Ready,
-with every pod limited to 512Mi; each stage's time and each pod's peak memory.
+then the source scored by BatchPredictions, with every pod limited to 512Mi; each stage's time and each
+pod's peak memory.
 
     python benchmarks/cluster_bench.py                       # 10,000,000 x 100 (8 GB of float64)
     python benchmarks/cluster_bench.py --rows 2000000 --features 50 --parallelism 1 2
+    python benchmarks/cluster_bench.py --score 1 2 --oom      # and batch scoring in 1 and 2 pods
 
 It writes the seeded synthetic table once as Parquet parts of 1,000,000 rows into the cluster's MinIO
 under s3://marina/raw/<namespace>/ (kept for later runs), then applies a Dataset reading that folder and
 one TrainingJob per --parallelism, all with `resources.limits.memory: 512Mi`, and waits for each to be
 Ready. Each pod's peak memory is its container's cgroup peak, as the pod's result reports it
 (`peakMemoryBytes`). The issue's target: the whole run within 5 minutes, every pod at most 512Mi.
+With --score, one BatchPrediction per parallelism scores the whole source folder (every file a unit of
+work; parallelism N an Indexed Job of N pods and a last Job writing the manifest) with the last model;
+the manifests must be one (the same sha256), and the first and last parts' predictions must equal the
+model's own on the same source rows to 1e-12 relative. --oom scores with a 64Mi limit, which must end
+Stalled with the reason OutOfMemory.
 It needs the cluster and Marina deployed (`make cluster-up images deploy`) and kubectl's context on it.
 """
 
@@ -111,8 +118,11 @@ def apply(namespace: str, kind: str, name: str, spec: dict[str, Any]) -> None:
     kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(document))
 
 
-def wait_ready(namespace: str, kind: str, name: str, timeout: float) -> dict[str, Any]:
-    """The status once Ready is True; exits when the resource is Stalled (failed)."""
+def wait_ready(
+    namespace: str, kind: str, name: str, timeout: float, stalled_reason: str | None = None
+) -> dict[str, Any]:
+    """The status once Ready is True; exits when the resource is Stalled (failed), unless it is Stalled
+    with `stalled_reason`, which is then what is waited for (its status is returned)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = json.loads(kubectl("-n", namespace, "get", kind, name, "-o", "json"))
@@ -121,6 +131,8 @@ def wait_ready(namespace: str, kind: str, name: str, timeout: float) -> dict[str
         if conditions.get("Ready", {}).get("status") == "True":
             return dict(status)
         stalled = conditions.get("Stalled", {})
+        if stalled.get("status") == "True" and stalled.get("reason") == stalled_reason:
+            return dict(status)
         if stalled.get("status") == "True":  # kstatus: failed, and not retrying by itself
             raise SystemExit(f"{kind} {name}: {stalled.get('reason')}: {stalled.get('message')}")
         subprocess.run(  # returns when Ready turns True, or after 10 s to look at the reason again
@@ -171,6 +183,8 @@ def main() -> None:
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1])
     parser.add_argument("--namespace", default="marina-bench")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--score", type=int, nargs="*", default=[], help="BatchPrediction parallelisms")
+    parser.add_argument("--oom", action="store_true", help="also score with 64Mi: must be OutOfMemory")
     args = parser.parse_args()
     os.environ.update(minio_environment())
     if args.namespace not in kubectl("get", "namespaces", "-o", "name"):
@@ -204,6 +218,106 @@ def main() -> None:
             pod_peaks(args.namespace, "marina.dev/trainingjob", name),
         )
     print(f"apply to the last TrainingJob Ready: {time.perf_counter() - total:.1f} s (target <= 300 s)")
+    if args.score:
+        score(args, source, f"{run}-p{args.parallelism[-1]}")
+
+
+def score(args: argparse.Namespace, source: str, training: str) -> None:
+    """BatchPredictions of the whole source, one per --score parallelism; then the checks."""
+    from marina.model import artifact
+
+    manifests: dict[int, dict[str, Any]] = {}
+    for parallelism in args.score:
+        name = f"{training}-score{parallelism}"
+        spec = {
+            "model": {"trainingJob": training},
+            "source": {"parquet": {"uri": source}},
+            "outputs": ["predict"],
+            "parallelism": parallelism,
+            "resources": RESOURCES,
+        }
+        started = time.perf_counter()
+        apply(args.namespace, "BatchPrediction", name, spec)
+        scored = wait_ready(args.namespace, "batchprediction", name, args.timeout)
+        report(
+            f"BatchPrediction Ready (parallelism {parallelism}, {scored['rows']} rows)",
+            time.perf_counter() - started,
+            pod_peaks(args.namespace, "marina.dev/batchprediction", name),
+        )
+        manifests[parallelism] = scored
+    digests = {scored["manifest"]["sha256"] for scored in manifests.values()}
+    print(f"manifests: {len(digests)} distinct sha256 over {len(manifests)} runs (must be 1)")
+    last = next(iter(manifests.values()))
+    training_status = json.loads(kubectl("-n", args.namespace, "get", "trainingjob", training, "-o", "json"))[
+        "status"
+    ]
+    model = artifact.load(training_status["model"]["uri"], training_status["model"]["sha256"])
+    worst = compare_parts(last["manifest"]["uri"], source, model)
+    print(f"largest |scored - model's own| / |model's own| over the first and last parts: {worst:.2e}")
+    if len(digests) != 1 or worst > 1e-12:
+        raise SystemExit("batch scoring did not give the model's own predictions once")
+    if args.oom:
+        name = f"{training}-oom"
+        spec = {
+            "model": {"trainingJob": training},
+            "source": {"parquet": {"uri": source}},
+            "resources": {"limits": {"memory": "64Mi"}, "requests": {"memory": "64Mi", "cpu": "100m"}},
+            "backoffLimit": 0,
+        }
+        started = time.perf_counter()
+        apply(args.namespace, "BatchPrediction", name, spec)
+        status = wait_ready(args.namespace, "batchprediction", name, args.timeout, "OutOfMemory")
+        stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+        took = time.perf_counter() - started
+        print(f"64Mi: Stalled {stalled['reason']} after {took:.0f} s: {stalled['message']}")
+
+
+def compare_parts(manifest_uri: str, source: str, model: Any) -> float:
+    """The largest relative difference between the scored predictions of the manifest's first and last
+    parts and the model's own predictions of the same source rows (rows in the source's order)."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from marina import storage
+
+    manifest = json.loads(storage.read_bytes(manifest_uri))
+    folder = storage.join(manifest_uri.rsplit("/", 1)[0], manifest["partsFolder"])
+    files = [name for name in storage.list_folder(source) if name.endswith(".parquet")]
+    starts = np.cumsum([0] + [int(part["rows"]) for part in manifest["parts"]])
+    total = int(starts[-1])
+    worst = 0.0
+    for index in (0, len(manifest["parts"]) - 1):
+        part = manifest["parts"][index]
+        scored = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, part["name"]))))
+        first = int(starts[index])
+        rows = read_rows(source, files, first, scored.num_rows, total)
+        own = model.predict(rows[model.feature_names].to_numpy())
+        got = scored.column("predict").to_numpy()
+        worst = max(worst, float(np.max(np.abs(got - own)) / np.max(np.abs(own))))
+    return worst
+
+
+def read_rows(source: str, files: list[str], first: int, count: int, total: int) -> Any:
+    """Rows [first, first + count) of the source folder's files, in order, as a pandas frame."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from marina import storage
+
+    tables, offset = [], 0
+    for name in files:
+        table = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(source, name))))
+        low, high = max(first - offset, 0), min(first + count - offset, table.num_rows)
+        if low < high:
+            tables.append(table.slice(low, high - low))
+        offset += table.num_rows
+        if offset >= first + count or offset >= total:
+            break
+    return pa.concat_tables(tables).to_pandas()
 
 
 if __name__ == "__main__":
