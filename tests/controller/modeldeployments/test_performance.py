@@ -167,6 +167,28 @@ def test_the_reference_shape_comes_from_the_held_out_residuals() -> None:
     assert Reference.of(2.0, None).squared_cv == pytest.approx(math.sqrt(2.0))
 
 
+def test_the_test_splits_own_error_widens_the_standard_error() -> None:
+    errors = scaled_normal(5000, 1.2)
+    exact, estimated = Reference(1.0), Reference(1.0, test_rows=2000)
+    squared, bound = errors**2, 1.21
+    spread = max(squared.std(ddof=1), bound * math.sqrt(2.0))
+    by_hand = (squared.mean() - bound) / math.sqrt(spread**2 / 5000 + (bound * math.sqrt(2.0)) ** 2 / 2000)
+    assert performance.z_score(errors, estimated, 0.1) == pytest.approx(by_hand, rel=RELATIVE)
+    assert performance.z_score(errors, estimated, 0.1) < performance.z_score(errors, exact, 0.1)
+
+
+def test_a_trained_models_reference_is_its_test_rmse_and_calibration(
+    diabetes_model: ModelArtifact, diabetes_model_v1: ModelArtifact
+) -> None:
+    found = degraded.reference_of(diabetes_model)
+    record = diabetes_model.answers_record()
+    assert isinstance(found, Reference) and record is not None
+    assert found.rmse == diabetes_model.metrics["rmse"] and found.test_rows == record.calibration.split_rows
+    squared = record.calibration.residuals**2
+    assert found.squared_cv == pytest.approx(squared.std(ddof=1) / squared.mean(), rel=RELATIVE)
+    assert "no test rmse" in str(degraded.reference_of(diabetes_model_v1))
+
+
 # -- reading the window from real MinIO ---------------------------------------------------------------
 
 DAY1, DAY2 = datetime(2026, 3, 9, tzinfo=UTC).timestamp(), datetime(2026, 3, 10, tzinfo=UTC).timestamp()

@@ -134,7 +134,9 @@ def reference_of(loaded: artifact.ModelArtifact) -> Reference | str:
     if not isinstance(rmse, int | float) or not rmse >= 0:
         return "the served model records no test rmse to compare the live error with; retrain it"
     record = loaded.answers_record()
-    return Reference.of(float(rmse), record.calibration.residuals if record is not None else None)
+    if record is None:
+        return Reference(float(rmse))
+    return Reference.of(float(rmse), record.calibration.residuals, record.calibration.split_rows)
 
 
 def measure(

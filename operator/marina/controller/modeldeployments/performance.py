@@ -14,18 +14,22 @@ feedback of a row another model answered (before a rollout) is `other_models`. N
 d_i = e_i² the n live squared errors. The question is whether E[d] > (1 + m)²·r0², the mean squared
 error of a model whose rmse is (1 + m) times its test rmse. One-sided z-test on the mean of d:
 
-    z = (mean(d) - (1 + m)²·r0²) / (s / √n),    Degraded when z > Φ⁻¹(1 - alpha)
+    z = (mean(d) - (1 + m)²·r0²) / √(s²/n + ((1 + m)²·r0²·c)²/N),    Degraded when z > Φ⁻¹(1 - alpha)
 
 with s = max(sample standard deviation of d, (1 + m)²·r0²·c), c the coefficient of variation of the
 squared held-out residuals the artifact carries (`answers.calibration`; √2, that of normal errors,
-when it carries none). The second term is the spread d has at the boundary if the errors keep their
-held-out shape scaled by (1 + m); taking the larger of the two keeps a heavy-tailed live sample from
-looking precise. By the central limit theorem, at the boundary the chance of Degraded True is about alpha
-(`falseAlarmRate`), and less for any smaller live error: with no change at all (live errors like the
-held-out ones, margin 0.1) it is far below alpha. Assumptions: the labelled rows are independent draws of
-the traffic (feedback not chosen by the size of the error), and n is large enough for the CLT on a
-skewed variable (squared normal errors have skewness 2.8; minRows is at least 100, so the mean's is at
-most 0.28: the z-test then errs slightly towards false alarms; benchmarks/degraded_bench.py measures it).
+when it carries none), and N the rows of the test split r0 was measured on (`calibration.splitRows`).
+The second term of s is the spread d has at the boundary if the errors keep their held-out shape
+scaled by (1 + m); taking the larger of the two keeps a heavy-tailed live sample from looking precise.
+The second term under the root is the test rmse's own sampling error: r0 is an estimate from N rows,
+and without it a large live sample would be judged against a bound that is itself off by chance (with
+N = 2,000 and n = 5,000 that alone raised the boundary's alarm rate from 1 % to 10 %). A v1 artifact
+without calibration has no N: its r0 is taken as exact. By the central limit theorem, at the boundary
+the chance of Degraded True is about alpha (`falseAlarmRate`), and less for any smaller live error:
+with no change at all (live errors like the held-out ones, margin 0.1) it is far below alpha.
+Assumptions: the labelled rows are independent draws of the traffic (feedback not chosen by the size
+of the error), and n is large enough for the CLT on a skewed variable (squared normal errors have
+skewness 2.8, so the mean of 100 has 0.28); benchmarks/degraded_bench.py measures the rates.
 
 Fewer than minRows labelled rows: Degraded Unknown (NotEnoughFeedback), never False.
 """
@@ -60,15 +64,17 @@ class Reference:
 
     rmse: float
     squared_cv: float = NORMAL_SQUARED_CV
+    test_rows: int | None = None  # rows of the test split the rmse was measured on (None: taken as exact)
 
     @classmethod
-    def of(cls, rmse: float, residuals: np.ndarray | None) -> Reference:
-        """From the test rmse and (when the artifact has them) the held-out absolute residuals."""
+    def of(cls, rmse: float, residuals: np.ndarray | None, test_rows: int | None = None) -> Reference:
+        """From the test rmse and (when the artifact has them) the held-out absolute residuals and the
+        size of the test split they were sampled from."""
         if residuals is None or len(residuals) < 2:
-            return cls(rmse)
+            return cls(rmse, test_rows=test_rows)
         squared = np.square(np.asarray(residuals, dtype=np.float64))
         mean = float(squared.mean())
-        return cls(rmse, float(squared.std(ddof=1)) / mean if mean > 0 else NORMAL_SQUARED_CV)
+        return cls(rmse, float(squared.std(ddof=1)) / mean if mean > 0 else NORMAL_SQUARED_CV, test_rows)
 
 
 @dataclass(frozen=True)
@@ -147,14 +153,18 @@ def threshold_z(false_alarm_rate: float) -> float:
 
 
 def z_score(errors: np.ndarray, reference: Reference, margin: float) -> float:
-    """How far the live mean squared error is above ((1 + margin)·rmse)², in standard errors."""
+    """How far the live mean squared error is above ((1 + margin)·rmse)², in standard errors (of the
+    live mean, and of the test split's own estimate of the bound when its size is known)."""
     squared = np.square(errors)
     bound = ((1.0 + margin) * reference.rmse) ** 2
     spread = max(float(squared.std(ddof=1)) if len(squared) > 1 else 0.0, bound * reference.squared_cv)
+    variance = spread**2 / len(squared)
+    if reference.test_rows:
+        variance += (bound * reference.squared_cv) ** 2 / reference.test_rows
     excess = float(squared.mean()) - bound
-    if spread == 0.0:
+    if variance == 0.0:
         return math.inf if excess > 0 else (0.0 if excess == 0 else -math.inf)
-    return excess / (spread / math.sqrt(len(squared)))
+    return excess / math.sqrt(variance)
 
 
 def decide(labelled: Labelled, reference: Reference, settings: Performance) -> Assessment:
