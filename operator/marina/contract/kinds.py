@@ -50,7 +50,7 @@ ROLLOUT_STRATEGIES = ("RollingUpdate", "Canary")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 ROLLOUT_PHASES = ("Progressing", "Promoting", "Promoted", "RolledBack")
 DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
-RETRAIN_TRIGGERS = ("Drift", "Schedule")
+RETRAIN_TRIGGERS = ("Drift", "Schedule", "Degraded")
 RETRAIN_HOLDS = ("Cooldown", "DailyLimit", "NoDataset")
 PROMOTION_VERDICTS = ("Promoted", "Rejected")
 # What a served or batch-scored row can carry beside its prediction (the Open Inference v2 output names).
@@ -896,6 +896,16 @@ MODEL_DEPLOYMENT = Kind(
                                 default=2_000_000,
                                 bound=Bound(1000, 50_000_000),
                             ),
+                            "onDegraded": String(
+                                description=(
+                                    "What a Degraded True does: Alert reports it (condition, event, status); "
+                                    "Retrain also refreshes the Dataset behind model.trainingJob, as "
+                                    "onDrift Retrain does, within the limits of spec.retraining. Retrain "
+                                    "needs model.trainingJob."
+                                ),
+                                default="Alert",
+                                enum=DRIFT_ACTIONS,
+                            ),
                         },
                     ),
                 },
@@ -903,7 +913,8 @@ MODEL_DEPLOYMENT = Kind(
             "retraining": Object(
                 description=(
                     "Limits on refreshing the Dataset behind model.trainingJob, whatever triggers it "
-                    "(monitoring.onDrift Retrain, or the schedule everySeconds): at most maxPerDay refreshes "
+                    "(monitoring.onDrift Retrain, monitoring.performance.onDegraded Retrain, or the schedule "
+                    "everySeconds): at most maxPerDay refreshes "
                     "per UTC day, at least cooldownSeconds apart. A trigger inside them is held "
                     "(status.retraining.held). Every refresh is recorded in status.retraining and as a "
                     "RetrainTriggered event."

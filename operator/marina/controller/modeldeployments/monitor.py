@@ -19,7 +19,7 @@ from typing import Any
 from marina.contract import API_VERSION
 from marina.controller.kube import metrics
 from marina.controller.kube.client import CONFLICT, KubeApi, KubeError
-from marina.controller.modeldeployments import collector, degraded, drift, retrain
+from marina.controller.modeldeployments import collector, degraded, drift, performance, retrain
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec
 from marina.controller.shared.fields import InvalidSpec
@@ -48,8 +48,9 @@ def tick(
         except InvalidSpec:
             return  # the reconciler reports it
         checked = drift.check(kube, body, spec.monitoring, memory, fetch, clock)
-        checked = with_performance(body, spec, checked, measured, memory)
-        conclude(kube, body, spec, checked, memory, datetime.datetime.fromtimestamp(clock(), datetime.UTC))
+        checked, verdict = with_performance(body, spec, checked, measured, memory)
+        now = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+        conclude(kube, body, spec, checked, memory, now, verdict)
 
 
 def with_performance(
@@ -58,21 +59,21 @@ def with_performance(
     checked: drift.Check | None,
     measured: degraded.Measured | None,
     memory: MutableMapping[str, Any],
-) -> drift.Check | None:
-    """The drift check's writes with the live-accuracy verdict's added: one status write for both, the
-    Degraded condition set in the conditions list as the drift check leaves it."""
+) -> tuple[drift.Check | None, performance.Assessment | None]:
+    """The drift check's writes with the live-accuracy verdict's added (one status write for both, the
+    Degraded condition set in the conditions list as the drift check leaves it), and the verdict."""
     fields = dict(checked.fields) if checked else {}
     conditions = fields.get("conditions", (body.get("status") or {}).get("conditions"))
     assessed = degraded.check(body, list(conditions or []), spec.monitoring, measured, memory)
     if assessed is None:
-        return checked
+        return checked, None
     for key, value in assessed.fields.items():
         if key == "monitoring" and "monitoring" in fields:
             # merged into the drift check's (None there: monitoring is off, all of it goes)
             value = None if fields["monitoring"] is None else {**fields["monitoring"], **value}
         fields[key] = value
     events = (*(checked.events if checked else ()), *assessed.events)
-    return drift.Check(fields, events, checked.judged if checked else None)
+    return drift.Check(fields, events, checked.judged if checked else None), assessed.assessment
 
 
 def conclude(
@@ -82,10 +83,12 @@ def conclude(
     checked: drift.Check | None,
     memory: MutableMapping[str, Any],
     now: datetime.datetime,
+    verdict: performance.Assessment | None = None,
 ) -> None:
-    """After the drift check (`checked`, None when none was due): the retrain trigger, then the writes."""
+    """After the drift check (`checked`, None when none was due) and the live-accuracy check (`verdict`,
+    likewise): the retrain trigger, then the writes."""
     judged = checked.judged if checked else None
-    fired = retrain.trigger(kube, body, spec, judged, now) if spec.retrains else None
+    fired = retrain.trigger(kube, body, spec, judged, now, verdict) if spec.retrains else None
     act(kube, body, checked, fired, memory)
 
 

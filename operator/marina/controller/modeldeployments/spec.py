@@ -47,6 +47,7 @@ class Performance:
     margin: float = float(_default("monitoring.performance.margin"))
     false_alarm_rate: float = float(_default("monitoring.performance.falseAlarmRate"))
     max_rows: int = _default("monitoring.performance.maxRows")
+    on_degraded: str = _default("monitoring.performance.onDegraded")
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,14 @@ class ModelDeploymentSpec:
 
     @property
     def retrains(self) -> bool:
-        """Whether the operator ever refreshes the Dataset: on drift, or on a schedule."""
+        """Whether the operator ever refreshes the Dataset: on drift, on degradation, or on a schedule."""
         on_drift = self.monitoring is not None and self.monitoring.on_drift == "Retrain"
-        return on_drift or self.retraining.every_seconds is not None
+        return on_drift or self.retrains_on_degraded or self.retraining.every_seconds is not None
+
+    @property
+    def retrains_on_degraded(self) -> bool:
+        performance = self.monitoring.performance if self.monitoring is not None else None
+        return performance is not None and performance.on_degraded == "Retrain"
 
 
 def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -228,6 +234,9 @@ def _require_training_job(fields: Fields, spec: ModelDeploymentSpec) -> None:
         return
     if spec.monitoring is not None and spec.monitoring.on_drift == "Retrain":
         where = fields.section("monitoring").where("onDrift")
+        raise InvalidSpec(where, "Retrain needs spec.model.trainingJob (a fixed model.uri has no Dataset)")
+    if spec.retrains_on_degraded:
+        where = fields.section("monitoring").section("performance").where("onDegraded")
         raise InvalidSpec(where, "Retrain needs spec.model.trainingJob (a fixed model.uri has no Dataset)")
     if spec.retraining.every_seconds is not None:
         where = fields.section("retraining").where("everySeconds")
@@ -287,6 +296,7 @@ def _performance(performance: Fields) -> Performance:
         margin=performance.number("margin"),
         false_alarm_rate=performance.number("falseAlarmRate"),
         max_rows=performance.integer("maxRows"),
+        on_degraded=performance.required_string("onDegraded"),
     )
 
 
