@@ -21,10 +21,12 @@ from marina.controller.modeldeployments import degraded, drift, labels, monitor,
 from marina.controller.modeldeployments.performance import Labelled, Reference
 from marina.controller.modeldeployments.spec import Performance
 from marina.controller.shared.builders import ModelReference
+from marina.model import artifact
 from marina.model.artifact import ModelArtifact
 from marina.serving.model import ServedModel
 from marina.serving.payloads import Feedback, LogSettings, PayloadLog
 from minio_server import MinioServer
+from trained import splits
 
 SERVING, OTHER = "a" * 64, "b" * 64
 RELATIVE = 1e-9  # rmse and mae are a mean and a square root of float64: agree to rounding
@@ -425,3 +427,60 @@ def test_switching_performance_off_removes_its_status_condition_and_series(kube:
     assert [c["type"] for c in status["conditions"]] == ["Drifted"]
     series = [s for f in metrics.DEGRADED.collect() for s in f.samples if s.labels["modeldeployment"] == "m"]
     assert series == []
+
+
+# -- the whole check on real MinIO: the served artifact, the servers' parts, the status ------------------
+
+
+def test_a_concept_shift_on_real_storage_sets_degraded_while_the_unchanged_model_is_within_margin(
+    kube: Any, s3_env: MinioServer, diabetes_model: ModelArtifact, diabetes_data: str
+) -> None:
+    """The diabetes model served and its answers logged by the servers' writer; clients report the
+    truth for its training rows (which it fits about as well as its test rows). Then the target's
+    relation changes (the inputs do not): the same rows' truth moves by two test rmse per standard
+    deviation of the first feature, and the check reads it from MinIO and says Degraded."""
+    uri, sha256 = artifact.save(diabetes_model, "s3://marina-perf/models/team/")
+    model = ServedModel.from_artifact(diabetes_model, "md", uri)
+    assert model.sha256 == sha256
+    data = splits(diabetes_data)
+    rows, truth = data.x_train, data.y_train
+    rmse = diabetes_model.metrics["rmse"]
+    kube.add_resource(
+        "ModelDeployment",
+        "m",
+        {
+            "model": {"trainingJob": "t"},
+            "logging": {"sampleRate": 1.0},
+            "monitoring": {"performance": {"minRows": 100, "windowHours": 6}},
+        },
+        {"model": {"uri": uri, "sha256": sha256, "version": sha256[:12]}},
+    )
+
+    def judged_after(prefix: str, targets: np.ndarray) -> dict[str, Any]:
+        clock = Clock(NOW - 3600)
+        log = log_for(prefix, model, "p1", clock)
+        ids = [f"r{i}" for i in range(len(rows))]
+        for request_id, row in zip(ids, rows, strict=True):
+            log.add(request_id, row[None, :], model.predict(row[None, :]))
+        log.flush()
+        log.add_feedback(Feedback(ids, np.zeros(len(ids), np.int32), targets, NOW - 1800))
+        log.flush()
+        memory: dict[str, Any] = {drift.LAST_CHECK: math.inf}
+        measure = degraded.measurer(prefix, memory)
+        for _ in range(2):  # the first tick notes what the check needs, the second measures
+            monitor.tick(
+                kube, "default", "m", memory, lambda url: pytest.fail("no pod"), lambda: NOW, measure
+            )
+        return kube.current("ModelDeployment", "m")["status"]  # type: ignore[no-any-return]
+
+    status = judged_after("s3://marina-perf/logs/team/unchanged/", truth)
+    live = status["monitoring"]["performance"]
+    by_hand = math.sqrt(np.mean((model.predict(rows) - truth) ** 2))
+    assert live["rows"] == len(rows) and live["rmse"] == pytest.approx(by_hand, rel=1e-5)
+    assert live["referenceRmse"] == pytest.approx(rmse, rel=1e-5)
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "False", live["message"]
+    first = (rows[:, 0] - rows[:, 0].mean()) / rows[:, 0].std()
+    status = judged_after("s3://marina-perf/logs/team/shifted/", truth + 2 * rmse * first)
+    degraded_condition = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded_condition["status"] == "True" and status["monitoring"]["performance"]["rmse"] > 2 * rmse
+    assert kube.events[-1][1:3] == ("Warning", "ErrorAboveMargin")
