@@ -1171,6 +1171,10 @@ MODEL_DEPLOYMENT = Kind(
                             "rowsRead": Integer(description="Prediction and feedback rows read."),
                             "skippedParts": Integer(description="Parts not read (maxRows reached)."),
                             "skippedBytes": Integer(description="Bytes of the parts not read."),
+                            "unreadableParts": Integer(
+                                description="Parts skipped because they are not Parquet with the columns "
+                                "the servers write (the message names the first)."
+                            ),
                             "message": TEXT,
                             "checked": TIME,
                         },

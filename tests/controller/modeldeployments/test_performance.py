@@ -306,6 +306,17 @@ def test_a_cap_on_rows_skips_the_oldest_parts_and_says_what_it_skipped(s3_env: M
     assert measured.fields["skippedParts"] == 2 and "2 parts" in measured.assessment.message
 
 
+def test_an_unreadable_part_in_the_window_is_skipped_and_named(s3_env: MinioServer) -> None:
+    prefix = "s3://marina-perf/logs/team/unreadable/"
+    expected, model = written_logs(prefix)
+    bad = f"{prefix}feedback/date=2026-03-10/00000000T000000.000Z-hand-000001.parquet"
+    storage.write_bytes(bad, b"not parquet")
+    wanted = degraded.Wanted(Performance(window_hours=6, min_rows=100), ModelReference("s3://x/m", model))
+    measured = degraded.evaluate(wanted, NOW, prefix, Reference(1.0))
+    assert measured.fields["unreadableParts"] == 1 and bad in measured.assessment.message
+    assert measured.fields["rows"] == expected["rows"]  # the readable parts still count
+
+
 def test_parts_as_read_have_the_servers_schema(s3_env: MinioServer) -> None:
     prefix = "s3://marina-perf/logs/team/schema/"
     written_logs(prefix)

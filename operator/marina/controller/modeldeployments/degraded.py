@@ -91,6 +91,9 @@ def evaluate(wanted: Wanted, now: float, prefix: str, reference: Reference | str
     if read.skipped_parts:
         skipped = f"; {read.skipped_parts} parts ({read.skipped_bytes} bytes) not read past maxRows"
         assessment = dataclasses.replace(assessment, message=assessment.message + skipped)
+    if read.unreadable:
+        bad = f"; {len(read.unreadable)} parts unreadable, skipped (first: {read.unreadable[0]})"
+        assessment = dataclasses.replace(assessment, message=one_line(assessment.message + bad, 2000))
     fields = performance.to_status(
         assessment,
         labelled,
@@ -101,6 +104,7 @@ def evaluate(wanted: Wanted, now: float, prefix: str, reference: Reference | str
             "rowsRead": read.rows_read,
             "skippedParts": read.skipped_parts,
             "skippedBytes": read.skipped_bytes,
+            "unreadableParts": len(read.unreadable),
             "checked": monitoring.timestamp(now),
         },
     )

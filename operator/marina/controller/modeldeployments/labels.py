@@ -6,7 +6,9 @@ arrives later than the answer). Feedback is read first, then predictions, each n
 names begin with their UTC time), and only the columns the join needs. Once `max_rows` rows have been
 read the remaining parts are skipped (counted, with their bytes): a check reads at most `max_rows` rows
 plus one part (a serving pod writes at most twice its flush rows per part). Feedback rows received
-before the window's start are dropped after reading (a day's folder holds the whole day).
+before the window's start are dropped after reading (a day's folder holds the whole day). A part that is
+not Parquet with the needed columns (written by hand, cut short) is skipped and counted as unreadable,
+so one bad file cannot stop every check until retention deletes it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Read:
     rows_read: int
     skipped_parts: int
     skipped_bytes: int
+    unreadable: tuple[str, ...] = ()  # parts that could not be read as the servers write them
 
 
 def days(start: float, end: float) -> list[str]:
@@ -62,7 +65,14 @@ def read(prefix: str, window: Window, max_rows: int) -> Read:
     predictions = budget.read(
         _parts(f"{prefix}{PREDICTIONS}/", days(window.predictions_from, window.end)), PREDICTION_COLUMNS
     )
-    return Read(predictions, feedback, budget.rows, budget.skipped_parts, budget.skipped_bytes)
+    return Read(
+        predictions,
+        feedback,
+        budget.rows,
+        budget.skipped_parts,
+        budget.skipped_bytes,
+        tuple(budget.unreadable),
+    )
 
 
 def _parts(folder: str, day_names: list[str]) -> list[storage.StoredObject]:
@@ -79,6 +89,7 @@ class _Budget:
 
     def __init__(self, max_rows: int) -> None:
         self.max_rows, self.rows, self.skipped_parts, self.skipped_bytes = max_rows, 0, 0, 0
+        self.unreadable: list[str] = []
 
     def read(self, parts: list[storage.StoredObject], columns: tuple[str, ...]) -> Any:
         import pyarrow as pa
@@ -90,12 +101,18 @@ class _Budget:
                 self.skipped_parts += 1
                 self.skipped_bytes += part.size
                 continue
-            table = pq.read_table(io.BytesIO(storage.read_bytes(part.uri)), columns=list(columns))
+            data = storage.read_bytes(part.uri)
+            try:
+                table = pq.read_table(io.BytesIO(data), columns=list(columns)).select(list(columns))
+                table = table.cast(_empty(columns).schema)
+            except (pa.ArrowException, KeyError, ValueError):
+                self.unreadable.append(part.uri)
+                continue
             self.rows += table.num_rows
-            tables.append(table.select(list(columns)))
+            tables.append(table)
         if not tables:
             return _empty(columns)
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(tables)
 
 
 def _empty(columns: tuple[str, ...]) -> Any:
