@@ -25,7 +25,7 @@ from marina.model import artifact
 from marina.model.artifact import ModelArtifact
 from marina.serving.model import ServedModel
 from marina.serving.payloads import Feedback, LogSettings, PayloadLog
-from minio_server import MinioServer
+from minio_server import MinioServer, free_port
 from trained import splits
 
 SERVING, OTHER = "a" * 64, "b" * 64
@@ -315,6 +315,19 @@ def test_an_unreadable_part_in_the_window_is_skipped_and_named(s3_env: MinioServ
     measured = degraded.evaluate(wanted, NOW, prefix, Reference(1.0))
     assert measured.fields["unreadableParts"] == 1 and bad in measured.assessment.message
     assert measured.fields["rows"] == expected["rows"]  # the readable parts still count
+
+
+def test_storage_that_cannot_be_read_leaves_degraded_unknown_and_clears_the_last_reads_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(storage.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(storage.ACCESS_KEY_ENV, "a")
+    monkeypatch.setenv(storage.SECRET_KEY_ENV, "b")
+    wanted = degraded.Wanted(Performance(), ModelReference("s3://x/m", SERVING))
+    measured = degraded.evaluate(wanted, NOW, "s3://marina-perf/logs/team/down/", Reference(1.0))
+    assert measured.assessment.condition[:2] == ("Unknown", "Unavailable")
+    assert "cannot read the payload logs" in measured.assessment.message
+    assert measured.fields["skippedParts"] is None and measured.fields["rmse"] is None  # removed
 
 
 def test_parts_as_read_have_the_servers_schema(s3_env: MinioServer) -> None:

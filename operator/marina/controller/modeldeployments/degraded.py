@@ -114,7 +114,10 @@ def evaluate(wanted: Wanted, now: float, prefix: str, reference: Reference | str
 def _unavailable(sha256: str, message: str, now: float) -> Measured:
     assessment = performance.unavailable(message)
     empty = Labelled(np.empty(0), 0, 0, 0)
-    fields = performance.to_status(assessment, empty, None, None, {"checked": monitoring.timestamp(now)})
+    unread = dict.fromkeys(("modelVersion", "rowsRead", "skippedParts", "skippedBytes", "unreadableParts"))
+    fields = performance.to_status(
+        assessment, empty, None, None, {**unread, "checked": monitoring.timestamp(now)}
+    )
     return Measured(sha256, assessment, fields)
 
 
