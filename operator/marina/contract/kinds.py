@@ -50,7 +50,7 @@ ROLLOUT_STRATEGIES = ("RollingUpdate", "Canary")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 ROLLOUT_PHASES = ("Progressing", "Promoting", "Promoted", "RolledBack")
 DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
-RETRAIN_TRIGGERS = ("Drift", "Schedule")
+RETRAIN_TRIGGERS = ("Drift", "Schedule", "Degraded")
 RETRAIN_HOLDS = ("Cooldown", "DailyLimit", "NoDataset")
 PROMOTION_VERDICTS = ("Promoted", "Rejected")
 # What a served or batch-scored row can carry beside its prediction (the Open Inference v2 output names).
@@ -626,6 +626,8 @@ MODEL_DEPLOYMENT = Kind(
         Column("Reason", "string", READY_REASON, priority=1),
         Column("Drifted", "string", '.status.conditions[?(@.type=="Drifted")].status', priority=1),
         Column("Drift", "string", ".status.monitoring.level", priority=1),
+        Column("Degraded", "string", '.status.conditions[?(@.type=="Degraded")].status', priority=1),
+        Column("LiveRMSE", "number", ".status.monitoring.performance.rmse", priority=1),
         Column("Retrains", "integer", ".status.retraining.total", priority=1),
         Column("Rejected", "string", ".status.rejectedModel.version", priority=1),
         AGE,
@@ -830,12 +832,89 @@ MODEL_DEPLOYMENT = Kind(
                         default="Alert",
                         enum=DRIFT_ACTIONS,
                     ),
+                    "performance": Object(
+                        description=(
+                            "Live accuracy (absent: off; needs spec.logging with a sampleRate above 0). "
+                            "Every intervalSeconds the operator joins the payload log's predictions with the "
+                            "feedback received in the last windowHours on (id, row), keeps the rows the "
+                            "serving model answered, and compares their mean squared error with the model's "
+                            "test rmse: Degraded is True when a one-sided z-test at level falseAlarmRate "
+                            "says the live error exceeds (1 + margin) x the test rmse, Unknown with fewer "
+                            "than minRows labelled rows."
+                        ),
+                        properties={
+                            "intervalSeconds": Integer(
+                                description="Seconds between two checks (checked on 5-second ticks).",
+                                default=300,
+                                bound=Bound(10, 86400),
+                            ),
+                            "windowHours": Integer(
+                                description="Which labelled rows count: feedback received this many hours "
+                                "before the check, or since.",
+                                default=24,
+                                bound=Bound(1, 24 * 90),
+                            ),
+                            "labelDelayHours": Integer(
+                                description=(
+                                    "How long before the window's start a prediction may have been made and "
+                                    "still be joined with feedback in the window (older predictions are not "
+                                    "read; their feedback counts as unmatched)."
+                                ),
+                                default=24,
+                                bound=Bound(0, 24 * 90),
+                            ),
+                            "minRows": Integer(
+                                description=(
+                                    "Labelled rows of the serving model a check needs; fewer leave Degraded "
+                                    "Unknown (NotEnoughFeedback)."
+                                ),
+                                default=200,
+                                # Below ~100 rows the mean of squared errors is too skewed for the z-test.
+                                bound=Bound(100, 100_000_000),
+                            ),
+                            "margin": Number(
+                                description=(
+                                    "Relative increase of the rmse tolerated: Degraded when the live rmse "
+                                    "exceeds (1 + margin) x the model's test rmse."
+                                ),
+                                default=0.1,
+                                bound=Bound(0, 10),
+                            ),
+                            "falseAlarmRate": Number(
+                                description=(
+                                    "The test's level: the chance of a Degraded True when the live rmse is "
+                                    "exactly (1 + margin) x the test rmse (less when it is lower)."
+                                ),
+                                default=0.01,
+                                bound=Bound(1e-6, 0.5),
+                            ),
+                            "maxRows": Integer(
+                                description=(
+                                    "Rows read per check (predictions and feedback), newest parts first; "
+                                    "the parts beyond are skipped and counted in status."
+                                ),
+                                default=2_000_000,
+                                bound=Bound(1000, 50_000_000),
+                            ),
+                            "onDegraded": String(
+                                description=(
+                                    "What a Degraded True does: Alert reports it (condition, event, status); "
+                                    "Retrain also refreshes the Dataset behind model.trainingJob, as "
+                                    "onDrift Retrain does, within the limits of spec.retraining. Retrain "
+                                    "needs model.trainingJob."
+                                ),
+                                default="Alert",
+                                enum=DRIFT_ACTIONS,
+                            ),
+                        },
+                    ),
                 },
             ),
             "retraining": Object(
                 description=(
                     "Limits on refreshing the Dataset behind model.trainingJob, whatever triggers it "
-                    "(monitoring.onDrift Retrain, or the schedule everySeconds): at most maxPerDay refreshes "
+                    "(monitoring.onDrift Retrain, monitoring.performance.onDegraded Retrain, or the schedule "
+                    "everySeconds): at most maxPerDay refreshes "
                     "per UTC day, at least cooldownSeconds apart. A trigger inside them is held "
                     "(status.retraining.held). Every refresh is recorded in status.retraining and as a "
                     "RetrainTriggered event."
@@ -1066,6 +1145,40 @@ MODEL_DEPLOYMENT = Kind(
                         properties={"psi": REAL, "pValue": REAL, "jsDistance": REAL},
                     ),
                     "lastChecked": TIME,
+                    "performance": Object(
+                        description="The last live-accuracy check (spec.monitoring.performance).",
+                        properties={
+                            "modelVersion": String(description="The model whose answers were joined."),
+                            "rows": Integer(description="Labelled rows of that model in the window."),
+                            "rmse": Number(description="Live rmse of those rows."),
+                            "mae": Number(description="Live mean absolute error of those rows."),
+                            "referenceRmse": Number(description="The model's rmse on its test split."),
+                            "threshold": Number(description="(1 + margin) x referenceRmse."),
+                            "zScore": Number(
+                                description="How far the live mean squared error is above threshold^2, in "
+                                "standard errors."
+                            ),
+                            "windowStart": TIME,
+                            "windowEnd": TIME,
+                            "feedbackRows": Integer(description="Feedback rows received in the window."),
+                            "unmatched": Integer(
+                                description="Feedback rows with no logged prediction read (not sampled, "
+                                "too old, or an unknown id)."
+                            ),
+                            "otherModels": Integer(
+                                description="Feedback rows answered by another model (before a rollout)."
+                            ),
+                            "rowsRead": Integer(description="Prediction and feedback rows read."),
+                            "skippedParts": Integer(description="Parts not read (maxRows reached)."),
+                            "skippedBytes": Integer(description="Bytes of the parts not read."),
+                            "unreadableParts": Integer(
+                                description="Parts skipped because they are not Parquet with the columns "
+                                "the servers write (the message names the first)."
+                            ),
+                            "message": TEXT,
+                            "checked": TIME,
+                        },
+                    ),
                 },
             ),
             "retraining": Object(
@@ -1132,7 +1245,8 @@ MODEL_DEPLOYMENT = Kind(
             "conditions": _conditions(
                 f"{CONDITIONS[:-1]}; Drifted when spec.monitoring is set (True: inputs drifted, the model "
                 f"still "
-                "serves)."
+                "serves); Degraded when spec.monitoring.performance is set (True: the live error exceeds the "
+                "test error by more than the margin, the model still serves)."
             ),
         },
     ),

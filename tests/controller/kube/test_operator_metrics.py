@@ -231,3 +231,37 @@ def test_counters_name_no_object() -> None:
             assert not {label for sample in family.samples for label in sample.labels} & per_object, (
                 family.name
             )
+
+
+def test_a_live_accuracy_check_sets_its_gauges_without_touching_drifts_and_they_go_with_it() -> None:
+    body = deployment("live-a")
+    where = {"namespace": "ns", "modeldeployment": "live-a"}
+    metrics.status_written(body, monitoring("Stable", ("bmi", 0.01)))
+    degraded = [{"type": "Degraded", "status": "True", "reason": "ErrorAboveMargin"}]
+    written = {"rows": 500, "rmse": 2.5, "mae": 2.0, "referenceRmse": 1.0}
+    metrics.status_written(body, {"monitoring": {"performance": written}, "conditions": degraded})
+    assert value("marina_operator_live_rmse", **where) == 2.5
+    assert value("marina_operator_live_mae", **where) == 2.0
+    assert value("marina_operator_live_rows", **where) == 500
+    assert value("marina_operator_live_reference_rmse", **where) == 1.0
+    assert value("marina_operator_degraded", **where) == 1
+    assert value("marina_operator_drift_level", **where, level="Stable") == 1  # a performance-only write
+    too_few = {"rows": 10, "rmse": None, "mae": None, "referenceRmse": 1.0}
+    unknown = [{"type": "Degraded", "status": "Unknown", "reason": "NotEnoughFeedback"}]
+    metrics.status_written(body, {"monitoring": {"performance": too_few}, "conditions": unknown})
+    assert (
+        value("marina_operator_live_rmse", **where) is None
+        and value("marina_operator_degraded", **where) == 0
+    )
+    metrics.status_written(body, {"monitoring": {"performance": None}, "conditions": []})
+    assert (
+        value("marina_operator_live_rows", **where) is None
+        and value("marina_operator_degraded", **where) is None
+    )
+    assert value("marina_operator_drift_level", **where, level="Stable") == 1
+    metrics.status_written(body, {"monitoring": {"performance": written}, "conditions": degraded})
+    metrics.forget("ModelDeployment", "ns", "live-a")
+    assert (
+        value("marina_operator_live_rmse", **where) is None
+        and value("marina_operator_degraded", **where) is None
+    )

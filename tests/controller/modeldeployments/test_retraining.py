@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from marina.contract import API_VERSION, REFRESH_ANNOTATION
-from marina.controller.modeldeployments import drift, monitor, monitoring, retraining
+from marina.controller.modeldeployments import drift, monitor, monitoring, performance, retraining
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.modeldeployments.handlers import monitored
 from marina.controller.shared.fields import InvalidSpec
@@ -181,3 +181,45 @@ def test_defaults_and_the_loop_watches_a_schedule_without_monitoring() -> None:
     assert modeldeployment_spec.parse(scheduled).retrains
     assert monitored("ns", "m", scheduled) == {"ns": "m"}
     assert monitored("ns", "m", {"model": {"trainingJob": "t"}}) == {}
+
+
+# -- onDegraded: Retrain ------------------------------------------------------------------------------
+
+WORSE = performance.Assessment("True", performance.ABOVE_MARGIN, "error above the margin: live rmse 2.1")
+FINE = performance.Assessment("False", performance.WITHIN_MARGIN, "error within the margin")
+
+
+def degraded_spec(on_degraded: str = "Retrain", on_drift: str = "Alert") -> dict[str, Any]:
+    return {
+        "model": {"trainingJob": "t"},
+        "logging": {"sampleRate": 1},
+        "monitoring": {"onDrift": on_drift, "performance": {"onDegraded": on_degraded}},
+        "retraining": {"cooldownSeconds": 600},
+    }
+
+
+def degraded_tick(kube: Any, verdict: performance.Assessment | None, at: datetime) -> dict[str, Any]:
+    body = kube.get(API_VERSION, "ModelDeployment", "default", "m")
+    monitor.conclude(kube, body, modeldeployment_spec.parse(body["spec"]), None, {}, at, verdict)
+    return dict(kube.current("ModelDeployment", "m").get("status", {}).get("retraining") or {})
+
+
+def test_a_degraded_verdict_refreshes_the_dataset_when_asked_and_says_why(kube: Any) -> None:
+    setup(kube, degraded_spec())
+    assert degraded_tick(kube, FINE, START) == {} and degraded_tick(kube, None, START) == {}
+    record = degraded_tick(kube, WORSE, START)
+    assert record["reason"] == "Degraded" and "live rmse 2.1" in record["message"]
+    assert refresh_value(kube) == record["refresh"]
+    held = degraded_tick(kube, WORSE, START + timedelta(seconds=60))
+    assert held["held"]["reason"] == "Cooldown" and held["total"] == 1
+
+
+def test_degraded_with_alert_only_refreshes_nothing(kube: Any) -> None:
+    setup(kube, degraded_spec(on_degraded="Alert"))
+    assert degraded_tick(kube, WORSE, START) == {} and refresh_value(kube) is None
+
+
+def test_on_degraded_retrain_needs_a_training_job() -> None:
+    spec = {**degraded_spec(), "model": {"uri": URI, "sha256": "a" * 64}}
+    with pytest.raises(InvalidSpec, match=r"spec.monitoring.performance.onDegraded: Retrain needs"):
+        modeldeployment_spec.parse(spec)

@@ -83,6 +83,33 @@ FEATURE_PSI = _gauge(
     "PSI of each of the top features of the last drift check (status.monitoring.topFeatures).",
     "namespace modeldeployment feature",
 )
+LIVE_RMSE = _gauge(
+    "marina_operator_live_rmse",
+    "Live rmse of the serving model's labelled rows in the last live-accuracy check "
+    "(status.monitoring.performance.rmse).",
+    "namespace modeldeployment",
+)
+LIVE_MAE = _gauge(
+    "marina_operator_live_mae",
+    "Live mean absolute error of the serving model's labelled rows in the last live-accuracy check.",
+    "namespace modeldeployment",
+)
+LIVE_ROWS = _gauge(
+    "marina_operator_live_rows",
+    "Labelled rows of the serving model the last live-accuracy check judged.",
+    "namespace modeldeployment",
+)
+LIVE_REFERENCE_RMSE = _gauge(
+    "marina_operator_live_reference_rmse",
+    "The serving model's rmse on its test split, which the live rmse is compared with.",
+    "namespace modeldeployment",
+)
+DEGRADED = _gauge(
+    "marina_operator_degraded",
+    "1 while the Degraded condition is True (the live error significantly beyond the margin), else 0.",
+    "namespace modeldeployment",
+)
+_LIVE = (LIVE_RMSE, LIVE_MAE, LIVE_ROWS, LIVE_REFERENCE_RMSE, DEGRADED)
 RETRAINS = _counter(
     "marina_operator_retrains",
     "Retrains ModelDeployments triggered, by trigger (Drift, Schedule).",
@@ -205,7 +232,7 @@ def forget(kind: str, namespace: str, name: str) -> None:
             CONDITIONS.remove(*labels)
     if kind == MODEL_DEPLOYMENT:
         drift_forgotten(namespace, name)
-        _remove_series((RETRAINING_TOTAL,), namespace, name)
+        _remove_series((RETRAINING_TOTAL, *_LIVE), namespace, name)
 
 
 def remembered() -> set[tuple[str, str, str]]:
@@ -238,7 +265,15 @@ def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
     if "monitoring" not in status:
         return
     monitoring = status["monitoring"]
-    if not isinstance(monitoring, Mapping) or not monitoring.get("level"):
+    if not isinstance(monitoring, Mapping):
+        drift_forgotten(namespace, name)
+        _remove_series(_LIVE, namespace, name)
+        return
+    if "performance" in monitoring:
+        performance_checked(namespace, name, monitoring["performance"], status.get("conditions"))
+    if "level" not in monitoring:
+        return  # a write of the live-accuracy check alone
+    if not monitoring.get("level"):
         drift_forgotten(namespace, name)
         return
     features = {
@@ -255,6 +290,28 @@ def status_written(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         int(rows) if isinstance(rows, int) else None,
         features,
     )
+
+
+def performance_checked(namespace: str, name: str, performance: Any, conditions: Any) -> None:
+    """A live-accuracy check's result (status.monitoring.performance and the Degraded condition written
+    with it): the gauges set to it; switched off (None), they go. A number the check could not measure
+    (too few rows) removes its series rather than keep a stale one."""
+    if not isinstance(performance, Mapping):
+        _remove_series(_LIVE, namespace, name)
+        return
+    for gauge, key in (
+        (LIVE_RMSE, "rmse"),
+        (LIVE_MAE, "mae"),
+        (LIVE_ROWS, "rows"),
+        (LIVE_REFERENCE_RMSE, "referenceRmse"),
+    ):
+        value = performance.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            gauge.labels(namespace, name).set(value)
+        else:
+            _remove_series((gauge,), namespace, name)
+    degraded = [c for c in conditions or [] if isinstance(c, Mapping) and c.get("type") == "Degraded"]
+    DEGRADED.labels(namespace, name).set(1 if degraded and degraded[0].get("status") == "True" else 0)
 
 
 def rollout_outcome(before: Mapping[str, Any], written: Mapping[str, Any]) -> str | None:

@@ -11,10 +11,11 @@ from typing import Any
 
 from marina.controller.kube.client import KubeApi
 from marina.controller.modeldeployments import collector, monitoring
+from marina.controller.modeldeployments.performance import DEGRADED
 from marina.controller.modeldeployments.spec import Monitoring
 from marina.controller.shared import builders
 from marina.controller.shared.builders import ModelReference
-from marina.controller.shared.conditions import find_condition, with_condition, without_condition
+from marina.controller.shared.conditions import find_condition, with_condition
 from marina.controller.shared.plan import Post
 from marina.system.clock import utc_now
 from marina.system.text import one_line
@@ -92,12 +93,14 @@ def drift_status(
 
 
 def forgotten(status: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The status without status.monitoring and the Drifted condition; None when it has neither."""
-    if not (status.get("monitoring") or find_condition(status, monitoring.DRIFTED)):
+    """The status without status.monitoring and the conditions monitoring sets (Drifted, and Degraded
+    for spec.monitoring.performance); None when it has none of them."""
+    owned = (monitoring.DRIFTED, DEGRADED)
+    if not (status.get("monitoring") or any(find_condition(status, kind) for kind in owned)):
         return None
     return {
         "monitoring": None,
-        "conditions": without_condition(status.get("conditions") or [], monitoring.DRIFTED),
+        "conditions": [c for c in status.get("conditions") or [] if c.get("type") not in owned],
     }
 
 

@@ -14,7 +14,7 @@ import kopf
 
 from marina.contract import GROUP, VERSION
 from marina.controller.kube.background import Chore
-from marina.controller.modeldeployments import drift, logs, monitor, monitoring, reconcile, rollout
+from marina.controller.modeldeployments import degraded, drift, logs, monitor, monitoring, reconcile, rollout
 from marina.controller.shared.registration import (
     Registered,
     entries,
@@ -99,8 +99,10 @@ def chores(runtime: Runtime, indices: Mapping[str, Any]) -> list[Chore]:
         namespace, name = item
         memory = memories.setdefault(item, {})
         with runtime.health.working(f"drift check of {KIND} {namespace}/{name}"):
+            measure = degraded.measurer(runtime.settings.logs_prefix(namespace, name), memory)
             quietly(
-                lambda: monitor.tick(runtime.kube(), namespace, name, memory), f"drift check of {KIND} {name}"
+                lambda: monitor.tick(runtime.kube(), namespace, name, memory, measure=measure),
+                f"drift check of {KIND} {name}",
             )
 
     def step(item: tuple[str, str]) -> None:

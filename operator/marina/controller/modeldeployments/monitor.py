@@ -19,7 +19,7 @@ from typing import Any
 from marina.contract import API_VERSION
 from marina.controller.kube import metrics
 from marina.controller.kube.client import CONFLICT, KubeApi, KubeError
-from marina.controller.modeldeployments import collector, drift, retrain
+from marina.controller.modeldeployments import collector, degraded, drift, performance, retrain
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec
 from marina.controller.shared.fields import InvalidSpec
@@ -35,7 +35,10 @@ def tick(
     memory: MutableMapping[str, Any],
     fetch: collector.Fetch = collector.fetch_json,
     clock: Callable[[], float] = time.time,
+    measure: degraded.Measure | None = None,
 ) -> None:
+    """`measure`: the live-accuracy check (`degraded.measurer`; None: none), run before the lock."""
+    measured = degraded.measure(memory, measure, clock)
     with lock_for(KIND, namespace, name):
         body = kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -45,7 +48,32 @@ def tick(
         except InvalidSpec:
             return  # the reconciler reports it
         checked = drift.check(kube, body, spec.monitoring, memory, fetch, clock)
-        conclude(kube, body, spec, checked, memory, datetime.datetime.fromtimestamp(clock(), datetime.UTC))
+        checked, verdict = with_performance(body, spec, checked, measured, memory)
+        now = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+        conclude(kube, body, spec, checked, memory, now, verdict)
+
+
+def with_performance(
+    body: Mapping[str, Any],
+    spec: ModelDeploymentSpec,
+    checked: drift.Check | None,
+    measured: degraded.Measured | None,
+    memory: MutableMapping[str, Any],
+) -> tuple[drift.Check | None, performance.Assessment | None]:
+    """The drift check's writes with the live-accuracy verdict's added (one status write for both, the
+    Degraded condition set in the conditions list as the drift check leaves it), and the verdict."""
+    fields = dict(checked.fields) if checked else {}
+    conditions = fields.get("conditions", (body.get("status") or {}).get("conditions"))
+    assessed = degraded.check(body, list(conditions or []), spec.monitoring, measured, memory)
+    if assessed is None:
+        return checked, None
+    for key, value in assessed.fields.items():
+        if key == "monitoring" and "monitoring" in fields:
+            # merged into the drift check's (None there: monitoring is off, all of it goes)
+            value = None if fields["monitoring"] is None else {**fields["monitoring"], **value}
+        fields[key] = value
+    events = (*(checked.events if checked else ()), *assessed.events)
+    return drift.Check(fields, events, checked.judged if checked else None), assessed.assessment
 
 
 def conclude(
@@ -55,10 +83,12 @@ def conclude(
     checked: drift.Check | None,
     memory: MutableMapping[str, Any],
     now: datetime.datetime,
+    verdict: performance.Assessment | None = None,
 ) -> None:
-    """After the drift check (`checked`, None when none was due): the retrain trigger, then the writes."""
+    """After the drift check (`checked`, None when none was due) and the live-accuracy check (`verdict`,
+    likewise): the retrain trigger, then the writes."""
     judged = checked.judged if checked else None
-    fired = retrain.trigger(kube, body, spec, judged, now) if spec.retrains else None
+    fired = retrain.trigger(kube, body, spec, judged, now, verdict) if spec.retrains else None
     act(kube, body, checked, fired, memory)
 
 
@@ -78,6 +108,7 @@ def act(
         except KubeError as error:
             if refreshes and error.code == CONFLICT:
                 memory.pop(drift.LAST_CHECK, None)  # written since the read: decide again next tick
+                memory.pop(degraded.LAST_CHECK, None)
                 return
             raise
     for event in checked.events if checked else ():

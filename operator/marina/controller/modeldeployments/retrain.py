@@ -13,6 +13,7 @@ from typing import Any
 from marina.contract import API_VERSION
 from marina.controller.kube.client import KubeApi
 from marina.controller.modeldeployments import monitoring, retraining
+from marina.controller.modeldeployments.performance import Assessment
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec
 from marina.controller.shared.plan import Post
 from marina.system.clock import parse_timestamp
@@ -34,18 +35,29 @@ def trigger(
     spec: ModelDeploymentSpec,
     judged: monitoring.Assessment | None,
     now: datetime.datetime,
+    degraded: Assessment | None = None,
 ) -> Trigger | None:
-    """Decide on this tick's drift assessment (`judged`, None when no check ran) and the schedule; the
-    TrainingJob and its Dataset are read only when a trigger fires within the limits."""
+    """Decide on this tick's drift assessment (`judged`, None when no check ran), its live-accuracy
+    verdict (`degraded`, likewise) and the schedule; the TrainingJob and its Dataset are read only when a
+    trigger fires within the limits."""
     record = retraining.Record.of(body.get("status"))
     created = parse_timestamp(str(body["metadata"].get("creationTimestamp") or retraining.stamp(now)))
     drifted = judged is not None and judged.level is monitoring.Level.DRIFTED
-    reason = retraining.due(spec, record, drifted, now, created)
+    worse = degraded is not None and degraded.status == "True"
+    reason = retraining.due(spec, record, drifted, now, created, worse)
     if reason is None:
         return None
     held = retraining.hold(record, spec.retraining, now)
     target = held or dataset_to_refresh(kube, str(body["metadata"]["namespace"]), spec)
-    return decide(body, spec, record, reason, target, judged, now)
+    return decide(body, spec, record, reason, target, _why(reason, judged, degraded), now)
+
+
+def _why(reason: str, judged: monitoring.Assessment | None, degraded: Assessment | None) -> str:
+    if reason == retraining.DRIFT and judged is not None:
+        return judged.message
+    if reason == retraining.DEGRADED and degraded is not None:
+        return degraded.message
+    return "the schedule"
 
 
 def dataset_to_refresh(kube: KubeApi, namespace: str, spec: ModelDeploymentSpec) -> str | retraining.Hold:
@@ -71,7 +83,7 @@ def decide(
     record: retraining.Record,
     reason: str,
     target: str | retraining.Hold,
-    judged: monitoring.Assessment | None,
+    why: str,
     now: datetime.datetime,
 ) -> Trigger | None:
     """A refresh of Dataset `target`, or the record of a trigger held (an event when the reason for
@@ -84,7 +96,6 @@ def decide(
         message = f"{reason} trigger held: {fields['held']['message']}"
         return Trigger(fields, Post("Warning" if warning else "Normal", "RetrainHeld", message))
     meta = body["metadata"]
-    why = judged.message if reason == retraining.DRIFT and judged is not None else "the schedule"
     token = retraining.token(meta["name"], now)
     fields = retraining.triggered(record, reason, why, target, token, now, spec.retraining)
     said = (

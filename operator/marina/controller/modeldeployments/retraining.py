@@ -9,6 +9,8 @@ makes the TrainingJob train again (the same data gives the same version, and no 
 writes nothing else on the user's Dataset, and only when the ModelDeployment asks for it.
 
 **Triggers.** `Drift`: a drift check judged the inputs Drifted and `spec.monitoring.onDrift` is Retrain.
+`Degraded`: a live-accuracy check judged the error beyond its margin (`performance.decide`) and
+`spec.monitoring.performance.onDegraded` is Retrain; it retrains on the Dataset as drift does.
 `Schedule`: `spec.retraining.everySeconds` passed since the last refresh (or since the ModelDeployment
 was created). The schedule lives on the ModelDeployment, not the Dataset, so both triggers draw on one
 budget, are recorded in one place and run from the same leader-only loop; a Dataset followed by several
@@ -33,7 +35,7 @@ from marina.contract import API_VERSION, REFRESH_ANNOTATION, RETRAIN_HOLDS, RETR
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec, Retraining
 from marina.system.clock import parse_timestamp
 
-DRIFT, SCHEDULE = RETRAIN_TRIGGERS  # status.retraining.reason
+DRIFT, SCHEDULE, DEGRADED = RETRAIN_TRIGGERS  # status.retraining.reason
 COOLDOWN, DAILY_LIMIT, NO_DATASET = RETRAIN_HOLDS  # status.retraining.held.reason
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -70,11 +72,18 @@ class Record:
 
 
 def due(
-    spec: ModelDeploymentSpec, record: Record, drifted: bool, now: datetime, created: datetime
+    spec: ModelDeploymentSpec,
+    record: Record,
+    drifted: bool,
+    now: datetime,
+    created: datetime,
+    degraded: bool = False,
 ) -> str | None:
-    """Which trigger fires now, if any: drift first (it says why), then the schedule."""
+    """Which trigger fires now, if any: drift first, then degradation (they say why), then the schedule."""
     if drifted and spec.monitoring is not None and spec.monitoring.on_drift == "Retrain":
         return DRIFT
+    if degraded and spec.retrains_on_degraded:
+        return DEGRADED
     every = spec.retraining.every_seconds
     if every is not None and now >= (record.last or created) + timedelta(seconds=every):
         return SCHEDULE

@@ -35,14 +35,32 @@ class Autoscaling:
 
 
 @dataclass(frozen=True)
+class Performance:
+    """Live accuracy (`spec.monitoring.performance`): the logged answers of the serving model joined with
+    the feedback received in the last `window_hours` (predictions up to `label_delay_hours` older), judged
+    against the model's test rmse (`performance.decide`)."""
+
+    interval_seconds: int = _default("monitoring.performance.intervalSeconds")
+    window_hours: int = _default("monitoring.performance.windowHours")
+    label_delay_hours: int = _default("monitoring.performance.labelDelayHours")
+    min_rows: int = _default("monitoring.performance.minRows")
+    margin: float = float(_default("monitoring.performance.margin"))
+    false_alarm_rate: float = float(_default("monitoring.performance.falseAlarmRate"))
+    max_rows: int = _default("monitoring.performance.maxRows")
+    on_degraded: str = _default("monitoring.performance.onDegraded")
+
+
+@dataclass(frozen=True)
 class Monitoring:
     """Drift monitoring (`spec.monitoring`; absent: off). `on_drift: Retrain` also refreshes the Dataset
-    behind the served TrainingJob, within the limits of `Retraining`."""
+    behind the served TrainingJob, within the limits of `Retraining`. `performance` (None: off) judges
+    the live error from the payload logs and their feedback."""
 
     interval_seconds: int = _default("monitoring.intervalSeconds")
     min_rows: int = _default("monitoring.minRows")
     psi_threshold: float = _default("monitoring.psiThreshold")
     on_drift: str = _default("monitoring.onDrift")
+    performance: Performance | None = None
 
 
 @dataclass(frozen=True)
@@ -155,9 +173,14 @@ class ModelDeploymentSpec:
 
     @property
     def retrains(self) -> bool:
-        """Whether the operator ever refreshes the Dataset: on drift, or on a schedule."""
+        """Whether the operator ever refreshes the Dataset: on drift, on degradation, or on a schedule."""
         on_drift = self.monitoring is not None and self.monitoring.on_drift == "Retrain"
-        return on_drift or self.retraining.every_seconds is not None
+        return on_drift or self.retrains_on_degraded or self.retraining.every_seconds is not None
+
+    @property
+    def retrains_on_degraded(self) -> bool:
+        performance = self.monitoring.performance if self.monitoring is not None else None
+        return performance is not None and performance.on_degraded == "Retrain"
 
 
 def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -178,7 +201,15 @@ def parse(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         max_unavailable=_max_unavailable(fields.section("disruption")),
     )
     _require_training_job(fields, parsed)
+    _require_logs(fields, parsed)
     return parsed
+
+
+def _require_logs(fields: Fields, spec: ModelDeploymentSpec) -> None:
+    """Live accuracy is measured on the payload logs: without them there is nothing to join."""
+    if spec.monitoring is not None and spec.monitoring.performance is not None and not spec.logging.enabled:
+        where = fields.section("monitoring").where("performance")
+        raise InvalidSpec(where, "needs the payload logs: set spec.logging.sampleRate above 0")
 
 
 def _max_unavailable(disruption: Fields) -> int | str | None:
@@ -203,6 +234,9 @@ def _require_training_job(fields: Fields, spec: ModelDeploymentSpec) -> None:
         return
     if spec.monitoring is not None and spec.monitoring.on_drift == "Retrain":
         where = fields.section("monitoring").where("onDrift")
+        raise InvalidSpec(where, "Retrain needs spec.model.trainingJob (a fixed model.uri has no Dataset)")
+    if spec.retrains_on_degraded:
+        where = fields.section("monitoring").section("performance").where("onDegraded")
         raise InvalidSpec(where, "Retrain needs spec.model.trainingJob (a fixed model.uri has no Dataset)")
     if spec.retraining.every_seconds is not None:
         where = fields.section("retraining").where("everySeconds")
@@ -247,6 +281,22 @@ def _monitoring(monitoring: Fields) -> Monitoring:
         min_rows=monitoring.integer("minRows"),
         psi_threshold=monitoring.number("psiThreshold"),
         on_drift=monitoring.required_string("onDrift"),
+        performance=(
+            _performance(monitoring.section("performance")) if monitoring.has("performance") else None
+        ),
+    )
+
+
+def _performance(performance: Fields) -> Performance:
+    return Performance(
+        interval_seconds=performance.integer("intervalSeconds"),
+        window_hours=performance.integer("windowHours"),
+        label_delay_hours=performance.integer("labelDelayHours"),
+        min_rows=performance.integer("minRows"),
+        margin=performance.number("margin"),
+        false_alarm_rate=performance.number("falseAlarmRate"),
+        max_rows=performance.integer("maxRows"),
+        on_degraded=performance.required_string("onDegraded"),
     )
 
 
