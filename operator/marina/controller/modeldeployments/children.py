@@ -29,6 +29,8 @@ class Children:
     hpa: dict[str, Any] | None
     canary: dict[str, Any] | None = None  # the canary Deployment (spec.rollout.strategy Canary)
     budget: dict[str, Any] | None = None  # the PodDisruptionBudget
+    shadow: dict[str, Any] | None = None  # the shadow challenger's Deployment (spec.rollout.shadow)
+    shadow_service: dict[str, Any] | None = None  # and its Service
 
 
 def children(seen: Observation, owner: builders.Owner, spec: ModelDeploymentSpec) -> Children:
@@ -39,16 +41,27 @@ def children(seen: Observation, owner: builders.Owner, spec: ModelDeploymentSpec
     hpa = seen.child("autoscaling/v2", "HorizontalPodAutoscaler", owner.name)
     canary = seen.child("apps/v1", "Deployment", manifests.canary_name(owner))
     budget = seen.child("policy/v1", "PodDisruptionBudget", owner.name)
+    shadow = seen.child("apps/v1", "Deployment", manifests.shadow_name(owner))
+    shadow_service = seen.child("v1", "Service", manifests.shadow_name(owner))
+    shadowing = spec.rollout.shadow is not None
     for needed in (
         deployment,
         service,
         hpa if spec.autoscaling is not None else None,
         canary if spec.rollout.canary else None,
         budget if spec.disruption_budget is not None else None,
+        shadow if shadowing else None,
+        shadow_service if shadowing else None,
     ):
         ownership.require_owned(owner, needed)
     return Children(
-        deployment, service, _if_ours(owner, hpa), _if_ours(owner, canary), _if_ours(owner, budget)
+        deployment,
+        service,
+        _if_ours(owner, hpa),
+        _if_ours(owner, canary),
+        _if_ours(owner, budget),
+        _if_ours(owner, shadow),
+        _if_ours(owner, shadow_service),
     )
 
 
