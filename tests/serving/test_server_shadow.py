@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,28 @@ def test_bad_shadow_flags_are_refused(artifact_file: tuple[str, str], flags: lis
     except SystemExit as exit_info:
         code = int(exit_info.code or 0)
     assert code == 2
+
+
+def test_an_answer_without_a_length_counts_as_failed(served: ServedModel) -> None:
+    """The mirror's HTTP client takes only answers that say their length (as `marina serve` answers)."""
+    listener = hanging_listener()
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(
+                b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"predictions": [9.0]}'
+            )
+
+    server = threading.Thread(target=answer_once, daemon=True)
+    server.start()
+    app = ServingApp(served, shadowing=shadow.ShadowSettings(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    client = Client(app)
+    try:
+        assert client.post("/v1/models/diabetes:predict", json={"instances": [[1, 5, 2]]}).status_code == 200
+        wait_until(lambda: settled(client.get("/v2/models/diabetes/shadow").json()))
+        document = client.get("/v2/models/diabetes/shadow").json()
+    finally:
+        app.close(), listener.close()
+    assert (document["failed"], document["compared"]) == (1, 0)
