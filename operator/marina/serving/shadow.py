@@ -12,7 +12,8 @@ challenger only fills the queue, and a request that finds it full is not mirrore
 
 Outcomes of a mirrored request: `compared` (the challenger answered 200 with as many predictions),
 `rejected` (it answered another status: a 4xx for inputs it cannot take, a 5xx), `failed` (no answer
-within the timeout, a broken connection, or an answer that is not predictions) and `dropped` (the queue
+within the timeout, a broken connection, or an answer that is not predictions; and for half a second
+after such a failure, every copy the worker takes, untried) and `dropped` (the queue
 was full, or the server stopped before it was sent).
 
 `GET /v2/models/<m>/shadow` gives the cumulative counters and sums (the operator reads each stable pod
@@ -28,6 +29,7 @@ import queue
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,9 @@ OUTCOMES = (COMPARED, REJECTED, FAILED, DROPPED)
 #: The largest challenger answer read (predictions of a full request body are far smaller).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 BINARY_HEADER_LENGTH = "inference-header-content-length"
+#: After a copy failed (refused, timed out, broken), a worker fails the copies it takes for this long
+#: without trying: a stopped challenger costs no connect per copy.
+RETRY_SECONDS = 0.5
 log = logging.getLogger("marina.serving.shadow")
 
 
@@ -280,18 +285,24 @@ class Shadow(Collector):
 
     def _work(self) -> None:
         link = Link(self.host, self.port, self.settings.timeout_seconds)
+        resume = 0.0  # after a failure, copies fail at once until then (no connect per copy)
         while True:
             entry = self.queue.get()
             if entry is None:
                 link.close()
                 return
             path, body, headers, champion = entry
+            if resume and time.monotonic() < resume:
+                self.comparison.count_outcome(FAILED)
+                continue
             try:
                 status, answer_headers, answer = link.post(path, body, headers)
             except (OSError, ValueError):
-                link.close()  # reconnects on the next request
+                link.close()  # reconnects on the next copy after the pause
+                resume = time.monotonic() + RETRY_SECONDS
                 self.comparison.count_outcome(FAILED)
                 continue
+            resume = 0.0
             self._compare(status, answer, answer_headers, champion)
 
     def _compare(self, status: int, answer: bytes, headers: Mapping[str, str], champion: np.ndarray) -> None:
