@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_canary import NEW, OLD, Cluster
 
-from marina.contract import MODEL_DEPLOYMENT
+from marina.contract import API_VERSION, MODEL_DEPLOYMENT
 from marina.controller.kube.settings import Settings
 from marina.controller.modeldeployments import canary, shadowing
 from marina.controller.modeldeployments import spec as modeldeployment_spec
@@ -267,3 +267,16 @@ def test_the_canary_loop_ticks_through_a_shadow_phase() -> None:
     """The background loop's index follows a shadow phase too (its duration ends within a tick)."""
     assert in_canary("default", "diabetes", {"rollout": {"phase": "Shadowing"}}) == {"default": "diabetes"}
     assert in_canary("default", "diabetes", {"rollout": {"phase": "RolledBack"}}) == {}
+
+
+def test_dropping_the_shadow_from_the_spec_goes_on_to_the_canary(cluster: ShadowCluster) -> None:
+    start_shadow(cluster)
+    body = cluster.kube.current("ModelDeployment", "diabetes")
+    rollout = {key: value for key, value in body["spec"]["rollout"].items() if key != "shadow"}
+    cluster.kube.objects[(API_VERSION, "ModelDeployment", "default", "diabetes")]["spec"]["rollout"] = rollout
+    outcome = cluster.reconcile()
+    assert outcome.reason == "Canary" and cluster.served_by("diabetes-canary") == NEW
+    assert not cluster.exists("Deployment", "diabetes-shadow") and not cluster.exists(
+        "Service", "diabetes-shadow"
+    )
+    assert "--shadow-url" not in cluster.args("diabetes")

@@ -208,7 +208,7 @@ class Trial:
             return replace(aborted, actions=actions + aborted.actions)
         agreed = Post("Normal", "ShadowAgreed", f"model {self.target.version}: {verdict.message}")
         stepped = self.run(rollout.after_shadow(judged, self.spec.rollout.steps, self.replicas))
-        return replace(stepped, actions=(agreed, *remove_shadow(owner), *stepped.actions))
+        return replace(stepped, actions=(agreed, *stepped.actions))
 
     def settled(
         self,
@@ -241,12 +241,15 @@ class Trial:
         the stable's, which stop mirroring once a shadow phase is over)."""
         seen, owner, step = self.seen, self.owner, self.spec.rollout.steps[state.step]
         actions: tuple[Action, ...] = ()
+        if self.existing.shadow is not None or self.existing.shadow_service is not None:
+            actions += remove_shadow(owner)  # the shadow phase is over (passed, or dropped from the spec)
         stable = self.existing.deployment
         if manifests.mirrors(stable):
             plain = manifests.deployment(self.settings, owner, self.spec, self.serving)
             if (blocked := seen.blocked()) is not None:
                 return Step(outcome=blocked)
-            stable, actions = ensure(owner, plain, stable)
+            stable, written = ensure(owner, plain, stable)
+            actions += written
         # A step's baseline is taken once the stable's pods stand still too (after a shadow they roll).
         stable_ready = state.step_started is not None or stable is None or rollout_complete(stable)
         pods = rollout.canary_replicas(step.weight, self.replicas)
