@@ -109,7 +109,7 @@ def serve(path: str, sha256: str, *flags: str, nice: int = 0) -> tuple[subproces
         time.sleep(0.05)
 
 
-def measure(bases: dict[str, str], requests: int, clients: int, block: int = 250) -> dict[str, list[float]]:
+def measure(bases: dict[str, str], requests: int, clients: int, block: int = 50) -> dict[str, list[float]]:
     """Seconds per answer for each base, sent in alternating blocks by `clients` threads."""
     body = {"instances": [[0.5 * i for i in range(10)]]}
     times: dict[str, list[float]] = {name: [] for name in bases}
