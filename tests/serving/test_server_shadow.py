@@ -254,3 +254,28 @@ def test_an_answer_without_a_length_counts_as_failed(served: ServedModel) -> Non
     finally:
         app.close(), listener.close()
     assert (document["failed"], document["compared"]) == (1, 0)
+
+
+def test_a_connection_the_challenger_closed_is_opened_again_for_the_same_copy() -> None:
+    """uvicorn closes a keep-alive connection after 5 idle seconds: the next copy must not fail for it."""
+    listener = hanging_listener()
+    answer = b'HTTP/1.1 200 OK\r\ncontent-length: 22\r\n\r\n{"predictions": [9.0]}'
+
+    def serve_two_connections() -> None:
+        for _ in range(2):  # each connection answers once, then is closed without saying so
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+
+    server = threading.Thread(target=serve_two_connections, daemon=True)
+    server.start()
+    link = shadow.Link("127.0.0.1", listener.getsockname()[1], 5.0)
+    try:
+        for _ in range(2):
+            status, _, body = link.post("/v1/models/m:predict", b"{}", {"content-type": "application/json"})
+            assert (status, body) == (200, b'{"predictions": [9.0]}')
+    finally:
+        link.close(), listener.close()
+    server.join(5)
+    assert not server.is_alive()

@@ -189,6 +189,18 @@ class Link:
             self.sock = None
 
     def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """The answer's status, headers and body. A kept-alive connection the challenger closed meanwhile
+        (uvicorn closes idle ones after 5 s) is opened again once for the same copy (a prediction can be
+        asked twice)."""
+        if self.sock is None:
+            return self._post(path, body, headers)
+        try:
+            return self._post(path, body, headers)
+        except ConnectionError:
+            self.close()
+            return self._post(path, body, headers)
+
+    def _post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
         sock = self.sock
         if sock is None:
             sock = self.sock = socket.create_connection(self.address, self.timeout)
