@@ -255,13 +255,8 @@ class Shadow(Collector):
 
     # ---------------------------------------------------------------- the request path
 
-    def offer(self, path: str, body: bytes, headers: dict[str, str], predictions: np.ndarray) -> None:
-        """Mirror an answered request with `percent` probability; never blocks."""
-        if self.draw() < self.share:
-            self.put(path, body, headers, predictions)
-
     def put(self, path: str, body: bytes, headers: dict[str, str], predictions: np.ndarray) -> None:
-        """Queue a request already drawn to be mirrored; dropped (and counted) when the queue is full."""
+        """Queue a request the app drew (`draw() < share`); dropped (and counted) when the queue is full."""
         try:
             self.queue.put_nowait((path, body, headers, predictions))
         except queue.Full:
