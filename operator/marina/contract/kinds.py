@@ -48,7 +48,8 @@ PROMOTION_POLICIES = ("Always", "IfBetter")
 PROMOTION_METRICS = ("rmse", "mae", "r2")  # lower is better, but r2 higher
 ROLLOUT_STRATEGIES = ("RollingUpdate", "Canary")
 CONDITION_STATUSES = ("True", "False", "Unknown")
-ROLLOUT_PHASES = ("Progressing", "Promoting", "Promoted", "RolledBack")
+ROLLOUT_PHASES = ("Shadowing", "Progressing", "Promoting", "Promoted", "RolledBack")
+SHADOW_VERDICTS = ("Waiting", "Agreed", "Disagreed")
 DRIFT_LEVELS = ("Stable", "Moderate", "Drifted", "InsufficientData", "Unavailable")
 RETRAIN_TRIGGERS = ("Drift", "Schedule", "Degraded")
 RETRAIN_HOLDS = ("Cooldown", "DailyLimit", "NoDataset")
@@ -791,6 +792,70 @@ MODEL_DEPLOYMENT = Kind(
                             ),
                         },
                     ),
+                    "shadow": Object(
+                        description=(
+                            "Shadow traffic before the canary (Canary only; absent: off). The new model "
+                            "first runs as a challenger (<name>-shadow, a Deployment the Service does not "
+                            "select, so no client ever gets its answers); the stable pods copy percent of "
+                            "their answered requests to it after answering them and compare its predictions "
+                            "with their own on the same rows. After durationSeconds, with at least "
+                            "minRequests compared, the challenger is aborted (ShadowDisagreed) when its mean "
+                            "|challenger - champion|, in standard deviations of the champion's predictions, "
+                            "exceeds maxDifference by more than the one-sided z of alpha times its standard "
+                            "error (or when more than analysis.maxErrorRate of the copies failed); else the "
+                            "canary's steps begin."
+                        ),
+                        properties={
+                            "percent": Integer(
+                                description=(
+                                    "Percentage of the stable's answered requests copied to the challenger."
+                                ),
+                                default=100,
+                                bound=Bound(1, 100),
+                            ),
+                            "minRequests": Integer(
+                                description=(
+                                    "Copied requests the challenger must have answered before the shadow is "
+                                    "judged (it waits for them)."
+                                ),
+                                default=500,
+                                bound=Bound(10, 10_000_000),
+                            ),
+                            "durationSeconds": Integer(
+                                description=(
+                                    "Seconds from the challenger's and the mirroring stable pods' being "
+                                    "ready to the judgement."
+                                ),
+                                default=300,
+                                bound=Bound(0, 86400),
+                            ),
+                            "maxDifference": Number(
+                                description=(
+                                    "Largest mean |challenger - champion| prediction on the same rows, in "
+                                    "standard deviations of the champion's predictions."
+                                ),
+                                default=0.1,
+                                bound=Bound(0, 100, exclusive_minimum=True),
+                            ),
+                            "alpha": Number(
+                                description=(
+                                    "The one-sided test's false-abort rate for a challenger whose true mean "
+                                    "difference is exactly maxDifference (lower for one that differs less; "
+                                    "0 for one that answers the same)."
+                                ),
+                                default=0.01,
+                                bound=Bound(0.0001, 0.5),
+                            ),
+                            "maxConcurrency": Integer(
+                                description=(
+                                    "Copied requests each stable pod has in flight to the challenger at "
+                                    "once; more wait in a bounded queue, and beyond it are dropped (counted)."
+                                ),
+                                default=4,
+                                bound=Bound(1, 64),
+                            ),
+                        },
+                    ),
                 },
             ),
             "monitoring": Object(
@@ -1099,6 +1164,49 @@ MODEL_DEPLOYMENT = Kind(
                             "predictionShift": REAL,
                             "message": TEXT,
                             "failed": Object(properties={"metric": TEXT, "value": REAL, "threshold": REAL}),
+                        },
+                    ),
+                    "shadow": Object(
+                        description=(
+                            "The shadow phase's comparison (spec.rollout.shadow), merged over the stable "
+                            "pods that mirror to this challenger."
+                        ),
+                        properties={
+                            "verdict": String(enum=SHADOW_VERDICTS),
+                            "startedAt": String(
+                                description=(
+                                    "When the challenger and the mirroring stable pods were all ready."
+                                ),
+                                format="date-time",
+                            ),
+                            "requests": Integer(
+                                description="Copied requests the challenger answered, compared."
+                            ),
+                            "rows": Integer(description="Prediction rows compared."),
+                            "mirrored": Integer(description="Copied requests sent to the challenger."),
+                            "dropped": Integer(
+                                description="Requests not copied: the stable pod's queue was full."
+                            ),
+                            "failed": Integer(
+                                description=(
+                                    "Copies with no usable answer: refused, timed out, or not predictions."
+                                ),
+                            ),
+                            "meanDifference": Number(
+                                description=(
+                                    "Mean |challenger - champion| in the champion's standard deviations."
+                                ),
+                            ),
+                            "standardError": Number(description="The standard error of meanDifference."),
+                            "maxDifference": Number(
+                                description=(
+                                    "Largest |challenger - champion| in the champion's standard deviations."
+                                ),
+                            ),
+                            "championStd": Number(
+                                description="Standard deviation of the champion's predictions."
+                            ),
+                            "message": TEXT,
                         },
                     ),
                 },

@@ -3,6 +3,7 @@
 Paths (model `m`, optional `/versions/<v>` after `/v2/models/<m>`):
   GET  /v2/health/live · /v2/health/ready · /v2 · /v2/models/m · /v2/models/m/ready · /metrics
   GET  /v2/models/m/distribution · /v2/models/m/traffic (counters for the operator's canary analysis)
+  GET  /v2/models/m/shadow (the comparison with a challenger the answered requests are mirrored to)
   POST /v2/models/m/infer · /v1/models/m:predict · /v1/models/m:explain
   POST /v2/models/m/feedback (true targets by request id, with a payload log: `payloads`)
   GET  /v1/models · /v1/models/m
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from marina import __version__
-from marina.serving import jsoncodec, metrics, outputs, payloads, protocol, recording, traffic
+from marina.serving import jsoncodec, metrics, outputs, payloads, protocol, recording, shadow, traffic
 from marina.serving.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -154,6 +155,7 @@ class ServingApp:
         limits: ServerLimits | None = None,
         extrapolation: str = outputs.ALLOW,
         logging: payloads.LogSettings | None = None,
+        shadowing: shadow.ShadowSettings | None = None,
     ) -> None:
         if extrapolation not in outputs.EXTRAPOLATION_POLICIES:
             raise ValueError(f"extrapolation must be one of {', '.join(outputs.EXTRAPOLATION_POLICIES)}")
@@ -167,6 +169,8 @@ class ServingApp:
         self.recorder: recording.Recorder | None = None
         self.logging = logging
         self.payloads: payloads.PayloadLog | None = None
+        self.shadowing = shadowing
+        self.shadow: shadow.Shadow | None = None
         if model is not None:
             self.load(model)
 
@@ -188,6 +192,11 @@ class ServingApp:
                 self.payloads.close()
             self.payloads = payloads.PayloadLog(self.logging, model)
             self.payloads.start()
+        if self.shadowing is not None:
+            if self.shadow is not None:
+                self.shadow.close()
+            self.shadow = shadow.Shadow(self.shadowing)  # a new model: a new comparison
+            self.shadow.start()
         self.model = model
 
     def close(self) -> None:
@@ -195,6 +204,9 @@ class ServingApp:
         log_, self.payloads = self.payloads, None
         if log_ is not None:
             log_.close()
+        mirror, self.shadow = self.shadow, None
+        if mirror is not None:
+            mirror.close()
 
     def _flush(self) -> None:
         """Hand the buffered rows to the monitoring, before anyone reads it."""
@@ -341,6 +353,14 @@ class ServingApp:
         self._flush()
         return _json(self.traffic.document(model.name, model.version))
 
+    def shadow_comparison(self, route: Route, body: bytes, scope: Scope) -> Response:
+        """The mirrored requests' outcomes and the paired differences with the challenger since start-up."""
+        model = self.served(route)
+        mirror = self.shadow
+        if mirror is None:
+            raise NotFound(f"model '{model.name}' mirrors no traffic here (no --shadow-url)")
+        return _json(mirror.document(model.name, model.version))
+
     def model_ready(self, route: Route, body: bytes, scope: Scope) -> Response:
         return _json({"name": self.served(route).name, "ready": True})
 
@@ -361,6 +381,8 @@ class ServingApp:
             computed = computed or outputs.Computed(model, features, predictions)
             content, header_length = outputs.v2_response(computed, request.outputs, request.request_id)
         self._record(features, predictions, request.unseen, rid, request.columns)
+        if self.shadow is not None:
+            self._mirror(self.shadow, f"/v2/models/{model.name}/infer", body, scope, rid, predictions)
         if header_length is None:
             return 200, content, _with_id(JSON, rid)
         return (
@@ -384,6 +406,8 @@ class ServingApp:
         self._guarded(model, features, predictions)
         rid = request_id(scope)
         self._record(features, predictions, unseen, rid, columns)
+        if self.shadow is not None:
+            self._mirror(self.shadow, f"/v1/models/{model.name}:predict", body, scope, rid, predictions)
         return 200, protocol.encode_v1(predictions), _with_id(JSON, rid)
 
     def explain(self, route: Route, body: bytes, scope: Scope) -> Response:
@@ -437,9 +461,21 @@ class ServingApp:
             raise outputs.refusal(model, features, verdicts)
         return computed
 
+    def _mirror(
+        self, mirror: shadow.Shadow, path: str, body: bytes, scope: Scope, rid: str, predictions: np.ndarray
+    ) -> None:
+        """Hand an answered request to the shadow's queue (a draw, then a put that never waits)."""
+        if mirror.draw() >= mirror.share:
+            return
+        headers = {"content-type": "application/json", "x-request-id": rid}
+        for name, value in scope["headers"]:
+            if name == b"content-type" or name == BINARY_HEADER_LENGTH:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+        mirror.put(path, body, headers, predictions)
+
     def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
         self._flush()
-        extra = [] if self.payloads is None else [self.payloads]
+        extra: list[Any] = [c for c in (self.payloads, self.shadow) if c is not None]
         return (
             200,
             metrics.render(self.requests, self.model_metrics, extra),
@@ -487,6 +523,7 @@ V2_MODEL_ROUTES: dict[str, tuple[str, tuple[str, ...], Handler]] = {
     "distribution": ("v2_model_distribution", GET, ServingApp.distribution),
     "traffic": ("v2_model_traffic", GET, ServingApp.traffic_counters),
     "feedback": ("v2_feedback", POST, ServingApp.feedback),
+    "shadow": ("v2_model_shadow", GET, ServingApp.shadow_comparison),
 }
 
 

@@ -16,7 +16,7 @@ import warnings
 from threadpoolctl import threadpool_limits
 
 from marina.model import artifact
-from marina.serving import limits, outputs, payloads
+from marina.serving import limits, outputs, payloads, shadow
 from marina.serving.app import ServingApp
 from marina.serving.model import ServedModel, default_name, is_valid_name
 from marina.storage import StorageError
@@ -50,6 +50,13 @@ def _share(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {value}")
+    return number
+
+
+def _percent(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {value}")
     return number
 
 
@@ -150,6 +157,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="write the waiting rows at least this often (default: 60)",
     )
+    parser.add_argument(
+        "--shadow-url",
+        metavar="URL",
+        help="copy a share of the answered predict/infer requests to this challenger (http://host[:port]) "
+        "after answering them, and compare its predictions with this model's (default: none)",
+    )
+    parser.add_argument(
+        "--shadow-percent",
+        type=_percent,
+        default=100.0,
+        help="percentage of the answered requests copied to the challenger (default: 100)",
+    )
+    parser.add_argument(
+        "--shadow-challenger",
+        default="",
+        metavar="VERSION",
+        help="the challenger's model version, reported back with the comparison (default: none)",
+    )
+    parser.add_argument(
+        "--shadow-concurrency",
+        type=_positive,
+        default=4,
+        help="copied requests in flight to the challenger at once (default: 4)",
+    )
+    parser.add_argument(
+        "--shadow-queue",
+        type=_positive,
+        default=256,
+        help="copied requests waiting to be sent; more are dropped and counted (default: 256)",
+    )
+    parser.add_argument(
+        "--shadow-timeout",
+        type=_seconds,
+        default=2.0,
+        help="seconds the challenger has to answer a copied request (default: 2)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -203,7 +246,27 @@ def run(args: argparse.Namespace) -> int:
             logging_settings.flush_seconds,
             logging_settings.track,
         )
-    app = ServingApp(model, limits=server_limits, extrapolation=args.extrapolation, logging=logging_settings)
+    try:
+        shadowing = shadow_settings(args)
+    except ValueError as exc:
+        print(f"marina serve: {exc}", file=sys.stderr)
+        return 2
+    if shadowing is not None:
+        log.info(
+            "shadow: %g %% of the answered requests copied to %s (challenger %s), %d at once, queue of %d",
+            shadowing.percent,
+            shadowing.url,
+            shadowing.challenger or "unnamed",
+            shadowing.concurrency,
+            shadowing.queue_size,
+        )
+    app = ServingApp(
+        model,
+        limits=server_limits,
+        extrapolation=args.extrapolation,
+        logging=logging_settings,
+        shadowing=shadowing,
+    )
     try:
         return serve(app, args.host, args.port, args.log_level)
     finally:
@@ -220,6 +283,20 @@ def log_settings(args: argparse.Namespace) -> payloads.LogSettings | None:
         flush_rows=args.log_flush_rows,
         flush_seconds=args.log_flush_seconds,
         track=args.track,
+    )
+
+
+def shadow_settings(args: argparse.Namespace) -> shadow.ShadowSettings | None:
+    """The mirror the flags ask for, or None without --shadow-url."""
+    if not args.shadow_url:
+        return None
+    return shadow.ShadowSettings(
+        url=args.shadow_url,
+        percent=args.shadow_percent,
+        challenger=args.shadow_challenger,
+        concurrency=args.shadow_concurrency,
+        queue_size=args.shadow_queue,
+        timeout_seconds=args.shadow_timeout,
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marina.contract import GROUP
-from marina.controller.modeldeployments import manifests
+from marina.controller.modeldeployments import manifests, rollout
 from marina.controller.modeldeployments.spec import ModelDeploymentSpec
 from marina.controller.shared import builders, ownership
 from marina.controller.shared.builders import ModelReference
@@ -29,6 +29,8 @@ class Children:
     hpa: dict[str, Any] | None
     canary: dict[str, Any] | None = None  # the canary Deployment (spec.rollout.strategy Canary)
     budget: dict[str, Any] | None = None  # the PodDisruptionBudget
+    shadow: dict[str, Any] | None = None  # the shadow challenger's Deployment (spec.rollout.shadow)
+    shadow_service: dict[str, Any] | None = None  # and its Service
 
 
 def children(seen: Observation, owner: builders.Owner, spec: ModelDeploymentSpec) -> Children:
@@ -39,17 +41,36 @@ def children(seen: Observation, owner: builders.Owner, spec: ModelDeploymentSpec
     hpa = seen.child("autoscaling/v2", "HorizontalPodAutoscaler", owner.name)
     canary = seen.child("apps/v1", "Deployment", manifests.canary_name(owner))
     budget = seen.child("policy/v1", "PodDisruptionBudget", owner.name)
+    shadowing = spec.rollout.shadow is not None
+    shadow = shadow_service = None
+    if shadowing or shadow_in_status(seen.body):  # two reads fewer for everyone else
+        shadow = seen.child("apps/v1", "Deployment", manifests.shadow_name(owner))
+        shadow_service = seen.child("v1", "Service", manifests.shadow_name(owner))
     for needed in (
         deployment,
         service,
         hpa if spec.autoscaling is not None else None,
         canary if spec.rollout.canary else None,
         budget if spec.disruption_budget is not None else None,
+        shadow if shadowing else None,
+        shadow_service if shadowing else None,
     ):
         ownership.require_owned(owner, needed)
     return Children(
-        deployment, service, _if_ours(owner, hpa), _if_ours(owner, canary), _if_ours(owner, budget)
+        deployment,
+        service,
+        _if_ours(owner, hpa),
+        _if_ours(owner, canary),
+        _if_ours(owner, budget),
+        _if_ours(owner, shadow),
+        _if_ours(owner, shadow_service),
     )
+
+
+def shadow_in_status(body: Mapping[str, Any]) -> bool:
+    """Whether the last rollout had a shadow phase (its children may still need removing)."""
+    last = (body.get("status") or {}).get("rollout") or {}
+    return isinstance(last, Mapping) and (last.get("phase") == rollout.SHADOWING or bool(last.get("shadow")))
 
 
 def _if_ours(owner: builders.Owner, child: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -52,9 +52,10 @@ def logged(namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, str]
 
 
 def in_canary(namespace: str, name: str, status: Mapping[str, Any] | None) -> dict[str, str]:
-    """A ModelDeployment's entry in CANARIES (namespace -> name) while a canary runs or is promoted."""
+    """A ModelDeployment's entry in CANARIES (namespace -> name) while a canary (or its shadow phase) runs
+    or is promoted."""
     phase = ((status or {}).get("rollout") or {}).get("phase")
-    return {namespace: name} if phase in (rollout.PROGRESSING, rollout.PROMOTING) else {}
+    return {namespace: name} if phase in rollout.UNDER_WAY else {}
 
 
 def register(runtime: Runtime) -> Registered:

@@ -5,6 +5,7 @@ their Service, their PodDisruptionBudget, the optional HPA, and the promotion ga
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from marina.contract import GROUP, EvaluateRequest
@@ -24,6 +25,31 @@ PRESTOP_SECONDS = 5
 # On a canary's pods and in its Deployment's selector (the stable's pods have none).
 TRACK = f"{GROUP}/track"
 CANARY = "canary"
+SHADOW = "shadow"
+# On a shadow challenger's pods instead of the ModelDeployment's own label (which the Service selects).
+SHADOW_OF = f"{GROUP}/shadow-of"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """What the stable pods copy their answered requests to during a shadow phase (`--shadow-*` flags)."""
+
+    url: str
+    percent: int
+    challenger: str  # the challenger's model version
+    concurrency: int
+
+    def args(self) -> list[str]:
+        return [
+            "--shadow-url",
+            self.url,
+            "--shadow-percent",
+            str(self.percent),
+            "--shadow-challenger",
+            self.challenger,
+            "--shadow-concurrency",
+            str(self.concurrency),
+        ]
 
 
 def evaluation_job(
@@ -58,6 +84,7 @@ def server_container(
     spec: ModelDeploymentSpec,
     model: ModelReference,
     track: Mapping[str, str] | None = None,
+    mirror: Mirror | None = None,
 ) -> dict[str, Any]:
     args = [
         "serve",
@@ -74,9 +101,11 @@ def server_container(
     ]
     if spec.serving.extrapolation == "Reject":  # Allow is the server's default: Allow adds no flag
         args += ["--extrapolation", "reject"]
-    if track:  # the stable's pods are the server's default track: no flag, no change to their template
-        args += ["--track", track[TRACK]]
+    if track and track[TRACK] == CANARY:  # the stable's pods are the default track: no flag, no change
+        args += ["--track", CANARY]
     args += logging_args(settings, owner, spec.logging)
+    if mirror is not None:
+        args += mirror.args()
     container = builders.marina_container(settings, args, spec.resources, DEFAULT_SERVER_RESOURCES)
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -125,11 +154,59 @@ def logging_args(settings: Settings, owner: Owner, logging: Logging) -> list[str
 
 
 def deployment(
-    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference
+    settings: Settings,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    model: ModelReference,
+    mirror: Mirror | None = None,
 ) -> dict[str, Any]:
-    """The stable Deployment: the one `spec.replicas` (or the HPA) sizes."""
+    """The stable Deployment: the one `spec.replicas` (or the HPA) sizes; during a shadow phase its pods
+    also copy requests to the challenger (`mirror`: a new template, so they roll, and roll back after)."""
     replicas = spec.replicas if spec.autoscaling is None else None  # the HPA owns the count then
-    return _serving_deployment(settings, owner, spec, model, owner.name, {}, replicas)
+    return _serving_deployment(settings, owner, spec, model, owner.name, {}, replicas, mirror)
+
+
+def mirrors(deployment_body: Mapping[str, Any] | None) -> bool:
+    """Whether a Deployment's pods copy requests to a shadow challenger."""
+    if not deployment_body:
+        return False
+    containers = deployment_body["spec"]["template"]["spec"].get("containers") or []
+    return any("--shadow-url" in (c.get("args") or []) for c in containers)
+
+
+def shadow_name(owner: Owner) -> str:
+    return f"{owner.name}-{SHADOW}"
+
+
+def shadow_url(owner: Owner) -> str:
+    return f"http://{shadow_name(owner)}.{owner.namespace}.svc.cluster.local:{SERVICE_PORT}"
+
+
+def shadow_deployment(
+    settings: Settings, owner: Owner, spec: ModelDeploymentSpec, model: ModelReference, replicas: int
+) -> dict[str, Any]:
+    """The shadow challenger: the new model's pods, without the ModelDeployment's own label, so neither
+    the Service (no client request), the PodDisruptionBudget nor the operator's readings of the serving
+    pods count them. They keep no payload log (the stable pods log what the clients were answered)."""
+    quiet = replace(spec, logging=replace(spec.logging, sample_rate=0.0))
+    return _serving_deployment(
+        settings, owner, quiet, model, shadow_name(owner), {TRACK: SHADOW}, replicas, shadow=True
+    )
+
+
+def shadow_service(owner: Owner, model: ModelReference) -> dict[str, Any]:
+    """The challenger's own Service, for the stable pods' copies: only pods of the challenger's version."""
+    selector = {SHADOW_OF: owner.name, f"{GROUP}/model-version": model.version}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": builders.metadata(owner, shadow_name(owner), "serve"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
 
 
 def canary_name(owner: Owner) -> str:
@@ -153,18 +230,22 @@ def _serving_deployment(
     name: str,
     track: Mapping[str, str],
     replicas: int | None,
+    mirror: Mirror | None = None,
+    shadow: bool = False,
 ) -> dict[str, Any]:
-    pod_labels = {
-        **builders.labels(owner, "serve"),
-        f"{GROUP}/model-version": model.version,
-        **track,
-    }
+    common = builders.labels(owner, "serve")
+    if shadow:
+        del common[owner.label_key]
+        selector = {SHADOW_OF: owner.name, **track}
+    else:
+        selector = {**builders.selector(owner), **track}
+    pod_labels = {**common, f"{GROUP}/model-version": model.version, **selector, **track}
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": builders.metadata(owner, name, "serve"),
         "spec": {
-            "selector": {"matchLabels": {**builders.selector(owner), **track}},
+            "selector": {"matchLabels": selector},
             "progressDeadlineSeconds": spec.progress_deadline_seconds,
             "revisionHistoryLimit": 5,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
@@ -174,9 +255,9 @@ def _serving_deployment(
                     "annotations": {builders.MODEL_URI: model.uri, builders.MODEL_SHA256: model.sha256},
                 },
                 "spec": builders.pod_spec(
-                    [server_container(settings, owner, spec, model, track)],
+                    [server_container(settings, owner, spec, model, track, mirror)],
                     terminationGracePeriodSeconds=30,
-                    topologySpreadConstraints=[spread(owner, track)],
+                    topologySpreadConstraints=[spread(selector)],
                 ),
             },
         },
@@ -186,7 +267,7 @@ def _serving_deployment(
     return body
 
 
-def spread(owner: Owner, track: Mapping[str, str]) -> dict[str, Any]:
+def spread(selector: Mapping[str, str]) -> dict[str, Any]:
     """One Deployment's serving pods spread over nodes (one node may still hold them all: ScheduleAnyway),
     so losing or draining a node takes a share of the replicas, not the model. Counted per ReplicaSet
     (pod-template-hash), so a rollout's new pods spread among themselves too."""
@@ -194,7 +275,7 @@ def spread(owner: Owner, track: Mapping[str, str]) -> dict[str, Any]:
         "maxSkew": 1,
         "topologyKey": "kubernetes.io/hostname",
         "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": {**builders.selector(owner), **track}},
+        "labelSelector": {"matchLabels": dict(selector)},
         "matchLabelKeys": ["pod-template-hash"],
     }
 

@@ -23,7 +23,7 @@ from marina.controller.modeldeployments.spec import Analysis, CanaryStep
 from marina.controller.shared.builders import ModelReference
 from marina.system.clock import parse_timestamp
 
-PROGRESSING, PROMOTING, PROMOTED, ROLLED_BACK = (
+SHADOWING, PROGRESSING, PROMOTING, PROMOTED, ROLLED_BACK = (
     ROLLOUT_PHASES  # status.rollout.phase, as the contract lists it
 )
 #: How often the background loop looks at the ModelDeployments in a canary (a pause ends within it).
@@ -291,6 +291,7 @@ class State:
     step_started: str | None = None
     baseline: tuple[PodTraffic, ...] = ()
     analysis: Mapping[str, Any] | None = None
+    shadow: Mapping[str, Any] | None = None  # the shadow phase's comparison (`shadowing.Verdict`)
 
     @classmethod
     def of(cls, status: Any) -> State | None:
@@ -309,6 +310,7 @@ class State:
                 status.get("stepStartedAt"),
                 tuple(PodTraffic.parse(b, str(b["pod"])) for b in status.get("baseline") or []),
                 status.get("analysis"),
+                status.get("shadow"),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -325,6 +327,7 @@ class State:
             "stepStartedAt": self.step_started,
             "baseline": [b.to_status() for b in self.baseline],  # a list: replaced whole by a patch
             "analysis": dict(self.analysis) if self.analysis is not None else None,
+            "shadow": dict(self.shadow) if self.shadow is not None else None,
         }
 
     def paused_for(self, now: datetime) -> float | None:
@@ -337,15 +340,28 @@ class State:
         return next((b for b in self.baseline if b.pod == pod), None)
 
 
-def start(canary: ModelReference, steps: Sequence[CanaryStep], stable_replicas: int, now: str) -> State:
-    """A new canary of `canary` at its first step."""
+def start(
+    canary: ModelReference, steps: Sequence[CanaryStep], stable_replicas: int, now: str, shadow: bool = False
+) -> State:
+    """A new canary of `canary`: in its shadow phase (no user traffic: 100/0), or at its first step."""
+    if shadow:
+        return State(SHADOWING, canary, 0, len(steps), weights(1, 0), now)
     first = canary_replicas(steps[0].weight, stable_replicas)
     return State(PROGRESSING, canary, 0, len(steps), weights(stable_replicas, first), now)
 
 
 def is_current(state: State | None, canary: ModelReference) -> bool:
     """Whether `state` is a canary of this model still under way (not one that ended, nor another's)."""
-    return state is not None and state.canary == canary and state.phase in (PROGRESSING, PROMOTING)
+    return state is not None and state.canary == canary and state.phase in UNDER_WAY
+
+
+#: The phases of a rollout still under way.
+UNDER_WAY = (SHADOWING, PROGRESSING, PROMOTING)
+
+
+def after_shadow(state: State, steps: Sequence[CanaryStep], stable_replicas: int) -> State:
+    """The shadow agreed: the canary's first step, its pods not ready yet."""
+    return at_step(replace(state, phase=PROGRESSING), 0, steps, stable_replicas)
 
 
 def at_step(state: State, step: int, steps: Sequence[CanaryStep], stable_replicas: int) -> State:

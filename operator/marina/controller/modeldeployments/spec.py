@@ -84,6 +84,20 @@ class Analysis:
     min_requests: int = _default("rollout.analysis.minRequests")
 
 
+@dataclass(frozen=True)
+class Shadow:
+    """`spec.rollout.shadow`: before the canary's steps the stable pods copy `percent` of their answered
+    requests to the new model (no client sees its answers), and the two models' predictions on the same
+    rows are compared (`shadowing`)."""
+
+    percent: int = _default("rollout.shadow.percent")
+    min_requests: int = _default("rollout.shadow.minRequests")
+    duration_seconds: int = _default("rollout.shadow.durationSeconds")
+    max_difference: float = _default("rollout.shadow.maxDifference")
+    alpha: float = _default("rollout.shadow.alpha")
+    max_concurrency: int = _default("rollout.shadow.maxConcurrency")
+
+
 DEFAULT_CANARY_STEPS = tuple(CanaryStep(weight, pause) for weight, pause in contract.DEFAULT_CANARY_STEPS)
 
 
@@ -95,6 +109,7 @@ class Rollout:
     strategy: str = _default("rollout.strategy")
     steps: tuple[CanaryStep, ...] = DEFAULT_CANARY_STEPS
     analysis: Analysis = Analysis()
+    shadow: Shadow | None = None
 
     @property
     def canary(self) -> bool:
@@ -302,7 +317,24 @@ def _performance(performance: Fields) -> Performance:
 
 def _rollout(rollout: Fields) -> Rollout:
     steps = _canary_steps(rollout) if rollout.has("steps") else DEFAULT_CANARY_STEPS
-    return Rollout(rollout.required_string("strategy"), steps, _analysis(rollout.section("analysis")))
+    strategy = rollout.required_string("strategy")
+    shadow = _shadow(rollout.section("shadow")) if rollout.has("shadow") else None
+    if shadow is not None and strategy != "Canary":
+        raise InvalidSpec(
+            rollout.where("shadow"), f"goes before a canary's steps: needs strategy Canary, got {strategy}"
+        )
+    return Rollout(strategy, steps, _analysis(rollout.section("analysis")), shadow)
+
+
+def _shadow(shadow: Fields) -> Shadow:
+    return Shadow(
+        percent=shadow.integer("percent"),
+        min_requests=shadow.integer("minRequests"),
+        duration_seconds=shadow.integer("durationSeconds"),
+        max_difference=shadow.number("maxDifference"),
+        alpha=shadow.number("alpha"),
+        max_concurrency=shadow.integer("maxConcurrency"),
+    )
 
 
 def _canary_steps(rollout: Fields) -> tuple[CanaryStep, ...]:
