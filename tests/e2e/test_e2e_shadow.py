@@ -8,13 +8,14 @@ promoted. Every request of both must succeed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
-from tests.e2e.test_e2e_canary import scaled_dataset, switch, training_job
+from tests.e2e.test_e2e_canary import scaled_dataset, training_job
 from tests.e2e.test_e2e_pipeline import first_answer, predict
 from tests.e2e.traffic import Traffic
 
@@ -59,6 +60,11 @@ def client(trained: Any) -> Iterator[Traffic]:
     first_answer(trained, url, NAME)
     with Traffic(url, NAME, np.asarray(load_diabetes().data, dtype=np.float64), workers=2) as running:
         yield running
+
+
+def switch(marina: Any, training: str) -> None:
+    patch = json.dumps({"spec": {"model": {"trainingJob": training}}})
+    marina.kubectl("patch", "modeldeployment", NAME, "--type=merge", "-p", patch)
 
 
 def phase(marina: Any) -> str | None:

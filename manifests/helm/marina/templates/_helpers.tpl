@@ -50,7 +50,10 @@ true
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
-  resources: [services, configmaps]
+  resources: [services]
+  verbs: [get, create, patch, delete]  # delete: a shadow challenger's Service, once its phase ends
+- apiGroups: [""]
+  resources: [configmaps]
   verbs: [get, create, patch]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
