@@ -66,6 +66,8 @@ class FakeKube:
         meta.setdefault("uid", f"uid-{next(self._uids)}")
         meta.setdefault("generation", 1)
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        if stored.get("kind") == "Service":  # the API server gives each Service its address on create
+            stored.setdefault("spec", {}).setdefault("clusterIP", f"10.96.0.{next(self._uids) % 250 + 1}")
         self._touch(stored)
         self.objects[self.key(stored)] = stored
         return copy.deepcopy(stored)
@@ -118,8 +120,12 @@ class FakeKube:
             annotations = existing["metadata"].setdefault("annotations", {})
             annotations.update(body["metadata"].get("annotations") or {})
             return copy.deepcopy(existing)
-        changed = existing.get("spec") != body.get("spec")
-        existing["spec"] = copy.deepcopy(body.get("spec"))
+        address = (existing.get("spec") or {}).get("clusterIP")  # immutable: an apply leaves it
+        spec = copy.deepcopy(body.get("spec"))
+        if address is not None and isinstance(spec, dict):
+            spec.setdefault("clusterIP", address)
+        changed = existing.get("spec") != spec
+        existing["spec"] = spec
         existing["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
         if "data" in body:  # a Secret or ConfigMap; labels other managers set stay, as with apply
             existing["data"] = copy.deepcopy(body["data"])

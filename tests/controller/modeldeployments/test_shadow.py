@@ -93,8 +93,9 @@ def start_shadow(cluster: ShadowCluster) -> None:
     flags = dict(
         zip(args[args.index("--shadow-url") :: 2], args[args.index("--shadow-url") + 1 :: 2], strict=False)
     )
+    address = cluster.kube.get("v1", "Service", "default", "diabetes-shadow")["spec"]["clusterIP"]
     assert flags == {
-        "--shadow-url": "http://diabetes-shadow.default.svc.cluster.local:80",
+        "--shadow-url": f"http://{address}:80",  # by address: a Service's DNS answer outlives it (30 s)
         "--shadow-percent": "100",
         "--shadow-challenger": NEW[:12],
         "--shadow-concurrency": "4",
@@ -280,3 +281,31 @@ def test_dropping_the_shadow_from_the_spec_goes_on_to_the_canary(cluster: Shadow
         "Service", "diabetes-shadow"
     )
     assert "--shadow-url" not in cluster.args("diabetes")
+
+
+def test_a_new_model_right_after_an_abort_gets_a_shadow_of_its_own(cluster: ShadowCluster) -> None:
+    """An abort deletes the challenger's Deployment and Service; the next model's shadow phase writes them
+    again for itself, and its stable pods mirror to it (not to the aborted one)."""
+    start_shadow(cluster)
+    args = cluster.args("diabetes")
+    aborted_url = args[args.index("--shadow-url") + 1]
+    champion = np.linspace(90.0, 110.0, 60)
+    cluster.mirror(NEW[:12], champion, champion + 30.0)
+    assert cluster.reconcile(seconds=30).reason == "ShadowDisagreed"
+    newer = "c" * 64
+    cluster.comparisons.clear()
+    cluster.train(newer)
+    outcome = cluster.reconcile()
+    assert outcome.reason == "Shadowing", outcome.message
+    assert cluster.served_by("diabetes-shadow") == newer
+    service = cluster.kube.get("v1", "Service", "default", "diabetes-shadow")["spec"]
+    assert service["selector"]["marina.dev/model-version"] == newer[:12]
+    cluster.settle("diabetes-shadow")
+    cluster.reconcile()
+    args = cluster.args("diabetes")
+    assert args[args.index("--shadow-challenger") + 1] == newer[:12]
+    # The new Service's address, not the aborted one's (its name's DNS answer may still be the old one).
+    assert args[args.index("--shadow-url") + 1] == f"http://{service['clusterIP']}:80" != aborted_url
+    cluster.settle("diabetes")
+    assert cluster.reconcile().reason == "Shadowing"
+    assert cluster.exists("Service", "diabetes-shadow") and cluster.exists("Deployment", "diabetes-shadow")

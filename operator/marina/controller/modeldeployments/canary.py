@@ -174,19 +174,24 @@ class Trial:
         assert shadow is not None
         pods = rollout.canary_replicas(shadow.percent, self.replicas)  # its share of the stable's load
         challenger = manifests.shadow_deployment(self.settings, owner, self.spec, self.target, pods)
-        url = manifests.shadow_url(owner)
-        mirror = manifests.Mirror(url, shadow.percent, self.target.version, shadow.max_concurrency)
-        stable = manifests.deployment(self.settings, owner, self.spec, self.serving, mirror)
         service = manifests.shadow_service(owner, self.target)
         actions = ensure(owner, service, self.existing.shadow_service)[1]
-        for desired, existing, model, what in (  # the stable mirrors once the challenger can answer
-            (challenger, self.existing.shadow, self.target, "the challenger's pods"),
-            (stable, self.existing.deployment, self.serving, "the stable pods to mirror"),
-        ):
-            written = self.settled(state, desired, existing, model, what)
-            if isinstance(written, Step):
-                return replace(written, actions=actions + written.actions)
-            actions += written
+        written = self.settled(state, challenger, self.existing.shadow, self.target, "the challenger's pods")
+        if isinstance(written, Step):
+            return replace(written, actions=actions + written.actions)
+        actions += written
+        url = manifests.shadow_url(self.existing.shadow_service)
+        if url is None:  # created by this pass: its address is read on the next
+            return Step(shadow_outcome(state, "waiting for the challenger's Service"), None, actions)
+        # The stable mirrors once the challenger can answer.
+        mirror = manifests.Mirror(url, shadow.percent, self.target.version, shadow.max_concurrency)
+        stable = manifests.deployment(self.settings, owner, self.spec, self.serving, mirror)
+        written = self.settled(
+            state, stable, self.existing.deployment, self.serving, "the stable pods to mirror"
+        )
+        if isinstance(written, Step):
+            return replace(written, actions=actions + written.actions)
+        actions += written
         if state.step_started is None:
             state = rollout.began(state, seen.stamp, ())
         elapsed = state.paused_for(seen.now) or 0.0

@@ -178,8 +178,15 @@ def shadow_name(owner: Owner) -> str:
     return f"{owner.name}-{SHADOW}"
 
 
-def shadow_url(owner: Owner) -> str:
-    return f"http://{shadow_name(owner)}.{owner.namespace}.svc.cluster.local:{SERVICE_PORT}"
+def shadow_url(service: Mapping[str, Any] | None) -> str | None:
+    """The challenger's Service by its ClusterIP, not its DNS name: a Service deleted at the end of one
+    shadow phase and created again for the next gets a new address, and CoreDNS answers the old one for
+    its cache's lifetime (30 s), so copies sent by name went nowhere (found on the cluster). None until
+    the Service has its address."""
+    address = ((service or {}).get("spec") or {}).get("clusterIP")
+    if not isinstance(address, str) or not address or address == "None":
+        return None
+    return f"http://{address}:{SERVICE_PORT}"
 
 
 def shadow_deployment(
