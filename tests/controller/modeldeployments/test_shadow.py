@@ -94,8 +94,9 @@ def start_shadow(cluster: ShadowCluster) -> None:
         zip(args[args.index("--shadow-url") :: 2], args[args.index("--shadow-url") + 1 :: 2], strict=False)
     )
     address = cluster.kube.get("v1", "Service", "default", "diabetes-shadow")["spec"]["clusterIP"]
+    # By address: a Service's DNS answer outlives it (CoreDNS caches it for 30 s).
     assert flags == {
-        "--shadow-url": f"http://{address}:80",  # by address: a Service's DNS answer outlives it (30 s)
+        "--shadow-url": f"http://{address}:80",
         "--shadow-percent": "100",
         "--shadow-challenger": NEW[:12],
         "--shadow-concurrency": "4",
