@@ -64,11 +64,11 @@ def serving(marina: Any, training: str) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture(scope="module")
-def trained(marina: Any) -> Any:
-    diabetes = marina.sample("Dataset")
+def serve_stable_beside_challengers(marina: Any, deployment: dict[str, Any]) -> Any:
+    """Three models (stable; better: another alpha; scaled: a 100-times target), then `deployment` serving
+    the stable one, Ready."""
     marina.apply(
-        diabetes,
+        marina.sample("Dataset"),
         scaled_dataset(marina),
         training_job(marina, "stable", "diabetes", 0.1),
         training_job(marina, "better", "diabetes", 0.2),
@@ -76,9 +76,14 @@ def trained(marina: Any) -> Any:
     )
     for name in ("stable", "better", "scaled"):
         marina.wait_ready("trainingjob", name, timeout=420)
-    marina.apply(serving(marina, "stable"))
-    marina.wait_ready("modeldeployment", NAME, timeout=300)
+    marina.apply(deployment)
+    marina.wait_ready("modeldeployment", deployment["metadata"]["name"], timeout=300)
     return marina
+
+
+@pytest.fixture(scope="module")
+def trained(marina: Any) -> Any:
+    return serve_stable_beside_challengers(marina, serving(marina, "stable"))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
-from tests.e2e.test_e2e_canary import scaled_dataset, training_job
+from tests.e2e.test_e2e_canary import serve_stable_beside_challengers
 from tests.e2e.test_e2e_pipeline import first_answer, predict
 from tests.e2e.traffic import Traffic
 
@@ -40,18 +40,7 @@ def serving(marina: Any, training: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def trained(marina: Any) -> Any:
-    marina.apply(
-        marina.sample("Dataset"),
-        scaled_dataset(marina),
-        training_job(marina, "stable", "diabetes", 0.1),
-        training_job(marina, "better", "diabetes", 0.2),
-        training_job(marina, "scaled", "scaled", 0.1),
-    )
-    for name in ("stable", "better", "scaled"):
-        marina.wait_ready("trainingjob", name, timeout=420)
-    marina.apply(serving(marina, "stable"))
-    marina.wait_ready("modeldeployment", NAME, timeout=300)
-    return marina
+    return serve_stable_beside_challengers(marina, serving(marina, "stable"))
 
 
 @pytest.fixture
