@@ -21,13 +21,14 @@ from marina.controller.shared import builders, storage_area
 from marina.controller.shared.builders import ModelReference
 from marina.controller.shared.conditions import Outcome, State, ready_condition
 from marina.controller.shared.fields import InvalidSpec
-from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
+from marina.controller.shared.jobs import JobStep, Work, forget_old_jobs, job_plan, run_job
 from marina.controller.shared.observation import Observation
 from marina.controller.shared.plan import Action, Plan
 from marina.controller.shared.reconciler import invalid, settle
 from marina.controller.shared.termination import JobPhase, JobResult
 
 KIND = "BatchPrediction"
+SCORING = Work("predict", "Scoring", "ScoringFailed")
 
 
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
@@ -180,29 +181,12 @@ def from_job(
     progress: str | None = None,
     shards: tuple[int, int] | None = None,
 ) -> Plan:
-    if isinstance(step.result, Outcome):
-        return Plan(step.result, step.actions)
-    result = step.result
-    job = seen.child("batch/v1", "Job", job_name) or {}
-    times = {k: v for k, v in (job.get("status") or {}).items() if k in ("startTime", "completionTime") and v}
-    fields = {**fields, **times}
-    if result.phase is JobPhase.RUNNING:
-        doing = f"is scoring in {shards[1]} shards" if shards else "is scoring"
-        running = {**fields, "phase": "Running"}
-        return Plan(
-            running_outcome(seen, result, "Scoring", doing, job_name, running, progress, shards), step.actions
-        )
-    if result.phase is JobPhase.FAILED:
-        failed = Outcome(
-            State.FAILED,
-            result.reason or "ScoringFailed",
-            failure_message(result, job_name),
-            {**fields, "phase": "Failed"},
-        )
-        return Plan(failed)
-    return Plan(
-        scored(succeeded(result, fields, digest)), forget_old_jobs(seen, owner, "predict", keep=job_name)
-    )
+    doing = f"is scoring in {shards[1]} shards" if shards else "is scoring"
+
+    def done(result: JobResult, fields: dict[str, Any]) -> Outcome:
+        return scored(succeeded(result, fields, digest))
+
+    return job_plan(seen, owner, step, job_name, fields, SCORING, doing, done, progress, shards)
 
 
 def succeeded(result: JobResult, fields: dict[str, Any], digest: str) -> dict[str, Any]:

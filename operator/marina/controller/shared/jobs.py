@@ -4,7 +4,7 @@ what a running Job's pods report. Pure functions of an `Observation`; the writes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from marina.controller.kube.settings import Settings
 from marina.controller.shared import builders, ownership
 from marina.controller.shared.conditions import Outcome, State
 from marina.controller.shared.observation import Observation, ProgressReport, StoredResult
-from marina.controller.shared.plan import Action, Create, Delete
+from marina.controller.shared.plan import Action, Create, Delete, Plan
 from marina.controller.shared.termination import (
     JobPhase,
     JobResult,
@@ -122,6 +122,51 @@ def running_outcome(
         share = f", {reported['percent']}%" if "percent" in reported else ""
         what = f"{what} ({reported['rows']} rows{share})" if "rows" in reported else what
     return Outcome(State.PROGRESSING, reason, f"Job {job_name} {what}", fields)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a kind's Job does, in its status's words."""
+
+    step: str  # the Job's step (`builders.job_name`): older Jobs of it go once one succeeds
+    reason: str  # the Progressing reason while it runs ("Training")
+    failed: str  # the Failed reason when the command names none ("TrainingFailed")
+
+
+def job_times(seen: Observation, job_name: str) -> dict[str, str]:
+    job = seen.child("batch/v1", "Job", job_name) or {}
+    status = job.get("status") or {}
+    return {key: status[key] for key in ("startTime", "completionTime") if status.get(key)}
+
+
+def job_plan(
+    seen: Observation,
+    owner: builders.Owner,
+    step: JobStep,
+    job_name: str,
+    fields: Mapping[str, Any],
+    work: Work,
+    doing: str,
+    done: Callable[[JobResult, dict[str, Any]], Outcome],
+    progress_uri: str | None = None,
+    shards: tuple[int, int] | None = None,
+) -> Plan:
+    """The plan of a kind whose status follows one Job (phase Running, Failed or Succeeded, with the Job's
+    times): `doing` says what it does while it runs, `done` makes the outcome of its success."""
+    if isinstance(step.result, Outcome):
+        return Plan(step.result, step.actions)
+    result = step.result
+    fields = {**fields, **job_times(seen, job_name)}
+    if result.phase is JobPhase.RUNNING:
+        running = {**fields, "phase": "Running"}
+        outcome = running_outcome(seen, result, work.reason, doing, job_name, running, progress_uri, shards)
+        return Plan(outcome, step.actions)
+    if result.phase is JobPhase.FAILED:
+        message = failure_message(result, job_name)
+        return Plan(
+            Outcome(State.FAILED, result.reason or work.failed, message, {**fields, "phase": "Failed"})
+        )
+    return Plan(done(result, fields), forget_old_jobs(seen, owner, work.step, keep=job_name))
 
 
 def failure_message(result: JobResult, job_name: str) -> str:

@@ -16,7 +16,7 @@ from marina.controller.kube.settings import MODELS, Settings
 from marina.controller.shared import builders, retention
 from marina.controller.shared.conditions import Outcome, State, ready_condition
 from marina.controller.shared.fields import InvalidSpec
-from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
+from marina.controller.shared.jobs import JobStep, Work, forget_old_jobs, job_plan, run_job
 from marina.controller.shared.observation import Observation
 from marina.controller.shared.plan import Action, Plan
 from marina.controller.shared.reconciler import invalid, settle
@@ -25,6 +25,7 @@ from marina.controller.trainingjobs import manifests
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
 KIND = "TrainingJob"
+TRAINING = Work("train", "Training", "TrainingFailed")
 RETENTION = retention.Kind(
     MODELS,
     "models",
@@ -131,12 +132,6 @@ def shards_done(seen: Observation, job_name: str) -> int:
     return int((job.get("status") or {}).get("succeeded") or 0)
 
 
-def job_times(seen: Observation, job_name: str) -> dict[str, str]:
-    job = seen.child("batch/v1", "Job", job_name) or {}
-    status = job.get("status") or {}
-    return {key: status[key] for key in ("startTime", "completionTime") if status.get(key)}
-
-
 def from_job(
     seen: Observation,
     owner: builders.Owner,
@@ -148,29 +143,12 @@ def from_job(
     shards: tuple[int, int] | None = None,
 ) -> Plan:
     """The outcome of the Job's step (a Job that just starts reports no progress yet)."""
-    if isinstance(step.result, Outcome):
-        return Plan(step.result, step.actions)
-    result = step.result
-    fields = {**fields, **job_times(seen, job_name)}
-    if result.phase is JobPhase.RUNNING:
-        doing = (
-            f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
-        )
-        running = {**fields, "phase": "Running"}
-        outcome = running_outcome(seen, result, "Training", doing, job_name, running, progress, shards)
-        return Plan(outcome, step.actions)
-    if result.phase is JobPhase.FAILED:
-        return Plan(
-            Outcome(
-                State.FAILED,
-                result.reason or "TrainingFailed",
-                failure_message(result, job_name),
-                {**fields, "phase": "Failed"},
-            )
-        )
-    return Plan(
-        trained(succeeded(result, fields, digest)), forget_old_jobs(seen, owner, "train", keep=job_name)
-    )
+    doing = f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
+
+    def done(result: JobResult, fields: dict[str, Any]) -> Outcome:
+        return trained(succeeded(result, fields, digest))
+
+    return job_plan(seen, owner, step, job_name, fields, TRAINING, doing, done, progress, shards)
 
 
 def succeeded(result: JobResult, fields: dict[str, Any], digest: str) -> dict[str, Any]:
