@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from marina.contract.crds import sync
 from marina.contract.kinds import GROUP, KINDS
 from marina.contract.schema import Kind
 
@@ -80,24 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="manifests/argocd (holding health.lua)")
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in generate(args.folder).items():
-        current = path.read_text() if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(str(path))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    written = sync(generate(args.folder), args.check)
     known = {kind.kind for kind in KINDS}
     extra = [str(p) for p in sorted((args.folder / CUSTOMIZATIONS / GROUP).glob("*")) if p.name not in known]
     if extra:
         print(f"folders for kinds the contract does not have: {', '.join(extra)}", file=sys.stderr)
         return 1
-    if stale:
-        print(f"out of date with the contract (run `make crds`): {', '.join(stale)}", file=sys.stderr)
-        return 1
+    return written
     return 0
 
 

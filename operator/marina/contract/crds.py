@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,24 @@ def generate(folder: Path) -> dict[Path, str]:
     return {folder / file_name(kind): render(kind) for kind in KINDS}
 
 
+def sync(files: Mapping[Path, str], check: bool) -> int:
+    """Write each generated file whose text differs (or with `check`, name them and write nothing); the
+    exit status: 1 when `check` found one out of date."""
+    stale = []
+    for path, text in files.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if check:
+            stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"out of date with the contract (run `make crds`): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m marina.contract.crds", description=__doc__.splitlines()[0]
@@ -125,19 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in generate(args.folder).items():
-        current = path.read_text() if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(str(path))
-        else:
-            path.write_text(text)
-    if stale:
-        print(f"out of date with the contract (run `make crds`): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    return sync(generate(args.folder), args.check)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from marina.contract.bounds import Bound, plain
+from marina.contract.crds import sync
 from marina.contract.kinds import API_VERSION, KINDS
 from marina.contract.schema import Array, Field, Integer, IntOrString, Kind, Number, Object, String
 
@@ -145,15 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", type=Path)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    text = render()
-    current = args.path.read_text() if args.path.exists() else None
-    if current == text:
-        return 0
-    if args.check:
-        print(f"{args.path} is out of date with the contract (run `make crds`)", file=sys.stderr)
-        return 1
-    args.path.write_text(text)
-    return 0
+    return sync({args.path: render()}, args.check)
 
 
 if __name__ == "__main__":
