@@ -223,8 +223,17 @@ def test_drift_triggers_one_refresh_and_a_drift_inside_the_cooldown_none(marina:
     )
     assert drifted and record["reason"] == "Drift" and record["dataset"] == RETRAIN
     assert record["countToday"] == 1 and record["total"] == 1 and SHIFTED_FEATURE in record["message"]
-    annotations = marina.get("dataset", RETRAIN)["metadata"].get("annotations") or {}
-    assert annotations.get(REFRESH_ANNOTATION) == record["refresh"]
+    # The record is written first and the Dataset annotated after it (and after the drift event), so that a
+    # crash in between never exceeds the limits: the annotation follows the record by a request or two.
+    marina.wait_for(
+        "the Dataset's refresh annotation",
+        lambda: (
+            (marina.get("dataset", RETRAIN)["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION)
+            == record["refresh"]
+        ),
+        timeout=30,
+        every=0.25,
+    )
     marina.wait_for(  # the Dataset read its source again: a new prepare Job (same data, same version)
         "the Dataset prepared again",
         lambda: (
