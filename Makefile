@@ -86,8 +86,11 @@ undeploy: ## remove the operator, MinIO and CRDs; stored data stays in MinIO's v
 demo: deps ## cluster, images, operator, MinIO, samples — ending in real predictions
 	bash hack/demo.sh
 
-kind-up: ## a kind cluster "marina" with Marina deployed (node image built here; MARINA_KIND_NODE_IMAGE=kindest/node:... for an upstream one)
-	bash hack/kind-up.sh
+# worker nodes of `make kind-up` besides the control plane
+WORKERS ?= 0
+
+kind-up: ## a kind cluster "marina" with Marina deployed (node image built here; WORKERS=3 adds three worker nodes; MARINA_KIND_NODE_IMAGE=kindest/node:... for an upstream one)
+	MARINA_KIND_WORKERS=$(WORKERS) bash hack/kind-up.sh
 
 kind-down: ## delete the kind cluster, its network and filter, and stop kind's Docker engine
 	bash hack/kind/kind-down.sh

@@ -10,6 +10,10 @@
 #     kindest/node:v1.33.4@sha256:25a6018e48dfcaee478f4a59af81157a437f15e6e140bf103f85a2e7cd0cbbf2
 #     marina.local/marina:dev is built from images/marina/Dockerfile (python:3.11-slim) and
 #     marina.local/minio:dev is the upstream MinIO image (Docker Hub's, by its short name) retagged.
+# MARINA_KIND_WORKERS=N (default 0: one node that is control plane and worker) adds N worker nodes; the
+# control plane then keeps its NoSchedule taint, so workloads land on the workers only (`make kind-up
+# WORKERS=3` for the placement and node-failure tests, tests/nodes). A healthy cluster with another node
+# count is recreated.
 # Re-running reuses a healthy cluster; a broken one (e.g. after a reboot) is recreated.
 # Prints the KUBECONFIG to use (.cluster/kind-kubeconfig). Remove everything with hack/kind/kind-down.sh.
 set -euo pipefail
@@ -17,6 +21,8 @@ KIND_HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")/kind" && pwd)"
 # shellcheck source=hack/kind/common.sh
 source "$KIND_HACK/common.sh"
 NODE_IMAGE=${MARINA_KIND_NODE_IMAGE:-local}
+WORKERS=${MARINA_KIND_WORKERS:-0}
+[[ $WORKERS =~ ^[0-9]+$ ]] || die "MARINA_KIND_WORKERS must be a whole number (got '$WORKERS')"
 MINIO_UPSTREAM_IMAGE=${MINIO_UPSTREAM_IMAGE:-minio/minio:RELEASE.2025-09-07T16-13-09Z}
 # The names the manifests, the operator and the tests use (marina.local never resolves: nothing is pulled);
 # `docker save` and `kind load` keep them in the node's containerd.
@@ -44,6 +50,8 @@ nodes:
 - role: control-plane
   image: $1
 CONFIG
+  local worker
+  for ((worker = 0; worker < WORKERS; worker++)); do printf -- '- role: worker\n  image: %s\n' "$1"; done
   (($2)) || return 0
   cat <<CONFIG
 kubeadmConfigPatches:
@@ -62,7 +70,10 @@ CONFIG
 cluster_healthy() {
   "$KIND" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER" || return 1
   "$KIND" export kubeconfig --name "$KIND_CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || return 1
-  k get --raw /readyz >/dev/null 2>&1
+  k get --raw /readyz >/dev/null 2>&1 || return 1
+  local nodes
+  nodes=$("$KIND" get nodes --name "$KIND_CLUSTER" 2>/dev/null | wc -l)
+  ((nodes == WORKERS + 1)) || { log "kind cluster '$KIND_CLUSTER' has $nodes nodes, $((WORKERS + 1)) wanted"; return 1; }
 }
 
 create_cluster() {
@@ -72,7 +83,7 @@ create_cluster() {
     return 0
   fi
   if "$KIND" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
-    log "kind cluster '$KIND_CLUSTER' exists but does not answer: recreating it"
+    log "kind cluster '$KIND_CLUSTER' exists but does not answer or has another node count: recreating it"
     "$KIND" delete cluster --name "$KIND_CLUSTER" --kubeconfig "$KUBECONFIG"
   fi
   config=$(mktemp) && kind_config "$image" "$local_image" >"$config"
@@ -134,16 +145,21 @@ main_local() {
   load_archive "$MARINA_CACHE/images/minio.tar"
 }
 
-# load_archive TAR: `kind load image-archive` unless the node already holds this very archive (a stamp in the
-# node's /var, so a recreated node loads again).
+# load_archive TAR: `kind load image-archive` into the nodes that do not already hold this very archive (a
+# stamp in each node's /var, so a recreated node loads again).
 load_archive() {
-  local archive=$1 sum stamp node=$KIND_CLUSTER-control-plane
+  local archive=$1 sum stamp node missing=()
   sum=$(sha256sum "$archive" | cut -c1-64)
   stamp=/var/lib/marina-loaded/$(basename "$archive").sha256
-  if [[ $(docker exec "$node" cat "$stamp" 2>/dev/null) == "$sum" ]]; then return 0; fi
-  log "loading $(basename "$archive") into the kind node"
-  "$KIND" load image-archive --name "$KIND_CLUSTER" "$archive"
-  echo "$sum" | docker exec -i "$node" sh -c "mkdir -p ${stamp%/*} && cat >$stamp"
+  for node in $("$KIND" get nodes --name "$KIND_CLUSTER"); do
+    [[ $(docker exec "$node" cat "$stamp" 2>/dev/null) == "$sum" ]] || missing+=("$node")
+  done
+  ((${#missing[@]})) || return 0
+  log "loading $(basename "$archive") into ${missing[*]}"
+  "$KIND" load image-archive --name "$KIND_CLUSTER" --nodes "$(IFS=,; echo "${missing[*]}")" "$archive"
+  for node in "${missing[@]}"; do
+    echo "$sum" | docker exec -i "$node" sh -c "mkdir -p ${stamp%/*} && cat >$stamp"
+  done
 }
 
 main_upstream() {

@@ -137,6 +137,15 @@ def test_deployment_rolls_without_dropping_ready_replicas() -> None:
     assert spec["selector"]["matchLabels"] == {"marina.dev/modeldeployment": "diabetes"}
 
 
+def test_serving_pods_leave_a_lost_node_sooner_than_the_default_five_minutes() -> None:
+    tolerations = pod_template(serve())["tolerations"]
+    assert {t["key"] for t in tolerations} == {
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    }
+    assert all(t["effect"] == "NoExecute" and 0 < t["tolerationSeconds"] < 300 for t in tolerations)
+
+
 def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
     body = serve(autoscaling={"maxReplicas": 5})
     assert "replicas" not in body["spec"]

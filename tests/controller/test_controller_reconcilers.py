@@ -488,6 +488,9 @@ def test_parallel_training_runs_indexed_shards_then_a_reduce(kube: Any, settings
     assert spec["backoffLimitPerIndex"] == 1 and spec["maxFailedIndexes"] == 0 and "backoffLimit" not in spec
     actions = [rule["action"] for rule in spec["podFailurePolicy"]["rules"]]
     assert actions[0] == "Ignore" and set(actions[1:]) == {"FailIndex"}
+    (spread,) = spec["template"]["spec"]["topologySpreadConstraints"]  # shards prefer distinct nodes
+    assert spread["matchLabelKeys"] == ["batch.kubernetes.io/job-name"]
+    assert spread["labelSelector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     args = container_args(kube, shards)
     partials = args[args.index("--partials") + 1]
     assert args[args.index("--phase") + 1] == "shard" and args[args.index("--shards") + 1] == "3"

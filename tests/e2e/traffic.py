@@ -29,6 +29,7 @@ class Traffic:
         self.url, self.model, self.rows, self.pause = url, model, rows, pause
         self.answers = 0
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # when each failure came back (monotonic)
         self._counted = threading.Lock()
         self._stop = threading.Event()
         self._deadline = time.monotonic() + limit_seconds
@@ -68,6 +69,7 @@ class Traffic:
             except (urllib.error.URLError, OSError, ValueError) as error:
                 with self._counted:
                     self.failures.append(repr(error))
+                    self.failed_at.append(time.monotonic())
                 continue
             if self.pause:
                 self._stop.wait(self.pause)

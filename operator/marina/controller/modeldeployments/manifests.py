@@ -265,6 +265,7 @@ def _serving_deployment(
                     [server_container(settings, owner, spec, model, track, mirror)],
                     terminationGracePeriodSeconds=30,
                     topologySpreadConstraints=[spread(selector)],
+                    tolerations=node_loss_tolerations(),
                 ),
             },
         },
@@ -275,16 +276,29 @@ def _serving_deployment(
 
 
 def spread(selector: Mapping[str, str]) -> dict[str, Any]:
-    """One Deployment's serving pods spread over nodes (one node may still hold them all: ScheduleAnyway),
-    so losing or draining a node takes a share of the replicas, not the model. Counted per ReplicaSet
-    (pod-template-hash), so a rollout's new pods spread among themselves too."""
-    return {
-        "maxSkew": 1,
-        "topologyKey": "kubernetes.io/hostname",
-        "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": dict(selector)},
-        "matchLabelKeys": ["pod-template-hash"],
-    }
+    """One Deployment's serving pods spread over nodes, so losing or draining a node takes a share of the
+    replicas, not the model. Counted per ReplicaSet (pod-template-hash), so a rollout's new pods spread
+    among themselves too."""
+    return builders.spread_pods(selector, "pod-template-hash")
+
+
+#: How long a serving pod waits on a node that stopped answering before it is evicted and replaced
+#: elsewhere. Kubernetes' default is 300 s; a serving pod holds no state that waiting would save, and the
+#: node is only declared lost after the node controller's grace period (50 s by default), so a lost node's
+#: replicas are back within about 50 + 10 s plus a pod's start.
+NODE_LOSS_TOLERATION_SECONDS = 10
+
+
+def node_loss_tolerations() -> list[dict[str, Any]]:
+    return [
+        {
+            "key": f"node.kubernetes.io/{taint}",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS,
+        }
+        for taint in ("not-ready", "unreachable")
+    ]
 
 
 def pod_disruption_budget(owner: Owner, max_unavailable: int | str) -> dict[str, Any]:

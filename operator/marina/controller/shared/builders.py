@@ -279,4 +279,25 @@ def indexed(built: dict[str, Any], completions: int, backoff_limit: int) -> dict
     for rule in job_spec["podFailurePolicy"]["rules"]:
         if rule["action"] == "FailJob":
             rule["action"] = "FailIndex"
+    pods = job_spec["template"]["spec"]
+    pods["topologySpreadConstraints"] = [
+        spread_pods(job_spec["template"]["metadata"]["labels"], JOB_NAME_LABEL)
+    ]
     return built
+
+
+#: Set by the Job controller on its pods; one Job's pods are told apart from another's by it.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def spread_pods(labels: Mapping[str, str], per: str) -> dict[str, Any]:
+    """Pods that share `labels` and the value of the label `per` spread over nodes, preferably (one node
+    may still hold them all: ScheduleAnyway): parallel pods then add up the nodes' CPU and memory, and a
+    node lost or drained takes a share of them, not all."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": dict(labels)},
+        "matchLabelKeys": [per],
+    }
