@@ -14,6 +14,9 @@
 # control plane then keeps its NoSchedule taint, so workloads land on the workers only (`make kind-up
 # WORKERS=3` for the placement and node-failure tests, tests/nodes). A healthy cluster with another node
 # count is recreated.
+# MARINA_KIND_DEPLOY=0 leaves Marina undeployed (the tests' fixtures deploy their own operator);
+# `hack/kind-up.sh --prepare` only builds what the cluster needs (node image, kind, image archives), so that
+# make test can do it beside other work and create the cluster later in seconds.
 # Re-running reuses a healthy cluster; a broken one (e.g. after a reboot) is recreated.
 # Prints the KUBECONFIG to use (.cluster/kind-kubeconfig). Remove everything with hack/kind/kind-down.sh.
 set -euo pipefail
@@ -135,6 +138,7 @@ main_local() {
   KIND=$KIND_BIN
   mkdir -p "$MARINA_ROOT/.cluster/bin" && ln -sf "$KIND" "$MARINA_ROOT/.cluster/bin/kind"
   local_app_images
+  [[ ${1:-} == --prepare ]] && return 0
   # shellcheck source=hack/kind/docker.sh
   source "$KIND_HACK/docker.sh"
   ensure_kind_dockerd
@@ -145,13 +149,15 @@ main_local() {
   load_archive "$MARINA_CACHE/images/minio.tar"
 }
 
-# load_archive TAR: `kind load image-archive` into the nodes that do not already hold this very archive (a
-# stamp in each node's /var, so a recreated node loads again).
+# load_archive TAR: `kind load image-archive` into the nodes that run pods and do not already hold this very
+# archive (a stamp in each node's /var, so a recreated node loads again).
 load_archive() {
   local archive=$1 sum stamp node missing=()
   sum=$(sha256sum "$archive" | cut -c1-64)
   stamp=/var/lib/marina-loaded/$(basename "$archive").sha256
+  # With workers, the control plane keeps its NoSchedule taint: Marina's pods never run there.
   for node in $("$KIND" get nodes --name "$KIND_CLUSTER"); do
+    ((WORKERS)) && [[ $node == "$KIND_CLUSTER-control-plane" ]] && continue
     [[ $(docker exec "$node" cat "$stamp" 2>/dev/null) == "$sum" ]] || missing+=("$node")
   done
   ((${#missing[@]})) || return 0
@@ -175,7 +181,18 @@ main_upstream() {
   "$KIND" load docker-image --name "$KIND_CLUSTER" "$MARINA_DEV_IMAGE" "$MINIO_DEV_IMAGE"
 }
 
+if [[ ${1:-} == --prepare ]]; then
+  [[ $NODE_IMAGE == local ]] || die "--prepare is for the node image built here (MARINA_KIND_NODE_IMAGE unset)"
+  main_local --prepare
+  log "kind's node image, binary and image archives ready in $((SECONDS - STARTED))s"
+  exit 0
+fi
 if [[ $NODE_IMAGE == local ]]; then main_local; else main_upstream; fi
+if [[ ${MARINA_KIND_DEPLOY:-1} == 0 ]]; then
+  log "kind cluster '$KIND_CLUSTER' up in $((SECONDS - STARTED))s (Marina not deployed); use it with:"
+  echo "  export KUBECONFIG=$KUBECONFIG"
+  exit 0
+fi
 bash "$MARINA_ROOT/hack/deploy.sh"
 log "kind cluster '$KIND_CLUSTER' deployed in $((SECONDS - STARTED))s; use it with:"
 echo "  export KUBECONFIG=$KUBECONFIG"

@@ -117,7 +117,21 @@ if ((local_cluster)); then
   ) &
   setup_jobs+=($!)
 fi
-trap 'kill "${setup_jobs[@]}" 2>/dev/null' INT TERM
+# kind's node image, binary and image archives for the nodes phase, after the images (they share the
+# image-build engine) and the cluster's builds (the node image holds the same Kubernetes); waited for only
+# before that phase.
+kind_job=()
+if ((local_cluster)); then
+  (
+    until [[ -e $RUN/images.done || -e $RUN/images.failed ]]; do
+      kill -0 "${setup_jobs[0]}" 2>/dev/null || break
+      sleep 2
+    done
+    step kind-prepare kind-prepare.log bash "$HACK/kind-up.sh" --prepare
+  ) &
+  kind_job=($!)
+fi
+trap 'kill "${setup_jobs[@]}" "${kind_job[@]}" 2>/dev/null' INT TERM
 
 # pytest_phase NAME ARGS...: one pytest run; notes its time and, on failure, the status.
 pytest_phase() {
@@ -149,8 +163,35 @@ if ((${#setup_jobs[@]})); then
   done
 fi
 
-pytest_phase cluster -m "cluster and not serial" -n "$WORKERS" --dist loadfile --no-loadscope-reorder --durations=15
-pytest_phase serial -m serial -p no:xdist --durations=15
+pytest_phase cluster -m "cluster and not serial and not nodes" -n "$WORKERS" --dist loadfile --no-loadscope-reorder \
+  --durations=15
+pytest_phase serial -m "serial and not nodes" -p no:xdist --durations=15
+
+# nodes: the tests that drain and kill nodes, on a cluster with three workers: for the local cluster's runs a
+# kind cluster made now (the local cluster is stopped first, its state kept: the two would share two cores),
+# else $KUBECONFIG's cluster. Their fixtures set up that cluster themselves (a run folder of their own).
+if ((local_cluster)); then
+  started=$SECONDS
+  wait "${kind_job[@]}"
+  say "phase nodes: stopping the local cluster, making a kind cluster with three workers"
+  bash "$HACK/cluster-down.sh" >"$LOGS/cluster-down.log" 2>&1 || say "cluster-down failed: see $LOGS/cluster-down.log"
+  nodes_run=$(mktemp -d "${TMPDIR:-/tmp}/marina-test-run.XXXXXX")
+  if [[ -e $RUN/kind-prepare.failed ]]; then
+    cat "$RUN/kind-prepare.failed"
+    phases+=("nodes (kind not prepared)") && status=1
+  elif step kind kind-up.log env MARINA_KIND_WORKERS=3 MARINA_KIND_DEPLOY=0 bash "$HACK/kind-up.sh"; then
+    phases+=("kind with three workers $((SECONDS - started))s")
+    export MARINA_TEST_RUN=$nodes_run KUBECONFIG=$ROOT/.cluster/kind-kubeconfig
+    pytest_phase nodes -m nodes -p no:xdist --durations=15
+    export MARINA_TEST_RUN=$RUN
+  else
+    cat "$RUN/kind.failed" 2>/dev/null || tail -n 40 "$LOGS/kind-up.log"
+    phases+=("nodes (kind failed)") && status=1
+  fi
+  rm -rf "$nodes_run"
+else
+  pytest_phase nodes -m nodes -p no:xdist --durations=15
+fi
 
 say "phases: $(printf '%s; ' "${phases[@]}")total $((SECONDS - STARTED))s"
 "$PYTHON" "$HACK/lib/slowest.py" 15 "$REPORTS"/*.xml
