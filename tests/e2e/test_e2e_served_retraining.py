@@ -1,5 +1,6 @@
 """Retraining on served data, on the cluster: a model serves with every answer logged, the truth comes back
-by request id with a concept shift (the same inputs, a new relation: truth = 100 - the answer), and
+by request id with a concept shift (the same inputs, a new relation: truth = 100 - the answer), half of it
+through the feedback endpoint and half as a CSV uploaded to the namespace's raw area, and
 
 - a Dataset whose source is only `servedLogs` holds exactly the served rows that have a truth (the inputs
   as logged, the truth as posted), and a TrainingJob on it fits the coefficients an independent numpy fit
@@ -32,6 +33,9 @@ from marina.storage import StorageAccessDenied
 NAME = "served"
 ROWS_NAME = "served-rows"  # the Dataset and TrainingJob of the served rows alone
 CHECK_SECONDS = 10
+#: The diabetes rows, each answered once and labelled once. Live accuracy needs all of them before it
+#: judges, so the refresh it triggers never reads the truth half arrived (one half posted, one uploaded).
+LABELLED = 442
 TIMEOUT = 300
 KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -44,7 +48,7 @@ def pipeline(marina: Any) -> list[dict[str, Any]]:
         "minRows": 300,
         "performance": {
             "intervalSeconds": CHECK_SECONDS,
-            "minRows": 100,
+            "minRows": LABELLED,
             "windowHours": 1,
             "onDegraded": "Retrain",
         },
@@ -123,7 +127,7 @@ def test_retraining_reads_exactly_the_served_rows_and_names_their_logs(
     source = load_diabetes()
     x, y = np.asarray(source.data, dtype=np.float64), np.asarray(source.target, dtype=np.float64)
     first = marina.status("dataset", NAME)
-    assert first["rows"] == len(y)  # no labelled rows yet: the diabetes data alone
+    assert first["rows"] == len(y) == LABELLED  # no labelled rows yet: the diabetes data alone
     champion = marina.status("modeldeployment", NAME)["model"]["sha256"]
     url = marina.service_url(NAME)
     first_answer(marina, url, NAME, x[0].tolist(), timeout=60)
@@ -138,10 +142,16 @@ def test_retraining_reads_exactly_the_served_rows_and_names_their_logs(
 
     predictions = marina.wait_for("every answer in the payload log", logged, timeout=90, every=2)
     truths = {key: 100.0 - answer for key, answer in told.items()}  # a concept shift, exactly linear in x
-    feedback(url, truths, NAME)
+    # Half the truth through the endpoint, half as a CSV the team uploads to its raw area: one join.
+    keys = sorted(truths)
+    posted, uploaded = keys[::2], keys[1::2]
+    feedback(url, {key: truths[key] for key in posted}, NAME)
+    uploads = f"s3://marina/raw/{marina.namespace}/feedback/{NAME}/"
+    rows = "".join(f"{key},0,{truths[key]!r}\n" for key in uploaded)
+    storage.write_bytes(f"{uploads}export/truth.csv", f"id,row,target\n{rows}".encode(), "text/csv")
     marina.wait_for(
-        "the truth in the log",
-        lambda: (t := read_stream(storage.join(area, "feedback"))) is not None and t.num_rows >= len(truths),
+        "the posted truth in the log",
+        lambda: (t := read_stream(storage.join(area, "feedback"))) is not None and t.num_rows >= len(posted),
         timeout=90,
         every=2,
     )
@@ -168,13 +178,14 @@ def test_retraining_reads_exactly_the_served_rows_and_names_their_logs(
     # Its lineage names the logs: the prefix, the rows, the model that answered, the parts and their digest.
     logs = model.dataset["logs"]
     assert (logs["type"], logs["modelDeployment"], logs["logs"]) == ("servedLogs", NAME, area)
-    assert logs["uploads"] == f"s3://marina/raw/{marina.namespace}/feedback/{NAME}/"
+    assert logs["uploads"] == uploads
     assert logs["rows"] == len(truths) and logs["models"] == [champion]
     read = dataset.open_stored(rows_status["uri"]).description["source"]["read"]
     parts = [served.Part(**part) for part in read]
     assert logs["sha256"] == served.digest(parts) and logs["parts"] == len(parts)
+    assert {part.stream for part in parts} == {served.PREDICTIONS, served.FEEDBACK, served.UPLOADS}
     for part in parts:
-        assert part.uri.startswith(area)
+        assert part.uri.startswith(uploads if part.stream == served.UPLOADS else area)
         assert hashlib.sha256(storage.read_bytes(part.uri)).hexdigest() == part.sha256
 
     # The loop: the shift sets Degraded, onDegraded Retrain refreshes the pipeline's Dataset, which now
