@@ -202,7 +202,8 @@ class _Budget:
                 if stream == UPLOADS:
                     table = upload_table(stored.uri, data, _modified(stored))
                 else:
-                    table = _conform(pq.read_table(io.BytesIO(data)), columns, inputs)
+                    wanted = None if inputs else list(columns)  # the join's columns alone, unless inputs
+                    table = _conform(pq.read_table(io.BytesIO(data), columns=wanted), columns, inputs)
             except DataError as error:
                 self.unreadable.append(str(error))
                 continue
