@@ -35,7 +35,7 @@ def test_dataset_sources_become_the_prepare_source(source: dict[str, Any], expec
 
 def test_served_logs_name_their_deployment_and_window_with_the_live_checks_defaults() -> None:
     alone = dataset_spec.parse({"source": {"servedLogs": {"modelDeployment": "houses", "windowHours": 72}}})
-    assert alone.served == dataset_spec.ServedLogs("houses", 72, 24, 1_000_000)
+    assert alone.served == dataset_spec.ServedLogs("houses", 72, 24, 500_000)
     assert alone.source_kind == "servedLogs" and alone.stored_uri is None
     beside = dataset_spec.parse(
         {"source": {"csv": {"uri": "s3://marina/raw/ns/a.csv"}, "servedLogs": {"modelDeployment": "houses"}}}

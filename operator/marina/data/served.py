@@ -70,6 +70,8 @@ _TYPES = {
 }
 TRUTH = "_truth"  # the joined rows' target column
 _SEQUENCE = "_sequence"  # (part rank, row in part): the tie-break of equal times, then dropped
+_MODELS = pa.dictionary(pa.int32(), pa.string())
+_INDEX = "_index"  # a row's number in the table read, while only keys are sorted and joined
 _PART_ROWS = 1 << 32
 
 
@@ -137,15 +139,22 @@ def read(logs: str, window: Window, max_rows: int, uploads: str | None = None, i
     the predictions it may join: only the join's columns, or with `inputs` every raw input too.
     StorageError when storage fails; an object that cannot be read is skipped and named in `unreadable`."""
     budget = _Budget(max_rows)
+    folder = f"{logs}{FEEDBACK}/"
     received = budget.read(
-        _parts(f"{logs}{FEEDBACK}/", days(window.start, window.end)), FEEDBACK, FEEDBACK_COLUMNS
+        _parts(folder, days(window.start, window.end)), FEEDBACK, FEEDBACK_COLUMNS, window.start
     )
     if uploads is not None:
-        received += budget.read(_uploaded(uploads, window.start), UPLOADS, FEEDBACK_COLUMNS)
-    feedback = _since(_ranked(received, FEEDBACK_COLUMNS), window.start)
+        received += budget.read(_uploaded(uploads, window.start), UPLOADS, FEEDBACK_COLUMNS, window.start)
+    feedback = _ranked(received, FEEDBACK_COLUMNS)
     folders = days(window.predictions_from, window.end)
-    answered = budget.read(_parts(f"{logs}{PREDICTIONS}/", folders), PREDICTIONS, PREDICTION_COLUMNS, inputs)
-    predictions = _since(_ranked(answered, PREDICTION_COLUMNS), window.predictions_from)
+    answered = budget.read(
+        _parts(f"{logs}{PREDICTIONS}/", folders),
+        PREDICTIONS,
+        PREDICTION_COLUMNS,
+        window.predictions_from,
+        inputs,
+    )
+    predictions = _ranked(answered, PREDICTION_COLUMNS)
     return Read(
         predictions,
         feedback,
@@ -188,9 +197,15 @@ class _Budget:
         self.unreadable: list[str] = []
 
     def read(
-        self, objects: list[storage.StoredObject], stream: str, columns: tuple[str, ...], inputs: bool = False
+        self,
+        objects: list[storage.StoredObject],
+        stream: str,
+        columns: tuple[str, ...],
+        since: float,
+        inputs: bool = False,
     ) -> list[tuple[Part, Any]]:
-        """Each object's rows as `columns` in their types (with `inputs`, the raw inputs too)."""
+        """Each object's rows of `time` at `since` or later as `columns` in their types (with `inputs`, the
+        raw inputs too), filtered part by part so that the rows read are never all copied at once."""
         found = []
         for stored in objects:
             if self.rows >= self.max_rows:
@@ -202,8 +217,7 @@ class _Budget:
                 if stream == UPLOADS:
                     table = upload_table(stored.uri, data, _modified(stored))
                 else:
-                    wanted = None if inputs else list(columns)  # the join's columns alone, unless inputs
-                    table = _conform(pq.read_table(io.BytesIO(data), columns=wanted), columns, inputs)
+                    table = _conform(_parquet(data, columns, inputs), columns, inputs)
             except DataError as error:
                 self.unreadable.append(str(error))
                 continue
@@ -214,16 +228,27 @@ class _Budget:
                 )
                 continue
             self.rows += table.num_rows
-            found.append((Part(stored.uri, hashlib.sha256(data).hexdigest(), table.num_rows, stream), table))
+            part = Part(stored.uri, hashlib.sha256(data).hexdigest(), table.num_rows, stream)
+            found.append((part, _since(table, since)))
         return found
+
+
+def _parquet(data: bytes, columns: tuple[str, ...], inputs: bool) -> Any:
+    """A part's columns: the join's alone, or with `inputs` all of them (the model as a dictionary)."""
+    if not inputs:
+        return pq.read_table(io.BytesIO(data), columns=list(columns))
+    return pq.read_table(io.BytesIO(data), read_dictionary=["model"])
 
 
 def _conform(table: Any, columns: tuple[str, ...], inputs: bool) -> Any:
     """`columns` cast to their types, then (with `inputs`) every other column but `track`, numbers as
     float64 and text as strings."""
-    fixed = table.select(list(columns)).cast(_empty(columns).schema)
+    schema = _empty(columns).schema
     if not inputs:
-        return fixed
+        return table.select(list(columns)).cast(schema)
+    # One answering model for thousands of rows: kept as a dictionary, not a 64-byte string a row.
+    schema = schema.set(schema.get_field_index("model"), pa.field("model", _MODELS))
+    fixed = table.select(list(columns)).cast(schema)
     for name in table.column_names:
         if name in FIXED_COLUMNS:
             continue
@@ -260,9 +285,11 @@ def _empty(columns: tuple[str, ...]) -> Any:
 
 
 def _since(table: Any, start: float) -> Any:
-    """The rows whose `time` is at `start` or later (a day's folder holds the whole day)."""
+    """The rows whose `time` is at `start` or later (a day's folder holds the whole day); the table itself
+    when they all are."""
     since = pa.scalar(int(start * 1e6), pa.timestamp("us", tz="UTC"))
-    return table.filter(pc.greater_equal(table.column("time"), since))
+    kept = pc.greater_equal(table.column("time"), since)
+    return table if pc.all(kept).as_py() is not False else table.filter(kept)
 
 
 # --- uploaded truth files ---------------------------------------------------------------------------------
@@ -379,24 +406,37 @@ class Joined:
 
 def join(predictions: Any, feedback: Any) -> Joined:
     """Join Arrow tables of predictions (id, row, time, model, prediction, inputs...) and feedback (id,
-    row, time, target) on (id, row) by the rules of the module's docstring."""
-    targets = latest(feedback).select(["id", "row", "target"]).rename_columns(["id", "row", TRUTH])
-    answers = latest(predictions)
-    joined = answers.join(targets, keys=["id", "row"], join_type="inner", use_threads=False)
+    row, time, target) on (id, row) by the rules of the module's docstring. Only the keys are sorted,
+    grouped and joined; the predictions' columns are copied once, by the final take (a prepare Job
+    holds every raw input of up to maxRows rows)."""
+    truth = feedback.select(["id", "row", "target"]).take(latest(feedback))
+    targets = truth.rename_columns(["id", "row", TRUTH])
+    chosen = latest(predictions)
+    keys = predictions.select(["id", "row", "time"]).take(chosen).append_column(_INDEX, chosen)
+    joined = keys.join(targets, keys=["id", "row"], join_type="inner", use_threads=False)
     ordered = joined.sort_by([("time", "ascending"), ("id", "ascending"), ("row", "ascending")])
-    columns = [*answers.column_names, TRUTH]
-    return Joined(ordered.select(columns), targets.num_rows, targets.num_rows - joined.num_rows)
+    columns = [name for name in predictions.column_names if name != _SEQUENCE]
+    table = predictions.select(columns).take(ordered.column(_INDEX))
+    table = table.append_column(TRUTH, ordered.column(TRUTH))
+    return Joined(table, targets.num_rows, targets.num_rows - joined.num_rows)
 
 
 def latest(table: Any) -> Any:
-    """One row per (id, row): the one of the latest `time`, then of the latest sequence."""
-    if _SEQUENCE not in table.column_names:
-        table = _with_sequence(table, 0)
-    values = [name for name in table.column_names if name not in ("id", "row", _SEQUENCE)]
-    ordered = table.sort_by([("time", "ascending"), (_SEQUENCE, "ascending")])
-    grouped = ordered.group_by(["id", "row"], use_threads=False).aggregate([(v, "last") for v in values])
-    renamed = grouped.rename_columns([name.removesuffix("_last") for name in grouped.column_names])
-    return renamed.select(["id", "row", *values])
+    """The row numbers of one row per (id, row): the one of the latest `time`, then of the latest
+    sequence. Only the order of (time, sequence) is sorted; the keys are grouped by hash on it."""
+    sequence = (
+        table.column(_SEQUENCE)
+        if _SEQUENCE in table.column_names
+        else pa.array(np.zeros(table.num_rows, np.int64))
+    )
+    ordering = pa.table({"time": table.column("time"), _SEQUENCE: sequence})
+    keys_order = [("time", "ascending"), (_SEQUENCE, "ascending")]
+    order = np.asarray(pc.sort_indices(ordering, sort_keys=keys_order).to_numpy(), dtype=np.int64)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    keys = pa.table({"id": table.column("id"), "row": table.column("row"), _INDEX: pa.array(rank)})
+    latest_rank = keys.group_by(["id", "row"], use_threads=False).aggregate([(_INDEX, "max")])
+    return pa.array(order[latest_rank.column(f"{_INDEX}_max").to_numpy()])
 
 
 def digest(parts: Sequence[Part]) -> str:
