@@ -60,7 +60,8 @@ def test_crd_rules_that_tie_fields_use_the_contracts_lists() -> None:
     }
     assert expected <= cel_rules(crds.root_schema(TRAINING_JOB)["properties"]["spec"])
     sources = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in contract.SOURCE_KINDS)
-    assert f"{sources} == 1" in cel_rules(crds.root_schema(DATASET)["properties"]["spec"])
+    served = f"{sources} == 1 || ({sources} == 0 && has(self.{contract.SERVED_LOGS}))"
+    assert served in cel_rules(crds.root_schema(DATASET)["properties"]["spec"])
 
 
 def test_every_default_is_allowed_by_its_own_field() -> None:

@@ -4,6 +4,7 @@ flag that carries a resource's field has that field's default and check."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 import pytest
@@ -45,9 +46,48 @@ def test_prepare_argv_parses_back_to_the_same_request(spec: dict[str, Any]) -> N
     parsed_spec = dataset_spec.parse(spec)
     rows_file = "/etc/marina/inline/rows.json" if parsed_spec.inline_rows is not None else None
     request = dataset_manifests.prepare_request(parsed_spec, "s3://marina/datasets/ns/d", "d", rows_file)
-    argv = dataset_manifests.prepare_args(parsed_spec, "s3://marina/datasets/ns/d", "d", rows_file)
+    argv = request.to_argv()
     assert PrepareRequest.from_args(parsed(argv)) == request
     assert request.result_file == "/dev/termination-log" and request.source == parsed_spec.source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"servedLogs": {"modelDeployment": "m", "maxRows": 5000}},
+        {"builtin": "diabetes", "servedLogs": {"modelDeployment": "m"}},
+    ],
+    ids=["served-alone", "served-beside"],
+)
+def test_served_logs_travel_as_flags_and_parse_back(source: dict[str, Any]) -> None:
+    parsed_spec = dataset_spec.parse({"source": source})
+    prefixes = dataset_manifests.ServedPrefixes("s3://marina/logs/ns/m/", "s3://marina/raw/ns/feedback/m/")
+    request = dataset_manifests.prepare_request(
+        parsed_spec, "s3://marina/datasets/ns/d", "d", None, None, prefixes
+    )
+    argv = request.to_argv()
+    assert PrepareRequest.from_args(parsed(argv)) == request
+    assert request.served_logs == prefixes.logs and request.served_uploads == prefixes.uploads
+    assert parsed_spec.served is not None and request.served_max_rows == parsed_spec.served.max_rows
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"source": "served"}, "--source served needs --served-logs"),
+        (
+            {"source": "builtin:diabetes", "served_window_hours": 6},
+            "the --served-* options need --served-logs",
+        ),
+        (
+            {"source": "served", "served_logs": "s3://b/logs/ns/m/", "served_max_rows": 10},
+            "--served-max-rows",
+        ),
+    ],
+)
+def test_served_flags_are_refused_alone_or_out_of_range(options: dict[str, Any], words: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(words)):
+        PrepareRequest(output="out", **options)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from marina.contract import Failure, FailureKind, encode
 from marina.controller import handlers
 from marina.controller.datasets import reconcile as datasets
+from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.health import Health
 from marina.controller.kube.settings import Settings
 from marina.controller.modeldeployments import handlers as modeldeployment_handlers
@@ -92,6 +93,47 @@ def test_changed_spec_prepares_a_new_version_and_drops_the_old_job(kube: Any, se
     datasets.reconcile(kube, settings, kube.current("Dataset", "diabetes"))
     assert kube.jobs() == [second]
     assert kube.current("Dataset", "diabetes")["status"]["version"] == "fedcba9876543210"
+
+
+def test_served_logs_wait_for_their_deployment_then_read_only_this_namespaces_logs(
+    kube: Any, settings: Settings
+) -> None:
+    spec = {"source": {"servedLogs": {"modelDeployment": "houses", "windowHours": 6}}, "target": "price"}
+    kube.add_resource("Dataset", "served", spec)
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "served"))
+    assert (outcome.state, outcome.reason) == (State.WAITING, "ModelDeploymentNotFound")
+    assert outcome.message.startswith(
+        "spec.source.servedLogs.modelDeployment: ModelDeployment houses not found"
+    )
+    assert kube.jobs() == []
+    kube.add_resource("ModelDeployment", "houses", {"model": {"trainingJob": "houses"}})
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "served"))
+    assert outcome.state is State.PROGRESSING
+    job = kube.objects[("batch/v1", "Job", "default", kube.jobs()[0])]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    given = dict(zip(args[1::2], args[2::2], strict=False))
+    assert given["--source"] == "served" and given["--target"] == "price"
+    assert given["--served-logs"] == "s3://marina/logs/default/houses/"
+    assert given["--served-uploads"] == "s3://marina/raw/default/feedback/houses/"
+    assert (given["--served-window-hours"], given["--served-label-delay-hours"]) == ("6", "24")
+
+
+def test_a_dataset_without_served_logs_keeps_the_job_digest_it_had() -> None:
+    body = {"metadata": {"annotations": {"marina.dev/refresh": "r1"}}}
+    spec = dataset_spec.parse(
+        {"source": {"csv": {"uri": "s3://marina/raw/default/a.csv"}}, "split": {"seed": 3}}
+    )
+    assert datasets.inputs_digest(spec, body) == "72ca2dc32b"  # as before servedLogs existed
+    served = dataset_spec.parse(
+        {
+            "source": {
+                "csv": {"uri": "s3://marina/raw/default/a.csv"},
+                "servedLogs": {"modelDeployment": "m"},
+            },
+            "split": {"seed": 3},
+        }
+    )
+    assert datasets.inputs_digest(served, body) != "72ca2dc32b"
 
 
 def test_invalid_spec_fails_with_a_warning_naming_the_field(kube: Any, settings: Settings) -> None:

@@ -25,10 +25,23 @@ INLINE = {"columns": ["x", "target"], "rows": [[1, 2], [2, 4], [3, 6]]}
             "synthetic:rows=50,features=3,noise=0.5,seed=1,missing=0.0",
         ),
         ({"inline": INLINE}, "inline"),
+        ({"servedLogs": {"modelDeployment": "houses"}}, "served"),
+        ({"builtin": "diabetes", "servedLogs": {"modelDeployment": "houses"}}, "builtin:diabetes"),
     ],
 )
 def test_dataset_sources_become_the_prepare_source(source: dict[str, Any], expected: str) -> None:
     assert dataset_spec.parse({"source": source}).source == expected
+
+
+def test_served_logs_name_their_deployment_and_window_with_the_live_checks_defaults() -> None:
+    alone = dataset_spec.parse({"source": {"servedLogs": {"modelDeployment": "houses", "windowHours": 72}}})
+    assert alone.served == dataset_spec.ServedLogs("houses", 72, 24, 500_000)
+    assert alone.source_kind == "servedLogs" and alone.stored_uri is None
+    beside = dataset_spec.parse(
+        {"source": {"csv": {"uri": "s3://marina/raw/ns/a.csv"}, "servedLogs": {"modelDeployment": "houses"}}}
+    )
+    assert beside.served is not None and beside.uri_field == "spec.source.csv.uri"
+    assert dataset_spec.parse({"source": {"builtin": "diabetes"}}).served is None
 
 
 def test_dataset_defaults_and_inline_rows() -> None:
@@ -83,6 +96,17 @@ def test_dataset_defaults_and_inline_rows() -> None:
             "2 values",
         ),
         ({"source": {"synthetic": {"missing": 1.0}}}, "spec.source.synthetic.missing", "[0, 1)"),
+        ({"source": {"servedLogs": {}}}, "spec.source.servedLogs.modelDeployment", "is required"),
+        (
+            {"source": {"servedLogs": {"modelDeployment": "m", "windowHours": 0}}},
+            "spec.source.servedLogs.windowHours",
+            "[1, 2160]",
+        ),
+        (
+            {"source": {"builtin": "diabetes", "inline": INLINE, "servedLogs": {"modelDeployment": "m"}}},
+            "spec.source",
+            "servedLogs may be set beside it, or alone",
+        ),
         (
             {"source": {"builtin": "diabetes"}, "resources": {"limits": {"memory": "lots"}}},
             "spec.resources.limits.memory",

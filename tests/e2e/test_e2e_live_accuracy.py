@@ -20,10 +20,10 @@ CHECK_SECONDS = 10
 MIN_ROWS = 100
 
 
-def infer(url: str, request_id: str, row: list[float]) -> float:
+def infer(url: str, request_id: str, row: list[float], model: str = NAME) -> float:
     tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}
     request = urllib.request.Request(
-        f"{url}/v2/models/{NAME}/infer",
+        f"{url}/v2/models/{model}/infer",
         json.dumps({"id": request_id, "inputs": [tensor]}).encode(),
         {"Content-Type": "application/json"},
     )
@@ -31,10 +31,12 @@ def infer(url: str, request_id: str, row: list[float]) -> float:
         return float(json.load(response)["outputs"][0]["data"][0])
 
 
-def feedback(url: str, targets: dict[str, float]) -> None:
+def feedback(url: str, targets: dict[str, float], model: str = NAME) -> None:
     entries = [{"id": key, "target": value} for key, value in targets.items()]
     request = urllib.request.Request(
-        f"{url}/v2/models/{NAME}/feedback", json.dumps(entries).encode(), {"Content-Type": "application/json"}
+        f"{url}/v2/models/{model}/feedback",
+        json.dumps(entries).encode(),
+        {"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 202

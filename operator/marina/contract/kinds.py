@@ -43,6 +43,8 @@ L1_RATIO_PENALTIES = ("elasticnet",)  # the only penalty that reads l1_ratio
 MISSING_POLICIES = ("drop", "mean", "median", "fail")
 BUILTIN_DATASETS = ("diabetes",)
 SOURCE_KINDS = ("builtin", "csv", "inline", "parquet", "synthetic")
+#: The Dataset source of a ModelDeployment's served rows: alone, or beside one of SOURCE_KINDS (their union).
+SERVED_LOGS = "servedLogs"
 DRIFT_ACTIONS = ("Alert", "Retrain")
 PROMOTION_POLICIES = ("Always", "IfBetter")
 PROMOTION_METRICS = ("rmse", "mae", "r2")  # lower is better, but r2 higher
@@ -110,6 +112,44 @@ S3_AREAS = (
 )
 #: Where a ModelDeployment's payload logs and feedback live (the namespace's `logs` area).
 LOGS_LAYOUT = "s3://<bucket>/logs/<namespace>/<name>/"
+#: Where a team uploads the truth for a ModelDeployment's served rows (the namespace's `raw` area).
+FEEDBACK_UPLOADS_LAYOUT = "s3://<bucket>/raw/<namespace>/feedback/<name>/"
+UPLOADED_TRUTH = (
+    f"files under {FEEDBACK_UPLOADS_LAYOUT} (CSV, optionally gzip-compressed, or Parquet, with "
+    "columns id and target and optionally row; received when last written)"
+)
+
+
+def _labelled_window(when: str, skipped_in: str, max_rows: int) -> dict[str, Field]:
+    """Which served rows with their truth count, for live accuracy and a Dataset's servedLogs source alike
+    (both read them through marina.data.served)."""
+    return {
+        "windowHours": Integer(
+            description=(
+                f"Which labelled rows count: feedback received this many hours before {when}, or since."
+            ),
+            default=24,
+            bound=Bound(1, 24 * 90),
+        ),
+        "labelDelayHours": Integer(
+            description=(
+                "How long before the window's start a prediction may have been made and still be joined with "
+                "feedback in the window (older predictions are not read; their feedback counts as unmatched)."
+            ),
+            default=24,
+            bound=Bound(0, 24 * 90),
+        ),
+        "maxRows": Integer(
+            description=(
+                f"Rows read per {when.removeprefix('the ')} (predictions and feedback), newest parts first; "
+                f"the parts beyond are skipped and counted in {skipped_in}."
+            ),
+            default=max_rows,
+            bound=Bound(1000, 50_000_000),
+        ),
+    }
+
+
 JOB_RESOURCES = (
     "they replace the default (requests cpu 100m and memory 256Mi, limit memory 512Mi, whatever the data "
     "size) as a whole. A pod killed at its memory limit ends in reason OutOfMemory naming that limit: raise "
@@ -187,6 +227,32 @@ METRICS_BY_NAME = Object(values=REAL)
 # --- Dataset -------------------------------------------------------------------------------------------
 
 SEED = Bound(0)
+_SOURCES = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in SOURCE_KINDS)
+SERVED_LOGS_SOURCE = Object(
+    description=(
+        "The rows a ModelDeployment served, with their truth: its payload log "
+        f"({LOGS_LAYOUT}predictions/, spec.logging) joined on (id, row) with the feedback its endpoint took "
+        f"({LOGS_LAYOUT}feedback/) and the truth in {UPLOADED_TRUTH}, as its live accuracy joins them (a key "
+        "reported twice counts once, with its latest truth). Columns: the model's raw inputs, and the truth "
+        "named "
+        "spec.target. Alone, the Dataset holds only those rows (none yet fails the preparation, saying so); "
+        "beside another source, that source's rows and then these, with the same columns. Read with the "
+        "namespace's own storage identity when the Dataset prepares (on creation, a spec change, or a "
+        f"refresh: the {REFRESH_ANNOTATION} annotation that onDrift and onDegraded Retrain set); the "
+        "version is the rows' content, so the same logs and feedback give the same version and more "
+        "feedback a new one. "
+        "dataset.json's source lists every part read with its sha256, and a model trained on it names the "
+        "logs (its artifact's dataset.logs)."
+    ),
+    required=("modelDeployment",),
+    properties={
+        "modelDeployment": String(
+            description="The ModelDeployment (same namespace) whose served rows to read.", length=Bound(1)
+        ),
+        # 500,000 rows of 10 inputs take a prepare Job's default memory limit (512Mi) to about 400 MiB.
+        **_labelled_window("the preparation", "dataset.json's source (skippedParts)", 500_000),
+    },
+)
 
 DATASET = Kind(
     kind="Dataset",
@@ -212,13 +278,16 @@ DATASET = Kind(
         required=("source",),
         properties={
             "source": Object(
-                description=f"Where the raw data comes from. Exactly one of {either(SOURCE_KINDS)}.",
+                description=(
+                    f"Where the raw data comes from. Exactly one of {either(SOURCE_KINDS)}; or "
+                    f"{SERVED_LOGS}, alone or beside one of them (their union)."
+                ),
                 rules=(
                     Rule(
-                        " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in SOURCE_KINDS) + " == 1",
+                        f"{_SOURCES} == 1 || ({_SOURCES} == 0 && has(self.{SERVED_LOGS}))",
                         "exactly one of "
                         + ", ".join(f"source.{kind}" for kind in SOURCE_KINDS)
-                        + " must be set",
+                        + f" must be set (source.{SERVED_LOGS} may be set beside it, or alone)",
                     ),
                 ),
                 properties={
@@ -316,6 +385,7 @@ DATASET = Kind(
                             ),
                         },
                     ),
+                    SERVED_LOGS: SERVED_LOGS_SOURCE,
                 },
             ),
             "target": String(description="Name of the column to predict.", default="target", length=Bound(1)),
@@ -901,7 +971,8 @@ MODEL_DEPLOYMENT = Kind(
                         description=(
                             "Live accuracy (absent: off; needs spec.logging with a sampleRate above 0). "
                             "Every intervalSeconds the operator joins the payload log's predictions with the "
-                            "feedback received in the last windowHours on (id, row), keeps the rows the "
+                            "feedback received in the last windowHours (the endpoint's, and files uploaded "
+                            f"under {FEEDBACK_UPLOADS_LAYOUT}) on (id, row), keeps the rows the "
                             "serving model answered, and compares their mean squared error with the model's "
                             "test rmse: Degraded is True when a one-sided z-test at level falseAlarmRate "
                             "says the live error exceeds (1 + margin) x the test rmse, Unknown with fewer "
@@ -913,21 +984,7 @@ MODEL_DEPLOYMENT = Kind(
                                 default=300,
                                 bound=Bound(10, 86400),
                             ),
-                            "windowHours": Integer(
-                                description="Which labelled rows count: feedback received this many hours "
-                                "before the check, or since.",
-                                default=24,
-                                bound=Bound(1, 24 * 90),
-                            ),
-                            "labelDelayHours": Integer(
-                                description=(
-                                    "How long before the window's start a prediction may have been made and "
-                                    "still be joined with feedback in the window (older predictions are not "
-                                    "read; their feedback counts as unmatched)."
-                                ),
-                                default=24,
-                                bound=Bound(0, 24 * 90),
-                            ),
+                            **_labelled_window("the check", "status", 2_000_000),
                             "minRows": Integer(
                                 description=(
                                     "Labelled rows of the serving model a check needs; fewer leave Degraded "
@@ -952,14 +1009,6 @@ MODEL_DEPLOYMENT = Kind(
                                 ),
                                 default=0.01,
                                 bound=Bound(1e-6, 0.5),
-                            ),
-                            "maxRows": Integer(
-                                description=(
-                                    "Rows read per check (predictions and feedback), newest parts first; "
-                                    "the parts beyond are skipped and counted in status."
-                                ),
-                                default=2_000_000,
-                                bound=Bound(1000, 50_000_000),
                             ),
                             "onDegraded": String(
                                 description=(
@@ -1040,7 +1089,8 @@ MODEL_DEPLOYMENT = Kind(
                     "are kept or left together) and write them, off the request's path, as Parquet parts "
                     f"under {LOGS_LAYOUT}predictions/date=YYYY-MM-DD/ with the namespace's own storage "
                     "identity; POST /v2/models/<name>/feedback takes the true targets by request id into "
-                    "feedback/date=YYYY-MM-DD/ beside them. Rows that find the pod's buffer full (storage "
+                    f"feedback/date=YYYY-MM-DD/ beside them, and a team may upload them as {UPLOADED_TRUTH}. "
+                    "Rows that find the pod's buffer full (storage "
                     "slow or down) are dropped and counted (marina_payload_rows_total); requests never wait "
                     "for storage."
                 ),

@@ -235,6 +235,18 @@ def names_flag(name: str, help: str, carries: Field | None = None, default: tupl
     return flag(name, help, default=default, metavar="A,B", parse=_names, render=",".join, contract=carries)
 
 
+#: `--source served`: the Dataset holds only the served rows `--served-logs` names.
+SERVED_SOURCE = "served"
+SERVED_LOGS_FIELD = "spec.source.servedLogs"
+
+
+def served_flag(name: str, help: str, key: str) -> Any:
+    """A `--served-*` number carrying spec.source.servedLogs.<key>: absent unless served logs are read (its
+    default then is the field's)."""
+    carries = DATASET.integer(f"{SERVED_LOGS_FIELD}.{key}")
+    return flag(name, help, default=None, metavar="N", parse=_scalar(int, "integer"), contract=carries)
+
+
 R = TypeVar("R", bound="Request")
 
 
@@ -306,7 +318,7 @@ class PrepareRequest(Request):
 
     source: str = flag(
         "--source",
-        "builtin:diabetes | synthetic:rows=N,features=N,noise=F,seed=N,missing=F | inline | "
+        "builtin:diabetes | synthetic:rows=N,features=N,noise=F,seed=N,missing=F | inline | served | "
         "s3://bucket/key.csv[.gz] | s3://bucket/key.parquet | s3://bucket/prefix/ | local file or folder",
         metavar="SPEC",
     )
@@ -355,6 +367,30 @@ class PrepareRequest(Request):
         default=None,
         metavar="PATH_OR_S3",
     )
+    served_logs: str | None = flag(
+        "--served-logs",
+        "a ModelDeployment's payload-log prefix (s3://<bucket>/logs/<namespace>/<name>/): its rows joined "
+        f"with their truth, alone with --source {SERVED_SOURCE}, else after the source's rows",
+        default=None,
+        metavar="PREFIX",
+    )
+    served_uploads: str | None = flag(
+        "--served-uploads",
+        "prefix of truth files uploaded for those rows (CSV or Parquet: id, target, optionally row)",
+        default=None,
+        metavar="PREFIX",
+    )
+    served_window_hours: int | None = served_flag(
+        "--served-window-hours",
+        "feedback received this many hours before now, or since, counts",
+        "windowHours",
+    )
+    served_label_delay_hours: int | None = served_flag(
+        "--served-label-delay-hours", "predictions this long before the window are joined", "labelDelayHours"
+    )
+    served_max_rows: int | None = served_flag(
+        "--served-max-rows", "rows of logs and feedback read at most, newest first", "maxRows"
+    )
     progress: str | None = progress_flag()
     result_file: str | None = result_file_flag()
 
@@ -362,6 +398,16 @@ class PrepareRequest(Request):
         self.check_flags()
         if self.inline_rows is not None and self.rows_file is not None:
             raise SpecError("give inline rows either with --inline-rows or with --rows-file, not both")
+        if self.source == SERVED_SOURCE and self.served_logs is None:
+            raise SpecError(f"--source {SERVED_SOURCE} needs --served-logs (a ModelDeployment's logs prefix)")
+        options = (
+            self.served_uploads,
+            self.served_window_hours,
+            self.served_label_delay_hours,
+            self.served_max_rows,
+        )
+        if self.served_logs is None and any(option is not None for option in options):
+            raise SpecError("the --served-* options need --served-logs")
 
 
 @dataclass(frozen=True)

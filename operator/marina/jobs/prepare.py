@@ -7,8 +7,11 @@
 
 SPEC is `builtin:diabetes`, `synthetic:rows=1000,features=5,noise=0.1,seed=7`, `inline` (with
 `--inline-rows` or `--rows-file`), `s3://bucket/key.csv[.gz]` or a local CSV path (see
-`marina.data.sources`). The splits land as Parquet parts under `<output>/parts/` and the manifest in
-`<output>/<version>/dataset.json` (see `marina.data.dataset`).
+`marina.data.sources`), or `served`: the rows a ModelDeployment served joined with their truth, read from
+its logs prefix `--served-logs` (and the truth files under `--served-uploads`) over the last
+`--served-window-hours`; with another SPEC and `--served-logs`, that source's rows and then the served
+ones (see `marina.data.served_source`). The splits land as Parquet parts under `<output>/parts/` and the
+manifest in `<output>/<version>/dataset.json` (see `marina.data.dataset`).
 
 Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   version      content version (first 16 hex digits of sha256), also the folder name
@@ -32,8 +35,8 @@ import argparse
 from typing import Any
 
 from marina import storage
-from marina.contract import PrepareRequest
-from marina.data import dataset, sources
+from marina.contract import DATASET, SERVED_SOURCE, PrepareRequest
+from marina.data import dataset, served_source, sources
 from marina.data.dataset import PrepareOptions
 from marina.jobs import results
 from marina.jobs.progress import Progress
@@ -70,9 +73,37 @@ def inline_text(request: PrepareRequest) -> str | None:
     return request.inline_rows
 
 
+def open_request_source(request: PrepareRequest) -> sources.Source:
+    """The source a request names: with --served-logs, the served rows alone (--source served) or after
+    the source's rows."""
+    logs = served_logs_of(request)
+    if logs is not None and request.source == SERVED_SOURCE:
+        return served_source.open_served(logs, request.target)
+    source = sources.open_source(request.source, inline_text(request))
+    if logs is None:
+        return source
+    return served_source.union(source, served_source.open_served(logs, request.target, required=False))
+
+
+def served_logs_of(request: PrepareRequest) -> served_source.ServedLogs | None:
+    if request.served_logs is None:
+        return None
+
+    def given(value: int | None, key: str) -> int:
+        return int(DATASET.default(f"{served_source.FIELD}.{key}")) if value is None else value
+
+    return served_source.ServedLogs(
+        request.served_logs,
+        request.served_uploads,
+        given(request.served_window_hours, "windowHours"),
+        given(request.served_label_delay_hours, "labelDelayHours"),
+        given(request.served_max_rows, "maxRows"),
+    )
+
+
 def prepare_command(request: PrepareRequest) -> dict[str, Any]:
     options = options_of(request)
-    source = sources.open_source(request.source, inline_text(request))
+    source = open_request_source(request)
     name = (request.name or source.default_name).strip()
     progress = Progress("marina prepare", source.expected_rows, request.progress)
     with blas_beside_a_reader():

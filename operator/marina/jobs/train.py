@@ -58,7 +58,7 @@ from marina.contract import (
     SpecError,
     TrainRequest,
 )
-from marina.data import dataset, partials, sampling
+from marina.data import dataset, partials, sampling, served_source
 from marina.data.distribution import Reference
 from marina.data.table import DataError
 from marina.jobs import progress, results
@@ -183,6 +183,14 @@ def scaling(x_train: np.ndarray) -> dict[str, list[float]]:
     return {"mean": x_train.mean(axis=0).tolist(), "scale": np.where(scale > 0, scale, 1.0).tolist()}
 
 
+def dataset_lineage(stored: dataset.StoredDataset) -> dict[str, Any]:
+    """What a model names of its data: the dataset's version and, when it holds served rows, the logs they
+    came from (prefixes, window, rows, and a sha256 over the parts read; dataset.json lists the parts)."""
+    named = {"name": stored.name, "version": stored.version, "sha256": stored.sha256, "uri": stored.uri}
+    logs = served_source.lineage(stored.description.get("source") or {})
+    return {**named, "logs": logs} if logs is not None else named
+
+
 def build_artifact(
     fitted: Fit,
     stored: dataset.StoredDataset,
@@ -209,7 +217,7 @@ def build_artifact(
         metrics=metrics,
         hyperparameters=hyperparameters,
         scaling=scaled if fitted.parameters.get("standardize") else None,
-        dataset={"name": stored.name, "version": stored.version, "sha256": stored.sha256, "uri": stored.uri},
+        dataset=dataset_lineage(stored),
         feature_statistics={
             name: train_statistics[name]
             for name in stored.feature_names

@@ -23,7 +23,7 @@ Layout under the prefix (`s3://<bucket>/logs/<namespace>/<name>/` on a cluster):
         id, row, time, target
 
 `date` is the UTC day of the rows' `time` (a part never spans two days). An input named like one of the
-fixed columns is stored as `input.<name>`.
+fixed columns is stored as `input.<name>`. `marina.data.served` reads them back and joins them.
 """
 
 from __future__ import annotations
@@ -46,16 +46,15 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from marina import storage
+from marina.data.served import FEEDBACK, PREDICTIONS, logged_name
 from marina.serving.errors import BadRequest
 from marina.serving.model import ServedModel
 
-PREDICTIONS, FEEDBACK = "predictions", "feedback"
 STREAMS = (PREDICTIONS, FEEDBACK)
 WRITTEN, DROPPED, FAILED = "written", "dropped", "failed"
 OUTCOMES = (WRITTEN, DROPPED, FAILED)
 STABLE, CANARY = "stable", "canary"
 TRACKS = (STABLE, CANARY)
-FIXED_COLUMNS = ("id", "row", "time", "model", "track", "prediction")
 #: Feedback rows one request may carry (more are refused with a 400 naming the limit).
 FEEDBACK_MAX_ROWS = 10_000
 #: The longest request id a feedback entry may name.
@@ -351,7 +350,7 @@ def _input_columns(model: ServedModel) -> list[tuple[str, int, bool]]:
     """(column name, feature offset, is a category) per raw input, in input order."""
     raw = model.raw_inputs
     return [
-        (f"input.{item.name}" if item.name in FIXED_COLUMNS else item.name, offset, item.is_category)
+        (logged_name(item.name), offset, item.is_category)
         for item, offset in zip(raw.items, raw.offsets, strict=False)
     ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +18,11 @@ import pytest
 
 from marina import storage
 from marina.controller.kube import metrics
-from marina.controller.modeldeployments import degraded, drift, labels, monitor, performance
+from marina.controller.modeldeployments import degraded, drift, monitor, performance
 from marina.controller.modeldeployments.performance import Labelled, Reference
 from marina.controller.modeldeployments.spec import Performance
 from marina.controller.shared.builders import ModelReference
+from marina.data import served
 from marina.model import artifact
 from marina.model.artifact import ModelArtifact
 from marina.serving.model import ServedModel
@@ -205,7 +207,7 @@ class Clock:
         return self.now
 
 
-def served(coefficients: list[float]) -> ServedModel:
+def served_model(coefficients: list[float]) -> ServedModel:
     model = ModelArtifact(
         coefficients=coefficients, intercept=0.0, feature_names=["a", "b"], metrics={"rmse": 1.0}
     )
@@ -243,7 +245,7 @@ def written_logs(prefix: str) -> tuple[dict[str, float], str]:
     """Two days of parts as the serving pods write them. Window: the 6 hours before NOW (DAY2 12:00),
     predictions read from 24 hours before its start (DAY1 06:00). Returns the by-hand expectation."""
     clock = Clock(DAY1)
-    model, other = served([1.0, 2.0]), served([3.0, -1.0])
+    model, other = served_model([1.0, 2.0]), served_model([3.0, -1.0])
     stable, canary = log_for(prefix, model, "p1", clock), log_for(prefix, other, "p2", clock)
     rng = np.random.default_rng(11)
     features = rng.normal(size=(400, 2))
@@ -271,9 +273,9 @@ def written_logs(prefix: str) -> tuple[dict[str, float], str]:
 def test_a_check_reads_only_the_window_and_gives_the_numbers_computed_by_hand(s3_env: MinioServer) -> None:
     prefix = "s3://marina-perf/logs/team/window/"
     expected, model = written_logs(prefix)
-    window = labels.Window.of(NOW, window_hours=6, label_delay_hours=24)
-    assert labels.days(window.predictions_from, window.end) == ["date=2026-03-10", "date=2026-03-09"]
-    read = labels.read(prefix, window, max_rows=1_000_000)
+    window = served.Window.of(NOW, window_hours=6, label_delay_hours=24)
+    assert served.days(window.predictions_from, window.end) == ["date=2026-03-10", "date=2026-03-09"]
+    read = served.read(prefix, window, max_rows=1_000_000)
     joined = performance.join(read.predictions, read.feedback, model)
     assert joined.rows == expected["rows"]
     assert joined.rmse == pytest.approx(expected["rmse"], rel=RELATIVE)
@@ -286,8 +288,8 @@ def test_a_check_reads_only_the_window_and_gives_the_numbers_computed_by_hand(s3
 def test_a_cap_on_rows_skips_the_oldest_parts_and_says_what_it_skipped(s3_env: MinioServer) -> None:
     prefix = "s3://marina-perf/logs/team/cap/"
     written_logs(prefix)
-    window = labels.Window.of(NOW, window_hours=6, label_delay_hours=24)
-    read = labels.read(prefix, window, max_rows=350)
+    window = served.Window.of(NOW, window_hours=6, label_delay_hours=24)
+    read = served.read(prefix, window, max_rows=350)
     # feedback: 304 rows in two parts; predictions newest part first: the other model's (written last,
     # 100 rows) while fewer than 350 rows are read, then the stable pod's parts of both days are skipped.
     skipped = [
@@ -317,6 +319,30 @@ def test_an_unreadable_part_in_the_window_is_skipped_and_named(s3_env: MinioServ
     assert measured.fields["rows"] == expected["rows"]  # the readable parts still count
 
 
+def test_truth_uploaded_as_files_counts_and_a_malformed_file_is_named_not_fatal(s3_env: MinioServer) -> None:
+    """A team's CSV of id, row, target under raw/<namespace>/feedback/<name>/ joins as the endpoint's
+    feedback does; a file that is not CSV or Parquet is skipped, counted and named in the message."""
+    now = time.time()
+    prefix, uploads = "s3://marina-perf/logs/team/uploaded/", "s3://marina-perf/raw/team/feedback/uploaded/"
+    model, clock = served_model([1.0, 2.0]), Clock(now)
+    ids = [f"u{i}" for i in range(100)]
+    predicted = answer(log_for(prefix, model, "p1", clock), clock, now - 60, ids, np.ones((200, 2)))
+    lines = [
+        f"{i},{r},{float(p) + 1.0!r}"
+        for (i, r), p in zip(((i, r) for i in ids for r in (0, 1)), predicted, strict=True)
+    ]
+    storage.write_bytes(f"{uploads}truth.csv", ("id,row,target\n" + "\n".join(lines)).encode())
+    storage.write_bytes(f"{uploads}broken.parquet", b"not parquet")
+    wanted = degraded.Wanted(
+        Performance(window_hours=1, min_rows=100), ModelReference("s3://x/m", model.sha256)
+    )
+    measured = degraded.evaluate(wanted, now + 1, prefix, Reference(1.0), uploads)
+    assert measured.fields["rows"] == 200, measured.assessment.message
+    assert measured.fields["rmse"] == pytest.approx(1.0)
+    assert measured.fields["unreadableParts"] == 1
+    assert f"{uploads}broken.parquet: not a readable CSV or Parquet file" in measured.assessment.message
+
+
 def test_storage_that_cannot_be_read_leaves_degraded_unknown_and_clears_the_last_reads_counts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -339,7 +365,7 @@ def test_parts_as_read_have_the_servers_schema(s3_env: MinioServer) -> None:
         if o.uri.endswith(".parquet") and "03-10" in o.uri
     )
     names = pq.read_schema(io.BytesIO(storage.read_bytes(part.uri))).names
-    assert set(performance.FEEDBACK_COLUMNS) <= set(names)
+    assert set(served.FEEDBACK_COLUMNS) <= set(names)
 
 
 # -- the check, its status, condition, event and metrics ----------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from marina.contract import PrepareRequest
@@ -15,9 +16,31 @@ INLINE_DIR = "/etc/marina/inline"
 INLINE_FILE = "rows.json"
 
 
+@dataclass(frozen=True)
+class ServedPrefixes:
+    """Where the served rows of spec.source.servedLogs are: the ModelDeployment's logs, and the truth files
+    uploaded for it (both in the Dataset's own namespace, read with its identity)."""
+
+    logs: str
+    uploads: str
+
+    @classmethod
+    def of(cls, settings: Settings, namespace: str, spec: DatasetSpec) -> ServedPrefixes | None:
+        if spec.served is None:
+            return None
+        name = spec.served.model_deployment
+        return cls(settings.logs_prefix(namespace, name), settings.feedback_uploads_prefix(namespace, name))
+
+
 def prepare_request(
-    spec: DatasetSpec, output: str, name: str, rows_file: str | None, progress: str | None = None
+    spec: DatasetSpec,
+    output: str,
+    name: str,
+    rows_file: str | None,
+    progress: str | None = None,
+    served: ServedPrefixes | None = None,
 ) -> PrepareRequest:
+    window = spec.served if served is not None else None
     return PrepareRequest(
         source=spec.source,
         output=output,
@@ -29,15 +52,14 @@ def prepare_request(
         max_categories=spec.max_categories,
         features=spec.features,
         rows_file=rows_file,
+        served_logs=served.logs if served is not None else None,
+        served_uploads=served.uploads if served is not None else None,
+        served_window_hours=window.window_hours if window is not None else None,
+        served_label_delay_hours=window.label_delay_hours if window is not None else None,
+        served_max_rows=window.max_rows if window is not None else None,
         progress=progress,
         result_file=builders.TERMINATION_LOG,
     )
-
-
-def prepare_args(
-    spec: DatasetSpec, output: str, name: str, rows_file: str | None, progress: str | None = None
-) -> list[str]:
-    return prepare_request(spec, output, name, rows_file, progress).to_argv()
 
 
 def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any]:
@@ -52,7 +74,14 @@ def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str
         volumes.append({"name": INLINE_VOLUME, "configMap": {"name": name}})
     container = builders.marina_container(
         settings,
-        prepare_args(spec, output, owner.name, rows_file, builders.progress_uri(output, name)),
+        prepare_request(
+            spec,
+            output,
+            owner.name,
+            rows_file,
+            builders.progress_uri(output, name),
+            ServedPrefixes.of(settings, owner.namespace, spec),
+        ).to_argv(),
         spec.resources,
         builders.DEFAULT_JOB_RESOURCES,
         mounts,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marina.contract import REFRESH_ANNOTATION
+from marina.contract import API_VERSION, MODEL_DEPLOYMENT, REFRESH_ANNOTATION
 from marina.controller.datasets import manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.client import KubeApi
@@ -54,7 +54,7 @@ def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Out
 
 def inputs_digest(spec: dataset_spec.DatasetSpec, body: Mapping[str, Any]) -> str:
     refresh = (body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION, "")
-    return builders.short_hash(spec, refresh)
+    return builders.short_hash(spec, refresh, *([spec.served] if spec.served is not None else []))
 
 
 def parse(settings: Settings, namespace: str, body: Mapping[str, Any]) -> dataset_spec.DatasetSpec:
@@ -77,11 +77,30 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     status = body.get("status") or {}
     if status.get("inputsHash") == digest and status.get("version") and is_ready(status):
         return Plan(prepared(status))
+    waiting = served_deployment_missing(seen, spec)
+    if waiting is not None:
+        return Plan(waiting)
     job = manifests.prepare_job(settings, owner, spec, digest)
     name = job["metadata"]["name"]
     step = run_job(seen, settings, owner, job, manifests.inline_rows_config_map(owner, spec, digest))
     progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), name)
     return from_job(seen, owner, step, name, digest, None if step.starting else progress)
+
+
+def served_deployment_missing(seen: Observation, spec: dataset_spec.DatasetSpec) -> Outcome | None:
+    """Before a preparation that reads served rows: why not yet, when their ModelDeployment does not
+    exist (a version already prepared from it stays Ready)."""
+    if spec.served is None:
+        return None
+    name = spec.served.model_deployment
+    if seen.child(API_VERSION, MODEL_DEPLOYMENT.kind, name) is not None:
+        return None
+    return Outcome(
+        State.WAITING,
+        "ModelDeploymentNotFound",
+        f"{spec.served.field}: ModelDeployment {name} not found in namespace {seen.namespace}; preparing "
+        "starts once it exists",
+    )
 
 
 def from_job(

@@ -7,9 +7,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from marina.contract import DATASET, SOURCE_KINDS
+from marina.contract import DATASET, SERVED_LOGS, SERVED_SOURCE, SOURCE_KINDS
 from marina.contract.schema import Array
 from marina.controller.shared.fields import Fields, InvalidSpec, Resources, keep_last
+
+
+@dataclass(frozen=True)
+class ServedLogs:
+    """spec.source.servedLogs: which ModelDeployment's served rows, over which window."""
+
+    model_deployment: str
+    window_hours: int
+    label_delay_hours: int
+    max_rows: int
+
+    @property
+    def field(self) -> str:
+        return f"spec.source.{SERVED_LOGS}.modelDeployment"
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,9 @@ class DatasetSpec:
     keep_last: int | None = field(default=None, repr=False)
     # The source's kind (csv, parquet, ...): where a bad URI is reported; the URI itself is in `source`.
     source_kind: str = field(default="", repr=False)
+    # The served rows read (alone, `source` is SERVED_SOURCE; else after its rows). Out of repr, so a spec
+    # without them keeps the Job digest it had before they existed (reconcile.inputs_digest adds them).
+    served: ServedLogs | None = field(default=None, repr=False)
 
     @property
     def stored_uri(self) -> str | None:
@@ -44,7 +61,8 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
     features = fields.strings("features")
     if features is not None and target in features:
         raise InvalidSpec(fields.where("features"), f"must not include the target column {target!r}")
-    source, inline_rows = _source(fields.section("source"), target, features)
+    section = fields.section("source")
+    source, inline_rows = _source(section, target, features)
     split = fields.section("split")
     return DatasetSpec(
         source=source,
@@ -57,15 +75,20 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         seed=split.integer("seed"),
         resources=fields.resources(),
         keep_last=keep_last(fields),
-        source_kind=next(kind for kind in SOURCE_KINDS if fields.section("source").has(kind)),
+        source_kind=next((kind for kind in SOURCE_KINDS if section.has(kind)), SERVED_LOGS),
+        served=_served(section.section(SERVED_LOGS)) if section.has(SERVED_LOGS) else None,
     )
 
 
 def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tuple[str, str | None]:
     given = [kind for kind in SOURCE_KINDS if source.has(kind)]
+    if not given and source.has(SERVED_LOGS):
+        return SERVED_SOURCE, None
     if len(given) != 1:
         raise InvalidSpec(
-            source.path, f"set exactly one of {', '.join(SOURCE_KINDS)} (got {given or 'none'})"
+            source.path,
+            f"set exactly one of {', '.join(SOURCE_KINDS)} (got {given or 'none'}); {SERVED_LOGS} may be set "
+            "beside it, or alone",
         )
     kind = given[0]
     if kind == "builtin":
@@ -75,6 +98,15 @@ def _source(source: Fields, target: str, features: tuple[str, ...] | None) -> tu
     if kind == "synthetic":
         return _synthetic(source.section("synthetic")), None
     return "inline", _inline_rows(source.section("inline"), target, features)
+
+
+def _served(served: Fields) -> ServedLogs:
+    return ServedLogs(
+        model_deployment=served.required_string("modelDeployment"),
+        window_hours=served.integer("windowHours"),
+        label_delay_hours=served.integer("labelDelayHours"),
+        max_rows=served.integer("maxRows"),
+    )
 
 
 def _synthetic(synthetic: Fields) -> str:

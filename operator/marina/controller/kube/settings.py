@@ -2,7 +2,8 @@
 
 They also say where each namespace's objects live in the bucket, so the layout is written once:
 
-    s3://<bucket>/raw/<namespace>/...       what users upload (a Dataset's `source.csv.uri`)
+    s3://<bucket>/raw/<namespace>/...       what users upload (a Dataset's `source.csv.uri`; the truth
+                                            for a ModelDeployment's served rows under feedback/<name>/)
     s3://<bucket>/datasets/<namespace>/...  prepared versions (Dataset output; also a valid CSV source)
     s3://<bucket>/models/<namespace>/...    model artifacts (TrainingJob output, `model.uri`)
     s3://<bucket>/predictions/<namespace>/... batch scores (BatchPrediction output)
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from marina.controller.kube import paths
+from marina.data import served
 
 DEFAULT_S3_ENDPOINT = "http://minio.marina-system.svc.cluster.local:9000"
 UPLOADS, DATASETS, MODELS, PREDICTIONS, LOGS = "raw", "datasets", "models", "predictions", "logs"
@@ -91,6 +93,11 @@ class Settings:
     def logs_prefix(self, namespace: str, name: str) -> str:
         """A ModelDeployment's payload logs and feedback, ending in `/`."""
         return f"{self.area(LOGS, namespace)}{name}/"
+
+    def feedback_uploads_prefix(self, namespace: str, name: str) -> str:
+        """Where a team uploads the truth for a ModelDeployment's served rows (CSV or Parquet files of id,
+        target and optionally row; `marina.data.served`), ending in `/`."""
+        return f"{self.area(UPLOADS, namespace)}{served.UPLOADS_FOLDER}/{name}/"
 
     def csv_areas(self, namespace: str) -> tuple[str, ...]:
         """Where a Dataset of `namespace` may read a CSV."""

@@ -1,6 +1,6 @@
-"""Live-accuracy checks (spec.monitoring.performance): read the labelled rows (`labels`), judge them
-(`performance`, pure), and say what status.monitoring.performance and the Degraded condition become and
-which event that earns; `monitor.tick` writes it.
+"""Live-accuracy checks (spec.monitoring.performance): read the labelled rows (`marina.data.served`),
+judge them (`performance`, pure), and say what status.monitoring.performance and the Degraded condition
+become and which event that earns; `monitor.tick` writes it.
 
 A check reads object storage, which may take seconds, so it runs *before* the tick takes the object's
 lock (`measure`): the reconciler never waits on it. What it needs (the settings and the serving model)
@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from marina import storage
-from marina.controller.modeldeployments import labels, monitoring, performance
+from marina.controller.modeldeployments import monitoring, performance
 from marina.controller.modeldeployments.performance import DEGRADED, Assessment, Labelled, Reference
 from marina.controller.modeldeployments.spec import Monitoring, Performance
 from marina.controller.shared.builders import ModelReference
 from marina.controller.shared.conditions import find_condition, with_condition, without_condition
 from marina.controller.shared.plan import Post
+from marina.data import served
 from marina.model import artifact
 from marina.system.clock import utc_now
 from marina.system.text import one_line
@@ -64,26 +65,28 @@ class Check:
     assessment: Assessment | None = None
 
 
-def measurer(prefix: str, memory: MutableMapping[str, Any]) -> Measure:
-    """The check on real storage: the logs under `prefix`, the reference from the model's artifact
-    (cached in `memory` by sha256, read once per model)."""
+def measurer(prefix: str, memory: MutableMapping[str, Any], uploads: str | None = None) -> Measure:
+    """The check on real storage: the logs under `prefix` and the truth files uploaded under `uploads`,
+    the reference from the model's artifact (cached in `memory` by sha256, read once per model)."""
 
     def measure(wanted: Wanted, now: float) -> Measured:
         reference = _reference(wanted.model, memory)
-        return evaluate(wanted, now, prefix, reference)
+        return evaluate(wanted, now, prefix, reference, uploads)
 
     return measure
 
 
-def evaluate(wanted: Wanted, now: float, prefix: str, reference: Reference | str) -> Measured:
-    """Read the window under `prefix` and judge the serving model's rows against `reference` (or say why
-    there is none)."""
+def evaluate(
+    wanted: Wanted, now: float, prefix: str, reference: Reference | str, uploads: str | None = None
+) -> Measured:
+    """Read the window under `prefix` (and `uploads`) and judge the serving model's rows against
+    `reference` (or say why there is none)."""
     sha256 = wanted.model.sha256
     if isinstance(reference, str):
         return _unavailable(sha256, reference, now)
-    window = labels.Window.of(now, wanted.settings.window_hours, wanted.settings.label_delay_hours)
+    window = served.Window.of(now, wanted.settings.window_hours, wanted.settings.label_delay_hours)
     try:
-        read = labels.read(prefix, window, wanted.settings.max_rows)
+        read = served.read(prefix, window, wanted.settings.max_rows, uploads)
     except storage.StorageError as error:
         return _unavailable(sha256, one_line(f"cannot read the payload logs: {error}", 1000), now)
     labelled = performance.join(read.predictions, read.feedback, sha256)

@@ -100,7 +100,9 @@ def chores(runtime: Runtime, indices: Mapping[str, Any]) -> list[Chore]:
         namespace, name = item
         memory = memories.setdefault(item, {})
         with runtime.health.working(f"drift check of {KIND} {namespace}/{name}"):
-            measure = degraded.measurer(runtime.settings.logs_prefix(namespace, name), memory)
+            settings = runtime.settings
+            uploads = settings.feedback_uploads_prefix(namespace, name)
+            measure = degraded.measurer(settings.logs_prefix(namespace, name), memory, uploads)
             quietly(
                 lambda: monitor.tick(runtime.kube(), namespace, name, memory, measure=measure),
                 f"drift check of {KIND} {name}",

@@ -19,7 +19,7 @@ from marina import storage
 from marina.controller.kube.settings import Settings
 from marina.controller.modeldeployments import spec as modeldeployment_spec
 from marina.controller.shared.fields import InvalidSpec
-from marina.serving.payloads import FEEDBACK, PREDICTIONS
+from marina.data.served import FEEDBACK, PREDICTIONS
 
 #: How often the operator looks for expired days.
 TICK_SECONDS = 3600.0

@@ -1,14 +1,16 @@
 """Live accuracy of a ModelDeployment (spec.monitoring.performance): the serving model's logged answers
 joined with the true targets clients reported, and whether its error grew beyond the margin.
 
-Pure functions; reading the parts is `labels`, the check and its status `degraded`, the write
-`monitor.tick`.
+Pure functions; reading the parts and the join are `marina.data.served` (shared with a Dataset's
+servedLogs source, so the rows scored here are the rows retraining learns from), the check and its status
+`degraded`, the write `monitor.tick`.
 
-**The join** (`join`). Feedback rows are keyed by (id, row): the request id the server answered with and
-the row within that request. A key reported twice counts once, with its latest target; a key logged
-twice (a client reusing an id) takes its latest prediction. Feedback with no logged prediction read is
-`unmatched` (its request was not sampled, was answered before the predictions read, or never existed);
-feedback of a row another model answered (before a rollout) is `other_models`. Neither enters the error.
+**The join** (`join`, `served.join`). Feedback rows are keyed by (id, row): the request id the server
+answered with and the row within that request. A key reported twice counts once, with its latest target;
+a key logged twice (a client reusing an id) takes its latest prediction. Feedback with no logged
+prediction read is `unmatched` (its request was not sampled, was answered before the predictions read, or
+never existed); feedback of a row another model answered (before a rollout) is `other_models`. Neither
+enters the error.
 
 **The decision** (`decide`). Let r0 be the model's rmse on its test split, m the margin and
 d_i = e_i² the n live squared errors. The question is whether E[d] > (1 + m)²·r0², the mean squared
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from marina.controller.modeldeployments.spec import Performance
+from marina.data import served
 
 DEGRADED = "Degraded"  # the condition type
 ABOVE_MARGIN = "ErrorAboveMargin"
@@ -53,8 +56,6 @@ NOT_ENOUGH_FEEDBACK = "NotEnoughFeedback"
 UNAVAILABLE = "Unavailable"
 #: The coefficient of variation of e² for normal errors (Var e² = 2 Var(e)²): the fallback shape.
 NORMAL_SQUARED_CV = math.sqrt(2.0)
-PREDICTION_COLUMNS = ("id", "row", "time", "model", "prediction")
-FEEDBACK_COLUMNS = ("id", "row", "time", "target")
 
 
 @dataclass(frozen=True)
@@ -101,28 +102,15 @@ class Labelled:
 
 def join(predictions: Any, feedback: Any, model: str) -> Labelled:
     """Join Arrow tables of predictions (id, row, time, model, prediction) and feedback (id, row, time,
-    target) on (id, row); the errors of the rows `model` (a sha256) answered."""
+    target) on (id, row) (`marina.data.served.join`, the join retraining reads too); the errors of the
+    rows `model` (a sha256) answered."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    targets = _latest(feedback, ("target",))
-    if targets.num_rows == 0:
-        return Labelled(np.empty(0), 0, 0, 0)
-    answers = _latest(predictions, ("model", "prediction"))
-    joined = targets.join(answers, keys=["id", "row"], join_type="left outer", use_threads=False)
-    found = pc.is_valid(joined.column("model"))
-    ours = pc.and_(found, pc.equal(joined.column("model"), pa.scalar(model)))
-    mine = joined.filter(pc.fill_null(ours, False))
-    errors = _floats(mine.column("prediction")) - _floats(mine.column("target"))
-    matched = int(pc.sum(found.cast(pa.int64())).as_py() or 0)
-    return Labelled(errors, targets.num_rows, targets.num_rows - matched, matched - mine.num_rows)
-
-
-def _latest(table: Any, values: tuple[str, ...]) -> Any:
-    """One row per (id, row): the values of its latest `time`."""
-    ordered = table.select(["id", "row", "time", *values]).sort_by("time")
-    grouped = ordered.group_by(["id", "row"], use_threads=False).aggregate([(v, "last") for v in values])
-    return grouped.rename_columns([name.removesuffix("_last") for name in grouped.column_names])
+    joined = served.join(predictions, feedback)
+    mine = joined.table.filter(pc.equal(joined.table.column("model"), pa.scalar(model)))
+    errors = _floats(mine.column("prediction")) - _floats(mine.column(served.TRUTH))
+    return Labelled(errors, joined.feedback_rows, joined.unmatched, joined.rows - mine.num_rows)
 
 
 def _floats(column: Any) -> np.ndarray:
