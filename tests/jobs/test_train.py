@@ -682,12 +682,11 @@ def test_text_columns_are_one_hot_encoded_as_scikit_learn_does(
     assert model.feature_names[:3] == ["carat", "cut=Fair", "cut=Good"]
 
     stored = dataset.open_stored(prepared["uri"])
-    dictionaries = stored.description["dictionaries"]
+    dictionaries = stored.dictionaries
 
     def raw(split: str) -> tuple[list[list[object]], np.ndarray]:
-        folder = Path(prepared["uri"]).parent / parts.PARTS_FOLDER
-        names = [p["name"] for p in stored.description["parts"][split]["parts"]]
-        values = np.vstack([b for n in names for b in parts.read_part(str(folder / n), stored.columns)])
+        count = len(stored.part_records(split))
+        values = np.vstack([b for k in range(count) for b in stored.raw_part(split, k)])
         rows = [[r[0], dictionaries["cut"][int(r[1])], dictionaries["color"][int(r[2])]] for r in values]
         return rows, values[:, -1]
 
