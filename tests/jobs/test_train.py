@@ -38,6 +38,7 @@ from marina.cli import main
 from marina.contract import TrainRequest
 from marina.data import dataset, parts
 from marina.data.distribution import bin_counts
+from marina.jobs import sharding
 from marina.jobs import train as training
 from marina.jobs.progress import Progress
 from marina.model import artifact, scoring
@@ -770,7 +771,7 @@ def test_sharded_training_equals_one_pod(
     common = sharded(many_parts, tmp_path / "many", shards, tmp_path / "p")
     rows = 0
     for index in range(shards):
-        monkeypatch.setenv(training.JOB_INDEX_ENV, str(index))  # as Kubernetes sets it in an Indexed Job
+        monkeypatch.setenv(sharding.JOB_INDEX_ENV, str(index))  # as Kubernetes sets it in an Indexed Job
         rows += ok(capsys, "train", *common, "--phase", "shard", *options)["trainRows"]
     reduced = ok(capsys, "train", *common, "--phase", "reduce", *options)
     assert rows == single["trainRows"] == reduced["trainRows"]

@@ -14,12 +14,12 @@ from marina.controller.datasets import manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.client import KubeApi
 from marina.controller.kube.settings import DATASETS, Settings
-from marina.controller.shared import builders, retention, storage_area
+from marina.controller.shared import builders, jobs, retention, storage_area
 from marina.controller.shared.conditions import Outcome, State, is_ready
 from marina.controller.shared.fields import InvalidSpec
 from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
 from marina.controller.shared.observation import Observation
-from marina.controller.shared.plan import Plan
+from marina.controller.shared.plan import Action, Plan
 from marina.controller.shared.reconciler import invalid, settle
 from marina.controller.shared.termination import JobPhase
 
@@ -77,36 +77,84 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     status = body.get("status") or {}
     if status.get("inputsHash") == digest and status.get("version") and is_ready(status):
         return Plan(prepared(status))
+    inline = manifests.inline_rows_config_map(owner, spec, digest)
+    gathered: tuple[Action, ...] = ()
+    if spec.parallelism > 1:
+        shards = gather_shards(seen, settings, owner, spec, digest, inline)
+        if isinstance(shards, Plan):
+            return shards
+        gathered = shards
     job = manifests.prepare_job(settings, owner, spec, digest)
     name = job["metadata"]["name"]
-    step = run_job(seen, settings, owner, job, manifests.inline_rows_config_map(owner, spec, digest))
+    step = run_job(seen, settings, owner, job, inline)
     progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), name)
-    return from_job(seen, owner, step, name, digest, None if step.starting else progress)
+    reported = None if step.starting or spec.parallelism > 1 else progress
+    fields = {"jobName": name, "shards": spec.parallelism}
+    return from_job(seen, owner, step, fields, digest, reported).after(gathered)
+
+
+def gather_shards(
+    seen: Observation,
+    settings: Settings,
+    owner: builders.Owner,
+    spec: dataset_spec.DatasetSpec,
+    digest: str,
+    inline: Mapping[str, Any] | None,
+) -> Plan | tuple[Action, ...]:
+    """Run the Indexed Job of shards: its plan while it runs (or cannot); once every index succeeded, the
+    writes that go before the reduce (forgetting earlier shard Jobs)."""
+    job = manifests.shard_job(settings, owner, spec, digest)
+    name = job["metadata"]["name"]
+    progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), name)
+
+    def running(step: JobStep, shards: tuple[int, int]) -> Plan:
+        fields = {"jobName": name, "shards": spec.parallelism}
+        return from_job(seen, owner, step, fields, digest, None if step.starting else progress, shards)
+
+    return jobs.gather_shards(seen, settings, owner, job, running, inline)
 
 
 def from_job(
-    seen: Observation, owner: builders.Owner, step: JobStep, job_name: str, digest: str, progress: str | None
+    seen: Observation,
+    owner: builders.Owner,
+    step: JobStep,
+    fields: dict[str, Any],
+    digest: str,
+    progress: str | None,
+    shards: tuple[int, int] | None = None,
 ) -> Plan:
-    """The outcome of the Job's step (a Job that just starts reports no progress yet)."""
+    """The outcome of the Job's step (a Job that just starts reports no progress yet); with `shards`, of the
+    Indexed Job of shards, whose success is not the end."""
     result = step.result
+    job_name = fields["jobName"]
     if isinstance(result, Outcome):
         return Plan(result, step.actions)
     if result.phase is JobPhase.RUNNING:
-        fields = {"jobName": job_name}
-        running = running_outcome(
-            seen, result, "Preparing", "is preparing the data", job_name, fields, progress
-        )
+        reason, doing = _doing(int(fields.get("shards") or 1), shards is not None)
+        running = running_outcome(seen, result, reason, doing, job_name, fields, progress, shards)
         return Plan(running, step.actions)
     if result.phase is JobPhase.FAILED:
         reason = result.reason or "PrepareFailed"
-        return Plan(Outcome(State.FAILED, reason, failure_message(result, job_name), {"jobName": job_name}))
-    fields = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
+        return Plan(Outcome(State.FAILED, reason, failure_message(result, job_name), fields))
+    summary = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
     forgotten = forget_old_jobs(seen, owner, "prepare", keep=job_name)
-    return Plan(prepared({**fields, "jobName": job_name, "inputsHash": digest}), forgotten)
+    return Plan(prepared({**summary, **fields, "inputsHash": digest}), forgotten)
+
+
+def _doing(shards: int, sharing: bool) -> tuple[str, str]:
+    """The Progressing reason and words of a preparation Job: its own reason for the shards, so that an
+    event marks when they are done and the reduce starts."""
+    if sharing:
+        return "PreparingShards", f"is reading the source in {shards} shards"
+    if shards > 1:
+        return "Preparing", f"is merging the {shards} shards into the dataset"
+    return "Preparing", "is preparing the data"
 
 
 def prepared(fields: Mapping[str, Any]) -> Outcome:
     features = max(len(fields.get("columns") or []) - 1, 0)
     rows, uri = fields.get("rows"), fields.get("uri")
-    message = f"version {fields.get('version')}: {rows} rows, {features} features at {uri}"
+    shards = int(fields.get("shards") or 1)
+    by = f", prepared by {shards} pods" if shards > 1 else ""
+    message = f"version {fields.get('version')}: {rows} rows, {features} features at {uri}{by}"
     return Outcome(State.READY, "Prepared", message, fields)

@@ -23,8 +23,10 @@ class DatasetSpec:
     test_fraction: float
     seed: int
     resources: Resources
-    # Not an input of the preparation: out of repr, so out of the Job's digest (builders.short_hash).
+    # Not inputs of the preparation: out of repr, so out of the Job's digest (builders.short_hash). The
+    # pods sharing it make the same dataset whatever their number.
     keep_last: int | None = field(default=None, repr=False)
+    parallelism: int = field(default=DATASET.default("spec.parallelism"), repr=False)
     # The source's kind (csv, parquet, ...): where a bad URI is reported; the URI itself is in `source`.
     source_kind: str = field(default="", repr=False)
 
@@ -57,6 +59,7 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         seed=split.integer("seed"),
         resources=fields.resources(),
         keep_last=keep_last(fields),
+        parallelism=fields.integer("parallelism"),
         source_kind=next(kind for kind in SOURCE_KINDS if fields.section("source").has(kind)),
     )
 
