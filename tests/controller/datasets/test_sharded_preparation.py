@@ -116,3 +116,14 @@ def test_a_failed_shard_fails_the_dataset_with_its_reason(kube: Any, settings: S
     kube.fail_job(shards, Failure(FailureKind.DATA, "column 'x' row 7: 'a' is not a number"))
     outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "bad"))
     assert outcome.state is State.FAILED and "row 7" in outcome.message and kube.jobs() == [shards]
+
+
+def test_a_run_in_flight_keeps_its_shard_count(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "wide", {"source": {"synthetic": {"rows": 1000}}, "parallelism": 2})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    (shards,) = kube.jobs()
+    kube.objects[("marina.dev/v1alpha1", "Dataset", "default", "wide")]["spec"]["parallelism"] = 3
+    kube.finish_job(shards, json.dumps({"format": "marina.dev/result/v1"}))
+    datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    reduce = next(name for name in kube.jobs() if name != shards)
+    assert flag(args_of(kube, reduce), "--shards") == "2"  # the partial results the shards wrote

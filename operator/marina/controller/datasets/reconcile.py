@@ -7,6 +7,7 @@ Job's pods, its stored result or its progress report, and the Jobs of earlier in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from marina.contract import REFRESH_ANNOTATION
@@ -80,6 +81,7 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     inline = manifests.inline_rows_config_map(owner, spec, digest)
     gathered: tuple[Action, ...] = ()
     if spec.parallelism > 1:
+        spec = in_flight(seen, owner, spec, digest)
         shards = gather_shards(seen, settings, owner, spec, digest, inline)
         if isinstance(shards, Plan):
             return shards
@@ -91,6 +93,16 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     reported = None if step.starting or spec.parallelism > 1 else progress
     fields = {"jobName": name, "shards": spec.parallelism}
     return from_job(seen, owner, step, fields, digest, reported).after(gathered)
+
+
+def in_flight(
+    seen: Observation, owner: builders.Owner, spec: dataset_spec.DatasetSpec, digest: str
+) -> dataset_spec.DatasetSpec:
+    """A sharded run already started keeps its shard count (a new parallelism is not a new input, so not a
+    new run): the reduce must ask for as many partial results as there are shards."""
+    job = seen.child("batch/v1", "Job", builders.child_name(owner, "shard", digest)) or {}
+    started = int((job.get("spec") or {}).get("completions") or 0)
+    return replace(spec, parallelism=started) if started > 1 else spec
 
 
 def gather_shards(
