@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,55 @@ def test_a_small_table_is_permuted_alike_in_shards(tmp_path: Path, monkeypatch: 
     assert reference["split"]["method"] == "permutation"
     for shards in (2, 3):
         assert same(in_shards(uri, options, tmp_path / f"{shards}", shards)) == same(reference)
+
+
+def csv_text(rows: int, quoted: bool = False, newline: str = "\n") -> str:
+    """x,label,y records; with `quoted`, labels hold commas inside quotes; blank lines here and there."""
+    rng = np.random.default_rng(rows)
+    lines = ["x,label,y"]
+    for k in range(rows):
+        label = f'"{k % 7}, or so"' if quoted else f"{k % 7}"
+        lines.append(f"{rng.normal():.5f},{label},{rng.normal():.5f}")
+        if k % 97 == 5:
+            lines.append("")
+    return newline.join(lines) + newline
+
+
+@pytest.mark.usefixtures("small_units")
+@pytest.mark.parametrize(
+    ("quoted", "newline"), [(False, "\n"), (True, "\n"), (False, "\r\n"), (True, "\r\n")]
+)
+def test_a_csv_cut_anywhere_gives_the_one_pod_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quoted: bool, newline: str
+) -> None:
+    """Cuts fall inside quoted cells, on carriage returns and next to blank lines; the records still meet."""
+    path = tmp_path / "cut.csv"
+    path.write_bytes(csv_text(1_500, quoted, newline).encode())
+    options = PrepareOptions(target="y", seed=3)
+    reference = one_pod(str(path), options, tmp_path / "one")
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1_000)
+    for shards in (2, 3, 5):
+        assert same(in_shards(str(path), options, tmp_path / f"{shards}", shards)) == same(reference)
+
+
+@pytest.mark.usefixtures("small_units")
+def test_a_gzip_csv_is_read_whole_by_one_shard(tmp_path: Path) -> None:
+    path = tmp_path / "whole.csv.gz"
+    path.write_bytes(gzip.compress(csv_text(1_000).encode()))
+    options = PrepareOptions(target="y")
+    reference = one_pod(str(path), options, tmp_path / "one")
+    assert same(in_shards(str(path), options, tmp_path / "two", 2)) == same(reference)
+
+
+@pytest.mark.usefixtures("small_units")
+@pytest.mark.parametrize("rows", [1_000, 1_333, 2_001])
+def test_cuts_inside_quoted_line_breaks_move_past_them(tmp_path: Path, rows: int) -> None:
+    """A cut that falls inside a quoted cell holding line breaks moves to the record's end: quotes are
+    counted from a record start on both sides of it."""
+    lines = ["x,note,y", *(f'{k},"line one {k}\nline ""two""",{k % 5}' for k in range(rows))]
+    path = tmp_path / "notes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    options = PrepareOptions(target="y", features=("x",))
+    reference = one_pod(str(path), options, tmp_path / "one")
+    for shards in (2, 3, 5):
+        assert same(in_shards(str(path), options, tmp_path / f"{shards}", shards)) == same(reference)

@@ -272,7 +272,7 @@ def _part_chunks(
 @dataclass(frozen=True)
 class _Cut:
     part: int  # the file it falls in
-    offset: int  # in bytes: a CSV record's start (0 for a gzip file), the cut itself in a Parquet file
+    offset: int  # in bytes, from the file's start: the header's end at the least (0 for a gzip file)
 
 
 def _align_up(row: int, align: int) -> int:
@@ -290,7 +290,7 @@ def _cut(parts: Sequence[_Part], index: int, shards: int) -> _Cut:
             header = _header_bytes(part.uri)
             if header is None:  # gzip: never cut
                 return _Cut(number, 0)
-            return _Cut(number, header if within <= header else _record_start(part.uri, within))
+            return _Cut(number, max(within, header))
         start += part.size
     return _Cut(len(parts) - 1, parts[-1].size)
 
@@ -303,57 +303,70 @@ def _header_bytes(uri: str) -> int | None:
         return len(stream.readline(HEADER_BYTES))
 
 
-def _record_start(uri: str, offset: int) -> int:
-    """The first record start at or after `offset`: just after the first newline from `offset - 1` on."""
-    position = offset - 1
-    with storage.open_stream(uri, position) as stream:
-        while True:
-            data = stream.read(COUNT_BYTES)
-            if not data:
-                return position
-            found = data.find(b"\n")
-            if found >= 0:
-                return position + found + 1
-            position += len(data)
-
-
 def _file_rows(part: _Part) -> int:
     if part.parquet:
         with storage.open_seekable(part.uri) as stream:
             return int(_parquet_file(stream, part.uri).metadata.num_rows)
     with _text_stream(part.uri) as stream:
         stream.readline(HEADER_BYTES)
-        return _count_records(stream, None)
+        return _count_records(stream)
 
 
-def _rows_into(part: _Part, offset: int) -> int:
-    """Rows of a file before byte `offset` (a cut)."""
+def _rows_into(part: _Part, offset: int) -> tuple[int, int]:
+    """(rows of a file before the cut at byte `offset`, where the rows after it begin): a Parquet file's
+    share of its rows; in a CSV, the first record start at or after the cut (`_csv_cut`)."""
     if part.parquet:
-        return _file_rows(part) * offset // max(part.size, 1)
+        return _file_rows(part) * offset // max(part.size, 1), offset
     header = _header_bytes(part.uri)
-    if header is None or offset <= header:
-        return 0
-    with storage.open_stream(part.uri, header) as stream:
-        return _count_records(stream, offset - header)
+    if header is None:
+        return 0, 0
+    return _csv_cut(part.uri, header, offset)
 
 
-def _count_records(stream: io.BufferedIOBase, limit: int | None) -> int:
-    """The records the parser would read from a record start, in `limit` bytes (all that remains with None):
-    newlines outside quotes, less the empty lines (nothing or a carriage return between two newlines),
-    which the parsers skip; a last record without a newline counts when it holds more than spaces."""
-    count, quoted, line, remaining = 0, False, b"\n", limit
-    while remaining is None or remaining > 0:
-        data = bytes(stream.read(COUNT_BYTES if remaining is None else min(COUNT_BYTES, remaining)))
-        if not data:
-            break
-        if remaining is not None:
+def _csv_cut(uri: str, header: int, offset: int) -> tuple[int, int]:
+    """(records before it, the record start) of the cut at byte `offset`: just after the first newline
+    outside quotes from `offset - 1` on, quotes counted from the header's end (a record start), so that a
+    cut inside a quoted cell moves past the cell's line breaks. The shard before it stops there too
+    (`_record_blocks`), counting quotes from its own start, a record start as well."""
+    if offset <= header:
+        return 0, header
+    counter, position = _RecordCount(), header
+    with storage.open_stream(uri, header) as stream:
+        remaining = offset - 1 - header  # every record end before byte offset - 1 lies before the cut
+        while remaining > 0:
+            data = bytes(stream.read(min(COUNT_BYTES, remaining)))
+            if not data:
+                return counter.finish(), position
+            counter.feed(data)
             remaining -= len(data)
-        text = line + data  # with the end of the line before: empty lines at the seam are seen
-        if not quoted and b'"' not in data and b"\n\n" not in text and b"\n\r\n" not in text:
-            count += data.count(b"\n")
+            position += len(data)
+        while True:
+            data = bytes(stream.read(COUNT_BYTES))
+            if not data:
+                return counter.finish(), position  # the file ends in the record the cut fell in
+            ends, _ = _record_ends(data, counter.quoted)
+            if ends.size:
+                counter.feed(data[: int(ends[0]) + 1])
+                return counter.count, position + int(ends[0]) + 1
+            counter.feed(data)
+            position += len(data)
+
+
+class _RecordCount:
+    """The records the parser reads from a record start, fed the bytes in order: newlines outside quotes,
+    less the empty lines (nothing or a carriage return between two newlines), which the parsers skip; a
+    last record without a newline counts when it holds more than spaces (`finish`)."""
+
+    def __init__(self) -> None:
+        self.count, self.quoted, self.line = 0, False, b"\n"
+
+    def feed(self, data: bytes) -> None:
+        text = self.line + data  # with the end of the line before: empty lines at the seam are seen
+        if not self.quoted and b'"' not in data and b"\n\n" not in text and b"\n\r\n" not in text:
+            self.count += data.count(b"\n")
         else:
-            ends, quoted = _record_ends(data, quoted)
-            joined = line[-2:] + data
+            ends, self.quoted = _record_ends(data, self.quoted)
+            joined = self.line[-2:] + data
             shift = len(joined) - len(data)
             empty = sum(
                 1
@@ -361,12 +374,20 @@ def _count_records(stream: io.BufferedIOBase, limit: int | None) -> int:
                 if joined[end + shift - 1 : end + shift] == b"\n"
                 or joined[end + shift - 2 : end + shift] == b"\n\r"
             )
-            count += len(ends) - empty
+            self.count += len(ends) - empty
         last = data.rfind(b"\n")
-        line = data[last:] if last >= 0 else (line + data)[-HEADER_BYTES:]
-    if limit is None and line.rstrip(b"\n").strip():
-        count += 1  # a last record without a newline
-    return count
+        self.line = data[last:] if last >= 0 else (self.line + data)[-HEADER_BYTES:]
+
+    def finish(self) -> int:
+        return self.count + (1 if self.line.rstrip(b"\n").strip() else 0)
+
+
+def _count_records(stream: io.BufferedIOBase) -> int:
+    """Every record from a record start to the stream's end."""
+    counter = _RecordCount()
+    while data := bytes(stream.read(COUNT_BYTES)):
+        counter.feed(data)
+    return counter.finish()
 
 
 def _record_ends(data: bytes, quoted: bool) -> tuple[np.ndarray, bool]:
@@ -409,18 +430,19 @@ def _file_share(
     decoder = _Decoder()
     begin = _cut(parts, index, shards) if index > 0 else None
     stop = _cut(parts, index + 1, shards) if index < shards - 1 else None
-    first_file, file_row = 0, 0
+    first_file, file_row, begins_at = 0, 0, 0
     if begin is not None:
         decoder.kinds.update(_probe_kinds(parts, selected))
         first_file = begin.part
         file_row = sum(_file_rows(parts[number]) for number in range(begin.part))
-        counts.counted = file_row + _rows_into(parts[begin.part], begin.offset)
+        before, begins_at = _rows_into(parts[begin.part], begin.offset)
+        counts.counted = file_row + before
     first = _align_up(counts.counted, align) if counts.counted is not None else 0
     counts.first_row = first
     end: float | None = None if stop is not None else math.inf
     for number in range(first_file, len(parts)):
         part = parts[number]
-        start = begin.offset if begin is not None and number == begin.part else None
+        start = begins_at if begin is not None and number == begin.part else None
         checkpoint = stop.offset if stop is not None and number == stop.part else None
         if part.parquet:
             rows = _file_rows(part)
@@ -588,35 +610,48 @@ class _LongRecord(Exception):
 def _record_blocks(
     stream: io.BufferedIOBase, size: int, stop: int | None = None
 ) -> Iterator[bytes | _Checkpoint]:
-    """About `size` bytes at a time, each ending after a record: a newline outside quotes. With `stop`, a
-    block ends exactly `stop` bytes in (a record start) and `CHECKPOINT` follows it."""
-    carry, consumed = b"", 0
+    """About `size` bytes at a time, each ending after a record: a newline outside quotes. With `stop`,
+    `CHECKPOINT` comes between the blocks before and after the first record start at or after byte
+    `stop` (just after the first newline outside quotes from `stop - 1` on, as `_csv_cut` finds it)."""
+    carry, consumed = b"", 0  # consumed: the stream's bytes before `carry`, a record start
     while True:
-        wanted = size if stop is None else min(size, stop - consumed)
-        data = stream.read(wanted) if wanted > 0 else b""
-        if stop is not None and consumed + len(data) >= stop:
-            buffer = carry + data if carry else bytes(data)
+        data = stream.read(size)
+        buffer = carry + data if carry else bytes(data)
+        if stop is not None:
+            cut = _checkpoint_in(buffer, stop - 1 - consumed)
+            if cut is not None:
+                if buffer[:cut].strip():
+                    yield buffer[:cut]
+                yield CHECKPOINT
+                buffer, consumed, stop = buffer[cut:], consumed + cut, None
+        if not data:
             if buffer.strip():
                 yield buffer if buffer.endswith(b"\n") else buffer + b"\n"
-            yield CHECKPOINT
-            carry, stop, consumed = b"", None, 0
-            continue
-        consumed += len(data)
-        if not data:
-            if carry.strip():
-                yield carry if carry.endswith(b"\n") else carry + b"\n"
-            if stop is not None:  # the file ended before the checkpoint (it shrank): still say so
+            if stop is not None:  # the file ended in the record the cut fell in
                 yield CHECKPOINT
             return
-        buffer = carry + data if carry else bytes(data)
         end = _last_record_end(buffer)
         if end < 0:
             if len(buffer) > size:
                 raise _LongRecord(size)
             carry = buffer
             continue
-        carry = buffer[end + 1 :]
+        carry, consumed = buffer[end + 1 :], consumed + end + 1
         yield buffer[: end + 1]
+
+
+def _checkpoint_in(buffer: bytes, at: int) -> int | None:
+    """Where in `buffer` (which starts at a record start) the checkpoint goes: just after the first
+    newline outside quotes at position `at` or later; 0 when `at` lies before the buffer; None when no
+    record ends there yet."""
+    if at < 0:
+        return 0
+    if b'"' not in buffer:
+        found = buffer.find(b"\n", at)
+        return found + 1 if found >= 0 else None
+    ends, _ = _record_ends(buffer, False)
+    later = ends[ends >= at]
+    return int(later[0]) + 1 if later.size else None
 
 
 def _last_record_end(buffer: bytes) -> int:
