@@ -14,6 +14,7 @@ import pytest
 
 from marina.data import dataset, parts, shares, sources
 from marina.data.dataset import PrepareOptions
+from marina.data.table import DataError
 
 ROWS = 2_000
 #: What must not depend on how the source was read: everything but the creation time and the shard count.
@@ -194,3 +195,15 @@ def test_cuts_inside_quoted_line_breaks_move_past_them(tmp_path: Path, rows: int
     reference = one_pod(str(path), options, tmp_path / "one")
     for shards in (2, 3, 5):
         assert same(in_shards(str(path), options, tmp_path / f"{shards}", shards)) == same(reference)
+
+
+@pytest.mark.usefixtures("small_units")
+def test_a_source_that_changes_between_the_shards_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "moving.csv"
+    path.write_text(csv_text(1_000))
+    options, partials = PrepareOptions(target="y"), str(tmp_path / "partials")
+    dataset.prepare_shard(sources.open_source(str(path)), options, str(tmp_path), partials, 2, 0)
+    path.write_text(csv_text(1_300))  # rewritten before the second shard reads it
+    dataset.prepare_shard(sources.open_source(str(path)), options, str(tmp_path), partials, 2, 1)
+    with pytest.raises(DataError, match="the source changed while it was read"):
+        dataset.reduce_shards(sources.open_source(str(path)), options, str(tmp_path), "t", partials, 2)

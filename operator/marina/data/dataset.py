@@ -227,8 +227,9 @@ def _check_shares(results: Sequence[shares.ShardResult]) -> None:
         if counted is not None and reached is not None and counted != reached:
             raise DataError(
                 f"shard {result.index} counted {counted} source rows before its share, shard "
-                f"{result.index - 1} read {reached}: the source's records were counted differently (line "
-                "breaks inside quoted cells, or carriage returns alone?); prepare it with parallelism 1"
+                f"{result.index - 1} read {reached}: the source changed while it was read, or its records "
+                "end in a way the count does not know (a carriage return alone?); prepare it with "
+                "parallelism 1"
             )
         if result.counts.rows:
             if result.counts.first_row != expected:

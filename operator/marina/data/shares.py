@@ -403,10 +403,10 @@ def _read_one(
     width = len(columns)
     try:
         document = json.loads(body)
-        expected = {"format": FORMAT, "request": digest, "shards": shards, "index": index}
-        wrong = [key for key, value in expected.items() if document.get(key) != value]
-        if wrong:
-            raise DataError(f"{where}: {wrong[0]} is {document.get(wrong[0])!r}, not {expected[wrong[0]]!r}")
+    except ValueError as exc:
+        raise DataError(f"{where}: not a partial preparation document ({exc})") from exc
+    _check_request(where, document, {"format": FORMAT, "request": digest, "shards": shards, "index": index})
+    try:
         counts = ShareCounts(
             int(document["firstRow"]), int(document["rows"]), document["counted"], document["reached"]
         )
@@ -434,6 +434,20 @@ def _read_one(
     except parts.PartError as exc:
         raise DataError(str(exc)) from exc
     return result
+
+
+def _check_request(where: str, document: Any, expected: Mapping[str, Any]) -> None:
+    """A shard's result belongs to this run: the same source (as described when it was read: its size and
+    time), options, shard count and index."""
+    found = document if isinstance(document, dict) else {}
+    wrong = [key for key, value in expected.items() if found.get(key) != value]
+    if wrong == ["request"]:
+        raise DataError(
+            f"{where} was written for other inputs: the source changed while it was read (or the options "
+            "did); prepare it again"
+        )
+    if wrong:
+        raise DataError(f"{where}: {wrong[0]} is {found.get(wrong[0])!r}, not {expected[wrong[0]]!r}")
 
 
 def _read_split(document: Mapping[str, Any], width: int) -> SplitResult:
