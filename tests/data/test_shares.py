@@ -207,3 +207,19 @@ def test_a_source_that_changes_between_the_shards_is_refused(tmp_path: Path) -> 
     dataset.prepare_shard(sources.open_source(str(path)), options, str(tmp_path), partials, 2, 1)
     with pytest.raises(DataError, match="the source changed while it was read"):
         dataset.reduce_shards(sources.open_source(str(path)), options, str(tmp_path), "t", partials, 2)
+
+
+@pytest.mark.usefixtures("small_units")
+def test_the_reduce_reads_each_shards_rows_and_sample_only_when_it_merges_them(tmp_path: Path) -> None:
+    """Up to 64 shards each leave up to 8 MiB of held rows or sample: read together they would not fit."""
+    uri = write_csv(tmp_path / "big.csv", values_with_gaps())
+    options, partials = PrepareOptions(target="y"), str(tmp_path / "partials")
+    for index in range(3):
+        dataset.prepare_shard(sources.open_source(uri), options, str(tmp_path), partials, 3, index)
+    columns = ("a", "b", "c", "y")
+    digest = shares.request_digest(dataset._spec_of(sources.open_source(uri)), columns, options, 3)
+    results = shares.read_all(partials, 3, digest, columns, options)
+    assert all(r.held is None and r.sample is None and (r.held_at or r.sample_at) for r in results)
+    assert all(
+        shares.held_of(r) is not None or shares.sample_of(r, options.seed) is not None for r in results
+    )

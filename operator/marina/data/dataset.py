@@ -261,7 +261,7 @@ def _permuted(
     dictionaries: dict[int, list[str]] = {j: [] for j in schema.categorical}
     rows, blocks = [], []
     for result in results:
-        held = result.held
+        held = shares.held_of(result)
         if held is None:
             raise DataError(f"shard {result.index} split rows of a table small enough to permute")
         rows.append(held.rows)
@@ -305,15 +305,17 @@ def _hashed(
     splits = []
     sample = sampling.BottomSample(schema.width, options.seed)
     for result in results:
-        if result.held is not None:
+        held = shares.held_of(result)  # one shard's rows or sample at a time
+        if held is not None:
             splitter = shares.Splitter(folder, schema, options, result.counts.first_row)
-            splitter.by_hash(result.held.rows, result.held.columns, None, result.dictionaries)
+            splitter.by_hash(held.rows, held.columns, None, result.dictionaries)
             splits.append(splitter.close(result.end_row, result.dictionaries))
             own = splitter.sample
         else:
-            assert result.splits is not None and result.sample is not None
+            found = shares.sample_of(result, options.seed)
+            assert result.splits is not None and found is not None
             splits.append(result.splits)
-            own = result.sample
+            own = found
         sample.add(own.numbers, own.rows)
     return splits, sample
 

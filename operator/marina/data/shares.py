@@ -77,6 +77,15 @@ class ShardResult:
     splits: dict[str, SplitResult] | None = None
     sample: sampling.BottomSample | None = None
     kinds_known: bool = True  # False when the share read no row (its categories are unknown)
+    # Read back by the reduce: where its held rows and its sample are stored (folder, name), read one shard
+    # at a time (`held_of`, `sample_of`) so that the reduce holds one shard's, not every shard's.
+    held_at: tuple[str, str] | None = None
+    sample_at: tuple[str, str] | None = None
+
+    @property
+    def holds(self) -> bool:
+        """Whether the share held its rows (too few to split alone) rather than split them."""
+        return self.held is not None or self.held_at is not None
 
     @property
     def end_row(self) -> int:
@@ -426,9 +435,9 @@ def _read_one(
         if "splits" in document:
             result.splits = {split: _read_split(document["splits"][split], width) for split in SPLITS}
         if "sample" in document:
-            result.sample = _read_sample(folder, str(document["sample"]), width, options.seed)
+            result.sample_at = (folder, str(document["sample"]))
         if "held" in document:
-            result.held = _read_held(folder, str(document["held"]), result)
+            result.held_at = (folder, str(document["held"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{where}: not a partial preparation document ({exc})") from exc
     except parts.PartError as exc:
@@ -464,6 +473,26 @@ def _read_split(document: Mapping[str, Any], width: int) -> SplitResult:
         ],
         {int(j): set(texts) for j, texts in document["seen"].items()},
     )
+
+
+def held_of(result: ShardResult) -> Held | None:
+    """A share's held rows, from memory or (in the reduce) from its partial result."""
+    if result.held is None and result.held_at is not None:
+        try:
+            return _read_held(*result.held_at, result)
+        except parts.PartError as exc:
+            raise DataError(str(exc)) from exc
+    return result.held
+
+
+def sample_of(result: ShardResult, seed: int) -> sampling.BottomSample | None:
+    """A share's sample of its train rows, from memory or (in the reduce) from its partial result."""
+    if result.sample is None and result.sample_at is not None:
+        try:
+            return _read_sample(*result.sample_at, len(result.missing), seed)
+        except parts.PartError as exc:
+            raise DataError(str(exc)) from exc
+    return result.sample
 
 
 def _read_sample(folder: str, name: str, width: int, seed: int) -> sampling.BottomSample:
