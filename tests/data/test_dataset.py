@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -19,6 +18,7 @@ from marina.data import dataset, parts, shares, sources, table
 from marina.data.dataset import PrepareOptions
 from marina.data.sources import memory_source
 from marina.data.table import DataError, Table
+from tabular import write_second_format
 
 
 def make_table(rows: int = 40, features: int = 3, seed: int = 0) -> Table:
@@ -395,57 +395,6 @@ def test_the_first_format_still_loads(tmp_path: Path) -> None:
     (tmp_path / "test.csv").write_bytes(test_csv.replace(b"1", b"2", 1))
     with pytest.raises(DataError, match="is corrupted: its content sha256"):
         dataset.load(str(tmp_path))
-
-
-def write_second_format(folder: Path, train: np.ndarray, test: np.ndarray, gap_fill: float) -> str:
-    """A dataset as format 2 wrote it: row-major parts named by the sha256 of their float64 rows, category
-    cells as codes into the manifest's dictionaries, each split hashed over its rows in order."""
-    columns, dictionaries = ("city", "a", "y"), {"city": ["rome", "oslo"]}
-    inputs = [
-        {"name": "city", "type": "category", "categories": ["oslo", "rome"]},
-        {"name": "a", "type": "number"},
-    ]
-    (folder / parts.PARTS_FOLDER).mkdir(parents=True)
-    listed = {}
-    for split, values in (("train", train), ("test", test)):
-        canonical = parts.canonical(values)
-        name = hashlib.sha256(canonical.data).hexdigest() + parts.SUFFIX
-        (folder / parts.PARTS_FOLDER / name).write_bytes(parts.to_parquet(values, columns))
-        listed[split] = {
-            "sha256": hashlib.sha256(canonical.data).hexdigest(),
-            "parts": [{"name": name, "rows": len(values)}],
-        }
-    fills = {"a": gap_fill}
-    document = {
-        "format": dataset.V2_FORMAT,
-        "features": ["city", "a"],
-        "target": "y",
-        "fills": fills,
-        "inputs": inputs,
-        "dictionaries": dictionaries,
-        **{
-            split: {"rows": len(v), "sha256": listed[split]["sha256"]}
-            for split, v in (("train", train), ("test", test))
-        },
-    }
-    sha = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    version = folder / sha[: dataset.VERSION_LENGTH]
-    version.mkdir()
-    manifest = {
-        "format": dataset.V2_FORMAT,
-        "sha256": sha,
-        "version": sha[: dataset.VERSION_LENGTH],
-        "name": "old",
-        "columns": list(columns),
-        "features": ["city", "a"],
-        "target": "y",
-        "cleaning": {"fillValues": fills},
-        "inputs": inputs,
-        "dictionaries": dictionaries,
-        "parts": {"folder": f"../{parts.PARTS_FOLDER}", **listed},
-    }
-    (version / "dataset.json").write_text(json.dumps(manifest))
-    return str(version)
 
 
 def test_the_second_format_still_loads(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from marina.jobs import train as training
 from marina.jobs.progress import Progress
 from marina.model import artifact, scoring
 from marina.model.answers import Answers
-from tabular import write_diamonds
+from tabular import write_diamonds, write_second_format
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -816,3 +816,30 @@ def test_each_shard_reports_its_own_share_beside_the_jobs_progress(
         assert report["rows"] == report["total"] == share and report["done"] is True
     assert stored.shard_rows("train", 2, 0) + stored.shard_rows("train", 2, 1) == stored.rows("train")
     assert not uri.exists()  # shards write only their own objects
+
+
+def test_a_dataset_of_the_second_format_still_trains_and_scores(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Datasets prepared before format 3 (row-major parts, category codes) train and score as before."""
+    rng = np.random.default_rng(0)
+    train, test = (
+        np.column_stack([rng.integers(0, 2, n).astype(float), rng.normal(size=n), rng.normal(size=n)])
+        for n in (50, 10)
+    )
+    uri = write_second_format(tmp_path / "data", train, test, 0.0)
+    trained = ok(capsys, "train", "--data", uri, "--output", str(tmp_path / "m"))
+    assert (trained["trainRows"], trained["testRows"], trained["features"]) == (50, 10, 3)
+    scored = ok(
+        capsys,
+        "predict",
+        "--model",
+        trained["uri"],
+        "--data",
+        uri,
+        "--output",
+        str(tmp_path / "s"),
+        "--passthrough",
+        "city",
+    )
+    assert scored["rows"] == 10 and scored["columns"] == ["city", "predict"]
