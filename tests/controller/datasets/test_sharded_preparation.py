@@ -127,3 +127,21 @@ def test_a_run_in_flight_keeps_its_shard_count(kube: Any, settings: Settings) ->
     datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
     reduce = next(name for name in kube.jobs() if name != shards)
     assert flag(args_of(kube, reduce), "--shards") == "2"  # the partial results the shards wrote
+
+
+def test_a_one_pod_run_forgets_the_shard_jobs_of_earlier_inputs(kube: Any, settings: Settings) -> None:
+    kube.add_resource("Dataset", "wide", {"source": {"synthetic": {"rows": 1000}}, "parallelism": 2})
+    datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    (shards,) = kube.jobs()
+    kube.finish_job(shards, json.dumps({"format": "marina.dev/result/v1"}))
+    datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    (reduce,) = [name for name in kube.jobs() if name != shards]
+    kube.finish_job(reduce, json.dumps(RESULT))
+    datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    changed = {"source": {"synthetic": {"rows": 2000}}, "parallelism": 1}
+    kube.objects[("marina.dev/v1alpha1", "Dataset", "default", "wide")]["spec"] = changed
+    datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    (single,) = [name for name in kube.jobs() if name not in (shards, reduce)]
+    kube.finish_job(single, json.dumps({**RESULT, "version": "fedcba9876543210", "shards": 1}))
+    outcome = datasets.reconcile(kube, settings, kube.current("Dataset", "wide"))
+    assert outcome.state is State.READY and kube.jobs() == [single]

@@ -149,7 +149,9 @@ def from_job(
         reason = result.reason or "PrepareFailed"
         return Plan(Outcome(State.FAILED, reason, failure_message(result, job_name), fields))
     summary = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
+    # The Jobs of earlier inputs go, shard Jobs too (a run in one pod after sharded ones forgets them).
     forgotten = forget_old_jobs(seen, owner, "prepare", keep=job_name)
+    forgotten += forget_old_jobs(seen, owner, "shard", keep=builders.child_name(owner, "shard", digest))
     return Plan(prepared({**summary, **fields, "inputsHash": digest}), forgotten)
 
 
