@@ -5,6 +5,7 @@ pod's peak memory.
     python benchmarks/cluster_bench.py                       # 10,000,000 x 100 (8 GB of float64)
     python benchmarks/cluster_bench.py --rows 2000000 --features 50 --parallelism 1 2
     python benchmarks/cluster_bench.py --score 1 2 --oom      # and batch scoring in 1 and 2 pods
+    python benchmarks/cluster_bench.py --prepare 1 2 --no-training   # preparation in 1 and 2 pods
 
 It writes the seeded synthetic table once as Parquet parts of 1,000,000 rows into the cluster's MinIO
 under s3://marina/raw/<namespace>/ (kept for later runs), then applies a Dataset reading that folder and
@@ -16,6 +17,11 @@ work; parallelism N an Indexed Job of N pods and a last Job writing the manifest
 the manifests must be one (the same sha256), and the first and last parts' predictions must equal the
 model's own on the same source rows to 1e-12 relative. --oom scores with a 64Mi limit, which must end
 Stalled with the reason OutOfMemory.
+With --prepare, one Dataset per value of its `parallelism` prepares the same folder, one after the
+other (each alone on the cluster); they must give one version, sha256 and statistics, and the time of
+each against the first is printed (the issue's target: 2 pods at least 1.7x as fast as 1, every pod,
+each shard's and the reduce's, at most 512Mi). The TrainingJobs train on the first of them;
+--no-training stops after the Datasets.
 It needs the cluster and Marina deployed (`make cluster-up images deploy`) and kubectl's context on it.
 """
 
@@ -185,6 +191,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--score", type=int, nargs="*", default=[], help="BatchPrediction parallelisms")
     parser.add_argument("--oom", action="store_true", help="also score with 64Mi: must be OutOfMemory")
+    parser.add_argument("--prepare", type=int, nargs="+", default=[1], help="Dataset parallelisms")
+    parser.add_argument("--no-training", action="store_true", help="stop once the Datasets are Ready")
     args = parser.parse_args()
     os.environ.update(minio_environment())
     if args.namespace not in kubectl("get", "namespaces", "-o", "name"):
@@ -198,14 +206,9 @@ def main() -> None:
 
     run = f"r{int(time.time()) % 100000}"
     total = time.perf_counter()
-    apply(args.namespace, "Dataset", run, {"source": {"parquet": {"uri": source}}, "resources": RESOURCES})
-    prepared = wait_ready(args.namespace, "dataset", run, args.timeout)
-    prepare_seconds = time.perf_counter() - total
-    report(
-        f"Dataset Ready ({prepared['rows']} rows)",
-        prepare_seconds,
-        pod_peaks(args.namespace, "marina.dev/dataset", run),
-    )
+    prepare(args, source, run)
+    if args.no_training:
+        return
     for parallelism in args.parallelism:
         started = time.perf_counter()
         name = f"{run}-p{parallelism}"
@@ -220,6 +223,33 @@ def main() -> None:
     print(f"apply to the last TrainingJob Ready: {time.perf_counter() - total:.1f} s (target <= 300 s)")
     if args.score:
         score(args, source, f"{run}-p{args.parallelism[-1]}")
+
+
+def prepare(args: argparse.Namespace, source: str, run: str) -> None:
+    """One Dataset per --prepare parallelism (the first named `run`, which training reads), one at a
+    time; then the checks that they prepared one dataset."""
+    seconds: dict[int, float] = {}
+    statuses: dict[int, dict[str, Any]] = {}
+    for index, parallelism in enumerate(args.prepare):
+        name = run if index == 0 else f"{run}-d{parallelism}"
+        spec = {"source": {"parquet": {"uri": source}}, "resources": RESOURCES, "parallelism": parallelism}
+        started = time.perf_counter()
+        apply(args.namespace, "Dataset", name, spec)
+        statuses[parallelism] = wait_ready(args.namespace, "dataset", name, args.timeout)
+        seconds[parallelism] = time.perf_counter() - started
+        report(
+            f"Dataset Ready (parallelism {parallelism}, {statuses[parallelism]['rows']} rows)",
+            seconds[parallelism],
+            pod_peaks(args.namespace, "marina.dev/dataset", name),
+        )
+    first = args.prepare[0]
+    for parallelism in args.prepare[1:]:
+        print(f"parallelism {parallelism}: {seconds[first] / seconds[parallelism]:.2f}x parallelism {first}")
+    kept = ("version", "sha256", "rows", "trainRows", "testRows", "statistics")
+    distinct = {json.dumps({k: s.get(k) for k in kept}, sort_keys=True) for s in statuses.values()}
+    print(f"Datasets: {len(distinct)} distinct versions and statistics over {len(statuses)} (must be 1)")
+    if len(distinct) != 1:
+        raise SystemExit("the Datasets' parallelisms prepared different data")
 
 
 def score(args: argparse.Namespace, source: str, training: str) -> None:

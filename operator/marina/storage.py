@@ -497,12 +497,12 @@ def is_folder(uri: str) -> bool:
 class _StreamingObject(io.RawIOBase):
     """An S3 object read front to back over one GET; errors surface as StorageError while reading."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, offset: int = 0) -> None:
         super().__init__()
         self.uri = uri
         location = parse_s3(uri)
         with _s3_call(f"cannot read {uri}"):
-            self._response = _client().get_object(location.bucket, location.key)
+            self._response = _client().get_object(location.bucket, location.key, offset=offset)
 
     def readable(self) -> bool:
         return True
@@ -565,14 +565,18 @@ class _RangedObject(io.RawIOBase):
         return len(data)
 
 
-def open_stream(uri: str) -> io.BufferedIOBase:
-    """A file object reading an object or local file front to back, never holding it whole."""
+def open_stream(uri: str, offset: int = 0) -> io.BufferedIOBase:
+    """A file object reading an object or local file front to back from byte `offset`, never holding it
+    whole."""
     if _on_disk(uri):
         try:
-            return open(_local(uri), "rb")  # the caller closes it
+            stream = open(_local(uri), "rb")  # noqa: SIM115 (the caller closes it)
         except OSError as exc:
             raise _local_error(exc, f"cannot read {uri}") from exc
-    return io.BufferedReader(_StreamingObject(uri), buffer_size=1 << 20)
+        if offset:
+            stream.seek(offset)
+        return stream
+    return io.BufferedReader(_StreamingObject(uri, offset), buffer_size=1 << 20)
 
 
 def open_seekable(uri: str) -> io.BufferedIOBase:

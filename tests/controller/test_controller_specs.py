@@ -69,6 +69,11 @@ def test_dataset_defaults_and_inline_rows() -> None:
         ({"source": {"csv": {"uri": "/etc/passwd"}}}, "spec.source.csv.uri", "does not match"),
         ({"source": {"csv": {}}}, "spec.source.csv.uri", "is required"),
         (
+            {"source": {"builtin": "diabetes", "servedLogs": {"modelDeployment": "m"}}, "parallelism": 2},
+            "spec.parallelism",
+            "prepares in one pod",
+        ),
+        (
             {"source": {"builtin": "diabetes"}, "split": {"testFraction": 1.0}},
             "spec.split.testFraction",
             "(0, 1)",

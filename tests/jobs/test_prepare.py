@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,46 @@ def test_an_unwritable_result_file_fails_the_command(
         str(tmp_path / "missing-folder" / "result.json"),
     )
     assert code == 70 and json.loads(out)["rows"] == 20 and "cannot write the result file" in err
+
+
+def test_shards_then_the_reduce_write_the_one_pod_dataset(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Indexed Job's pods (`--phase shard`, index from $JOB_COMPLETION_INDEX) and its reduce."""
+    source = (
+        "--source",
+        "synthetic:rows=3000,features=4,noise=0.1,seed=3,missing=0.01",
+        "--missing",
+        "median",
+    )
+    one = prepare_ok(capsys, tmp_path, *source, "--output", str(tmp_path / "one"))
+    output, partials = str(tmp_path / "three"), str(tmp_path / "partials")
+    sharding = ("--shards", "3", "--partials", partials, "--output", output)
+    for index in range(3):
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", str(index))
+        shard = prepare_ok(capsys, tmp_path, *source, *sharding, "--phase", "shard")
+        assert shard["shard"] == index and shard["shards"] == 3 and shard["partial"].startswith(partials)
+    reduced = prepare_ok(capsys, tmp_path, *source, *sharding, "--phase", "reduce")
+    varying = ("uri", "shards", "peakMemoryBytes")
+    assert {k: v for k, v in reduced.items() if k not in varying} == {
+        k: v for k, v in one.items() if k not in varying
+    }
+    assert (one["shards"], reduced["shards"]) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--phase", "shard", "--shards", "2"), "--phase shard needs --shards of at least 2 and --partials"),
+        (("--phase", "reduce", "--partials", "p"), "--phase reduce needs --shards of at least 2"),
+        (
+            ("--phase", "shard", "--shards", "2", "--partials", "p", "--shard-index", "2"),
+            r"must be in \[0, 1\]",
+        ),
+    ],
+)
+def test_sharding_flags_are_checked(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    code, _, err = run_prepare(capsys, "--source", "builtin:diabetes", "--output", "o", *args)
+    assert code != 0 and re.search(message, err), err

@@ -38,11 +38,12 @@ from marina.cli import main
 from marina.contract import TrainRequest
 from marina.data import dataset, parts
 from marina.data.distribution import bin_counts
+from marina.jobs import sharding
 from marina.jobs import train as training
 from marina.jobs.progress import Progress
 from marina.model import artifact, scoring
 from marina.model.answers import Answers
-from tabular import write_diamonds
+from tabular import write_diamonds, write_second_format
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -682,12 +683,11 @@ def test_text_columns_are_one_hot_encoded_as_scikit_learn_does(
     assert model.feature_names[:3] == ["carat", "cut=Fair", "cut=Good"]
 
     stored = dataset.open_stored(prepared["uri"])
-    dictionaries = stored.description["dictionaries"]
+    dictionaries = stored.dictionaries
 
     def raw(split: str) -> tuple[list[list[object]], np.ndarray]:
-        folder = Path(prepared["uri"]).parent / parts.PARTS_FOLDER
-        names = [p["name"] for p in stored.description["parts"][split]["parts"]]
-        values = np.vstack([b for n in names for b in parts.read_part(str(folder / n), stored.columns)])
+        count = len(stored.part_records(split))
+        values = np.vstack([b for k in range(count) for b in stored.raw_part(split, k)])
         rows = [[r[0], dictionaries["cut"][int(r[1])], dictionaries["color"][int(r[2])]] for r in values]
         return rows, values[:, -1]
 
@@ -771,7 +771,7 @@ def test_sharded_training_equals_one_pod(
     common = sharded(many_parts, tmp_path / "many", shards, tmp_path / "p")
     rows = 0
     for index in range(shards):
-        monkeypatch.setenv(training.JOB_INDEX_ENV, str(index))  # as Kubernetes sets it in an Indexed Job
+        monkeypatch.setenv(sharding.JOB_INDEX_ENV, str(index))  # as Kubernetes sets it in an Indexed Job
         rows += ok(capsys, "train", *common, "--phase", "shard", *options)["trainRows"]
     reduced = ok(capsys, "train", *common, "--phase", "reduce", *options)
     assert rows == single["trainRows"] == reduced["trainRows"]
@@ -816,3 +816,30 @@ def test_each_shard_reports_its_own_share_beside_the_jobs_progress(
         assert report["rows"] == report["total"] == share and report["done"] is True
     assert stored.shard_rows("train", 2, 0) + stored.shard_rows("train", 2, 1) == stored.rows("train")
     assert not uri.exists()  # shards write only their own objects
+
+
+def test_a_dataset_of_the_second_format_still_trains_and_scores(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Datasets prepared before format 3 (row-major parts, category codes) train and score as before."""
+    rng = np.random.default_rng(0)
+    train, test = (
+        np.column_stack([rng.integers(0, 2, n).astype(float), rng.normal(size=n), rng.normal(size=n)])
+        for n in (50, 10)
+    )
+    uri = write_second_format(tmp_path / "data", train, test, 0.0)
+    trained = ok(capsys, "train", "--data", uri, "--output", str(tmp_path / "m"))
+    assert (trained["trainRows"], trained["testRows"], trained["features"]) == (50, 10, 3)
+    scored = ok(
+        capsys,
+        "predict",
+        "--model",
+        trained["uri"],
+        "--data",
+        uri,
+        "--output",
+        str(tmp_path / "s"),
+        "--passthrough",
+        "city",
+    )
+    assert scored["rows"] == 10 and scored["columns"] == ["city", "predict"]

@@ -254,6 +254,8 @@ SERVED_LOGS_SOURCE = Object(
     },
 )
 
+SHARDS = Bound(1, 64)  # pods one preparation, training or scoring run may share
+
 DATASET = Kind(
     kind="Dataset",
     plural="datasets",
@@ -431,7 +433,22 @@ DATASET = Kind(
                     ),
                 },
             ),
-            "resources": _resources(f"Compute resources of the preparation Job's container; {JOB_RESOURCES}"),
+            "parallelism": Integer(
+                description=(
+                    "Pods sharing the preparation: N > 1 runs an Indexed Job whose pod i reads its share of "
+                    "the source (its parts of a prefix, or a byte range of one large CSV cut at record "
+                    "boundaries; a gzip file is never cut) and writes its parts, then a reduce Job merges "
+                    "the shares, computes exact median fills and writes the dataset. The version, "
+                    "statistics, split and categories are the same whatever N, so changing it does not "
+                    "prepare again."
+                ),
+                default=1,
+                bound=SHARDS,
+            ),
+            "resources": _resources(
+                f"Compute resources of the preparation Jobs' containers (each shard's and the reduce's); "
+                f"{JOB_RESOURCES}"
+            ),
             "retention": _retention("prepared versions", "Dataset"),
         },
     ),
@@ -456,6 +473,7 @@ DATASET = Kind(
             "testRows": Integer(description="Rows in the test split."),
             "columns": Array(description="Feature columns, in order.", items=TEXT),
             "target": String(description="The target column."),
+            "shards": Integer(description="Pods the current version was prepared by (spec.parallelism)."),
             "statistics": Object(
                 description=(
                     "Per-feature statistics of the training split (count, mean, std, min, max, missing)."
@@ -473,7 +491,6 @@ DATASET = Kind(
 
 ALPHA = Bound(0)
 L1_RATIO = Bound(0, 1)
-SHARDS = Bound(1, 64)  # pods one training or scoring run may share
 
 TRAINING_JOB = Kind(
     kind="TrainingJob",

@@ -34,10 +34,11 @@ from marina.contract.kinds import (
 from marina.contract.schema import Array, Field, Integer, Number
 
 TRAIN_PHASES = ("all", "shard", "reduce")
+PREPARE_PHASES = TRAIN_PHASES  # one pod; one share of the source; the merge of the shares
 PREDICT_PHASES = ("all", "shard", "manifest")
 FOLDS = TRAINING_JOB.integer("spec.search.folds")
 SEED = Bound(0)  # the cross-validation folds' seed: no resource carries it
-SHARDS = TRAINING_JOB.integer("spec.parallelism")  # BatchPrediction's is the same field (kinds.SHARDS)
+SHARDS = TRAINING_JOB.integer("spec.parallelism")  # the Dataset's and BatchPrediction's are the same
 SHA256 = BATCH_PREDICTION.string("spec.model.sha256")
 LEVEL = BATCH_PREDICTION.number("spec.level")
 
@@ -199,6 +200,24 @@ def shard_index_flag() -> Any:
 def shards_flag(what: str) -> Any:
     """`--shards`: the pods an Indexed Job shares the work among (a resource's `spec.parallelism`)."""
     return integer_field_flag("--shards", what, SHARDS)
+
+
+def partials_flag(what: str) -> Any:
+    """`--partials`: where the shards of a run leave their results for the reduce."""
+    return flag("--partials", f"folder or s3:// prefix for the shards' {what}", default=None, metavar="URI")
+
+
+def check_sharding(
+    phase: str, phases: tuple[str, ...], shards: int, shard_index: int | None, partials: str | None
+) -> None:
+    """A shard or reduce phase needs at least two shards and a place for their partial results."""
+    check_choice("--phase", phase, phases)
+    if phase == "all":
+        return
+    if shards < 2 or partials is None:
+        raise SpecError(f"--phase {phase} needs --shards of at least 2 and --partials")
+    if shard_index is not None and not 0 <= shard_index < shards:
+        raise SpecError(f"--shard-index: must be in [0, {shards - 1}], got {shard_index}")
 
 
 def json_flag(name: str, help: str) -> Any:
@@ -391,6 +410,10 @@ class PrepareRequest(Request):
     served_max_rows: int | None = served_flag(
         "--served-max-rows", "rows of logs and feedback read at most, newest first", "maxRows"
     )
+    phase: str = phase_flag(PREPARE_PHASES, "everything in this pod, one share of the source, or the reduce")
+    shards: int = shards_flag("pods sharing the source (an Indexed Job)")
+    shard_index: int | None = shard_index_flag()
+    partials: str | None = partials_flag("partial results")
     progress: str | None = progress_flag()
     result_file: str | None = result_file_flag()
 
@@ -408,6 +431,7 @@ class PrepareRequest(Request):
         )
         if self.served_logs is None and any(option is not None for option in options):
             raise SpecError("the --served-* options need --served-logs")
+        check_sharding(self.phase, PREPARE_PHASES, self.shards, self.shard_index, self.partials)
 
 
 @dataclass(frozen=True)
@@ -472,9 +496,7 @@ class TrainRequest(Request):
     phase: str = phase_flag(TRAIN_PHASES, "everything in this pod, one shard's statistics, or the reduce")
     shards: int = shards_flag("pods sharing the statistics pass (an Indexed Job)")
     shard_index: int | None = shard_index_flag()
-    partials: str | None = flag(
-        "--partials", "folder or s3:// prefix for the shards' partial statistics", default=None, metavar="URI"
-    )
+    partials: str | None = partials_flag("partial statistics")
     progress: str | None = progress_flag()
     result_file: str | None = result_file_flag()
 
@@ -484,16 +506,7 @@ class TrainRequest(Request):
         if problem:
             raise SpecError(f"--solver: {problem}")
         self._check_search()
-        self._check_shards()
-
-    def _check_shards(self) -> None:
-        check_choice("--phase", self.phase, TRAIN_PHASES)
-        if self.phase == "all":
-            return
-        if self.shards < 2 or self.partials is None:
-            raise SpecError(f"--phase {self.phase} needs --shards of at least 2 and --partials")
-        if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
-            raise SpecError(f"--shard-index: must be in [0, {self.shards - 1}], got {self.shard_index}")
+        check_sharding(self.phase, TRAIN_PHASES, self.shards, self.shard_index, self.partials)
 
     def _check_search(self) -> None:
         if self.search_alpha and self.penalty not in SEARCH_PENALTIES:

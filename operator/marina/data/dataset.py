@@ -3,25 +3,37 @@
 `prepare_source` reads a source once, chunk by chunk, in memory bounded by a chunk and a part (never
 by the row count), and writes:
 
-- the splits as Parquet parts under `<output>/parts/` (see `marina.data.parts`: content-addressed, so
-  they are written before the version is known and never rewritten);
+- the splits as Parquet parts under `<output>/parts/` (see `marina.data.parts`: named by their content,
+  so they are written before the version is known and never rewritten);
 - `<output>/<version>/dataset.json`: schema, split, cleaning report, fill values, statistics, the
   parts of each split, quantile edges of the train split (for drift monitoring) and lineage.
 
-The version is the sha256 of a canonical document: the schema, the fill values and, per split, the
-row count and the sha256 of its values as little-endian float64 in row order. It does not depend on
-the Parquet library, the chunk size or the part size, and a version's folder is never overwritten.
+In shards (a Dataset's `parallelism`, an Indexed Job): pod i of N runs `prepare_shard` on its share of
+the source (`marina.data.shares`: whole part groups of source rows, cut near even byte offsets) and
+writes its parts and a partial result; `reduce_shards` merges the partial results in index order into
+exactly what one pod (`prepare_source`, shard 0 of 1 and its reduce) makes.
 
-Split: a table of at most `SMALL_TABLE_CELLS` selected cells (after dropping rows) is split by a
-seeded permutation, exactly ceil(rows · testFraction) rows to test. A larger one is split by a seeded
-hash of each row's number (`marina.data.sampling`): every row goes to test independently with probability
-testFraction, so no permutation of all rows is needed and the split is the same whatever the chunks.
+The version (format 3, `marina.dev/dataset/v3`) is the sha256 of a canonical document: the schema, the
+fill values, the leaf size and, per split, the row count and the root of a hash tree over fixed leaves
+of source rows (`marina.data.folds`, `marina.data.parts`). The statistics are folded along the same
+tree. Neither depends on the Parquet library, the chunk, block or part size, or the parallelism, and a
+version's folder is never overwritten.
+
+Split: a table of at most `shares.SMALL_TABLE_CELLS` kept cells is split by a seeded permutation,
+exactly ceil(rows · testFraction) rows to test. A larger one is split by a seeded hash of each row's
+number in the source (`marina.data.sampling`): every row goes to test independently with probability
+testFraction, so no permutation of all rows is needed and the split is the same whatever the chunks
+or shards.
 
 Cleaning: `drop` and `fail` act per chunk. `mean` and `median` keep the missing cells in the parts
-and record the fill values, computed from the train split only (the median exactly, see
+and record the fill values, computed from the train split only: the mean from the leaf tree, the
+median exactly by passes over the stored train parts once every shard has written them (see
 `marina.data.order_statistics`); every reader (`StoredDataset.chunks`) fills them in.
 
-Datasets prepared in the first format (train.csv and test.csv in the version folder) still load.
+Datasets prepared in earlier formats still load and verify: the first (train.csv and test.csv in the
+version folder) and the second (`marina.dev/dataset/v2`: row-major parts, each split hashed over its
+rows in order, category cells as codes into the manifest's dictionaries). Preparing the same source
+again gives a format-3 version, so a new version id.
 Row numbers in error messages count data rows from 1 (a CSV header is not a row).
 """
 
@@ -41,60 +53,25 @@ from typing import Any
 import numpy as np
 
 from marina import contract, storage
-from marina.data import parts, sampling
-from marina.data.moments import BlockSums, ColumnMoments
+from marina.data import parts, sampling, shares
+from marina.data.folds import DyadicFold
+from marina.data.moments import ColumnMoments, merged
+from marina.data.options import PrepareOptions as PrepareOptions
+from marina.data.options import select_features as select_features
+from marina.data.options import split_indices as split_indices
 from marina.data.order_statistics import exact_medians
 from marina.data.readahead import ahead
-from marina.data.sources import Source, memory_source
-from marina.data.table import DataError, Table, all_finite
+from marina.data.sources import ShareCounts, Source, memory_source
+from marina.data.table import DataError, Table
 from marina.system.clock import utc_now
 
-FORMAT = "marina.dev/dataset/v2"
+FORMAT = "marina.dev/dataset/v3"
+V2_FORMAT = "marina.dev/dataset/v2"
 LEGACY_FORMAT = "marina.dev/dataset/v1"
 MANIFEST_NAME = "dataset.json"
 TRAIN_NAME = "train.csv"
 TEST_NAME = "test.csv"
 VERSION_LENGTH = contract.DATASET_VERSION_LENGTH
-#: Up to this many selected cells a table is split by an exact seeded permutation (8 MiB of float64).
-SMALL_TABLE_CELLS = 1 << 20
-
-
-def _dataset_default(path: str) -> Any:
-    return contract.DATASET.default(f"spec.{path}")
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """What to keep, how to clean and how to split; validated on construction, as the Dataset's fields."""
-
-    target: str = _dataset_default("target")
-    features: tuple[str, ...] | None = None
-    test_fraction: float = _dataset_default("split.testFraction")
-    seed: int = _dataset_default("split.seed")
-    missing: str = _dataset_default("cleaning.missing")
-    max_categories: int = _dataset_default("cleaning.maxCategories")
-
-    def __post_init__(self) -> None:
-        for where, path, value in (
-            ("target", "target", self.target),
-            ("test fraction", "split.testFraction", self.test_fraction),
-            ("seed", "split.seed", self.seed),
-            ("missing", "cleaning.missing", self.missing),
-            ("max categories", "cleaning.maxCategories", self.max_categories),
-        ):
-            contract.DATASET.at(f"spec.{path}").check(where, value)
-        if self.features is not None:
-            if not self.features:
-                raise contract.SpecError("features: the list of feature columns is empty")
-            duplicated = sorted({f for f in self.features if self.features.count(f) > 1})
-            if duplicated:
-                raise contract.SpecError(
-                    f"features: {', '.join(map(repr, duplicated))} listed more than once"
-                )
-            if self.target in self.features:
-                raise contract.SpecError(
-                    f"features: the target column {self.target!r} cannot also be a feature"
-                )
 
 
 @dataclass(frozen=True)
@@ -155,160 +132,211 @@ class CleaningReport:
         }
 
 
-def select_features(columns: Sequence[str], options: PrepareOptions) -> tuple[str, ...]:
-    """The feature columns, in the requested order (all but the target when none are named)."""
-    if options.target not in columns:
-        raise DataError(f"target column {options.target!r} not found; columns are: {_listing(columns)}")
-    if options.features is None:
-        features = tuple(c for c in columns if c != options.target)
-    else:
-        unknown = [f for f in options.features if f not in columns]
-        if unknown:
-            raise DataError(f"feature column {unknown[0]!r} not found; columns are: {_listing(columns)}")
-        features = options.features
-    if not features:
-        raise DataError(f"no feature columns: the data has only the target column {options.target!r}")
-    return features
-
-
-def _listing(columns: Sequence[str]) -> str:
-    return ", ".join(columns)
-
-
-def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded permutation: the first ceil(rows * fraction) go to test; both kept in input order."""
-    n_test = min(max(math.ceil(rows * test_fraction), 1), rows - 1)
-    permutation = np.random.default_rng(seed).permutation(rows)
-    return np.sort(permutation[n_test:]), np.sort(permutation[:n_test])
-
-
-def _rows_to_keep(missing: np.ndarray, columns: Sequence[str], strategy: str, first_row: int) -> np.ndarray:
-    """Rows without a target teach nothing and are always dropped; the policy decides the rest."""
-    if strategy == "fail" and missing.any():
-        row, col = (int(i) for i in np.argwhere(missing)[0])
-        raise DataError(
-            f"column {columns[col]!r} row {first_row + row + 1}: missing value (missing policy 'fail')"
-        )
-    keep: np.ndarray = ~missing[:, -1]
-    if strategy == "drop":
-        keep &= ~missing.any(axis=1)
-    return keep
-
-
+@dataclass
 class _Split:
-    """One split as it is written: its parts, its moments and (for train) a seeded sample of its rows."""
+    """One split of the whole table: the shards' splits merged in row order."""
 
-    def __init__(self, folder: str | None, columns: Sequence[str], sample_seed: int | None) -> None:
-        self.writer = parts.SplitWriter(folder, columns)
-        self.moments = ColumnMoments(len(columns))
-        self.sums = BlockSums(len(columns))
-        self.sample = None if sample_seed is None else sampling.BottomSample(len(columns), sample_seed)
-        self.seen: dict[int, set[int]] = {}  # category column -> codes present in this split
-
-    def add(self, rows: np.ndarray, values: np.ndarray, categorical: Sequence[int] = ()) -> None:
-        if not values.shape[0]:
-            return
-        for j in categorical:
-            codes = values[:, j]
-            self.seen.setdefault(j, set()).update(np.unique(codes[~np.isnan(codes)]).astype(int).tolist())
-        self.writer.add(values)
-        self.moments.add(values)
-        self.sums.add(values)
-        if self.sample is not None:
-            self.sample.add(rows, values)
+    rows: int
+    parts: list[parts.PartRecord]
+    moments: ColumnMoments
+    sha256: str
+    seen: dict[int, set[str]]
+    kept: list[tuple[np.ndarray, dict[int, tuple[str, ...]]]]
 
 
 @dataclass
-class _Pass:
-    """The one pass over the source: cleaning per chunk, then the split (buffered while the table is
-    small)."""
+class _Table:
+    """What the shards found, as one pod would have: counts, the split, categories, the train sample."""
 
     columns: tuple[str, ...]
     options: PrepareOptions
+    shards: int
+    categorical: tuple[int, ...]
+    rows_in: int
+    kept_rows: int
+    missing: np.ndarray
+    method: str
     train: _Split
     test: _Split
-    rows_in: int = 0
-    kept_rows: int = 0
-    missing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    buffer: list[tuple[np.ndarray, np.ndarray]] | None = field(default_factory=list)
-    buffered_cells: int = 0
-    small: tuple[np.ndarray, np.ndarray] | None = None  # the permuted table's (train, test), when small
-    dictionaries: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    sample: sampling.BottomSample
+    small: tuple[np.ndarray, np.ndarray] | None = None  # (train, test) rows of a permuted small table
 
-    @property
-    def categorical(self) -> list[int]:
-        """Positions of the category (text) columns among the features."""
-        return [j for j, name in enumerate(self.columns) if name in self.dictionaries]
 
-    def add(self, chunk: Table) -> None:
-        self.dictionaries = chunk.dictionaries
-        self._check_categories()
-        values = chunk.values
-        if all_finite(values):  # the common case: nothing missing, every row kept, no copies
-            missing_counts = np.zeros(values.shape[1], dtype=np.int64)
-            rows, kept = np.arange(self.rows_in, self.rows_in + values.shape[0]), values
-        else:
-            missing = np.isnan(values)
-            missing_counts = missing.sum(axis=0)
-            keep = _rows_to_keep(missing, self.columns, self.options.missing, self.rows_in)
-            rows, kept = self.rows_in + np.flatnonzero(keep), values[keep]
-        self.missing = self.missing + missing_counts if self.missing.size else missing_counts
-        self.rows_in += values.shape[0]
-        self.kept_rows += kept.shape[0]
-        if self.buffer is None:
-            self._hash_split(rows, kept)
-            return
-        self.buffer.append((rows, kept))
-        self.buffered_cells += kept.size
-        if self.buffered_cells > SMALL_TABLE_CELLS:
-            for buffered in self.buffer:
-                self._hash_split(*buffered)
-            self.buffer = None
-
-    def _check_categories(self) -> None:
-        target = self.columns[-1]
-        if target in self.dictionaries:
-            raise DataError(f"target column {target!r} holds text; a regression target must be numeric")
-        for name, values in self.dictionaries.items():
-            if len(values) > self.options.max_categories:
-                raise DataError(
-                    f"column {name!r} has more than {self.options.max_categories} distinct values (reached "
-                    f"{len(values)} by row {self.rows_in}): an identifier is not a category; leave it out of "
-                    "features or raise cleaning.maxCategories"
-                )
-
-    def _hash_split(self, rows: np.ndarray, kept: np.ndarray) -> None:
-        to_test = (
-            sampling.uniform_of(rows, self.options.seed, sampling.SPLIT_SALT) < self.options.test_fraction
-        )
-        self.train.add(rows[~to_test], kept[~to_test], self.categorical)
-        self.test.add(rows[to_test], kept[to_test], self.categorical)
-
-    def finish(self) -> None:
-        if self.rows_in == 0:
-            raise DataError("the data has no rows")
-        if self.kept_rows < 2:
+def merge_shards(
+    results: Sequence[shares.ShardResult], columns: Sequence[str], options: PrepareOptions, folder: str | None
+) -> _Table:
+    """The shards' results in index order as one table's: checks that their shares meet, splits the rows
+    the shards held (by permutation when the whole table is small, else by row hash, as one pod does)
+    and folds every leaf tree."""
+    names = tuple(columns)
+    _check_shares(results)
+    categorical = _categorical(results, names)
+    texts = {j: set().union(*(r.dictionaries.get(j, ()) for r in results)) for j in categorical}
+    for j, values in texts.items():
+        if len(values) > options.max_categories:
             raise DataError(
-                f"only {self.kept_rows} usable row(s) after removing missing values; need at least 2"
+                f"column {names[j]!r} has more than {options.max_categories} distinct values ({len(values)} "
+                "across the shards): an identifier is not a category; leave it out of features or raise "
+                "cleaning.maxCategories"
             )
-        if self.buffer is not None:
-            rows = np.concatenate([r for r, _ in self.buffer])
-            kept = np.vstack([k for _, k in self.buffer])
-            train_index, test_index = split_indices(
-                kept.shape[0], self.options.test_fraction, self.options.seed
+    rows_in = sum(r.counts.rows for r in results)
+    kept = sum(r.kept_rows for r in results)
+    if rows_in == 0:
+        raise DataError("the data has no rows")
+    if kept < 2:
+        raise DataError(f"only {kept} usable row(s) after removing missing values; need at least 2")
+    schema = parts.Schema(names, frozenset(categorical))
+    small = None
+    if kept * len(names) <= shares.SMALL_TABLE_CELLS:
+        split_results, sample, small = _permuted(results, schema, options, folder, rows_in)
+        method = "permutation"
+    else:
+        split_results, sample = _hashed(results, schema, options, folder)
+        method = "hash"
+    missing = np.sum([r.missing for r in results], axis=0).astype(np.int64)
+    merged = {split: _merged_split([s[split] for s in split_results], len(names)) for split in shares.SPLITS}
+    for split, part in merged.items():
+        if part.rows == 0:
+            raise DataError(
+                f"the seeded split left the {split} split empty ({kept} usable rows, test "
+                f"fraction {options.test_fraction}); use more rows or another test fraction"
             )
-            self.train.add(rows[train_index], kept[train_index], self.categorical)
-            self.test.add(rows[test_index], kept[test_index], self.categorical)
-            self.small = (kept[train_index], kept[test_index])
-            self.buffer = None
-        for name, split in (("train", self.train), ("test", self.test)):
-            if split.writer.rows == 0:
+    return _Table(
+        names,
+        options,
+        len(results),
+        categorical,
+        rows_in,
+        kept,
+        missing,
+        method,
+        merged["train"],
+        merged["test"],
+        sample,
+        small,
+    )
+
+
+def _check_shares(results: Sequence[shares.ShardResult]) -> None:
+    """Shares must meet: each begins where the last one with rows ended, and where a shard counted the rows
+    before its cut, the shard before it read as many."""
+    expected = 0
+    for before, result in zip([None, *results[:-1]], results, strict=True):
+        counted = result.counts.counted
+        reached = before.counts.reached if before is not None else None
+        if counted is not None and reached is not None and counted != reached:
+            raise DataError(
+                f"shard {result.index} counted {counted} source rows before its share, shard "
+                f"{result.index - 1} read {reached}: the source changed while it was read, or its records "
+                "end in a way the count does not know (a carriage return alone?); prepare it with "
+                "parallelism 1"
+            )
+        if result.counts.rows:
+            if result.counts.first_row != expected:
                 raise DataError(
-                    f"the seeded split left the {name} split empty ({self.kept_rows} usable rows, test "
-                    f"fraction {self.options.test_fraction}); use more rows or another test fraction"
+                    f"shard {result.index}'s rows begin at {result.counts.first_row}, not at {expected} "
+                    "where the shards before it ended"
                 )
-        self.train.writer.close()
-        self.test.writer.close()
+            expected = result.end_row
+
+
+def _categorical(results: Sequence[shares.ShardResult], names: Sequence[str]) -> tuple[int, ...]:
+    kinds = {r.categorical for r in results if r.kinds_known}
+    if len(kinds) > 1:
+        raise DataError(
+            "the shards decided the text columns differently: "
+            + "; ".join(f"{', '.join(names[j] for j in k) or 'none'}" for k in sorted(kinds))
+        )
+    return kinds.pop() if kinds else ()
+
+
+def _permuted(
+    results: Sequence[shares.ShardResult],
+    schema: parts.Schema,
+    options: PrepareOptions,
+    folder: str | None,
+    rows_in: int,
+) -> tuple[list[dict[str, shares.SplitResult]], sampling.BottomSample, tuple[np.ndarray, np.ndarray]]:
+    """A small table (every shard held its rows): an exact seeded permutation of all kept rows."""
+    dictionaries: dict[int, list[str]] = {j: [] for j in schema.categorical}
+    rows, blocks = [], []
+    for result in results:
+        held = shares.held_of(result)
+        if held is None:
+            raise DataError(f"shard {result.index} split rows of a table small enough to permute")
+        rows.append(held.rows)
+        blocks.append(_recoded(held.columns, result.dictionaries, dictionaries))
+    numbers = np.concatenate(rows)
+    columns = np.hstack(blocks) if blocks else np.empty((schema.width, 0))
+    train_index, test_index = split_indices(numbers.size, options.test_fraction, options.seed)
+    train, test = np.zeros(numbers.size, dtype=bool), np.zeros(numbers.size, dtype=bool)
+    train[train_index], test[test_index] = True, True
+    splitter = shares.Splitter(folder, schema, options, 0)
+    splitter.assign(numbers, columns, train, test, dictionaries)
+    split = splitter.close(rows_in, dictionaries)
+    small = (columns[:, train_index].T, columns[:, test_index].T)
+    return [split], splitter.sample, small
+
+
+def _recoded(
+    columns: np.ndarray, own: Mapping[int, Sequence[str]], common: dict[int, list[str]]
+) -> np.ndarray:
+    """A shard's held columns with its category codes as codes into `common` (extended as needed)."""
+    if not common:
+        return columns
+    out = columns.copy()
+    for j, texts in common.items():
+        position = {text: k for k, text in enumerate(texts)}
+        for text in own.get(j, ()):
+            if text not in position:
+                position[text] = len(texts)
+                texts.append(text)
+        lookup = np.array([position[text] for text in own.get(j, ())] or [0], dtype=np.float64)
+        codes = columns[j]
+        present = ~np.isnan(codes)
+        out[j, present] = lookup[codes[present].astype(np.intp)]
+    return out
+
+
+def _hashed(
+    results: Sequence[shares.ShardResult], schema: parts.Schema, options: PrepareOptions, folder: str | None
+) -> tuple[list[dict[str, shares.SplitResult]], sampling.BottomSample]:
+    """A large table: the shards' own splits, and the held rows of small shards split here by row hash."""
+    splits = []
+    sample = sampling.BottomSample(schema.width, options.seed)
+    for result in results:
+        held = shares.held_of(result)  # one shard's rows or sample at a time
+        if held is not None:
+            splitter = shares.Splitter(folder, schema, options, result.counts.first_row)
+            splitter.by_hash(held.rows, held.columns, None, result.dictionaries)
+            splits.append(splitter.close(result.end_row, result.dictionaries))
+            own = splitter.sample
+        else:
+            found = shares.sample_of(result, options.seed)
+            assert result.splits is not None and found is not None
+            splits.append(result.splits)
+            own = found
+        sample.add(own.numbers, own.rows)
+    return splits, sample
+
+
+def _merged_split(results: Sequence[shares.SplitResult], width: int) -> _Split:
+    moments, hashes = parts.moments_fold(), parts.hash_fold()
+    seen: dict[int, set[str]] = {}
+    for result in results:
+        moments.push_all(result.moments)
+        hashes.push_all(result.hashes)
+        for j, texts in result.seen.items():
+            seen.setdefault(j, set()).update(texts)
+    root = hashes.root()
+    return _Split(
+        sum(r.rows for r in results),
+        [p for r in results for p in r.parts],
+        moments.root() or ColumnMoments(width),
+        root.hex() if root is not None else "",
+        seen,
+        [k for r in results for k in r.kept],
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +350,15 @@ class Prepared:
     report: CleaningReport | None = None
 
 
+def _columns(source: Source, options: PrepareOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    features = select_features(source.columns, options)
+    return features, (*features, options.target)
+
+
+def _parts_folder(output: str | None) -> str | None:
+    return storage.join(output, parts.PARTS_FOLDER) if output is not None else None
+
+
 def prepare_source(
     source: Source,
     options: PrepareOptions,
@@ -329,29 +366,81 @@ def prepare_source(
     name: str,
     on_chunk: Callable[[int], None] | None = None,
 ) -> Prepared:
-    """Read, clean, split, summarise and (with an `output`) store a source; `on_chunk(rows so far)` is
-    called after each chunk (progress). Without an output the dataset is returned in memory."""
-    features = select_features(source.columns, options)
-    columns = (*features, options.target)
-    folder = storage.join(output, parts.PARTS_FOLDER) if output is not None else None
-    run = _Pass(columns, options, _Split(folder, columns, options.seed), _Split(folder, columns, None))
-    for chunk in source.chunks(columns):
-        run.add(chunk)
-        if on_chunk is not None:
-            on_chunk(run.rows_in)
-    run.finish()
-    fills = _fill_values(run, columns, folder)
-    report = _report(run, columns, fills)
-    document = _version_document(run, features, options.target, report.fill_values)
+    """Read, clean, split, summarise and (with an `output`) store a source in this pod: shard 0 of 1 and
+    its reduce; `on_chunk(rows so far)` is called after each chunk (progress). Without an output the
+    dataset is returned in memory."""
+    _, columns = _columns(source, options)
+    folder = _parts_folder(output)
+    result = run_share(source, columns, options, folder, 1, 0, on_chunk)
+    return finish(merge_shards([result], columns, options, folder), source, output, name)
+
+
+def run_share(
+    source: Source,
+    columns: Sequence[str],
+    options: PrepareOptions,
+    folder: str | None,
+    shards: int,
+    index: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> shares.ShardResult:
+    """One shard's pass over its share of the source, its parts written into `folder`."""
+    counts = ShareCounts()
+    chunks = source.share(columns, shards, index, parts.group_rows(len(columns)), counts)
+    return shares.run(chunks, columns, options, folder, index, shards, counts, on_chunk)
+
+
+def prepare_shard(
+    source: Source,
+    options: PrepareOptions,
+    output: str,
+    partials: str,
+    shards: int,
+    index: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[str, shares.ShardResult]:
+    """Shard `index` of `shards`: its parts under `<output>/parts/`, its partial result under `partials`."""
+    _, columns = _columns(source, options)
+    result = run_share(source, columns, options, _parts_folder(output), shards, index, on_chunk)
+    digest = shares.request_digest(_spec_of(source), columns, options, shards)
+    return shares.write(result, partials, columns, digest), result
+
+
+def reduce_shards(
+    source: Source, options: PrepareOptions, output: str, name: str, partials: str, shards: int
+) -> Prepared:
+    """The shards' results merged, the rows they held split and written, the manifest written once."""
+    _, columns = _columns(source, options)
+    digest = shares.request_digest(_spec_of(source), columns, options, shards)
+    results = shares.read_all(partials, shards, digest, columns, options)
+    folder = _parts_folder(output)
+    return finish(merge_shards(results, columns, options, folder), source, output, name)
+
+
+def _spec_of(source: Source) -> str:
+    return json.dumps(source.description, sort_keys=True)
+
+
+def finish(table: _Table, source: Source, output: str | None, name: str) -> Prepared:
+    """Fill values, statistics, the version and the manifest of a merged table; stored with an output."""
+    columns = table.columns
+    fills = _fill_values(table, _parts_folder(output))
+    report = _report(table, fills)
+    document = _version_document(table, report.fill_values)
     sha = hashlib.sha256(_canonical_json(document)).hexdigest()
-    description = _manifest(run, report, options, name, source.description, sha, fills)
-    data = None
+    description = _manifest(table, report, name, source.description, sha, fills)
     if output is None:
-        train, test = (_filled(s.writer.values(), fills) for s in (run.train, run.test))
-        data = PreparedDataset(features, options.target, train, test, sha)
+        train, test = (_filled(_kept_rows(s.kept, len(columns)), fills) for s in (table.train, table.test))
+        data = PreparedDataset(columns[:-1], columns[-1], train, test, sha)
         return Prepared(description, None, False, data, report)
     uri, reused = write_manifest(description, output)
     return Prepared(description, uri, reused, None, report)
+
+
+def _kept_rows(kept: Sequence[tuple[np.ndarray, Any]], width: int) -> np.ndarray:
+    if not kept:
+        return np.empty((0, width))
+    return np.ascontiguousarray(np.hstack([block for block, _ in kept]).T)
 
 
 def prepare(table: Table, options: PrepareOptions) -> tuple[PreparedDataset, CleaningReport]:
@@ -361,41 +450,41 @@ def prepare(table: Table, options: PrepareOptions) -> tuple[PreparedDataset, Cle
     return prepared.data, prepared.report
 
 
-def _fill_values(run: _Pass, columns: Sequence[str], folder: str | None) -> np.ndarray:
+def _fill_values(table: _Table, folder: str | None) -> np.ndarray:
     """Per column: the train split's mean or exact median of its present values. NaN (never filled) for
     the target and for category columns, whose missing cells encode as no category at all."""
-    strategy = run.options.missing
+    strategy = table.options.missing
+    columns = table.columns
     fills = np.full(len(columns), np.nan)
     if strategy not in ("mean", "median"):
         return fills
-    numeric = np.array([j for j in range(len(columns) - 1) if j not in run.categorical], dtype=np.intp)
-    moments = run.train.moments
+    numeric = np.array([j for j in range(len(columns) - 1) if j not in table.categorical], dtype=np.intp)
+    moments = table.train.moments
     empty = [int(j) for j in numeric if moments.count[j] == 0]
     if empty:
         raise DataError(
             f"column {columns[empty[0]]!r}: every training value is missing, cannot impute the {strategy}"
         )
-    if strategy == "mean":  # from fixed-block sums, so the fill (part of the version) ignores chunking
-        fills[numeric] = run.train.sums.means()[numeric]
-    elif run.small is not None:
-        fills[numeric] = np.nanmedian(run.small[0][:, numeric], axis=0)
+    if strategy == "mean":  # the leaf tree's mean: the same bits whatever the chunks, parts or shards
+        fills[numeric] = moments.mean[numeric]
+    elif table.small is not None:
+        fills[numeric] = np.nanmedian(table.small[0][:, numeric], axis=0)
     elif numeric.size:
+        names = [columns[j] for j in numeric]
 
         def read() -> Iterator[np.ndarray]:
-            for values in _split_chunks(run.train.writer.parts, folder, columns):
-                yield values[:, numeric]
+            if folder is None:
+                for block, _ in table.train.kept:
+                    yield block[numeric].T
+                return
+            uris = [storage.join(folder, record.name) for record in table.train.parts]
+            for values in ahead(uris, lambda uri: parts.read_numbers(uri, names)):
+                yield values.T
 
         fills[numeric] = exact_medians(
             read, moments.count[numeric], moments.minimum[numeric], moments.maximum[numeric]
         )
     return fills
-
-
-def _split_chunks(
-    records: Sequence[parts.PartRecord], folder: str | None, columns: Sequence[str]
-) -> Iterator[np.ndarray]:
-    for record in records:
-        yield from parts.read_part(storage.join(str(folder), record.name), columns)
 
 
 def _filled(values: np.ndarray, fills: np.ndarray) -> np.ndarray:
@@ -404,19 +493,20 @@ def _filled(values: np.ndarray, fills: np.ndarray) -> np.ndarray:
     return values
 
 
-def _report(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> CleaningReport:
-    imputing = run.options.missing in ("mean", "median")
+def _report(table: _Table, fills: np.ndarray) -> CleaningReport:
+    imputing = table.options.missing in ("mean", "median")
+    columns = table.columns
     features = columns[:-1]
     return CleaningReport(
-        strategy=run.options.missing,
-        rows_in=run.rows_in,
-        rows_dropped=run.rows_in - run.kept_rows,
-        missing_by_column={c: int(n) for c, n in zip(columns, run.missing, strict=True)},
+        strategy=table.options.missing,
+        rows_in=table.rows_in,
+        rows_dropped=table.rows_in - table.kept_rows,
+        missing_by_column={c: int(n) for c, n in zip(columns, table.missing, strict=True)},
         fill_values={c: float(v) for c, v in zip(features, fills[:-1], strict=True) if not math.isnan(v)}
         if imputing
         else {},
-        imputed_train=_counts(columns, run.train.moments.missing) if imputing else {},
-        imputed_test=_counts(columns, run.test.moments.missing) if imputing else {},
+        imputed_train=_counts(columns, table.train.moments.missing) if imputing else {},
+        imputed_test=_counts(columns, table.test.moments.missing) if imputing else {},
     )
 
 
@@ -424,34 +514,32 @@ def _counts(columns: Sequence[str], counts: np.ndarray) -> dict[str, int]:
     return {c: int(n) for c, n in zip(columns, counts, strict=True)}
 
 
-def inputs_of(run: _Pass) -> list[dict[str, Any]]:
+def inputs_of(table: _Table) -> list[dict[str, Any]]:
     """The model inputs: numbers, and categories with the values the train split holds, sorted (the
     one-hot columns training fits; a value seen only in test encodes as no category)."""
     inputs: list[dict[str, Any]] = []
-    for j, name in enumerate(run.columns[:-1]):
-        if name not in run.dictionaries:
+    for j, name in enumerate(table.columns[:-1]):
+        if j not in table.categorical:
             inputs.append({"name": name, "type": "number"})
             continue
-        dictionary = run.dictionaries[name]
-        categories = sorted(dictionary[code] for code in run.train.seen.get(j, ()))
+        categories = sorted(table.train.seen.get(j, ()))
         if not categories:
             raise DataError(f"column {name!r}: every training value is missing, so it has no category")
         inputs.append({"name": name, "type": "category", "categories": categories})
     return inputs
 
 
-def _version_document(
-    run: _Pass, features: Sequence[str], target: str, fills: dict[str, float]
-) -> dict[str, Any]:
+def _version_document(table: _Table, fills: dict[str, float]) -> dict[str, Any]:
+    columns = table.columns
     return {
         "format": FORMAT,
-        "features": list(features),
-        "target": target,
+        "features": list(columns[:-1]),
+        "target": columns[-1],
         "fills": fills,
-        "inputs": inputs_of(run),
-        "dictionaries": {name: list(values) for name, values in run.dictionaries.items()},
-        "train": {"rows": run.train.writer.rows, "sha256": run.train.writer.sha256},
-        "test": {"rows": run.test.writer.rows, "sha256": run.test.writer.sha256},
+        "inputs": inputs_of(table),
+        "leafRows": parts.leaf_rows(len(columns)),
+        "train": {"rows": table.train.rows, "sha256": table.train.sha256},
+        "test": {"rows": table.test.rows, "sha256": table.test.sha256},
     }
 
 
@@ -459,8 +547,9 @@ def _canonical_json(document: Any) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _statistics(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> dict[str, Any]:
+def _statistics(table: _Table, fills: np.ndarray) -> dict[str, Any]:
     """Statistics of the train split (kept for drift monitoring) and of all prepared rows, after filling."""
+    columns = table.columns
     filling = not np.isnan(fills).all()
     cells = (
         (lambda m: np.where(np.isnan(fills), 0, m.missing))
@@ -468,18 +557,18 @@ def _statistics(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> dict[s
         else (lambda m: np.zeros_like(m.missing))
     )
     safe = np.nan_to_num(fills)
-    train = run.train.moments
-    both = ColumnMoments(len(columns))
-    both.merge(run.train.moments)
-    both.merge(run.test.moments)
+    train = table.train.moments
+    both = merged(train, table.test.moments)
     summaries = {
         "train": train.filled(safe, cells(train)).summary(columns, cells(train)),
         "all": both.filled(safe, cells(both)).summary(columns, cells(both)),
     }
     for split, moments in (("train", train), ("all", both)):
-        for j in run.categorical:  # moments of codes mean nothing: counts and the number of categories
+        for j in table.categorical:  # moments of codes mean nothing: counts and the number of categories
             name = columns[j]
-            seen = run.train.seen.get(j, set()) | (run.test.seen.get(j, set()) if split == "all" else set())
+            seen = table.train.seen.get(j, set()) | (
+                table.test.seen.get(j, set()) if split == "all" else set()
+            )
             summaries[split][name] = {
                 "count": int(moments.count[j] + moments.missing[j]),
                 "missing": int(moments.missing[j]),
@@ -488,25 +577,22 @@ def _statistics(run: _Pass, columns: Sequence[str], fills: np.ndarray) -> dict[s
     return summaries
 
 
-def _quantile_edges(run: _Pass, features: Sequence[str], fills: np.ndarray) -> dict[str, Any]:
-    from marina.data.distribution import quantile_edges
+def _quantile_edges(table: _Table, fills: np.ndarray) -> dict[str, Any]:
+    from marina.data.distribution import quantile_edges_of_columns
 
-    assert run.train.sample is not None
-    sample = _filled(run.train.sample.values(), fills)
+    features = table.columns[:-1]
+    sample = _filled(table.sample.values(), fills)
+    numeric = [j for j in range(len(features)) if j not in table.categorical]
+    edges = quantile_edges_of_columns(sample[:, numeric])
     return {
         "sampleRows": int(sample.shape[0]),
-        "features": {
-            name: quantile_edges(sample[:, j]).tolist()
-            for j, name in enumerate(features)
-            if j not in run.categorical
-        },
+        "features": {features[j]: e.tolist() for j, e in zip(numeric, edges, strict=True)},
     }
 
 
 def _manifest(
-    run: _Pass,
+    table: _Table,
     report: CleaningReport,
-    options: PrepareOptions,
     name: str,
     source: dict[str, Any],
     sha: str,
@@ -515,7 +601,7 @@ def _manifest(
     """The content of dataset.json."""
     from marina import __version__
 
-    columns = run.columns
+    columns, options = table.columns, table.options
     return {
         "format": FORMAT,
         "name": name,
@@ -524,27 +610,27 @@ def _manifest(
         "columns": list(columns),
         "features": list(columns[:-1]),
         "target": columns[-1],
-        "rows": run.train.writer.rows + run.test.writer.rows,
-        "trainRows": run.train.writer.rows,
-        "testRows": run.test.writer.rows,
-        "split": {
-            "seed": options.seed,
-            "testFraction": options.test_fraction,
-            "method": "permutation" if run.small is not None else "hash",
-        },
+        "rows": table.train.rows + table.test.rows,
+        "trainRows": table.train.rows,
+        "testRows": table.test.rows,
+        "split": {"seed": options.seed, "testFraction": options.test_fraction, "method": table.method},
         "cleaning": report.to_dict(),
-        "statistics": _statistics(run, columns, fills),
-        "quantileEdges": _quantile_edges(run, columns[:-1], fills),
-        "inputs": inputs_of(run),
-        "dictionaries": {name: list(values) for name, values in run.dictionaries.items()},
+        "statistics": _statistics(table, fills),
+        "quantileEdges": _quantile_edges(table, fills),
+        "inputs": inputs_of(table),
+        "dictionaries": {
+            columns[j]: sorted(table.train.seen.get(j, set()) | table.test.seen.get(j, set()))
+            for j in table.categorical
+        },
         "parts": {
             "folder": f"../{parts.PARTS_FOLDER}",
-            "train": {
-                "sha256": run.train.writer.sha256,
-                "parts": [p.to_dict() for p in run.train.writer.parts],
+            "leafRows": parts.leaf_rows(len(columns)),
+            **{
+                split: {"sha256": s.sha256, "parts": [p.to_dict() for p in s.parts]}
+                for split, s in (("train", table.train), ("test", table.test))
             },
-            "test": {"sha256": run.test.writer.sha256, "parts": [p.to_dict() for p in run.test.writer.parts]},
         },
+        "shards": table.shards,
         "source": source,
         "codeVersion": __version__,
         "created": utc_now(),
@@ -621,13 +707,17 @@ class StoredDataset:
     def has_categories(self) -> bool:
         return any(item["type"] == "category" for item in self.inputs)
 
+    @property
+    def format(self) -> str:
+        return str(self.description.get("format", V2_FORMAT))
+
     @cached_property
     def _one_hot(self) -> list[tuple[int, np.ndarray, int]] | None:
         """Per category column: (stored position, position of each code among the train categories or -1,
         number of categories)."""
         if not self.has_categories:
             return None
-        dictionaries = self.description.get("dictionaries", {})
+        dictionaries = self.dictionaries
         plan = []
         for j, item in enumerate(self.inputs):
             if item["type"] != "category":
@@ -670,12 +760,61 @@ class StoredDataset:
         values = self.description.get("cleaning", {}).get("fillValues", {}) or {}
         return np.array([float(values.get(name, math.nan)) for name in self.features] + [math.nan])
 
+    @cached_property
+    def schema(self) -> parts.Schema:
+        """The stored columns of a format-3 part, the category ones holding text."""
+        categorical = frozenset(j for j, item in enumerate(self.inputs) if item["type"] == "category")
+        return parts.Schema(self.columns, categorical)
+
+    @cached_property
+    def _categories(self) -> dict[int, list[str]]:
+        """Per category column's position, the texts a format-3 part's cells are read as codes into."""
+        dictionaries = self.dictionaries
+        return {j: dictionaries[name] for j, name in enumerate(self.columns) if name in dictionaries}
+
+    def _records(self, split: str) -> list[parts.PartRecord]:
+        try:
+            return [parts.PartRecord.from_dict(r) for r in self.description["parts"][split]["parts"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"dataset at {self.uri}: its {split} parts are not listed properly ({exc})"
+            ) from exc
+
     def chunks(self, split: str) -> Iterator[np.ndarray]:
         """The split's rows (features, then the target), filled, chunk by chunk. A full read checks the
-        content against the manifest's sha256 at its end, before the caller can use a partial result."""
+        content against the manifest's sha256 at its end, before the caller can use a partial result. Rows
+        of format 3 come column-major (Fortran-ordered arrays)."""
         if self.legacy is not None:
             yield self.legacy.train if split == "train" else self.legacy.test
             return
+        if self.format != FORMAT:
+            yield from self._chunks_v2(split)
+            return
+        expected = str(self.description["parts"][split]["sha256"])
+        fold = parts.hash_fold()
+        for read in ahead(self._records(split), lambda record: self._read(record, verify=True)):
+            _push_leaves(fold, read.nodes)
+            yield self._design(read.columns)
+        root = fold.root()
+        actual = root.hex() if root is not None else ""
+        if actual != expected:
+            raise DataError(
+                f"dataset at {self.uri} is corrupted: its {split} rows hash to {actual}, not {expected}"
+            )
+
+    def _read(self, record: parts.PartRecord, verify: bool) -> parts.PartRead:
+        try:
+            return parts.read_leaves(
+                storage.join(self.parts_folder, record.name), self.schema, record, self._categories, verify
+            )
+        except parts.PartError as exc:
+            raise DataError(f"dataset at {self.uri} is corrupted: {exc}") from exc
+
+    def _design(self, columns: np.ndarray) -> np.ndarray:
+        """A format-3 part's columns (columns x rows) as rows of the model's design, filled."""
+        return self._expanded(_filled(columns.T, self.fills))
+
+    def _chunks_v2(self, split: str) -> Iterator[np.ndarray]:
         entry = self.description["parts"][split]
         digest = hashlib.sha256()
 
@@ -711,9 +850,7 @@ class StoredDataset:
         offsets = np.cumsum([0, *(int(r["rows"]) for r in records)])
 
         def read(position: int) -> tuple[int, list[np.ndarray]]:
-            return int(offsets[position]), [
-                self._expanded(values) for values in self.raw_part(split, position)
-            ]
+            return int(offsets[position]), [self._expanded(v) for v in self.raw_part(split, position)]
 
         for row, blocks in ahead(range(index, len(records), shards), read):
             for values in blocks:
@@ -724,14 +861,17 @@ class StoredDataset:
         """The split's parts in row order: {name, rows}."""
         return list(self.description["parts"][split]["parts"])
 
-    @property
+    @cached_property
     def dictionaries(self) -> dict[str, list[str]]:
-        """Per category column, the values its stored codes stand for."""
+        """Per category column, the values its codes stand for: format 2 stores codes into these, format 3
+        stores texts, read as codes into every value either split holds, sorted."""
         return {name: list(values) for name, values in self.description.get("dictionaries", {}).items()}
 
     def raw_part(self, split: str, position: int) -> list[np.ndarray]:
-        """One part of a split as stored (category columns as codes into `dictionaries`), missing cells
-        filled, checked against the sha256 its name carries."""
+        """One part of a split as rows (category columns as codes into `dictionaries`), missing cells
+        filled, checked against the hash its name carries."""
+        if self.format == FORMAT:
+            return [_filled(self._read(self._records(split)[position], True).columns.T, self.fills)]
         name = str(self.part_records(split)[position]["name"])
         return [_filled(values, self.fills) for values in self._part(name, verify=True)]
 
@@ -758,9 +898,19 @@ class StoredDataset:
         return PreparedDataset(self.feature_names, self.target, train, test, self.sha256)
 
 
+def _push_leaves(fold: DyadicFold[bytes], nodes: Sequence[tuple[int, bytes | None]]) -> None:
+    """A part's leaves onto a split's hash tree, after the leaves (without rows) since the last part."""
+    for index, node in nodes:
+        while fold.end < index:
+            fold.push(0, fold.end, None)
+        fold.push(0, index, node)
+
+
 def _stack(chunks: Iterable[np.ndarray], width: int) -> np.ndarray:
+    """Row-major, whatever the layout of the chunks (format 3 reads columns): reductions over axis 0 then
+    add in the order they always did."""
     blocks = list(chunks)
-    return np.vstack(blocks) if blocks else np.empty((0, width))
+    return np.ascontiguousarray(np.vstack(blocks)) if blocks else np.empty((0, width))
 
 
 def _normalised(uri: str) -> str:
@@ -840,19 +990,23 @@ def open_stored(uri: str) -> StoredDataset:
             return StoredDataset(
                 folder, description, features, target, _load_legacy(folder, features, target, expected)
             )
-        document = {
-            "format": FORMAT,
+        document: dict[str, Any] = {
+            "format": description["format"],
             "features": list(features),
             "target": target,
             "fills": description["cleaning"]["fillValues"],
             "inputs": description["inputs"],
-            "dictionaries": description["dictionaries"],
-            "train": {
-                "rows": _rows_of(description, "train"),
-                "sha256": description["parts"]["train"]["sha256"],
+            **{
+                split: {"rows": _rows_of(description, split), "sha256": description["parts"][split]["sha256"]}
+                for split in ("train", "test")
             },
-            "test": {"rows": _rows_of(description, "test"), "sha256": description["parts"]["test"]["sha256"]},
         }
+        if description["format"] == V2_FORMAT:  # its codes index these dictionaries
+            document["dictionaries"] = description["dictionaries"]
+        elif description["format"] == FORMAT:
+            document["leafRows"] = description["parts"]["leafRows"]
+        else:
+            raise ValueError(f"unknown format {description['format']!r}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{folder}/{MANIFEST_NAME} is not a valid dataset description: {exc}") from exc
     actual = hashlib.sha256(_canonical_json(document)).hexdigest()

@@ -43,6 +43,22 @@ def quantile_edges(values: NDArray[np.float64], bins: int = DEFAULT_BINS) -> Edg
     return edges
 
 
+def quantile_edges_of_columns(values: NDArray[np.float64], bins: int = DEFAULT_BINS) -> list[Edges]:
+    """`quantile_edges` of every column of a table (rows x columns), from one sort of the table: the
+    inverted-CDF quantile at level p is the value of rank ceil(n·p) - 1 among a column's finite values."""
+    ordered = np.sort(np.where(np.isfinite(values), values, np.inf), axis=0)
+    counts = np.isfinite(values).sum(axis=0)
+    levels = np.arange(1, bins) / bins
+    edges = []
+    for j, n in enumerate(counts.tolist()):
+        if n == 0:
+            edges.append(np.empty(0))
+            continue
+        ranks = np.clip(np.ceil(n * levels).astype(np.intp) - 1, 0, n - 1)
+        edges.append(np.unique(ordered[ranks, j]))
+    return edges
+
+
 def bin_index(edges: Edges, values: NDArray[np.float64]) -> NDArray[np.intp]:
     """The bin of each value (0 … len(edges)); one vectorised search, nothing per row in Python."""
     return np.searchsorted(edges, values, side="right")

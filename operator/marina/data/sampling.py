@@ -85,6 +85,23 @@ class BottomSample:
         if self._pending_rows >= self.size:
             self._compact()
 
+    def add_columns(self, rows: np.ndarray, columns: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Offer the rows of a table given column by column (columns x rows) where `mask` is true: the
+        hashes are computed first, and only the rows that enter are copied."""
+        numbers = np.asarray(rows, dtype=np.int64)
+        positions = np.flatnonzero(mask) if mask is not None else np.arange(numbers.size)
+        numbers = numbers[positions]
+        offered = hashes(numbers, self.seed, SAMPLE_SALT)
+        if self._bar is not None:
+            better = offered < self._bar
+            if not better.any():
+                return
+            offered, numbers, positions = offered[better], numbers[better], positions[better]
+        self._pending.append((offered, numbers, columns[:, positions].T.copy()))
+        self._pending_rows += offered.size
+        if self._pending_rows >= self.size:
+            self._compact()
+
     def _compact(self) -> None:
         if not self._pending:
             return

@@ -34,7 +34,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import product
 from typing import Any
@@ -50,7 +50,6 @@ import yaml
 
 from marina import contract, storage
 from marina.contract import BUILTIN_DATASETS, JobError, SpecError
-from marina.data.parts import transposed
 from marina.data.readahead import ahead
 from marina.data.table import (
     MISSING_TOKENS,
@@ -71,6 +70,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 #: blocks are in flight (read, parsed, consumed): 8 MiB blocks took 18% less time than 2 MiB ones for 60 MB
 #: more memory (a 400 MB CSV: 5.7 s and 296 MiB against 6.9 s and 238 MiB).
 CSV_BLOCK_BYTES = 8 << 20
+#: Bytes read at a time while counting a CSV's records before a shard's cut.
+COUNT_BYTES = 8 << 20
 #: Cells per chunk from Parquet, synthetic and in-memory sources (4 MiB of float64).
 CHUNK_CELLS = 1 << 19
 #: Cells per independently seeded block of synthetic data (rows: this over the width, fixed by the spec).
@@ -94,27 +95,65 @@ _NULL_VALUES = sorted(
 Reader = Callable[[tuple[str, ...]], Iterator[Table]]
 
 
+@dataclass
+class ShareCounts:
+    """Where a shard's rows begin, and the counts the reduce checks the shards against each other with:
+    the source rows before this shard's cut as this shard counted them, and before the next shard's cut as
+    this shard read them (None where there is no such cut)."""
+
+    first_row: int = 0
+    rows: int = 0
+    counted: int | None = None
+    reached: int | None = None
+
+
+#: (selected columns, shards, index, align, counts) -> (number of the chunk's first row, chunk)
+Sharer = Callable[[tuple[str, ...], int, int, int, ShareCounts], Iterator[tuple[int, Table]]]
+
+
 @dataclass(frozen=True)
 class Source:
-    """A table to be read once or more, chunk by chunk, selecting columns by name."""
+    """A table to be read once or more, chunk by chunk, selecting columns by name; or one shard's share
+    of it (`share`)."""
 
     columns: tuple[str, ...]
     description: dict[str, Any]
     default_name: str
     reader: Reader
     expected_rows: int | None = None  # known before reading (synthetic, in memory): for progress
+    sharer: Sharer | None = None
 
     def chunks(self, selected: Sequence[str]) -> Iterator[Table]:
         """The selected columns, in that order, chunk by chunk; each chunk is checked for infinities."""
+        for _, chunk in self.share(selected, 1, 0, 1, ShareCounts()):
+            yield chunk
+
+    def share(
+        self, selected: Sequence[str], shards: int, index: int, align: int, counts: ShareCounts
+    ) -> Iterator[tuple[int, Table]]:
+        """Shard `index` of `shards`: (number of the first row, chunk) for the source rows from where its
+        share begins to where the next one's does. Shares begin at multiples of `align` rows near even cuts
+        of the source (its bytes, for files); `counts` is filled in as the rows are read. Row numbers count
+        the source's data rows from 0 whatever the shard, so a bad cell is named by its row in the source."""
         names = tuple(selected)
         unknown = [name for name in names if name not in self.columns]
         if unknown:
             raise DataError(f"column {unknown[0]!r} not found; columns are: {', '.join(self.columns)}")
+        chunks = self._all(names)
+        if shards > 1:
+            if self.sharer is None:
+                raise SpecError(f"source {self.description.get('type')!r} cannot be read in shards")
+            chunks = self.sharer(names, shards, index, align, counts)
+        for row, chunk in chunks:
+            reject_infinite(chunk.values, chunk.columns, row_offset=row)
+            counts.rows = row + chunk.rows - counts.first_row
+            yield row, chunk
+
+    def _all(self, names: tuple[str, ...]) -> Iterator[tuple[int, Table]]:
         row = 0
         for chunk in self.reader(names):
-            reject_infinite(chunk.values, chunk.columns, row_offset=row)
+            yield row, chunk
             row += chunk.rows
-            yield chunk
 
     def table(self) -> Table:
         """Every column in memory (small sources and tests)."""
@@ -184,11 +223,17 @@ def open_files(uri: str) -> Source:
     def reader(selected: tuple[str, ...]) -> Iterator[Table]:
         row, decoder = 0, _Decoder()
         for part in parts:
-            for chunk in (_parquet_chunks if part.parquet else _csv_chunks)(part.uri, selected, row, decoder):
-                row += chunk.rows
-                yield chunk
+            for chunk in _part_chunks(part, selected, row, decoder):
+                if isinstance(chunk, Table):
+                    row += chunk.rows
+                    yield chunk
 
-    return Source(columns, description, _name_of(uri), reader)
+    def sharer(
+        selected: tuple[str, ...], shards: int, index: int, align: int, counts: ShareCounts
+    ) -> Iterator[tuple[int, Table]]:
+        return _file_share(parts, selected, shards, index, align, counts)
+
+    return Source(columns, description, _name_of(uri), reader, sharer=sharer)
 
 
 def file_parts(uri: str) -> list[str]:
@@ -208,6 +253,237 @@ def _parts(uri: str) -> list[_Part]:
     if not objects:
         raise DataError(f"{_without_credentials(uri)}: the folder holds no data files")
     return [_Part(o.uri, _is_parquet(o.uri), o.size) for o in objects]
+
+
+def _part_chunks(
+    part: _Part, selected: tuple[str, ...], first_row: int, decoder: _Decoder
+) -> Iterator[Table | _Checkpoint]:
+    if part.parquet:
+        return _parquet_chunks(part.uri, selected, first_row, decoder)
+    return _csv_chunks(part.uri, selected, first_row, decoder)
+
+
+# Shares of files. A shard's share begins at an even cut of the files' bytes, moved to the next record of a
+# CSV (a gzip file is never cut: the cut moves to its start) and counted in rows by the Parquet footers
+# (the cut's share of the file's rows) or by counting the records before it (`_count_records`), then
+# rounded up to a multiple of `align`.
+
+
+@dataclass(frozen=True)
+class _Cut:
+    part: int  # the file it falls in
+    offset: int  # in bytes, from the file's start: the header's end at the least (0 for a gzip file)
+
+
+def _align_up(row: int, align: int) -> int:
+    return -(-row // align) * align
+
+
+def _cut(parts: Sequence[_Part], index: int, shards: int) -> _Cut:
+    total = sum(part.size for part in parts)
+    position, start = index * total // shards, 0
+    for number, part in enumerate(parts):
+        if position < start + part.size:
+            within = position - start
+            if part.parquet:
+                return _Cut(number, within)
+            header = _header_bytes(part.uri)
+            if header is None:  # gzip: never cut
+                return _Cut(number, 0)
+            return _Cut(number, max(within, header))
+        start += part.size
+    return _Cut(len(parts) - 1, parts[-1].size)
+
+
+def _header_bytes(uri: str) -> int | None:
+    """The length of a plain CSV's header line (None for a gzip file, which is not cut)."""
+    with _text_stream(uri) as stream:
+        if isinstance(stream, gzip.GzipFile):
+            return None
+        return len(stream.readline(HEADER_BYTES))
+
+
+def _file_rows(part: _Part) -> int:
+    if part.parquet:
+        with storage.open_seekable(part.uri) as stream:
+            return int(_parquet_file(stream, part.uri).metadata.num_rows)
+    with _text_stream(part.uri) as stream:
+        stream.readline(HEADER_BYTES)
+        return _count_records(stream)
+
+
+def _rows_into(part: _Part, offset: int) -> tuple[int, int]:
+    """(rows of a file before the cut at byte `offset`, where the rows after it begin): a Parquet file's
+    share of its rows; in a CSV, the first record start at or after the cut (`_csv_cut`)."""
+    if part.parquet:
+        return _file_rows(part) * offset // max(part.size, 1), offset
+    header = _header_bytes(part.uri)
+    if header is None:
+        return 0, 0
+    return _csv_cut(part.uri, header, offset)
+
+
+def _csv_cut(uri: str, header: int, offset: int) -> tuple[int, int]:
+    """(records before it, the record start) of the cut at byte `offset`: just after the first newline
+    outside quotes from `offset - 1` on, quotes counted from the header's end (a record start), so that a
+    cut inside a quoted cell moves past the cell's line breaks. The shard before it stops there too
+    (`_record_blocks`), counting quotes from its own start, a record start as well."""
+    if offset <= header:
+        return 0, header
+    counter, position = _RecordCount(), header
+    with storage.open_stream(uri, header) as stream:
+        remaining = offset - 1 - header  # every record end before byte offset - 1 lies before the cut
+        while remaining > 0:
+            data = bytes(stream.read(min(COUNT_BYTES, remaining)))
+            if not data:
+                return counter.finish(), position
+            counter.feed(data)
+            remaining -= len(data)
+            position += len(data)
+        while True:
+            data = bytes(stream.read(COUNT_BYTES))
+            if not data:
+                return counter.finish(), position  # the file ends in the record the cut fell in
+            ends, _ = _record_ends(data, counter.quoted)
+            if ends.size:
+                counter.feed(data[: int(ends[0]) + 1])
+                return counter.count, position + int(ends[0]) + 1
+            counter.feed(data)
+            position += len(data)
+
+
+class _RecordCount:
+    """The records the parser reads from a record start, fed the bytes in order: newlines outside quotes,
+    less the empty lines (nothing or a carriage return between two newlines), which the parsers skip; a
+    last record without a newline counts when it holds more than spaces (`finish`)."""
+
+    def __init__(self) -> None:
+        self.count, self.quoted, self.line = 0, False, b"\n"
+
+    def feed(self, data: bytes) -> None:
+        text = self.line + data  # with the end of the line before: empty lines at the seam are seen
+        if not self.quoted and b'"' not in data and b"\n\n" not in text and b"\n\r\n" not in text:
+            self.count += data.count(b"\n")
+        else:
+            ends, self.quoted = _record_ends(data, self.quoted)
+            joined = self.line[-2:] + data
+            shift = len(joined) - len(data)
+            empty = sum(
+                1
+                for end in ends.tolist()
+                if joined[end + shift - 1 : end + shift] == b"\n"
+                or joined[end + shift - 2 : end + shift] == b"\n\r"
+            )
+            self.count += len(ends) - empty
+        last = data.rfind(b"\n")
+        self.line = data[last:] if last >= 0 else (self.line + data)[-HEADER_BYTES:]
+
+    def finish(self) -> int:
+        return self.count + (1 if self.line.rstrip(b"\n").strip() else 0)
+
+
+def _count_records(stream: io.BufferedIOBase) -> int:
+    """Every record from a record start to the stream's end."""
+    counter = _RecordCount()
+    while data := bytes(stream.read(COUNT_BYTES)):
+        counter.feed(data)
+    return counter.finish()
+
+
+def _record_ends(data: bytes, quoted: bool) -> tuple[np.ndarray, bool]:
+    """Positions of the newlines outside quotes (quotes pair up from a record start), and whether the data
+    ends inside quotes."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == ord("\n"))
+    quotes = np.cumsum(raw == ord('"')) + int(quoted)
+    outside = quotes[newlines] % 2 == 0
+    return newlines[outside], bool(quotes[-1] % 2) if raw.size else quoted
+
+
+def _probe_kinds(parts: Sequence[_Part], selected: tuple[str, ...]) -> dict[str, str]:
+    """The column kinds one pod decides on the source's first rows, for a shard that starts elsewhere."""
+    decoder = _Decoder()
+    for part in parts:
+        chunks = _part_chunks(part, selected, 0, decoder)
+        try:
+            for chunk in chunks:
+                if isinstance(chunk, Table):
+                    return dict(decoder.kinds)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+    return dict(decoder.kinds)
+
+
+def _file_share(
+    parts: Sequence[_Part],
+    selected: tuple[str, ...],
+    shards: int,
+    index: int,
+    align: int,
+    counts: ShareCounts,
+) -> Iterator[tuple[int, Table]]:
+    """Shard `index`'s rows of the files: [first, end) with first and end the aligned row counts before its
+    cut and the next one's. The rows before its cut are counted (Parquet: footers; CSV: records), the rows
+    to the next cut are read, then the rows up to its aligned end."""
+    decoder = _Decoder()
+    begin = _cut(parts, index, shards) if index > 0 else None
+    stop = _cut(parts, index + 1, shards) if index < shards - 1 else None
+    first_file, file_row, begins_at = 0, 0, 0
+    if begin is not None:
+        decoder.kinds.update(_probe_kinds(parts, selected))
+        first_file = begin.part
+        file_row = sum(_file_rows(parts[number]) for number in range(begin.part))
+        before, begins_at = _rows_into(parts[begin.part], begin.offset)
+        counts.counted = file_row + before
+    first = _align_up(counts.counted, align) if counts.counted is not None else 0
+    counts.first_row = first
+    end: float | None = None if stop is not None else math.inf
+    for number in range(first_file, len(parts)):
+        part = parts[number]
+        start = begins_at if begin is not None and number == begin.part else None
+        checkpoint = stop.offset if stop is not None and number == stop.part else None
+        if part.parquet:
+            rows = _file_rows(part)
+            if checkpoint is not None:
+                counts.reached = file_row + rows * checkpoint // max(part.size, 1)
+                end = _align_up(counts.reached, align)
+            high = rows if end is None or end >= file_row + rows else int(end) - file_row
+            window = (max(first - file_row, 0), high)
+            if window[0] < window[1]:
+                yield from _parquet_rows(part.uri, selected, file_row, decoder, window)
+            file_row += rows
+        else:
+            row = file_row if start is None else (counts.counted or 0)
+            chunks = _csv_chunks(part.uri, selected, row, decoder, start, checkpoint)
+            try:
+                for chunk in chunks:
+                    if isinstance(chunk, _Checkpoint):
+                        counts.reached = row
+                        end = _align_up(row, align)
+                    else:
+                        yield from _clipped(row, chunk, first, end)
+                        row += chunk.rows
+                    if end is not None and row >= end:
+                        break
+            finally:
+                chunks.close()
+            file_row = row
+        if end is not None and file_row >= end:
+            return
+
+
+def _clipped(row: int, chunk: Table, first: int, end: float | None) -> Iterator[tuple[int, Table]]:
+    """The chunk's rows in [first, end) (end None: not known yet, so every row from first)."""
+    low = max(first - row, 0)
+    high = chunk.rows if end is None else max(0, min(chunk.rows, int(min(end, row + chunk.rows)) - row))
+    if low >= high:
+        return
+    if (low, high) == (0, chunk.rows):
+        yield row, chunk
+    else:
+        yield row + low, Table(chunk.columns, chunk.values[low:high], chunk.dictionaries)
 
 
 def _is_parquet(uri: str) -> bool:
@@ -261,20 +537,54 @@ def _csv_header(uri: str) -> tuple[str, ...]:
     return check_columns(next(csv.reader([text.rstrip("\r\n")]), []))
 
 
-def _csv_chunks(uri: str, selected: tuple[str, ...], first_row: int, decoder: _Decoder) -> Iterator[Table]:
+class _Checkpoint:
+    """Where a CSV share's reader reached the next shard's cut (between two blocks)."""
+
+
+CHECKPOINT = _Checkpoint()
+
+
+def _csv_chunks(
+    uri: str,
+    selected: tuple[str, ...],
+    first_row: int,
+    decoder: _Decoder,
+    start: int | None = None,
+    checkpoint: int | None = None,
+) -> Generator[Table | _Checkpoint, None, None]:
     """The file's records in blocks cut at record boundaries: polars parses a block of plain numbers; a
     block with quotes, text, odd rows or the first block of a file goes through Arrow and the decoder,
-    which decide the column kinds and name a bad cell by column and row."""
+    which decide the column kinds and name a bad cell by column and row. From byte `start` (a record's
+    start after the header) when given; `CHECKPOINT` between the blocks before and after byte
+    `checkpoint` (a record start, or 0 for the file's start)."""
     where = _without_credentials(uri)
     header = _csv_header(uri)
     _check_same_columns(uri, header, selected)
     row = first_row
-    with _text_stream(uri) as stream:
+    skip = _header_bytes(uri) if start or checkpoint else None
+    from_start = not start or skip is None or start <= skip
+    offset = 0 if from_start else int(start or 0)
+    if checkpoint is not None and (checkpoint == 0 or (skip is not None and checkpoint <= skip)):
+        yield CHECKPOINT
+        checkpoint = None
+    # The stream starts after the header (read from the file's start) or at `offset`.
+    base = (skip or 0) if from_start else offset
+    stop = None if checkpoint is None else checkpoint - base
+    with _text_stream(uri) if from_start else storage.open_stream(uri, offset) as stream:
         try:
-            stream.readline(HEADER_BYTES)
-            for block in ahead(
-                _record_blocks(stream, CSV_BLOCK_BYTES), lambda b: _parsed(b, header, selected, decoder)
-            ):
+            if from_start:
+                stream.readline(HEADER_BYTES)
+            blocks = _record_blocks(stream, CSV_BLOCK_BYTES, stop)
+
+            def parse(block: bytes | _Checkpoint) -> Table | bytes | _Checkpoint:
+                if isinstance(block, _Checkpoint):
+                    return block
+                return _parsed(block, header, selected, decoder)
+
+            for block in ahead(blocks, parse):
+                if isinstance(block, _Checkpoint):
+                    yield block
+                    continue
                 if isinstance(block, bytes):
                     tables = list(_arrow_block(block, header, selected, row, decoder, where))
                 else:
@@ -297,24 +607,51 @@ class _LongRecord(Exception):
         self.limit = limit
 
 
-def _record_blocks(stream: io.BufferedIOBase, size: int) -> Iterator[bytes]:
-    """About `size` bytes at a time, each ending after a record: a newline outside quotes."""
-    carry = b""
+def _record_blocks(
+    stream: io.BufferedIOBase, size: int, stop: int | None = None
+) -> Iterator[bytes | _Checkpoint]:
+    """About `size` bytes at a time, each ending after a record: a newline outside quotes. With `stop`,
+    `CHECKPOINT` comes between the blocks before and after the first record start at or after byte
+    `stop` (just after the first newline outside quotes from `stop - 1` on, as `_csv_cut` finds it)."""
+    carry, consumed = b"", 0  # consumed: the stream's bytes before `carry`, a record start
     while True:
         data = stream.read(size)
-        if not data:
-            if carry.strip():
-                yield carry if carry.endswith(b"\n") else carry + b"\n"
-            return
         buffer = carry + data if carry else bytes(data)
+        if stop is not None:
+            cut = _checkpoint_in(buffer, stop - 1 - consumed)
+            if cut is not None:
+                if buffer[:cut].strip():
+                    yield buffer[:cut]
+                yield CHECKPOINT
+                buffer, consumed, stop = buffer[cut:], consumed + cut, None
+        if not data:
+            if buffer.strip():
+                yield buffer if buffer.endswith(b"\n") else buffer + b"\n"
+            if stop is not None:  # the file ended in the record the cut fell in
+                yield CHECKPOINT
+            return
         end = _last_record_end(buffer)
         if end < 0:
             if len(buffer) > size:
                 raise _LongRecord(size)
             carry = buffer
             continue
-        carry = buffer[end + 1 :]
+        carry, consumed = buffer[end + 1 :], consumed + end + 1
         yield buffer[: end + 1]
+
+
+def _checkpoint_in(buffer: bytes, at: int) -> int | None:
+    """Where in `buffer` (which starts at a record start) the checkpoint goes: just after the first
+    newline outside quotes at position `at` or later; 0 when `at` lies before the buffer; None when no
+    record ends there yet."""
+    if at < 0:
+        return 0
+    if b'"' not in buffer:
+        found = buffer.find(b"\n", at)
+        return found + 1 if found >= 0 else None
+    ends, _ = _record_ends(buffer, False)
+    later = ends[ends >= at]
+    return int(later[0]) + 1 if later.size else None
 
 
 def _last_record_end(buffer: bytes) -> int:
@@ -350,7 +687,7 @@ def _parsed(
         return block
     if frame.columns != list(selected):
         frame = frame.select(selected)
-    return Table(selected, frame.to_numpy(order="c"), decoder.dictionaries)
+    return Table(selected, frame.to_numpy(order="fortran"), decoder.dictionaries)
 
 
 def _delimiters(block: bytes) -> int:
@@ -419,7 +756,7 @@ class _Decoder:
         self.codes: dict[str, dict[str, int]] = {}
 
     def table(self, batch: pa.RecordBatch, names: tuple[str, ...], first_row: int) -> Table:
-        out = np.empty((batch.num_rows, len(names)), dtype=np.float64)
+        out = np.empty((batch.num_rows, len(names)), dtype=np.float64, order="F")
         numbers = self._all_numbers(batch, names)
         for j, (array, name) in enumerate(zip((numbers or batch).columns, names, strict=True)):
             out[:, j] = _float_array(array) if numbers is not None else self._column(array, name, first_row)
@@ -551,34 +888,54 @@ def _parquet_file(stream: io.BufferedIOBase, uri: str) -> pq.ParquetFile:
 def _parquet_chunks(
     uri: str, selected: tuple[str, ...], first_row: int, decoder: _Decoder
 ) -> Iterator[Table]:
-    """Row group by row group, each read one column at a time: Arrow's batch reader held five to eight
-    times a group's size (a 68 MB group of 101 columns peaked at 343-551 MiB); a column at a time holds
-    the group's values once, as float64. No read-ahead here: a second group in flight cost 100 MiB and
-    gained nothing measurable (1,000,000 x 101 in 68 MB groups: 296 MiB and 14 s without, 399 MiB and
-    18 s with)."""
+    for _, chunk in _parquet_rows(uri, selected, first_row, decoder):
+        yield chunk
+
+
+def _parquet_rows(
+    uri: str,
+    selected: tuple[str, ...],
+    first_row: int,
+    decoder: _Decoder,
+    window: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, Table]]:
+    """(number of the first row, chunk), row group by row group, each read one column at a time: Arrow's
+    batch reader held five to eight times a group's size (a 68 MB group of 101 columns peaked at 343-551
+    MiB); a column at a time holds the group's values once, as float64. No read-ahead here: a second group
+    in flight cost 100 MiB and gained nothing measurable (1,000,000 x 101 in 68 MB groups: 296 MiB and 14 s
+    without, 399 MiB and 18 s with). With `window` (rows of the file, from 0), only its rows: groups
+    outside it are not read. Chunks are column-major (Fortran-ordered) views of the group."""
     where = _without_credentials(uri)
     with storage.open_seekable(uri) as stream:
         file = _parquet_file(stream, uri)
         _check_same_columns(uri, file.schema_arrow.names, selected)
         rows_per_chunk = max(1, CHUNK_CELLS // max(len(selected), 1))
-        starts = np.cumsum(
-            [first_row, *(file.metadata.row_group(g).num_rows for g in range(file.num_row_groups))]
-        )
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+        starts = np.cumsum([0, *sizes])
+        low, high = window if window is not None else (0, int(starts[-1]))
 
         def group(index: int) -> np.ndarray:
+            row = first_row + int(starts[index])
             try:
-                return _group_columns(file, index, selected, decoder, int(starts[index]))
+                return _group_columns(file, index, selected, decoder, row)
             except DataError as exc:
                 raise DataError(f"{where}: {exc}") from exc
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataError(
-                    f"{where}: unreadable Parquet data after row {starts[index]} ({one_line(str(exc), 200)})"
+                    f"{where}: unreadable Parquet data after row {row} ({one_line(str(exc), 200)})"
                 ) from exc
 
-        for by_column in map(group, range(file.num_row_groups)):
-            for start in range(0, by_column.shape[1], rows_per_chunk):
-                rows = transposed(by_column[:, start : start + rows_per_chunk])
-                yield Table(selected, rows, decoder.dictionaries)
+        for index in range(file.num_row_groups):
+            begin, end = int(starts[index]), int(starts[index + 1])
+            if end <= low or begin >= high:
+                continue
+            by_column = group(index)
+            for start in range(max(low, begin) - begin, min(high, end) - begin, rows_per_chunk):
+                stop = min(start + rows_per_chunk, min(high, end) - begin)
+                yield (
+                    first_row + begin + start,
+                    Table(selected, by_column[:, start:stop].T, decoder.dictionaries),
+                )
 
 
 def _group_columns(
@@ -619,16 +976,41 @@ def _without_credentials(uri: str) -> str:
 # --- in-memory sources: inline rows and built-in sets ------------------------------------------------
 
 
+Ranged = Callable[[tuple[str, ...], int, int], Iterator[Table]]
+
+
+def _ranged_sharer(total: int, ranged: Ranged) -> Sharer:
+    """Shares of a source whose rows are known before reading: cuts at even row counts."""
+
+    def share(
+        selected: tuple[str, ...], shards: int, index: int, align: int, counts: ShareCounts
+    ) -> Iterator[tuple[int, Table]]:
+        counts.counted = index * total // shards if index else None
+        counts.reached = (index + 1) * total // shards if index < shards - 1 else None
+        first = _align_up(counts.counted or 0, align)
+        end = total if counts.reached is None else min(total, _align_up(counts.reached, align))
+        counts.first_row, row = first, first
+        if first < end:
+            for chunk in ranged(selected, first, end):
+                yield row, chunk
+                row += chunk.rows
+
+    return share
+
+
 def memory_source(table: Table, description: dict[str, Any], name: str) -> Source:
     """A table already in memory, served in chunks like any other source."""
 
-    def reader(selected: tuple[str, ...]) -> Iterator[Table]:
+    def ranged(selected: tuple[str, ...], first: int, end: int) -> Iterator[Table]:
         index = [table.columns.index(column) for column in selected]
         step = max(1, CHUNK_CELLS // max(len(index), 1))
-        for start in range(0, table.rows, step):
-            yield Table(selected, table.values[start : start + step][:, index])
+        for start in range(first, end, step):
+            yield Table(selected, table.values[start : min(start + step, end)][:, index])
 
-    return Source(table.columns, description, name, reader, table.rows)
+    def reader(selected: tuple[str, ...]) -> Iterator[Table]:
+        return ranged(selected, 0, table.rows)
+
+    return Source(table.columns, description, name, reader, table.rows, _ranged_sharer(table.rows, ranged))
 
 
 def parse_rows(text: str) -> list[dict[str, Any]]:
@@ -754,9 +1136,14 @@ def open_synthetic(spec: str) -> Source:
         "intercept": intercept,
     }
 
-    def reader(selected: tuple[str, ...]) -> Iterator[Table]:
+    def ranged(selected: tuple[str, ...], first: int, end: int) -> Iterator[Table]:
         index = [columns.index(column) for column in selected]
-        for block in range(math.ceil(params.rows / params.block_rows)):
-            yield Table(selected, params.block(block)[:, index])
+        size = params.block_rows
+        for block in range(first // size, math.ceil(end / size)):
+            low, high = max(first - block * size, 0), min(end - block * size, size)
+            yield Table(selected, params.block(block)[low:high, index])
 
-    return Source(columns, description, "synthetic", reader, params.rows)
+    def reader(selected: tuple[str, ...]) -> Iterator[Table]:
+        return ranged(selected, 0, params.rows)
+
+    return Source(columns, description, "synthetic", reader, params.rows, _ranged_sharer(params.rows, ranged))

@@ -44,7 +44,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from marina.data.parts import canonical
 from marina.data.table import DataError, Table
 from marina.jobs import progress, results
 from marina.jobs.progress import Progress
-from marina.jobs.train import JOB_INDEX_ENV
+from marina.jobs.sharding import shard_index
 from marina.model import artifact
 from marina.model.answers import AnswerError, Answers, Reason
 from marina.system.clock import utc_now
@@ -423,14 +422,7 @@ def shard_of(request: PredictRequest) -> tuple[int, int]:
     """(this pod's shard, shards): the flag, or the index Kubernetes gives each pod of an Indexed Job."""
     if request.phase != "shard":
         return 0, 1
-    if request.shard_index is not None:
-        return request.shard_index, request.shards
-    raw = os.environ.get(JOB_INDEX_ENV, "")
-    if not raw.isdigit() or int(raw) >= request.shards:
-        raise SpecError(
-            f"--shard-index: not given and ${JOB_INDEX_ENV} is {raw!r}, not in [0, {request.shards - 1}]"
-        )
-    return int(raw), request.shards
+    return shard_index(request.shard_index, request.shards), request.shards
 
 
 def score_units(

@@ -4,6 +4,7 @@
                    [--test-fraction 0.2] [--seed 42] [--missing drop|mean|median|fail]
                    [--features a,b,c] [--max-categories 100]
                    [--inline-rows JSON_OR_YAML | --rows-file PATH_OR_S3] [--result-file PATH]
+                   [--phase all|shard|reduce --shards N --partials DIR_OR_S3 [--shard-index I]]
 
 SPEC is `builtin:diabetes`, `synthetic:rows=1000,features=5,noise=0.1,seed=7`, `inline` (with
 `--inline-rows` or `--rows-file`), `s3://bucket/key.csv[.gz]` or a local CSV path (see
@@ -13,6 +14,12 @@ its logs prefix `--served-logs` (and the truth files under `--served-uploads`) o
 ones (see `marina.data.served_source`). The splits land as Parquet parts under `<output>/parts/` and the
 manifest in `<output>/<version>/dataset.json` (see `marina.data.dataset`).
 
+Sharded (a Dataset's `parallelism`, an Indexed Job of N pods, `--phase shard`): pod I reads its share
+of the source (whole part groups of source rows near the I-th of N even cuts of its bytes), writes its
+parts and leaves its partial result under `--partials`; then one pod (`--phase reduce`) merges them into
+the dataset one pod would have written (see `marina.data.dataset`). A shard's result: partial (its
+document's URI), shard, shards, firstRow, rowsIn, peakMemoryBytes.
+
 Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   version      content version (first 16 hex digits of sha256), also the folder name
   sha256       full content sha256
@@ -21,6 +28,7 @@ Result JSON (stdout, one line, and `--result-file`; always < 4096 bytes):
   rows, trainRows, testRows, rowsDropped   row counts after cleaning
   columns      feature columns then the target;  target: the target column
   reused       true when this version was already stored (nothing was written)
+  shards       pods that prepared it (1, or --shards of the reduce)
   statistics   train-split statistics per column: {mean, std, min, max, missing} (6 significant digits)
   peakMemoryBytes  the container's cgroup peak (or the process's VmHWM outside one): what to size limits by
   truncated    present only when keys were dropped to fit 4096 bytes (statistics first, then columns)
@@ -38,8 +46,9 @@ from marina import storage
 from marina.contract import DATASET, SERVED_SOURCE, PrepareRequest
 from marina.data import dataset, served_source, sources
 from marina.data.dataset import PrepareOptions
-from marina.jobs import results
+from marina.jobs import progress, results
 from marina.jobs.progress import Progress
+from marina.jobs.sharding import shard_index
 from marina.system.cpu import blas_beside_a_reader
 from marina.system.memory import memory_used
 
@@ -105,12 +114,45 @@ def prepare_command(request: PrepareRequest) -> dict[str, Any]:
     options = options_of(request)
     source = open_request_source(request)
     name = (request.name or source.default_name).strip()
-    progress = Progress("marina prepare", source.expected_rows, request.progress)
-    with blas_beside_a_reader():
-        prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
-    progress.done()
+    if request.phase == "shard":
+        return shard_command(request, source, options)
+    if request.phase == "reduce":
+        prepared = dataset.reduce_shards(
+            source, options, request.output, name, str(request.partials), request.shards
+        )
+    else:
+        progress = Progress("marina prepare", source.expected_rows, request.progress)
+        with blas_beside_a_reader():
+            prepared = dataset.prepare_source(source, options, request.output, name, progress.rows)
+        progress.done()
     assert prepared.uri is not None
-    return {**summary(prepared.description, prepared.uri, prepared.reused), **memory_used()}
+    return {
+        **summary(prepared.description, prepared.uri, prepared.reused),
+        "shards": request.shards,
+        **memory_used(),
+    }
+
+
+def shard_command(request: PrepareRequest, source: sources.Source, options: PrepareOptions) -> dict[str, Any]:
+    """One share of the source: its parts under the output's parts folder, its partial result under
+    `--partials` for the reduce."""
+    index = shard_index(request.shard_index, request.shards)
+    share = None if source.expected_rows is None else -(-source.expected_rows // request.shards)
+    uri = progress.shard_uri(request.progress, index) if request.progress else None
+    reporter = Progress(f"marina prepare shard {index}", share, uri)
+    with blas_beside_a_reader():
+        partial, result = dataset.prepare_shard(
+            source, options, request.output, str(request.partials), request.shards, index, reporter.rows
+        )
+    reporter.done()
+    return {
+        "partial": partial,
+        "shard": index,
+        "shards": request.shards,
+        "firstRow": result.counts.first_row,
+        "rowsIn": result.counts.rows,
+        **memory_used(),
+    }
 
 
 def summary(description: dict[str, Any], uri: str, reused: bool) -> dict[str, Any]:

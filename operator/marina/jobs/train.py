@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -63,6 +62,7 @@ from marina.data.distribution import Reference
 from marina.data.table import DataError
 from marina.jobs import progress, results
 from marina.jobs.progress import Progress
+from marina.jobs.sharding import shard_index
 from marina.model import answers, artifact, scoring
 from marina.model.artifact import ArtifactError
 from marina.solver import (
@@ -88,7 +88,6 @@ ROWS_SOLVERS = ("auto", "normal", "qr")
 #: stop at a tolerance, so their intervals are conformal.
 LEAST_SQUARES_SOLVERS = ("normal", "qr", "svd")
 #: Set by Kubernetes in every pod of an Indexed Job: the pod's completion index.
-JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
 #: Datasets up to this many cells (both splits, 32 MiB of float64) are trained in memory; larger ones
 #: stream: one pass for the sufficient statistics (and per-fold statistics, folds by a seeded hash of
 #: the train row number), one for the metrics, in memory O(chunk + d²) whatever the row count.
@@ -430,21 +429,9 @@ def evaluate(
     )
 
 
-def shard_index(request: TrainRequest) -> int:
-    """This pod's shard: the flag, or the index Kubernetes gives each pod of an Indexed Job."""
-    if request.shard_index is not None:
-        return request.shard_index
-    raw = os.environ.get(JOB_INDEX_ENV, "")
-    if not raw.isdigit() or int(raw) >= request.shards:
-        raise SpecError(
-            f"--shard-index: not given and ${JOB_INDEX_ENV} is {raw!r}, not in [0, {request.shards - 1}]"
-        )
-    return int(raw)
-
-
 def shard_command(request: TrainRequest, stored: dataset.StoredDataset) -> dict[str, Any]:
     """One shard: gather this pod's share of the train parts and store it for the reduce."""
-    index = shard_index(request)
+    index = shard_index(request.shard_index, request.shards)
     share = stored.shard_rows("train", request.shards, index)
     uri = progress.shard_uri(request.progress, index) if request.progress else None
     reporter = Progress(f"marina train shard {index}", share, uri)

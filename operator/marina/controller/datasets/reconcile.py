@@ -7,6 +7,7 @@ Job's pods, its stored result or its progress report, and the Jobs of earlier in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from marina.contract import API_VERSION, MODEL_DEPLOYMENT, REFRESH_ANNOTATION
@@ -14,12 +15,12 @@ from marina.controller.datasets import manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.client import KubeApi
 from marina.controller.kube.settings import DATASETS, Settings
-from marina.controller.shared import builders, retention, storage_area
+from marina.controller.shared import builders, jobs, retention, storage_area
 from marina.controller.shared.conditions import Outcome, State, is_ready
 from marina.controller.shared.fields import InvalidSpec
 from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
 from marina.controller.shared.observation import Observation
-from marina.controller.shared.plan import Plan
+from marina.controller.shared.plan import Action, Plan
 from marina.controller.shared.reconciler import invalid, settle
 from marina.controller.shared.termination import JobPhase
 
@@ -80,11 +81,52 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     waiting = served_deployment_missing(seen, spec)
     if waiting is not None:
         return Plan(waiting)
+    inline = manifests.inline_rows_config_map(owner, spec, digest)
+    gathered: tuple[Action, ...] = ()
+    if spec.parallelism > 1:
+        spec = in_flight(seen, owner, spec, digest)
+        shards = gather_shards(seen, settings, owner, spec, digest, inline)
+        if isinstance(shards, Plan):
+            return shards
+        gathered = shards
     job = manifests.prepare_job(settings, owner, spec, digest)
     name = job["metadata"]["name"]
-    step = run_job(seen, settings, owner, job, manifests.inline_rows_config_map(owner, spec, digest))
+    step = run_job(seen, settings, owner, job, inline)
     progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), name)
-    return from_job(seen, owner, step, name, digest, None if step.starting else progress)
+    reported = None if step.starting or spec.parallelism > 1 else progress
+    fields = {"jobName": name, "shards": spec.parallelism}
+    return from_job(seen, owner, step, fields, digest, reported).after(gathered)
+
+
+def in_flight(
+    seen: Observation, owner: builders.Owner, spec: dataset_spec.DatasetSpec, digest: str
+) -> dataset_spec.DatasetSpec:
+    """A sharded run already started keeps its shard count (a new parallelism is not a new input, so not a
+    new run): the reduce must ask for as many partial results as there are shards."""
+    job = seen.child("batch/v1", "Job", builders.child_name(owner, "shard", digest)) or {}
+    started = int((job.get("spec") or {}).get("completions") or 0)
+    return replace(spec, parallelism=started) if started > 1 else spec
+
+
+def gather_shards(
+    seen: Observation,
+    settings: Settings,
+    owner: builders.Owner,
+    spec: dataset_spec.DatasetSpec,
+    digest: str,
+    inline: Mapping[str, Any] | None,
+) -> Plan | tuple[Action, ...]:
+    """Run the Indexed Job of shards: its plan while it runs (or cannot); once every index succeeded, the
+    writes that go before the reduce (forgetting earlier shard Jobs)."""
+    job = manifests.shard_job(settings, owner, spec, digest)
+    name = job["metadata"]["name"]
+    progress = builders.progress_uri(settings.datasets_prefix(owner.namespace, owner.name), name)
+
+    def running(step: JobStep, shards: tuple[int, int]) -> Plan:
+        fields = {"jobName": name, "shards": spec.parallelism}
+        return from_job(seen, owner, step, fields, digest, None if step.starting else progress, shards)
+
+    return jobs.gather_shards(seen, settings, owner, job, running, inline)
 
 
 def served_deployment_missing(seen: Observation, spec: dataset_spec.DatasetSpec) -> Outcome | None:
@@ -104,28 +146,48 @@ def served_deployment_missing(seen: Observation, spec: dataset_spec.DatasetSpec)
 
 
 def from_job(
-    seen: Observation, owner: builders.Owner, step: JobStep, job_name: str, digest: str, progress: str | None
+    seen: Observation,
+    owner: builders.Owner,
+    step: JobStep,
+    fields: dict[str, Any],
+    digest: str,
+    progress: str | None,
+    shards: tuple[int, int] | None = None,
 ) -> Plan:
-    """The outcome of the Job's step (a Job that just starts reports no progress yet)."""
+    """The outcome of the Job's step (a Job that just starts reports no progress yet); with `shards`, of the
+    Indexed Job of shards, whose success is not the end."""
     result = step.result
+    job_name = fields["jobName"]
     if isinstance(result, Outcome):
         return Plan(result, step.actions)
     if result.phase is JobPhase.RUNNING:
-        fields = {"jobName": job_name}
-        running = running_outcome(
-            seen, result, "Preparing", "is preparing the data", job_name, fields, progress
-        )
+        reason, doing = _doing(int(fields.get("shards") or 1), shards is not None)
+        running = running_outcome(seen, result, reason, doing, job_name, fields, progress, shards)
         return Plan(running, step.actions)
     if result.phase is JobPhase.FAILED:
         reason = result.reason or "PrepareFailed"
-        return Plan(Outcome(State.FAILED, reason, failure_message(result, job_name), {"jobName": job_name}))
-    fields = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
+        return Plan(Outcome(State.FAILED, reason, failure_message(result, job_name), fields))
+    summary = {key: result.summary[key] for key in RESULT_FIELDS if key in result.summary}
+    # The Jobs of earlier inputs go, shard Jobs too (a run in one pod after sharded ones forgets them).
     forgotten = forget_old_jobs(seen, owner, "prepare", keep=job_name)
-    return Plan(prepared({**fields, "jobName": job_name, "inputsHash": digest}), forgotten)
+    forgotten += forget_old_jobs(seen, owner, "shard", keep=builders.child_name(owner, "shard", digest))
+    return Plan(prepared({**summary, **fields, "inputsHash": digest}), forgotten)
+
+
+def _doing(shards: int, sharing: bool) -> tuple[str, str]:
+    """The Progressing reason and words of a preparation Job: its own reason for the shards, so that an
+    event marks when they are done and the reduce starts."""
+    if sharing:
+        return "PreparingShards", f"is reading the source in {shards} shards"
+    if shards > 1:
+        return "Preparing", f"is merging the {shards} shards into the dataset"
+    return "Preparing", "is preparing the data"
 
 
 def prepared(fields: Mapping[str, Any]) -> Outcome:
     features = max(len(fields.get("columns") or []) - 1, 0)
     rows, uri = fields.get("rows"), fields.get("uri")
-    message = f"version {fields.get('version')}: {rows} rows, {features} features at {uri}"
+    shards = int(fields.get("shards") or 1)
+    by = f", prepared by {shards} pods" if shards > 1 else ""
+    message = f"version {fields.get('version')}: {rows} rows, {features} features at {uri}{by}"
     return Outcome(State.READY, "Prepared", message, fields)

@@ -37,8 +37,10 @@ class DatasetSpec:
     test_fraction: float
     seed: int
     resources: Resources
-    # Not an input of the preparation: out of repr, so out of the Job's digest (builders.short_hash).
+    # Not inputs of the preparation: out of repr, so out of the Job's digest (builders.short_hash). The
+    # pods sharing it make the same dataset whatever their number.
     keep_last: int | None = field(default=None, repr=False)
+    parallelism: int = field(default=DATASET.default("spec.parallelism"), repr=False)
     # The source's kind (csv, parquet, ...): where a bad URI is reported; the URI itself is in `source`.
     source_kind: str = field(default="", repr=False)
     # The served rows read (alone, `source` is SERVED_SOURCE; else after its rows). Out of repr, so a spec
@@ -63,6 +65,12 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         raise InvalidSpec(fields.where("features"), f"must not include the target column {target!r}")
     section = fields.section("source")
     source, inline_rows = _source(section, target, features)
+    parallelism = fields.integer("parallelism")
+    if parallelism > 1 and section.has(SERVED_LOGS):
+        raise InvalidSpec(
+            fields.where("parallelism"),
+            f"a Dataset reading {SERVED_LOGS} prepares in one pod (its served rows are at most maxRows)",
+        )
     split = fields.section("split")
     return DatasetSpec(
         source=source,
@@ -75,6 +83,7 @@ def parse(spec: Mapping[str, Any] | None) -> DatasetSpec:
         seed=split.integer("seed"),
         resources=fields.resources(),
         keep_last=keep_last(fields),
+        parallelism=parallelism,
         source_kind=next((kind for kind in SOURCE_KINDS if section.has(kind)), SERVED_LOGS),
         served=_served(section.section(SERVED_LOGS)) if section.has(SERVED_LOGS) else None,
     )

@@ -85,6 +85,10 @@ def short_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+#: The label naming a child's role (prepare, shard, train, ...): Jobs of one role are found by it.
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+
 def child_name(owner: Owner, role: str, digest: str) -> str:
     return f"{owner.name}-{role}-{digest}"
 
@@ -92,7 +96,7 @@ def child_name(owner: Owner, role: str, digest: str) -> str:
 def labels(owner: Owner, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "marina",
-        "app.kubernetes.io/component": component,
+        COMPONENT_LABEL: component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/instance": owner.name,
         owner.label_key: owner.name,

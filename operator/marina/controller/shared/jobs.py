@@ -86,12 +86,37 @@ def run_job(
     return JobStep(result)
 
 
+def gather_shards(
+    seen: Observation,
+    settings: Settings,
+    owner: builders.Owner,
+    job: Mapping[str, Any],
+    running: Callable[[JobStep, tuple[int, int]], Plan],
+    extra: Mapping[str, Any] | None = None,
+) -> Plan | tuple[Action, ...]:
+    """Run an Indexed Job of shards (`builders.indexed`) before its reduce: while it runs (or cannot),
+    `running(its step, (indexes done, of))` is the plan; once every index succeeded, the writes that go
+    before the reduce (forgetting the owner's shard Jobs of earlier inputs)."""
+    name = job["metadata"]["name"]
+    step = run_job(seen, settings, owner, job, extra)
+    if not isinstance(step.result, Outcome) and step.result.phase is JobPhase.SUCCEEDED:
+        component = job["metadata"]["labels"][builders.COMPONENT_LABEL]
+        return forget_old_jobs(seen, owner, component, keep=name)
+    return running(step, (shards_done(seen, name), int(job["spec"]["completions"])))
+
+
+def shards_done(seen: Observation, job_name: str) -> int:
+    """Indexes of an Indexed Job that succeeded (the Job controller counts them)."""
+    job = seen.child("batch/v1", "Job", job_name) or {}
+    return int((job.get("status") or {}).get("succeeded") or 0)
+
+
 def forget_old_jobs(
     seen: Observation, owner: builders.Owner, component: str, keep: str
 ) -> tuple[Action, ...]:
     """Delete this owner's finished Jobs of earlier inputs (their results live on in storage); a Job that
     only carries the labels is someone else's."""
-    selector = f"{owner.label_key}={owner.name},app.kubernetes.io/component={component}"
+    selector = f"{owner.label_key}={owner.name},{builders.COMPONENT_LABEL}={component}"
     return tuple(
         Delete("batch/v1", "Job", job["metadata"]["name"])
         for job in seen.children("batch/v1", "Job", selector)

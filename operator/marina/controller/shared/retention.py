@@ -336,11 +336,14 @@ def apply(
 
 
 def preparing(kube: KubeApi, body: Mapping[str, Any]) -> bool:
-    """Whether a preparation pod of this Dataset may still be writing parts."""
+    """Whether a preparation pod of this Dataset (the run or reduce, or a shard) may still write parts."""
     owner = builders.Owner.of(body)
-    selector = f"{owner.label_key}={owner.name},app.kubernetes.io/component=prepare"
-    pods = kube.list("v1", "Pod", owner.namespace, selector)
-    return any((pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for pod in pods)
+    for component in ("prepare", "shard"):
+        selector = f"{owner.label_key}={owner.name},{builders.COMPONENT_LABEL}={component}"
+        pods = kube.list("v1", "Pod", owner.namespace, selector)
+        if any((pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for pod in pods):
+            return True
+    return False
 
 
 def collect_parts(

@@ -13,14 +13,14 @@ from typing import Any
 from marina.contract import API_VERSION, MODEL_VERSION_LENGTH
 from marina.controller.kube.client import KubeApi
 from marina.controller.kube.settings import MODELS, Settings
-from marina.controller.shared import builders, retention
+from marina.controller.shared import builders, jobs, retention
 from marina.controller.shared.conditions import Outcome, State, ready_condition
 from marina.controller.shared.fields import InvalidSpec
-from marina.controller.shared.jobs import JobStep, Work, forget_old_jobs, job_plan, run_job
+from marina.controller.shared.jobs import JobStep, Work, job_plan, run_job
 from marina.controller.shared.observation import Observation
 from marina.controller.shared.plan import Action, Plan
 from marina.controller.shared.reconciler import invalid, settle
-from marina.controller.shared.termination import JobPhase, JobResult
+from marina.controller.shared.termination import JobResult
 from marina.controller.trainingjobs import manifests
 from marina.controller.trainingjobs import spec as trainingjob_spec
 
@@ -117,19 +117,14 @@ def gather_shards(
     writes that go before the reduce (forgetting earlier shard Jobs)."""
     job = manifests.shard_job(settings, owner, spec, uri, digest)
     job_name = job["metadata"]["name"]
-    step = run_job(seen, settings, owner, job)
-    if not isinstance(step.result, Outcome) and step.result.phase is JobPhase.SUCCEEDED:
-        return forget_old_jobs(seen, owner, "shard", keep=job_name)
     fields = {"jobName": job_name, "datasetVersion": version, "shards": spec.parallelism}
     progress = builders.progress_uri(settings.models_prefix(owner.namespace, owner.name), job_name)
-    shards = (shards_done(seen, job_name), spec.parallelism)
-    return from_job(seen, owner, step, job_name, fields, digest, None if step.starting else progress, shards)
 
+    def running(step: JobStep, shards: tuple[int, int]) -> Plan:
+        reported = None if step.starting else progress
+        return from_job(seen, owner, step, job_name, fields, digest, reported, shards)
 
-def shards_done(seen: Observation, job_name: str) -> int:
-    """Indexes of the shard Job that succeeded (the Job controller counts them)."""
-    job = seen.child("batch/v1", "Job", job_name) or {}
-    return int((job.get("status") or {}).get("succeeded") or 0)
+    return jobs.gather_shards(seen, settings, owner, job, running)
 
 
 def from_job(
