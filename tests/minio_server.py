@@ -77,9 +77,23 @@ class MinioServer:
         }
 
 
-def start(binary: Path, root: Path, server: MinioServer, port: int, output: Any) -> subprocess.Popen[Any]:
-    """The pinned MinIO on loopback `port` with the server's root credentials, data under `root/data`
-    (also what benchmarks/data_bench.py runs its MinIO with)."""
+def drive_paths(root: Path, drives: int) -> list[Path]:
+    """The folders a MinIO of `drives` drives keeps its data in: `root/data` for one, else
+    `root/drive0` ... (erasure-coded over them, as the cluster's MinIO is)."""
+    return [root / "data"] if drives == 1 else [root / f"drive{index}" for index in range(drives)]
+
+
+def start(
+    binary: Path,
+    root: Path,
+    server: MinioServer,
+    port: int,
+    output: Any,
+    drives: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[Any]:
+    """The pinned MinIO on loopback `port` with the server's root credentials, data under `root/data`, or
+    erasure-coded over `drives` folders (also what benchmarks/data_bench.py and minio_bench.py run)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(root),
@@ -87,9 +101,14 @@ def start(binary: Path, root: Path, server: MinioServer, port: int, output: Any)
         "MINIO_ROOT_PASSWORD": server.secret_key,
         "MINIO_BROWSER": "off",
         "MINIO_UPDATE": "off",
+        # Erasure mode refuses drives on the host's root file system (they would not be separate disks);
+        # a test's or benchmark's folders are all there. In the cluster each drive is its own mount.
+        "MINIO_ROOTDRIVE_THRESHOLD_SIZE": "1",
+        **(extra_env or {}),
     }
     command = [str(binary), "server", "--quiet", "--address", f"127.0.0.1:{port}"]
-    command += ["--console-address", f"127.0.0.1:{free_port()}", str(root / "data")]
+    command += ["--console-address", f"127.0.0.1:{free_port()}"]
+    command += [str(path) for path in drive_paths(root, drives)]
     return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
