@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Runs MinIO in the current cluster (KUBECONFIG, default .cluster/kubeconfig) from manifests/minio and waits
-# until it is ready. On a cluster without a default StorageClass (the local one) it uses the hostPath volume
-# of manifests/minio/local-volume, whose folder lives in the local cluster's state and outlives cluster-down.
+# until it is ready. MinIO erasure-codes every object over four drives, one volume each (PVCs minio-drive-0 ...
+# -3): one drive's data lost loses nothing and MinIO heals it. On a cluster without a default StorageClass (the
+# local one) they are the hostPath volumes of manifests/minio/local-volume, whose folders live in the local
+# cluster's state ($VOLUMES_DIR/minio-drive-N) and outlive cluster-down.
+#
+# The single volume of earlier versions (PVC minio-data; on the local cluster $VOLUMES_DIR/minio-data) cannot
+# become one of four drives: it is left as it is, unused, and a line says so (docs/operations.md, "MinIO's
+# drives", tells how to copy its objects over or delete it).
 #
 # MinIO's root credentials are the Secret marina-s3-credentials in marina-system (never printed). MinIO
 # encrypts its IAM data (the namespaces' identities) with them, so kept data is only readable with the same
@@ -78,15 +84,26 @@ credentials_file=''
 default_class=$(k get storageclass -o \
   jsonpath='{.items[?(@.metadata.annotations.storageclass\.kubernetes\.io/is-default-class=="true")].metadata.name}')
 if [[ -z $default_class ]]; then
-  volume=$(sed -n 's/^ *path: //p' "$overlay/local-volume/persistentvolume.yaml")
+  mapfile -t drives < <(sed -n 's/^ *path: //p' "$overlay/local-volume/persistentvolume.yaml")
   server=$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')
   [[ $server == "https://$NODE_IP:$API_PORT" && $EUID -eq 0 ]] \
-    || die "no default StorageClass in this cluster and it is not the local one: create a PV for $NAMESPACE/minio-data"
-  [[ $(dirname "$volume") == "$VOLUMES_DIR" ]] || die "$overlay/local-volume puts MinIO's data outside $VOLUMES_DIR"
+    || die "no default StorageClass in this cluster and it is not the local one: create PVs for $NAMESPACE/minio-drive-0 ... -3"
   install -d -o root -g root -m 0700 "$VOLUMES_DIR"
-  install -d -o 65532 -g 65532 -m 0750 "$volume"
+  for drive in "${drives[@]}"; do
+    [[ $(dirname "$drive") == "$VOLUMES_DIR" ]] || die "$overlay/local-volume puts MinIO's drive $drive outside $VOLUMES_DIR"
+    install -d -o 65532 -g 65532 -m 0750 "$drive"
+  done
+  if [[ -d $VOLUMES_DIR/minio-data ]]; then
+    log "MinIO now erasure-codes over ${#drives[@]} drives ($VOLUMES_DIR/minio-drive-N); the single volume of an earlier" \
+      "version, $VOLUMES_DIR/minio-data, cannot become one of them: kept as it is, its datasets and models are NOT" \
+      "served (docs/operations.md, \"MinIO's drives\": copy them over, or PURGE=1 make undeploy deletes it)"
+  fi
   credentials_file=$VOLUMES_DIR/minio-root-credentials
   overlay=$overlay/local-volume
+elif k -n "$NAMESPACE" get pvc minio-data >/dev/null 2>&1; then
+  log "MinIO now erasure-codes over four drives (PVCs minio-drive-N); the single volume of an earlier version," \
+    "PVC $NAMESPACE/minio-data, cannot become one of them: kept as it is, its datasets and models are NOT served" \
+    "(docs/operations.md, \"MinIO's drives\": copy them over, or PURGE=1 make undeploy deletes it)"
 fi
 ensure_root_secret "$credentials_file"
 log "applying $overlay"

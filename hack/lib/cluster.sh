@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 STATE_DIR=/var/lib/marina-cluster          # certificates, etcd data, kubelet and containerd roots
 LOG_DIR=$STATE_DIR/logs                   # one log per component; kept by cluster-down for post-mortems
-VOLUMES_DIR=$STATE_DIR/volumes            # hostPath volumes (MinIO's data) and their root credentials: kept unless PURGE=1
+VOLUMES_DIR=$STATE_DIR/volumes            # hostPath volumes (MinIO's four drives) and its root credentials: kept unless PURGE=1
 RUN_DIR=/run/marina-cluster               # PID files, saved sysctls
 CONTAINERD_STATE=/run/marina-containerd
 CONTAINERD_SOCK=$CONTAINERD_STATE/containerd.sock
