@@ -24,10 +24,8 @@ import io
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,33 +77,6 @@ def disk_bytes(folders: list[Path]) -> int:
     )
 
 
-def started(layout: Layout, root: Path) -> tuple[subprocess.Popen[Any], Any, list[Path]]:
-    from minio import Minio
-
-    from minio_server import MinioServer, drive_paths, free_port, minio_binary_path, start
-
-    binary = minio_binary_path()
-    if not binary.exists():
-        raise SystemExit(f"no MinIO at {binary}: run `bash hack/build-binaries.sh minio`")
-    port = free_port()
-    server = MinioServer(f"http://127.0.0.1:{port}", "bench", secrets.token_hex(16))
-    extra = {"MINIO_STORAGE_CLASS_STANDARD": layout.parity} if layout.parity else {}
-    process = start(binary, root, server, port, subprocess.DEVNULL, layout.drives, extra)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{server.endpoint}/minio/health/ready", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise SystemExit(f"MinIO ({layout.name}) did not become ready") from None
-            time.sleep(0.2)
-    client = Minio(f"127.0.0.1:{port}", server.access_key, server.secret_key, secure=False)
-    client.make_bucket(BUCKET)
-    return process, client, drive_paths(root, layout.drives)
-
-
 def put(client: Any, key: str, data: bytes) -> None:
     """One PUT, as marina.storage writes."""
     client.put_object(BUCKET, key, io.BytesIO(data), len(data), part_size=max(5 * MIB, len(data)))
@@ -121,11 +92,23 @@ def get(client: Any, key: str) -> int:
 
 
 def measure(layout: Layout, root: Path, large: list[bytes], small: list[bytes]) -> Figures:
+    from minio import Minio
+
+    from minio_server import MinioServer, drive_paths, free_port, minio_binary_path, serving
+
+    binary = minio_binary_path()
+    if not binary.exists():
+        raise SystemExit(f"no MinIO at {binary}: run `bash hack/build-binaries.sh minio`")
+    server = MinioServer(f"http://127.0.0.1:{free_port()}", "bench", secrets.token_hex(16))
+    extra = {"MINIO_STORAGE_CLASS_STANDARD": layout.parity} if layout.parity else {}
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    process, client, folders = started(layout, root)
     figures = Figures()
-    try:
+    with serving(binary, root, server, layout.drives, extra):
+        client = Minio(
+            server.endpoint.removeprefix("http://"), server.access_key, server.secret_key, secure=False
+        )
+        client.make_bucket(BUCKET)
         began = time.perf_counter()
         for index, data in enumerate(large):
             put(client, f"large/{index}", data)
@@ -134,7 +117,7 @@ def measure(layout: Layout, root: Path, large: list[bytes], small: list[bytes]) 
         for index, data in enumerate(small):
             put(client, f"small/{index}", data)
         figures.small_put = time.perf_counter() - began
-        figures.disk_bytes = disk_bytes(folders)
+        figures.disk_bytes = disk_bytes(drive_paths(root, layout.drives))
         began = time.perf_counter()
         read = sum(get(client, f"large/{index}") for index in range(len(large)))
         figures.large_get = time.perf_counter() - began
@@ -142,10 +125,7 @@ def measure(layout: Layout, root: Path, large: list[bytes], small: list[bytes]) 
         read += sum(get(client, f"small/{index}") for index in range(len(small)))
         figures.small_get = time.perf_counter() - began
         assert read == sum(map(len, large)) + sum(map(len, small)), "a read returned other sizes"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     return figures
 
 

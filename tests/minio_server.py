@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,18 +127,19 @@ def wait_until_ready(process: subprocess.Popen[Any], url: str, log: Path, timeou
     pytest.fail(f"MinIO did not become ready within {timeout:.0f}s: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
-    """A throw-away MinIO on a free loopback port with random credentials; stopped afterwards."""
-    root = tmp_path_factory.mktemp("minio")
-    port = free_port()
-    server = MinioServer(f"http://127.0.0.1:{port}", "marina-test", secrets.token_hex(16))
+@contextmanager
+def serving(
+    binary: Path, root: Path, server: MinioServer, drives: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """`server` (its endpoint a free loopback port) answering over `drives` folders under `root` while
+    in the block; stopped afterwards."""
+    port = int(server.endpoint.rsplit(":", 1)[1])
     log = root / "minio.log"
     with log.open("wb") as output:
-        process = start(minio_binary, root, server, port, output)
+        process = start(binary, root, server, port, output, drives, extra_env)
     try:
         wait_until_ready(process, f"{server.endpoint}/minio/health/ready", log)
-        yield server
+        yield
     finally:
         process.terminate()
         try:
@@ -145,6 +147,14 @@ def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A throw-away MinIO on a free loopback port with random credentials; stopped afterwards."""
+    server = MinioServer(f"http://127.0.0.1:{free_port()}", "marina-test", secrets.token_hex(16))
+    with serving(minio_binary, tmp_path_factory.mktemp("minio"), server):
+        yield server
 
 
 @pytest.fixture
