@@ -70,7 +70,10 @@ for claim in minio-drive-0 minio-drive-1 minio-drive-2 minio-drive-3 minio-data;
   fi
 done
 if [[ $local_cluster == 1 ]]; then
-  rm -f "$VOLUMES_DIR/minio-root-credentials" "$VOLUMES_DIR/minio-root-credentials.tmp"
+  for kept in "$VOLUMES_DIR"/minio-data.migrated-*; do  # hack/minio-migrate.sh's copied single volumes
+    [[ -d $kept ]] && purge_local_volume "$kept"
+  done
+  rm -f "$MINIO_CREDENTIALS_FILE" "$MINIO_CREDENTIALS_FILE.tmp"
   log "deleted the root credentials kept in $VOLUMES_DIR"
 fi
 k -n marina-system delete secret marina-s3-credentials --ignore-not-found >/dev/null || true
