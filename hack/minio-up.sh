@@ -102,8 +102,10 @@ k apply -k "$overlay" >/dev/null
 k -n "$NAMESPACE" rollout status deployment/minio --timeout=300s >/dev/null \
   || { k -n "$NAMESPACE" describe pods -l app.kubernetes.io/name=minio | tail -n 30 >&2; die "MinIO did not become ready"; }
 log "MinIO ready: http://minio.$NAMESPACE.svc.$CLUSTER_DOMAIN:9000 ($(k -n "$NAMESPACE" get svc minio -o jsonpath='{.spec.clusterIP}'):9000)"
-if [[ -n $credentials_file && -d $VOLUMES_DIR/minio-data ]]; then
+if [[ -n $credentials_file && -f $VOLUMES_DIR/minio-data/.minio.sys/format.json ]]; then
   log "MinIO now erasure-codes over four drives ($VOLUMES_DIR/minio-drive-N); the single volume of an earlier" \
     "version, $VOLUMES_DIR/minio-data, cannot become one of them: copying its objects in (hack/minio-migrate.sh)"
   bash "$HACK/minio-migrate.sh"
+elif [[ -n $credentials_file && -d $VOLUMES_DIR/minio-data ]]; then
+  log "$VOLUMES_DIR/minio-data, the single volume of an earlier version, holds no MinIO data: left as it is"
 fi
