@@ -42,13 +42,19 @@ console_port=$(free_port)
   exec "$MINIO_BIN/minio" server --quiet --address "127.0.0.1:$port" --console-address "127.0.0.1:$console_port" "$old"
 ) >"$LOG_DIR/minio-migrate.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$home"' EXIT
+# stopped: the server; the folder, should it stay, owned again by uid 65532 (as an earlier version's pod left it)
+stopped() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -rf "$home"
+  [[ ! -d $old ]] || chown -R 65532:65532 "$old"
+}
+trap stopped EXIT
 wait_for "minio-migrate (the old volume's MinIO)" 60 curl -fsS "http://127.0.0.1:$port/minio/health/ready"
 AWS_ACCESS_KEY_ID=$access AWS_SECRET_ACCESS_KEY=$secret_key python3 "$HACK/lib/minio_copy.py" \
   "http://127.0.0.1:$port" "$target" >&2 \
   || die "copying $old into MinIO's drives failed (above); $old is untouched: run hack/minio-migrate.sh again"
-kill "$server"
-wait "$server" 2>/dev/null || true
+stopped
 kept=$old.migrated-$(date +%Y%m%d-%H%M%S)
 mv "$old" "$kept"
 log "$old copied into MinIO's four drives; kept as $kept until PURGE=1 (or delete it by hand)"
