@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Runs MinIO in the current cluster (KUBECONFIG, default .cluster/kubeconfig) from manifests/minio and waits
-# until it is ready. On a cluster without a default StorageClass (the local one) it uses the hostPath volume
-# of manifests/minio/local-volume, whose folder lives in the local cluster's state and outlives cluster-down.
+# until it is ready. MinIO erasure-codes every object over four drives, one volume each (PVCs minio-drive-0 ...
+# -3): one drive's data lost loses nothing and MinIO heals it. On a cluster without a default StorageClass (the
+# local one) they are the hostPath volumes of manifests/minio/local-volume, whose folders live in the local
+# cluster's state ($VOLUMES_DIR/minio-drive-N) and outlive cluster-down.
+#
+# The single volume of earlier versions cannot become one of four drives. On the local cluster
+# ($VOLUMES_DIR/minio-data) hack/minio-migrate.sh copies its objects into the four drives once MinIO is ready,
+# then keeps it renamed until PURGE=1; elsewhere (PVC minio-data) it is left as it is, unused, and a line says
+# so (docs/operations.md, "MinIO's drives", tells how to copy it over or delete it).
 #
 # MinIO's root credentials are the Secret marina-s3-credentials in marina-system (never printed). MinIO
 # encrypts its IAM data (the namespaces' identities) with them, so kept data is only readable with the same
@@ -51,16 +58,11 @@ keep_credentials() {
 
 # ensure_root_secret [FILE]: the Secret exists afterwards, from FILE when it is absent and FILE is there.
 ensure_root_secret() {
-  local file=${1:-} access='' secret_key='' key value
+  local file=${1:-} access='' secret_key=''
   if ! k -n "$NAMESPACE" get secret "$SECRET" >/dev/null 2>&1; then
     if [[ -n $file && -s $file ]]; then
-      while IFS='=' read -r key value; do
-        case $key in
-          AWS_ACCESS_KEY_ID) access=$value ;;
-          AWS_SECRET_ACCESS_KEY) secret_key=$value ;;
-        esac
-      done <"$file"
-      [[ -n $access && -n $secret_key ]] || die "$file does not hold AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+      read_kept_credentials "$file"
+      access=$KEPT_ACCESS secret_key=$KEPT_SECRET_KEY
       log "creating Secret $NAMESPACE/$SECRET from the kept credentials of MinIO's volume ($file)"
     else
       log "creating Secret $NAMESPACE/$SECRET with random credentials"
@@ -78,15 +80,21 @@ credentials_file=''
 default_class=$(k get storageclass -o \
   jsonpath='{.items[?(@.metadata.annotations.storageclass\.kubernetes\.io/is-default-class=="true")].metadata.name}')
 if [[ -z $default_class ]]; then
-  volume=$(sed -n 's/^ *path: //p' "$overlay/local-volume/persistentvolume.yaml")
+  mapfile -t drives < <(sed -n 's/^ *path: //p' "$overlay/local-volume/persistentvolume.yaml")
   server=$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')
   [[ $server == "https://$NODE_IP:$API_PORT" && $EUID -eq 0 ]] \
-    || die "no default StorageClass in this cluster and it is not the local one: create a PV for $NAMESPACE/minio-data"
-  [[ $(dirname "$volume") == "$VOLUMES_DIR" ]] || die "$overlay/local-volume puts MinIO's data outside $VOLUMES_DIR"
+    || die "no default StorageClass in this cluster and it is not the local one: create PVs for $NAMESPACE/minio-drive-0 ... -3"
   install -d -o root -g root -m 0700 "$VOLUMES_DIR"
-  install -d -o 65532 -g 65532 -m 0750 "$volume"
-  credentials_file=$VOLUMES_DIR/minio-root-credentials
+  for drive in "${drives[@]}"; do
+    [[ $(dirname "$drive") == "$VOLUMES_DIR" ]] || die "$overlay/local-volume puts MinIO's drive $drive outside $VOLUMES_DIR"
+    install -d -o 65532 -g 65532 -m 0750 "$drive"
+  done
+  credentials_file=$MINIO_CREDENTIALS_FILE
   overlay=$overlay/local-volume
+elif k -n "$NAMESPACE" get pvc minio-data >/dev/null 2>&1; then
+  log "MinIO now erasure-codes over four drives (PVCs minio-drive-N); the single volume of an earlier version," \
+    "PVC $NAMESPACE/minio-data, cannot become one of them: kept as it is, its datasets and models are NOT served" \
+    "(docs/operations.md, \"MinIO's drives\", tells how to copy them over; PURGE=1 make undeploy deletes it)"
 fi
 ensure_root_secret "$credentials_file"
 log "applying $overlay"
@@ -94,3 +102,10 @@ k apply -k "$overlay" >/dev/null
 k -n "$NAMESPACE" rollout status deployment/minio --timeout=300s >/dev/null \
   || { k -n "$NAMESPACE" describe pods -l app.kubernetes.io/name=minio | tail -n 30 >&2; die "MinIO did not become ready"; }
 log "MinIO ready: http://minio.$NAMESPACE.svc.$CLUSTER_DOMAIN:9000 ($(k -n "$NAMESPACE" get svc minio -o jsonpath='{.spec.clusterIP}'):9000)"
+if [[ -n $credentials_file && -f $VOLUMES_DIR/minio-data/.minio.sys/format.json ]]; then
+  log "MinIO now erasure-codes over four drives ($VOLUMES_DIR/minio-drive-N); the single volume of an earlier" \
+    "version, $VOLUMES_DIR/minio-data, cannot become one of them: copying its objects in (hack/minio-migrate.sh)"
+  bash "$HACK/minio-migrate.sh"
+elif [[ -n $credentials_file && -d $VOLUMES_DIR/minio-data ]]; then
+  log "$VOLUMES_DIR/minio-data, the single volume of an earlier version, holds no MinIO data: left as it is"
+fi

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Removes Marina from the current cluster: its resources (their Jobs, Deployments and Services go with
-# them), the operator, the CRDs and MinIO's server. Stored datasets and models stay: MinIO's volume
-# (PVC and data, with the namespaces' MinIO identities), its namespace and the credentials Secrets (the root one
+# them), the operator, the CRDs and MinIO's server. Stored datasets and models stay: MinIO's four drives
+# (PVCs and data, with the namespaces' MinIO identities), its namespace and the credentials Secrets (the root one
 # in marina-system, each namespace's scoped one) are kept, so a later deploy finds them again.
-# PURGE=1 also deletes MinIO's data: its PVC (and the local cluster's PV, hostPath folder and kept root
-# credentials file) and the root credentials Secret, so the next deploy starts with an empty store.
+# PURGE=1 also deletes MinIO's data: its PVCs (and the local cluster's PVs, hostPath folders and kept root
+# credentials file), the single volume of earlier versions where one is left, and the root credentials Secret,
+# so the next deploy starts with an empty store.
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
 # shellcheck source=hack/lib/cluster.sh
-source "$HACK/lib/cluster.sh"  # VOLUMES_DIR: where the local cluster keeps MinIO's volume
+source "$HACK/lib/cluster.sh"  # VOLUMES_DIR: where the local cluster keeps MinIO's drives
 PURGE=${PURGE:-0}
 [[ $PURGE == 0 || $PURGE == 1 ]] || { printf '[undeploy] error: PURGE must be 0 or 1, got %s\n' "$PURGE" >&2; exit 1; }
 if [[ -z ${KUBECONFIG:-} && -f $ROOT/.cluster/kubeconfig ]]; then export KUBECONFIG=$ROOT/.cluster/kubeconfig; fi
@@ -36,32 +37,44 @@ k delete -k "$ROOT/manifests/operator" --ignore-not-found --wait=true >/dev/null
 log "CRDs"
 k delete -k "$ROOT/crds" --ignore-not-found >/dev/null || true
 if [[ $PURGE != 1 ]]; then
-  log "MinIO server (its volume and data stay; PURGE=1 deletes them)"
+  log "MinIO server (its drives and data stay; PURGE=1 deletes them)"
   k -n marina-system delete deployment/minio service/minio --ignore-not-found >/dev/null || true
   log "done"
   exit 0
 fi
 
-# purge_local_volume PATH: the local cluster's hostPath folder and the credentials kept next to it.
+# purge_local_volume PATH: one of the local cluster's hostPath folders.
 purge_local_volume() {
   local path=$1
-  [[ $(dirname "$path") == "$VOLUMES_DIR" ]] || { log "PV marina-minio-data's folder $path is not ours: left as it is"; return 0; }
+  [[ $(dirname "$path") == "$VOLUMES_DIR" ]] || { log "MinIO's folder $path is not ours: left as it is"; return 0; }
   ((EUID == 0)) || { log "error: deleting $path needs root (run as root, or delete it by hand)"; exit 1; }
-  rm -rf "$path" "$VOLUMES_DIR/minio-root-credentials" "$VOLUMES_DIR/minio-root-credentials.tmp"
-  log "deleted $path and the root credentials kept next to it"
+  rm -rf "$path"
+  log "deleted $path"
 }
 
 log "PURGE=1: MinIO's server, then its stored data"
 k -n marina-system delete deployment/minio service/minio --ignore-not-found --wait=true >/dev/null || true
 k -n marina-system wait --for=delete pod -l app.kubernetes.io/name=minio --timeout=120s >/dev/null 2>&1 || true
-host_path=$(k get pv marina-minio-data -o jsonpath='{.spec.hostPath.path}' 2>/dev/null || true)
-k -n marina-system delete pvc minio-data --ignore-not-found --wait=true >/dev/null || true
-k delete pv marina-minio-data --ignore-not-found --wait=true >/dev/null || true
-[[ -n $host_path ]] && purge_local_volume "$host_path"
-# No PV (a new cluster over a kept volume): the local cluster's folder, only when this is the local cluster.
-if [[ -z $host_path && -d $VOLUMES_DIR/minio-data ]] \
-  && [[ $(k config view --minify -o jsonpath='{.clusters[0].cluster.server}') == "https://$NODE_IP:$API_PORT" ]]; then
-  purge_local_volume "$VOLUMES_DIR/minio-data"
+local_cluster=$([[ $(k config view --minify -o jsonpath='{.clusters[0].cluster.server}') == "https://$NODE_IP:$API_PORT" ]] \
+  && echo 1 || echo 0)
+# Its four drives, and the single volume of earlier versions (minio-data) where one is left.
+for claim in minio-drive-0 minio-drive-1 minio-drive-2 minio-drive-3 minio-data; do
+  volume=marina-$claim
+  host_path=$(k get pv "$volume" -o jsonpath='{.spec.hostPath.path}' 2>/dev/null || true)
+  k -n marina-system delete pvc "$claim" --ignore-not-found --wait=true >/dev/null || true
+  k delete pv "$volume" --ignore-not-found --wait=true >/dev/null || true
+  if [[ -n $host_path ]]; then
+    purge_local_volume "$host_path"
+  elif [[ $local_cluster == 1 && -d $VOLUMES_DIR/$claim ]]; then  # no PV: a new cluster over a kept folder
+    purge_local_volume "$VOLUMES_DIR/$claim"
+  fi
+done
+if [[ $local_cluster == 1 ]]; then
+  for kept in "$VOLUMES_DIR"/minio-data.migrated-*; do  # hack/minio-migrate.sh's copied single volumes
+    [[ -d $kept ]] && purge_local_volume "$kept"
+  done
+  rm -f "$MINIO_CREDENTIALS_FILE" "$MINIO_CREDENTIALS_FILE.tmp"
+  log "deleted the root credentials kept in $VOLUMES_DIR"
 fi
 k -n marina-system delete secret marina-s3-credentials --ignore-not-found >/dev/null || true
 log "done: MinIO's data and root credentials are gone (namespaces' Secrets stay; the operator re-creates their identities)"

@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,23 @@ class MinioServer:
         }
 
 
-def start(binary: Path, root: Path, server: MinioServer, port: int, output: Any) -> subprocess.Popen[Any]:
-    """The pinned MinIO on loopback `port` with the server's root credentials, data under `root/data`
-    (also what benchmarks/data_bench.py runs its MinIO with)."""
+def drive_paths(root: Path, drives: int) -> list[Path]:
+    """The folders a MinIO of `drives` drives keeps its data in: `root/data` for one, else
+    `root/drive0` ... (erasure-coded over them, as the cluster's MinIO is)."""
+    return [root / "data"] if drives == 1 else [root / f"drive{index}" for index in range(drives)]
+
+
+def start(
+    binary: Path,
+    root: Path,
+    server: MinioServer,
+    port: int,
+    output: Any,
+    drives: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[Any]:
+    """The pinned MinIO on loopback `port` with the server's root credentials, data under `root/data`, or
+    erasure-coded over `drives` folders (also what benchmarks/data_bench.py and minio_bench.py run)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(root),
@@ -87,9 +102,14 @@ def start(binary: Path, root: Path, server: MinioServer, port: int, output: Any)
         "MINIO_ROOT_PASSWORD": server.secret_key,
         "MINIO_BROWSER": "off",
         "MINIO_UPDATE": "off",
+        # Erasure mode refuses drives on the host's root file system (they would not be separate disks);
+        # a test's or benchmark's folders are all there. In the cluster each drive is its own mount.
+        "MINIO_ROOTDRIVE_THRESHOLD_SIZE": "1",
+        **(extra_env or {}),
     }
     command = [str(binary), "server", "--quiet", "--address", f"127.0.0.1:{port}"]
-    command += ["--console-address", f"127.0.0.1:{free_port()}", str(root / "data")]
+    command += ["--console-address", f"127.0.0.1:{free_port()}"]
+    command += [str(path) for path in drive_paths(root, drives)]
     return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
@@ -107,18 +127,19 @@ def wait_until_ready(process: subprocess.Popen[Any], url: str, log: Path, timeou
     pytest.fail(f"MinIO did not become ready within {timeout:.0f}s: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
-    """A throw-away MinIO on a free loopback port with random credentials; stopped afterwards."""
-    root = tmp_path_factory.mktemp("minio")
-    port = free_port()
-    server = MinioServer(f"http://127.0.0.1:{port}", "marina-test", secrets.token_hex(16))
+@contextmanager
+def serving(
+    binary: Path, root: Path, server: MinioServer, drives: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """`server` (its endpoint a free loopback port) answering over `drives` folders under `root` while
+    in the block; stopped afterwards."""
+    port = int(server.endpoint.rsplit(":", 1)[1])
     log = root / "minio.log"
     with log.open("wb") as output:
-        process = start(minio_binary, root, server, port, output)
+        process = start(binary, root, server, port, output, drives, extra_env)
     try:
         wait_until_ready(process, f"{server.endpoint}/minio/health/ready", log)
-        yield server
+        yield
     finally:
         process.terminate()
         try:
@@ -126,6 +147,14 @@ def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def minio_server(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A throw-away MinIO on a free loopback port with random credentials; stopped afterwards."""
+    server = MinioServer(f"http://127.0.0.1:{free_port()}", "marina-test", secrets.token_hex(16))
+    with serving(minio_binary, tmp_path_factory.mktemp("minio"), server):
+        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 STATE_DIR=/var/lib/marina-cluster          # certificates, etcd data, kubelet and containerd roots
 LOG_DIR=$STATE_DIR/logs                   # one log per component; kept by cluster-down for post-mortems
-VOLUMES_DIR=$STATE_DIR/volumes            # hostPath volumes (MinIO's data) and their root credentials: kept unless PURGE=1
+VOLUMES_DIR=$STATE_DIR/volumes            # hostPath volumes (MinIO's four drives) and its root credentials: kept unless PURGE=1
+MINIO_CREDENTIALS_FILE=$VOLUMES_DIR/minio-root-credentials  # what MinIO's kept data is encrypted with (hack/minio-up.sh)
 RUN_DIR=/run/marina-cluster               # PID files, saved sysctls
 CONTAINERD_STATE=/run/marina-containerd
 CONTAINERD_SOCK=$CONTAINERD_STATE/containerd.sock
@@ -46,6 +47,20 @@ MINIO_BIN=$MARINA_CACHE/minio-$MINIO_VERSION
 # Images built here are named under marina.local, which never resolves: a missing one fails on this machine
 # instead of reaching a registry (containerd reads a short name such as marina:dev as a Docker Hub one).
 PAUSE_IMAGE=marina.local/marina-pause:dev
+
+# read_kept_credentials FILE: MinIO's root credentials as hack/minio-up.sh keeps them (KEY=value lines), into
+# KEPT_ACCESS and KEPT_SECRET_KEY; dies when FILE lacks either.
+read_kept_credentials() {
+  local key value
+  KEPT_ACCESS='' KEPT_SECRET_KEY=''
+  while IFS='=' read -r key value; do
+    case $key in
+      AWS_ACCESS_KEY_ID) KEPT_ACCESS=$value ;;
+      AWS_SECRET_ACCESS_KEY) KEPT_SECRET_KEY=$value ;;
+    esac
+  done <"$1"
+  [[ -n $KEPT_ACCESS && -n $KEPT_SECRET_KEY ]] || die "$1 does not hold AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+}
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 kubectl_local() { "$KUBE_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }

@@ -164,7 +164,7 @@ def test_the_namespaced_operator_is_manifests_operator_namespaced(helm: Path, ku
                 "--set",
                 "minio.persistence.storageClassName=",
                 "--set",
-                "minio.persistence.volumeName=marina-minio-data",
+                "minio.persistence.volumeNamePrefix=marina-minio-drive-",
             ),
             "minio/local-volume",
         ),
