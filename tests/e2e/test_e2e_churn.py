@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -71,10 +70,11 @@ def leader_pod(cluster: Any) -> dict[str, Any]:
     return dict(json.loads(cluster.kubectl("-n", SYSTEM, "get", "pod", name, "-o", "json")))
 
 
-def series_naming(pod: dict[str, Any], namespace: str) -> list[str]:
-    url = f"http://{pod['status']['podIP']}:{METRICS_PORT}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        text = answer.read().decode()
+def series_naming(cluster: Any, pod: dict[str, Any], namespace: str) -> list[str]:
+    """The leader's series that name `namespace`, read through the API server's proxy to the pod (the
+    host reaches no pod of a kind cluster)."""
+    path = f"/api/v1/namespaces/{SYSTEM}/pods/{pod['metadata']['name']}:{METRICS_PORT}/proxy/metrics"
+    text = cluster.kubectl("get", "--raw", path)
     return [line for line in text.splitlines() if not line.startswith("#") and f'"{namespace}"' in line]
 
 
@@ -102,7 +102,10 @@ def churn(marina: Any, pod: dict[str, Any], labels: list[str]) -> tuple[float, f
     marina.wait_for("every object gone", lambda: remaining(marina) == 0, 600, 3)
     # gone on the DELETED events; 30 s leaves room for a busy operator's queue of them
     marina.wait_for(
-        "no series naming a deleted object", lambda: not series_naming(pod, marina.namespace), 30, 2
+        "no series naming a deleted object",
+        lambda: not series_naming(marina.cluster, pod, marina.namespace),
+        30,
+        2,
     )
     return reconciled, time.monotonic() - started - reconciled, peak
 

@@ -8,10 +8,11 @@ phase of their own after the local cluster's).
 - A worker killed outright (its container killed) under the client: requests fail only while the dead
   pod is still listed behind the Service (until the node controller declares the node lost), and the
   model is back to two ready replicas without help, the lost pods evicted after a short toleration.
-- A worker killed under a two-shard TrainingJob and under a prepare. The machine is gone, so its Node is
-  deleted, as a cloud provider's node controller does: the pods it held are failed with DisruptionTarget,
-  which the Jobs' podFailurePolicy does not count, and replaced; the resource ends Ready with exactly an
-  undisturbed run's result and one model artifact.
+- A worker killed under a two-pod prepare and under a two-shard TrainingJob. The machine is gone, so its
+  Node is deleted, as a cloud provider's node controller does: the pods it held are failed with
+  DisruptionTarget, which the Jobs' podFailurePolicy does not count, and replaced; the resource ends Ready
+  with exactly an undisturbed run's result (the same dataset version and statistics as one pod's; the
+  same coefficients) and one model artifact.
 
 Each killed node is started again afterwards (its kubelet registers it again), so the next test has three
 workers. MinIO's node is never the victim: its volume lives on that node alone (a lost drive is the
@@ -32,6 +33,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 from tests.e2e.test_e2e_minio_restart import MINIO_PODS, SYSTEM, model_artifacts, pods_of
 from tests.e2e.test_e2e_pipeline import first_answer
+from tests.e2e.test_e2e_sharded_prepare import SAME, resource, table, write_csv
 from tests.e2e.traffic import Traffic
 
 from marina.model import artifact
@@ -53,7 +55,6 @@ REQUEST_TIMEOUT_SECONDS = 10
 #: not ready and the endpoints controllers follow, a matter of seconds.
 ENDPOINTS_SECONDS = 10
 SLOW = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"cpu": "200m", "memory": "512Mi"}}
-SYNTHETIC = {"rows": 1_000_000, "features": 20, "noise": 0.5, "seed": 5}
 
 
 def ready(node: dict[str, Any]) -> bool:
@@ -238,13 +239,12 @@ def slow_training(name: str, parallelism: int) -> dict[str, Any]:
     }
 
 
-def dataset(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "marina.dev/v1alpha1",
-        "kind": "Dataset",
-        "metadata": {"name": name},
-        "spec": {"source": {"synthetic": SYNTHETIC}, "resources": SLOW},
-    }
+def dataset(name: str, uri: str, parallelism: int) -> dict[str, Any]:
+    """test_e2e_sharded_prepare's Dataset of a CSV (400,000 x 10, median fills), its pods slowed down so
+    that a node can be killed under them."""
+    body = resource(name, {"csv": {"uri": uri}}, parallelism)
+    body["spec"]["resources"] = SLOW
+    return body
 
 
 def running_pod(marina: Any, selector: str) -> dict[str, Any] | None:
@@ -270,26 +270,27 @@ def coefficients(status: dict[str, Any]) -> np.ndarray:
     return np.array([*model.coefficients, model.intercept])
 
 
-def test_a_worker_killed_under_a_prepare_and_two_shards_changes_nothing(
+def test_a_worker_killed_under_a_two_pod_prepare_and_two_shards_changes_nothing(
     marina: Any, storage_env: None
 ) -> None:
-    marina.apply(dataset("calm"))
+    uri = f"s3://marina/raw/{marina.namespace}/wide.csv"
+    write_csv(uri, *table())
+    marina.apply(dataset("calm", uri, 1))
     calm = marina.wait_ready("dataset", "calm", timeout=900)
-    marina.apply(dataset("wide"))
-    pod, node = kill_under(marina, "marina.dev/dataset=wide")
+    marina.apply(dataset("wide", uri, 2))
+    pod, node = kill_under(marina, "marina.dev/dataset=wide,batch.kubernetes.io/job-completion-index")
     with killed(marina.cluster, node, deleted=True):
         wide = marina.wait_ready("dataset", "wide", timeout=900)
-    print(f"\nprepare: {pod} killed with {node}; Ready, version {wide['version'][:12]}")
-    assert (wide["version"], wide["rows"], wide["trainRows"]) == (
-        calm["version"],
-        calm["rows"],
-        calm["trainRows"],
-    )
+    print(f"\nprepare in two pods: {pod} killed with {node}; Ready, version {wide['version'][:12]}")
+    assert wide["shards"] == 2
+    assert {key: wide[key] for key in SAME if key != "uri"} == {
+        key: calm[key] for key in SAME if key != "uri"
+    }
 
     marina.apply(slow_training("undisturbed", 2))
     undisturbed = marina.wait_ready("trainingjob", "undisturbed", timeout=900)
     marina.apply(slow_training("disturbed", 2))
-    selector = "marina.dev/trainingjob=disturbed"
+    selector = "marina.dev/trainingjob=disturbed,batch.kubernetes.io/job-completion-index"
     pod, node = kill_under(marina, selector)
     with killed(marina.cluster, node, deleted=True):
         disturbed = marina.wait_ready("trainingjob", "disturbed", timeout=900)
