@@ -244,6 +244,10 @@ def test_every_answered_row_survives_a_rollout_and_its_feedback_gives_the_live_r
         return performance if performance.get("feedbackRows") == LABELLED else None
 
     performance = marina.wait_for("a check of the feedback", checked, timeout=120, every=1)
+    # Exactly: more than a flush age since the rows were found, no pod has written another (a part
+    # written twice, a retried put) since.
+    again = stream.table()
+    assert again is not None and pc.sum(pc.starts_with(again.column("id"), "req-")).as_py() == REQUESTS
     print(f"live accuracy: {performance}; by hand rmse {rmse:.9g} over {len(ours)} rows")
     assert performance["modelVersion"] == second[: len(performance["modelVersion"])]
     assert (performance["rows"], performance["otherModels"], performance["unmatched"]) == (
