@@ -111,8 +111,8 @@ class SufficientStatistics:
         """Shift the columns whose mean dwarfs their spread (in the first rows) by that mean.
 
         Centring by ``Σxxᵀ - n·x̄x̄ᵀ`` loses about log10(1 + x̄²/σ²) digits; below
-        ``OFFSET_RATIO`` that is at most ~1.2 of 16 digits, and skipping the shift lets each block
-        be copied rather than subtracted (twice as fast in numpy).
+        ``OFFSET_RATIO`` that is at most ~1.2 of 16 digits, and skipping the shift saves a
+        subtraction per block (about 7 % of the Gram's time on 1M x 100).
         """
         sample, sample_y = X[:SHIFT_SAMPLE_ROWS], y[:SHIFT_SAMPLE_ROWS]
         with np.errstate(over="ignore", invalid="ignore"):
@@ -286,6 +286,9 @@ class _Products:
         self.block_rows = gram_block_rows(n_features + 2)
         self.buffer = np.empty((min(self.block_rows, rows), n_features + 2))
         self.buffer[:, -1] = 1.0
+        # The shifts laid out as the buffer is, so that one contiguous subtraction applies them all
+        # (numpy subtracts a row vector from a strided block row by row, at half the speed).
+        self.shifts = np.tile(np.append(x_shift, [y_shift, 0.0]), self.buffer.shape[0])
 
     def add(self, X: Array, y: Array) -> bool:
         """Add rows block by block; False when the products are not finite (NaN, infinity or overflow).
@@ -299,11 +302,13 @@ class _Products:
             for start in range(0, X.shape[0], step):
                 block = X[start : start + step]
                 buffer = self.buffer[: block.shape[0]]
+                buffer[:, :d] = block
+                buffer[:, d] = y[start : start + step]
                 if shifted:
-                    np.subtract(block, self.x_shift, out=buffer[:, :d])
+                    flat = buffer.reshape(-1)
+                    flat -= self.shifts[: flat.size]
                 else:
-                    buffer[:, :d] = block  # a plain copy runs at twice the speed of a subtraction
-                np.subtract(y[start : start + step], self.y_shift, out=buffer[:, d])
+                    buffer[:, d] -= self.y_shift
                 np.matmul(buffer.T, buffer, out=products)
                 self.raw += products
         self.count += X.shape[0]
