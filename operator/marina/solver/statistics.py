@@ -101,7 +101,7 @@ class SufficientStatistics:
             return self
         if self.n_samples == 0:
             self._choose_shift(matrix, target)
-        products = _Products(self.n_features, self.x_shift, self.y_shift, rows=matrix.shape[0])
+        products = _Products(self.n_features, self.x_shift, self.y_shift, matrix)
         if not products.add(matrix, target):
             raise_non_finite(matrix, target, row_offset=self.n_samples)
         self._absorb(products.centred())
@@ -274,21 +274,34 @@ class _Products:
     yields everything at once: XᵀX, Xᵀy and yᵀy, and against the column of ones the column sums
     and the count, so X is read from memory once and never looked at a second time. The buffer
     (and BLAS's packed copy of it) stays in the core's cache, where the copy costs less than a
-    second read of the block would (a 2-row gemm for Xᵀy and the sums cost a fifth of the syrk).
-    Centring happens once per chunk, in ``centred``: the shift keeps x̄ - shift small, so
-    nothing cancels.
+    second read of the block would (a 2-row gemm for Xᵀy and the sums cost a fifth of the syrk on
+    row-major X). The buffer takes X's layout, so the copy runs along memory; column-major X
+    without shifts is read in place instead (syrk, then the 2-row gemm ``[y | 1]ᵀX``, which runs
+    fast on that layout, while the block is still in cache). Centring happens once per chunk, in
+    ``centred``: the shift keeps x̄ - shift small, so nothing cancels.
     """
 
-    def __init__(self, n_features: int, x_shift: Array, y_shift: float, rows: int) -> None:
+    def __init__(self, n_features: int, x_shift: Array, y_shift: float, X: Array) -> None:
         self.n_features, self.x_shift, self.y_shift = n_features, x_shift, y_shift
         self.count = 0
         self.raw = np.zeros((n_features + 2, n_features + 2))
-        self.block_rows = gram_block_rows(n_features + 2)
-        self.buffer = np.empty((min(self.block_rows, rows), n_features + 2))
-        self.buffer[:, -1] = 1.0
-        # The shifts laid out as the buffer is, so that one contiguous subtraction applies them all
+        self.shifted = bool(x_shift.any())
+        self.row_major = X.strides[1] == X.itemsize
+        self.in_place = not (self.row_major or self.shifted)
+        self.block_rows = (gram_block_rows if self.row_major else block_rows)(n_features + 2)
+        width = 2 if self.in_place else n_features + 2
+        self.storage = np.empty(min(self.block_rows, X.shape[0]) * width)
+        # Row-major shifts laid out as the buffer is, so that one contiguous subtraction applies them all
         # (numpy subtracts a row vector from a strided block row by row, at half the speed).
-        self.shifts = np.tile(np.append(x_shift, [y_shift, 0.0]), self.buffer.shape[0])
+        self.shifts = np.tile(np.append(x_shift, [y_shift, 0.0]), len(self.storage) // width)
+
+    def _buffer(self, rows: int) -> Array:
+        """The first rows x width of the storage, contiguous in X's layout, its last column ones."""
+        width = 2 if self.in_place else self.n_features + 2
+        used = self.storage[: rows * width]
+        buffer = used.reshape(rows, width) if self.row_major or self.in_place else used.reshape(width, rows).T
+        buffer[:, -1] = 1.0
+        return buffer
 
     def add(self, X: Array, y: Array) -> bool:
         """Add rows block by block; False when the products are not finite (NaN, infinity or overflow).
@@ -296,23 +309,38 @@ class _Products:
         A non-finite value or product shows in its column's sum of squares, which can only stay
         non-finite once it is, so one look at the diagonal after the last block suffices.
         """
-        d, step, shifted = self.n_features, self.block_rows, bool(self.x_shift.any())
+        d, step = self.n_features, self.block_rows
         products = np.empty_like(self.raw)
         with np.errstate(over="ignore", invalid="ignore"):  # reported by the caller
             for start in range(0, X.shape[0], step):
                 block = X[start : start + step]
-                buffer = self.buffer[: block.shape[0]]
-                buffer[:, :d] = block
-                buffer[:, d] = y[start : start + step]
-                if shifted:
-                    flat = buffer.reshape(-1)
-                    flat -= self.shifts[: flat.size]
+                buffer = self._buffer(block.shape[0])
+                if self.in_place:
+                    np.subtract(y[start : start + step], self.y_shift, out=buffer[:, 0])
+                    cross = buffer.T @ block
+                    products[:d, :d] = block.T @ block
+                    products[d:, :d], products[:d, d:] = cross, cross.T
+                    products[d:, d:] = buffer.T @ buffer
                 else:
-                    buffer[:, d] -= self.y_shift
-                np.matmul(buffer.T, buffer, out=products)
+                    self._fill(buffer, block, y[start : start + step])
+                    np.matmul(buffer.T, buffer, out=products)
                 self.raw += products
         self.count += X.shape[0]
         return bool(np.isfinite(self.raw.diagonal()).all())
+
+    def _fill(self, buffer: Array, X: Array, y: Array) -> None:
+        """``[X - x_shift | y - y_shift]`` into the buffer's first columns."""
+        d = self.n_features
+        if self.row_major and self.shifted:
+            buffer[:, :d], buffer[:, d] = X, y
+            flat = buffer.reshape(-1)  # a view: the buffer is contiguous
+            flat -= self.shifts[: flat.size]
+            return
+        if self.shifted:  # column-major: numpy subtracts along each column, at the speed of a copy
+            np.subtract(X, self.x_shift, out=buffer[:, :d])
+        else:
+            buffer[:, :d] = X
+        np.subtract(y, self.y_shift, out=buffer[:, d])
 
     def centred(self) -> SufficientStatistics:
         d = self.n_features
