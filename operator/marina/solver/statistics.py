@@ -293,7 +293,10 @@ class _Products:
         self.storage = np.empty(min(self.block_rows, X.shape[0]) * width)
         # Row-major shifts laid out as the buffer is, so that one contiguous subtraction applies them all
         # (numpy subtracts a row vector from a strided block row by row, at half the speed).
-        self.shifts = np.tile(np.append(x_shift, [y_shift, 0.0]), len(self.storage) // width)
+        pattern = np.append(x_shift, [y_shift, 0.0])
+        self.shifts = (
+            np.tile(pattern, len(self.storage) // width) if self.row_major and self.shifted else pattern
+        )
 
     def _buffer(self, rows: int) -> Array:
         """The first rows x width of the storage, contiguous in X's layout, its last column ones."""
