@@ -174,7 +174,7 @@ def main() -> None:
             env,
         )
         fit = measure(
-            "from marina import dataset\nfrom marina.solver import LinearRegressor\n"
+            "from marina.data import dataset\nfrom marina.solver import LinearRegressor\n"
             f"data = dataset.load({prepared['uri']!r}).data\nx, y = data.x_train, data.y_train",
             "LinearRegressor().fit(x, y)",
             env,
