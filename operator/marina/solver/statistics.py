@@ -9,7 +9,7 @@ Precision: the raw Gram ``XᵀX - n·x̄x̄ᵀ`` cancels catastrophically when f
 offsets, so columns whose offset dwarfs their spread are shifted by a rough mean (that of the first
 rows) before the one BLAS call that forms each block's cross-products, and blocks are merged
 with Chan et al.'s pairwise update. The shift is applied to a small reused buffer, never to a
-copy of the whole ``X``: X is read once, a block at a time.
+copy of the whole ``X``: X is read from memory once, a block at a time.
 """
 
 from __future__ import annotations
