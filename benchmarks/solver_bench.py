@@ -5,8 +5,11 @@
 
 For each size it times OLS (LinearRegression), ridge (Ridge) and lasso (Lasso, same alpha and
 tol) and prints time, speed-up ratio, the largest coefficient difference and, for the lasso,
-both objectives. Then it streams the largest size through SufficientStatistics in chunks,
-reports the peak of numpy's allocations (tracemalloc) against one chunk + d², and checks the
+both objectives. For each size it also times the OLS fit against one ``X.T @ X`` (the Gram alone,
+the least a normal-equations fit must do), interleaved round by round in this process, and prints
+every round and the medians of wall and process CPU time (CPU is steadier on a shared machine; with
+several BLAS threads it adds them up). Then it streams the largest size through SufficientStatistics
+in chunks, reports the peak of numpy's allocations (tracemalloc) against one chunk + d², and checks the
 streamed coefficients against the in-memory fit. Timings are the best of --repeat runs.
 """
 
@@ -19,6 +22,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from statistics import median
 from typing import Any
 
 import numpy as np
@@ -158,6 +162,34 @@ def compare(X: Array, y: Array, alpha_ridge: float, alpha_lasso: float, tol: flo
     return results
 
 
+def gram_ratio(X: Array, y: Array, rounds: int) -> list[str]:
+    """``LinearRegressor().fit`` against one ``X.T @ X``, alternating, every round and the medians."""
+    steps: dict[str, Callable[[], Any]] = {
+        "X.T @ X": lambda: X.T @ X,
+        "fit": lambda: LinearRegressor().fit(X, y),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            gc.collect()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    lines = []
+    for clock, times in (("wall", wall), ("cpu", cpu)):
+        for name, values in times.items():
+            rounds_text = " ".join(f"{v:.3f}" for v in values)
+            lines.append(f"  {clock:<4} {name:<8} {rounds_text}  median {median(values):.3f} s")
+        ratios = [f / g for f, g in zip(times["fit"], times["X.T @ X"], strict=True)]
+        lines.append(
+            f"  {clock:<4} fit / X.T @ X: {median(times['fit']) / median(times['X.T @ X']):.2f} (medians); "
+            f"per round {' '.join(f'{r:.2f}' for r in ratios)}, median {median(ratios):.2f} (target <= 1.1)"
+        )
+    return lines
+
+
 def streaming_check(design: Design, X: Array, y: Array) -> list[str]:
     """Peak numpy memory of a streamed fit against one chunk + d², and equality with the in-memory fit."""
     gc.collect()
@@ -229,6 +261,7 @@ def main() -> int:
     parser.add_argument("--alpha-lasso", type=float, default=0.05)
     parser.add_argument("--tol", type=float, default=1e-4, help="lasso tol, the same for both")
     parser.add_argument("--repeat", type=int, default=1, help="best of N timings")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of fit against X.T @ X")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--offset",
@@ -248,6 +281,9 @@ def main() -> int:
         X, y = make_data(design)
         for row in compare(X, y, args.alpha_ridge, args.alpha_lasso, args.tol, args.repeat):
             print(row.render(), flush=True)
+        print(f"{rows:>9,} OLS fit against one X.T @ X, {args.rounds} rounds interleaved:")
+        for line in gram_ratio(X, y, args.rounds):
+            print(line, flush=True)
     if design is not None and X is not None and y is not None:
         for line in streaming_check(design, X, y):
             print(line)

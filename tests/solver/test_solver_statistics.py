@@ -62,7 +62,27 @@ def test_streaming_equals_in_memory(dataset: Dataset, params: dict, standardize:
 
 def test_moments_match_numpy(dataset: Dataset) -> None:
     X, y = dataset
-    stats = chunked(X, y, 100)
+    assert_moments(X, y, chunked(X, y, 100))
+
+
+LAYOUTS = {
+    "rows": np.ascontiguousarray,
+    "columns": np.asfortranarray,
+    "view": lambda X: np.column_stack([X, X[:, :1]])[:, :-1],  # rows of a wider table, as a split's x
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_moments_every_layout(layout: str, offset: float) -> None:
+    """Row-major, column-major and strided X, with and without shifted columns, over several blocks and
+    a partial last one: the same moments within the same bounds."""
+    X, y = synthetic(n=20_000, d=40, offset=offset, seed=3)
+    laid_out = LAYOUTS[layout](X)
+    assert_moments(X, y, SufficientStatistics.from_arrays(laid_out, y))
+
+
+def assert_moments(X: np.ndarray, y: np.ndarray, stats: SufficientStatistics) -> None:
     centred, y_centred = X - X.mean(axis=0), y - y.mean()
     # Both sides are computed products: each carries up to the product bound (stats from shifted rows).
     shifted = X - stats.x_shift
