@@ -90,6 +90,7 @@ class ServedModel:
     json_head: bytes = field(init=False, repr=False, compare=False)
     json_prefixes: dict[str, bytes] = field(init=False, repr=False, compare=False)
     one_row_writers: dict[Any, Any] = field(init=False, repr=False, compare=False)
+    parsed_outputs: dict[Any, Any] = field(init=False, repr=False, compare=False)  # serving.protocol's
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -171,6 +172,7 @@ class ServedModel:
         object.__setattr__(self, "json_head", head)
         object.__setattr__(self, "json_prefixes", prefixes)
         object.__setattr__(self, "one_row_writers", {})
+        object.__setattr__(self, "parsed_outputs", {})
 
     def unavailable(self) -> dict[str, str]:
         """The outputs this model cannot answer, and why."""

@@ -40,6 +40,8 @@ _LENGTH = struct.Struct("<I")  # BYTES binary data: each element's length, then 
 
 
 _ABSENT = object()
+#: Kinds of `outputs` list a model remembers parsed, at most (clients choose them: bounded).
+PARSED_OUTPUTS = 64
 _new_tuple = tuple.__new__
 
 
@@ -504,7 +506,11 @@ def _requested_outputs(
     request: Mapping[str, Any], model: ServedModel
 ) -> tuple[tuple[RequestedOutput, ...] | None, bool]:
     """The outputs asked for by name, or None when the request names none or only `predict` (whose
-    answer is then exactly the one a request naming none gets); and whether the prediction is binary."""
+    answer is then exactly the one a request naming none gets); and whether the prediction is binary.
+
+    Clients send the same few `outputs` lists: what one parses to is remembered by the model under the
+    list's canonical JSON, the request's level and its binary flag (a level that is not a float is never
+    valid, so only those requests are looked up; a refused list is never remembered)."""
     binary = _parameter(request, "binary_data_output") is True
     outputs = request.get("outputs")
     if outputs is None:
@@ -512,6 +518,24 @@ def _requested_outputs(
     if not isinstance(outputs, list):
         raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
     level = _parameter(request, "level")
+    if level is not None and type(level) is not float:
+        return _parse_outputs(outputs, level, binary, model)
+    try:
+        key = (jsoncodec.dumps(outputs), level, binary)
+    except (TypeError, ValueError):  # nested deeper than the encoder goes: read it unremembered
+        return _parse_outputs(outputs, level, binary, model)
+    parsed = model.parsed_outputs
+    found = parsed.get(key)
+    if found is None:
+        found = _parse_outputs(outputs, level, binary, model)
+        if len(parsed) < PARSED_OUTPUTS:
+            parsed[key] = found
+    return found  # type: ignore[no-any-return]
+
+
+def _parse_outputs(
+    outputs: list[Any], level: Any, binary: bool, model: ServedModel
+) -> tuple[tuple[RequestedOutput, ...] | None, bool]:
     level = DEFAULT_LEVEL if level is None else level_of(level, "parameter 'level'")
     available = model.outputs
     requested: dict[str, RequestedOutput] = {}  # in the order asked; the names seen
