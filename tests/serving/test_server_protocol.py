@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from marina.model.artifact import ModelArtifact
-from marina.serving import protocol
+from marina.serving import jsoncodec, protocol
 from marina.serving.errors import BadRequest
 from marina.serving.model import ServedModel
 from marina.serving.protocol import RequestedOutput
@@ -70,3 +71,20 @@ def test_a_list_nested_deeper_than_the_encoder_goes_is_still_read(model: ServedM
     assert parse(model, [{"name": "upper", "parameters": {"x": deep}}])[0] == (
         RequestedOutput("upper", False, 0.95),
     )
+
+
+@pytest.mark.parametrize("request_id", [None, "r-1", 'quote " back \\ ü \u2028'])
+@pytest.mark.parametrize("name", ["m", "a.b_c-d"])
+def test_one_prediction_in_json_is_the_bytes_of_the_document(
+    diabetes_model: ModelArtifact, request_id: str | None, name: str
+) -> None:
+    model = ServedModel.from_artifact(diabetes_model, name, "memory")
+    for prediction in (-0.18232991123071285, 1e-300, 123456789.0, 0.0):
+        document: dict[str, Any] = {"model_name": name, "model_version": model.version}
+        if request_id is not None:
+            document["id"] = request_id
+        document["outputs"] = [{"name": "predict", "datatype": "FP64", "shape": [1], "data": [prediction]}]
+        assert protocol.encode_v2(model, np.array([prediction]), request_id) == (
+            jsoncodec.dumps(document),
+            None,
+        )

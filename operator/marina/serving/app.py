@@ -126,7 +126,20 @@ def request_id(scope: Scope, given: str | None = None) -> str:
         if name == REQUEST_ID and value:
             sent: bytes = value
             return sent.decode("latin-1")
-    return os.urandom(16).hex()
+    return _new_id()
+
+
+#: New request ids drawn from the system's random source at once (a read per id cost 0.5 us a request)
+IDS_PER_READ = 256
+_fresh_ids: list[str] = []
+os.register_at_fork(after_in_child=_fresh_ids.clear)  # a child never answers with its parent's ids
+
+
+def _new_id() -> str:
+    if not _fresh_ids:
+        digits = os.urandom(16 * IDS_PER_READ).hex()
+        _fresh_ids.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+    return _fresh_ids.pop()
 
 
 def _with_id(headers: Headers, rid: str) -> Headers:
