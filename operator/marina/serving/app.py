@@ -80,10 +80,14 @@ def _json(value: Any, status: int = 200) -> Response:
 def _finite(predictions: np.ndarray) -> np.ndarray:
     """Predictions as they are, or a 400 naming the first row whose prediction overflowed or is NaN.
 
-    ``p·p`` is finite whenever every prediction is below 1e154: one BLAS call (0.5 µs for one row
-    against 3 µs for ``isfinite().all()``); only when it is not are the rows checked one by one.
+    One row's prediction is checked as a Python float (0.1 µs). For more, ``p·p`` is finite whenever every
+    prediction is below 1e154: one BLAS call (0.5 µs against 3 µs for ``isfinite().all()``); only when it
+    is not are the rows checked one by one.
     """
-    if math.isfinite(predictions.dot(predictions)) or np.isfinite(predictions).all():
+    if len(predictions) == 1:
+        if math.isfinite(predictions.item()):
+            return predictions
+    elif math.isfinite(predictions.dot(predictions)) or np.isfinite(predictions).all():
         return predictions
     bad = np.flatnonzero(~np.isfinite(predictions))
     raise BadRequest(

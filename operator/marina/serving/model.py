@@ -90,6 +90,7 @@ class ServedModel:
     json_head: bytes = field(init=False, repr=False, compare=False)
     json_prefixes: dict[str, bytes] = field(init=False, repr=False, compare=False)
     one_row_writers: dict[Any, Any] = field(init=False, repr=False, compare=False)
+    intercept_array: np.ndarray = field(init=False, repr=False, compare=False)  # 0-d, for `predict`
     parsed_outputs: dict[Any, Any] = field(init=False, repr=False, compare=False)  # serving.protocol's
 
     @classmethod
@@ -136,9 +137,10 @@ class ServedModel:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Vectorised: the same products and sums as `ModelArtifact.predict` (tests check equality).
 
-        `dot` rather than `@`: the same BLAS call for 2-D by 1-D, with less overhead per call.
+        `dot` rather than `@`: the same BLAS call for 2-D by 1-D, with less overhead per call; the intercept
+        added as a 0-d array, the same addition without converting a Python float on every call (0.3 us).
         """
-        predictions: np.ndarray = features.dot(self.coefficients) + self.intercept
+        predictions: np.ndarray = features.dot(self.coefficients) + self.intercept_array
         return predictions
 
     def __post_init__(self) -> None:
@@ -172,6 +174,7 @@ class ServedModel:
         object.__setattr__(self, "json_head", head)
         object.__setattr__(self, "json_prefixes", prefixes)
         object.__setattr__(self, "one_row_writers", {})
+        object.__setattr__(self, "intercept_array", np.array(self.intercept, dtype=np.float64))
         object.__setattr__(self, "parsed_outputs", {})
 
     def unavailable(self) -> dict[str, str]:
