@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when the timer fires (inf: none armed)
         self._header_deadline: float | None = None  # loop time by which the headers must be complete
         self._body_deadline: float | None = None  # ... the body, once it arrives in pieces
         self._idle_deadline: float | None = None  # ... the next request's first byte (keep-alive)
@@ -107,7 +109,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_deadline = self._body_deadline = self._idle_deadline = None
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._timer_at = None, math.inf
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -166,8 +168,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
         else:
-            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
-            self._watch(self._idle_deadline)
+            deadline = self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+            if deadline < self._timer_at:
+                self._watch(deadline)
 
     def _headers_too_large(self) -> None:
         if not self.transport.is_closing():
@@ -175,21 +178,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(431, "Request Header Fields Too Large", message)
 
     def _start_header_clock(self) -> None:
-        self._header_deadline = self.loop.time() + self.limits.header_timeout_seconds
-        self._watch(self._header_deadline)
+        deadline = self._header_deadline = self.loop.time() + self.limits.header_timeout_seconds
+        if deadline < self._timer_at:
+            self._watch(deadline)
 
     def _watch(self, deadline: float) -> None:
-        """Make sure the timer fires by `deadline` (an armed timer already does unless it fires later)."""
-        if self._timer is None:
+        """Make sure the timer fires by `deadline` (an armed timer already does unless it fires later:
+        the usual case, one comparison with the time it is armed for, no call)."""
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
             self._timer = self.loop.call_at(deadline, self._check)
-        elif self._timer.when() > deadline:
-            self._timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._check)
+            self._timer_at = deadline
 
     def _check(self) -> None:
         """The timer fired: refuse a request that missed its deadline, close a connection idle for longer
         than the keep-alive timeout, else wait for the next deadline."""
-        self._timer = None
+        self._timer, self._timer_at = None, math.inf
         if self.transport.is_closing():
             return
         now = self.loop.time()
