@@ -392,8 +392,9 @@ class ServingApp:
                 model, predictions, request.request_id, request.binary_output
             )
         else:
-            computed = computed or outputs.Computed(model, features, predictions)
-            content, header_length = outputs.v2_response(computed, request.outputs, request.request_id)
+            content, header_length = outputs.v2_answer(
+                model, features, predictions, request.outputs, request.request_id, computed
+            )
         self._record(features, predictions, request.unseen, rid, request.columns)
         if self.shadow is not None:
             self._mirror(self.shadow, f"/v2/models/{model.name}/infer", body, scope, rid, predictions)

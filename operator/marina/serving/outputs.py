@@ -104,13 +104,27 @@ def _prepare_for(computed: Computed, requested: Sequence[RequestedOutput]) -> bo
 def v2_response(
     computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
 ) -> tuple[bytes, int | None]:
-    """The response body for named outputs (and the JSON header's length when some are binary). One row
-    in JSON, the usual online request, is written straight from Python values."""
-    if len(computed.predictions) == 1:
-        writer = _one_row_writer(computed.model, requested)
+    """The response body for named outputs (and the JSON header's length when some are binary)."""
+    model, features, predictions = computed.model, computed.features, computed.predictions
+    return v2_answer(model, features, predictions, requested, request_id, computed)
+
+
+def v2_answer(
+    model: ServedModel,
+    features: np.ndarray,
+    predictions: np.ndarray,
+    requested: Sequence[RequestedOutput],
+    request_id: str | None,
+    computed: Computed | None = None,
+) -> tuple[bytes, int | None]:
+    """`v2_response` for a request's rows (with what was computed for them already, if anything). One row
+    in JSON, the usual online request, is written straight from Python values, with no `Computed`."""
+    if len(predictions) == 1:
+        writer = _one_row_writer(model, requested)
         if writer is not None:
-            return writer(computed.features, computed.predictions.item(), request_id), None
-    return protocol.encode_tensors(computed.model, v2_tensors(computed, requested), request_id)
+            return writer(features, predictions.item(), request_id), None
+    computed = computed or Computed(model, features, predictions)
+    return protocol.encode_tensors(model, v2_tensors(computed, requested), request_id)
 
 
 def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
@@ -162,28 +176,33 @@ def _compile_writer(model: ServedModel, requested: Sequence[RequestedOutput]) ->
     dumps, head, prefixes = jsoncodec.dumps, model.json_head, model.json_prefixes
     listing, inside = b',"outputs":[', dumps([INSIDE])
     opening = head + listing
-    # each output's bytes up to its data, after the end of the one before
-    steps = [(b"}," * bool(k) + prefixes[name], name, level) for k, (name, _, level) in enumerate(requested)]
+    # each output's bytes up to its data (after the end of the one before), and what its data is as a
+    # small integer (compared at once, where a name would be a global looked up per output)
+    kinds = {OUTPUT_NAME: 0, CONTRIBUTION: 1, LOWER: 2, UPPER: 3, EXTRAPOLATION: 4}
+    steps = [
+        (b"}," * bool(k) + prefixes[name], kinds[name], level) for k, (name, _, level) in enumerate(requested)
+    ]
 
     def write(features: np.ndarray, prediction: float, request_id: str | None) -> bytes:
         answered = answer(features)
         widths = answered.widths
         parts = [opening if request_id is None else b"".join([head, b',"id":', dumps(request_id), listing])]
-        for prefix, name, level in steps:
-            if name == OUTPUT_NAME:
-                data = dumps([prediction])
-            elif name == CONTRIBUTION:
-                data = dumps(answered.contributions)
-            elif name == LOWER:
-                data = dumps([prediction - widths[level]])
-            elif name == UPPER:
-                data = dumps([prediction + widths[level]])
-            else:
+        append = parts.append
+        for prefix, kind, level in steps:
+            append(prefix)
+            if kind == 0:  # predict
+                append(dumps([prediction]))
+            elif kind == 1:  # contribution
+                append(dumps(answered.contributions))
+            elif kind == 2:  # lower
+                append(dumps([prediction - widths[level]]))
+            elif kind == 3:  # upper
+                append(dumps([prediction + widths[level]]))
+            else:  # extrapolation
                 verdicts = answered.verdicts
                 assert verdicts is not None
-                data = dumps(verdicts.labels()) if verdicts.any_outside else inside
-            parts += (prefix, data)
-        parts.append(b"}]}")
+                append(dumps(verdicts.labels()) if verdicts.any_outside else inside)
+        append(b"}]}")
         return b"".join(parts)
 
     return write
