@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from server_helpers import FEATURES, Client
 
 from marina import __version__
 from marina.model.artifact import ModelArtifact
+from marina.serving import app as app_module
 from marina.serving.limits import ServerLimits
 from marina.serving.model import ServedModel
 from marina.serving.protocol import DATATYPES
@@ -576,3 +578,23 @@ def test_unexpected_failure_is_500_and_the_server_keeps_serving(
         response = client.post(PREDICT, json={"instances": ROWS})
     assert (response.status_code, response.json()) == (500, {"error": "internal server error"})
     assert client.post(PREDICT, json={"instances": ROWS}).status_code == 200
+
+
+def test_new_request_ids_are_distinct_128_bit_hex_across_reads() -> None:
+    ids = [app_module.request_id({"headers": []}) for _ in range(3 * app_module.IDS_PER_READ + 5)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_a_forked_child_never_answers_with_its_parents_ids() -> None:
+    app_module.request_id({"headers": []})  # the parent holds ids read ahead
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side
+        os.write(writing, app_module.request_id({"headers": []}).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    drawn = os.read(reading, 64).decode()
+    os.close(reading)
+    os.close(writing)
+    parents = [app_module.request_id({"headers": []}) for _ in range(app_module.IDS_PER_READ)]
+    assert len(drawn) == 32 and drawn not in parents

@@ -167,6 +167,17 @@ def test_a_non_finite_prediction_is_a_400_naming_the_row(client: Client, path: s
     assert 'marina_feature_count{feature="age",model="diabetes"} 0.0' in client.get("/metrics").text
 
 
+@pytest.mark.parametrize("row", [[1e308, -1e308, 0], [1.5e308, 1e308, 0]], ids=["inf", "nan"])
+def test_one_non_finite_prediction_is_a_400_too(client: Client, row: list[float]) -> None:
+    for payload in (
+        {"instances": [row]},
+        {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": row}]},
+    ):
+        response = client.post(PREDICT if "instances" in payload else INFER, json=payload)
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("row 0: the prediction is ")
+
+
 def test_running_statistics_never_become_nan() -> None:
     statistics = RunningStatistics(2)
     statistics.add(np.array([[1.0, 2.0], [3.0, 4.0]]))

@@ -39,9 +39,10 @@ intervals and leverage need a retrain.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -66,6 +67,8 @@ MARGIN_SDS = 3.0
 INSIDE = "inside"
 LEVERAGE, RANGE, CATEGORY = "leverage", "range", "category"
 REASONS = (LEVERAGE, RANGE, CATEGORY)
+#: Kinds of one-row request (outputs and levels asked for) whose answerer a model remembers, at most.
+ONE_ROW_KINDS = 64
 
 
 class AnswerError(ValueError):
@@ -309,6 +312,10 @@ class Answered(NamedTuple):
     verdicts: Verdicts | None
 
 
+#: One row's answer, with everything that does not depend on the row settled (see `Answers.one_row`).
+OneRow = Callable[[np.ndarray], Answered]
+
+
 class Verdicts(NamedTuple):
     """The guard's verdict on each of a batch's rows (a tuple: made on every request that asks)."""
 
@@ -374,6 +381,7 @@ class Answers:
         self.base = None if self.means is None else float(self.intercept + self.coefficients @ self.means)
         self._grouping = self._grouping_matrix() if self.inputs.has_categories else None
         self._multipliers: dict[float, float | tuple[float]] = {}
+        self._one_rows: dict[tuple[bool, tuple[float, ...], bool], OneRow] = {}
         self._guard_setup(artifact, names)
 
     # -- explanations
@@ -509,76 +517,113 @@ class Answers:
     ) -> Answered:
         """What a request asks for at once, sharing what the pieces share: x - μ (contributions, and the
         leverage of a design centred at μ, and the range check) and the leverages (intervals, guard)."""
-        needs_leverage = self._has_leverage and (
-            (verdicts and self._leverage_limit is not None) or (bool(levels) and self._student)
-        )
         if len(features) == 1 and self._fused is not None:
-            return self._answer_one(features, contributions, levels, verdicts, needs_leverage)
+            return self.one_row(contributions, levels, verdicts)(features)
+        return self._answer_rows(features, contributions, levels, verdicts)
+
+    def _answer_rows(
+        self, features: np.ndarray, contributions: bool, levels: Sequence[float], verdicts: bool
+    ) -> Answered:
+        """The vectorised answer, any number of rows."""
+        needs_leverage = self._needs_leverage(contributions, levels, verdicts)
         centred = features - self.means if self.means is not None else None
         leverages = self.leverages(features, centred) if needs_leverage else None
         widths = {level: self.half_widths(features, level, leverages) for level in levels}
         judged = self.verdicts(features, leverages, centred) if verdicts else None
         return Answered(self.contributions(features, centred) if contributions else None, widths, judged)
 
-    def _answer_one(
-        self,
-        features: np.ndarray,
-        contributions: bool,
-        levels: Sequence[float],
-        verdicts: bool,
-        needs_leverage: bool,
+    def _needs_leverage(self, contributions: bool, levels: Sequence[float], verdicts: bool) -> bool:
+        """Intervals of least squares scale with the leverage, and the guard checks it (when recorded)."""
+        return self._has_leverage and (
+            (verdicts and self._leverage_limit is not None) or (bool(levels) and self._student)
+        )
+
+    def one_row(self, contributions: bool, levels: Sequence[float], verdicts: bool) -> OneRow:
+        """What answers one row with these outputs, made once per kind of request and remembered (a
+        server sees the same few): everything that does not depend on the row is settled here, so a request
+        pays for its arithmetic and little else. Raises AnswerError for a level the model cannot give."""
+        key = (contributions, tuple(levels), verdicts)
+        answerer = self._one_rows.get(key)
+        if answerer is None:
+            answerer = self._compile_one_row(*key)
+            if len(self._one_rows) < ONE_ROW_KINDS:
+                self._one_rows[key] = answerer
+        return answerer
+
+    def _compile_one_row(self, contributions: bool, levels: tuple[float, ...], verdicts: bool) -> OneRow:
+        if self._fused is None:  # no training means (an old artifact): the vectorised path, in one row's form
+            return functools.partial(self._one_of_rows, contributions, levels, verdicts)
+        return self._fused_one_row(contributions, levels, verdicts)
+
+    def _one_of_rows(
+        self, contributions: bool, levels: tuple[float, ...], verdicts: bool, features: np.ndarray
     ) -> Answered:
+        answered = self._answer_rows(features, contributions, levels, verdicts)
+        shares = answered.contributions
+        return Answered(
+            None if shares is None else np.asarray(shares)[0].tolist(),
+            {level: float(np.ravel(width)[0]) for level, width in answered.widths.items()},
+            answered.verdicts,
+        )
+
+    def _fused_one_row(self, contributions: bool, levels: tuple[float, ...], verdicts: bool) -> OneRow:
         """One row, the usual online request: one product of x - μ with the fused matrix gives its
         contributions, its projection on the design's factor and its centred inputs, and the rest is C-level
         iteration over Python floats (on a busy server each numpy call on a row of ten costs microseconds,
         more than its arithmetic, and so does Python bytecode per value). Contributions and the centred
         inputs are the same IEEE operations as the vectorised path's (a product with a 0/1 matrix adds only
-        exact zeros); the leverage's sum of squares may add in another order (a few ulps)."""
+        exact zeros); the leverage's sum of squares may add in another order (a few ulps). Everything the
+        answer reads is a local of the closure: no attribute or dictionary look-up per request."""
         assert self._fused is not None
-        values = (features[0] - self.means).dot(self._fused).tolist()
-        leverage = None
-        if needs_leverage:
-            projection = values[self._projection]
-            if self._projection_shift is not None:  # a design not centred at the means
-                projection = list(map(operator.add, projection, self._projection_shift))
-            leverage = sum(map(operator.mul, projection, projection)) + self._leverage_floor
-        widths: dict[float, np.ndarray | float] = {}
-        for level in levels:
-            if level in widths:
-                continue
+        means, fused = self.means, self._fused
+        shares = self._contributions if contributions else None
+        needs_leverage = self._needs_leverage(contributions, levels, verdicts)
+        projection, shift = self._projection, self._projection_shift
+        floor = self._leverage_floor if needs_leverage else 0.0  # set only with a leverage reference
+        constant: dict[float, np.ndarray | float] = {}  # conformal: the same half-width for every row
+        scaled: list[tuple[float, float]] = []  # least squares: t·s, times √(1 + h) per row
+        for level in dict.fromkeys(levels):
             multiplier = self._multipliers.get(level)
             if multiplier is None:
                 multiplier = self._multiplier(level)
             if isinstance(multiplier, tuple):
-                widths[level] = multiplier[0]
+                constant[level] = multiplier[0]
             else:
-                assert leverage is not None
-                widths[level] = multiplier * math.sqrt(leverage + 1.0)
-        judged = None
-        if verdicts:
-            judged = self._inside_one(features, values[self._centred_inputs], leverage)
-            if judged is None:
-                leverages = None if leverage is None else np.array([leverage])
-                judged = self.verdicts(features, leverages)
-        return _new_tuple(Answered, (values[self._contributions] if contributions else None, widths, judged))
+                scaled.append((level, multiplier))
+        centred_inputs, limit = self._centred_inputs, self._leverage_limit_value
+        lows, highs, blocks = self._lows_centred, self._highs_centred, self._blocks_of_categories
+        inside, vectorised = self._one_inside, self.verdicts
+        mul, le, sqrt = operator.mul, operator.le, math.sqrt
 
-    def _inside_one(
-        self, features: np.ndarray, centred: list[float], leverage: float | None
-    ) -> Verdicts | None:
-        """A single row's verdict when it is inside: the shared all-inside verdict; None when a check
-        fails (then the vectorised path says why)."""
-        if leverage is not None and leverage > self._leverage_limit_value:
-            return None
-        inside = all(map(operator.le, self._lows_centred, centred)) and all(
-            map(operator.le, centred, self._highs_centred)
-        )
-        if not inside:
-            return None
-        if self._blocks_of_categories:
-            row = features[0].tolist()
-            if not all(any(row[start:stop]) for start, stop in self._blocks_of_categories):
-                return None
-        return self._one_inside
+        def answer(features: np.ndarray) -> Answered:
+            values = (features[0] - means).dot(fused).tolist()
+            leverage = None
+            if needs_leverage:
+                projected = values[projection]
+                if shift is not None:  # a design not centred at the means
+                    projected = list(map(operator.add, projected, shift))
+                leverage = sum(map(mul, projected, projected)) + floor
+            widths = constant.copy() if constant else {}
+            if scaled:
+                assert leverage is not None
+                root = sqrt(leverage + 1.0)
+                for level, multiplier in scaled:
+                    widths[level] = multiplier * root
+            judged = None
+            if verdicts:
+                centred = values[centred_inputs]
+                if (
+                    (leverage is None or leverage <= limit)
+                    and all(map(le, lows, centred))
+                    and all(map(le, centred, highs))
+                    and (not blocks or _has_categories(features, blocks))
+                ):
+                    judged = inside
+                else:  # outside: the vectorised path says why
+                    judged = vectorised(features, None if leverage is None else np.array([leverage]))
+            return _new_tuple(Answered, (values[shares] if shares is not None else None, widths, judged))
+
+        return answer
 
     # -- the guard
 
@@ -798,6 +843,12 @@ _new_tuple = tuple.__new__  # a named tuple made by a C call, not its Python __n
 # ufunc reductions called directly: ndarray.any/sum pass through Python wrappers that cost a microsecond
 # each, a tenth of what a one-row request's guard did
 _ANY = np.logical_or.reduce
+
+
+def _has_categories(features: np.ndarray, blocks: list[tuple[int, int]]) -> bool:
+    """Whether one row has a known category in each checked one-hot block (an unseen one encodes as zeros)."""
+    row = features[0].tolist()
+    return all(any(row[start:stop]) for start, stop in blocks)
 
 
 def _any_in_rows(flags: np.ndarray) -> np.ndarray:

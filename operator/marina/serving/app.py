@@ -80,10 +80,14 @@ def _json(value: Any, status: int = 200) -> Response:
 def _finite(predictions: np.ndarray) -> np.ndarray:
     """Predictions as they are, or a 400 naming the first row whose prediction overflowed or is NaN.
 
-    ``p·p`` is finite whenever every prediction is below 1e154: one BLAS call (0.5 µs for one row
-    against 3 µs for ``isfinite().all()``); only when it is not are the rows checked one by one.
+    One row's prediction is checked as a Python float (0.1 µs). For more, ``p·p`` is finite whenever every
+    prediction is below 1e154: one BLAS call (0.5 µs against 3 µs for ``isfinite().all()``); only when it
+    is not are the rows checked one by one.
     """
-    if math.isfinite(predictions.dot(predictions)) or np.isfinite(predictions).all():
+    if len(predictions) == 1:
+        if math.isfinite(predictions.item()):
+            return predictions
+    elif math.isfinite(predictions.dot(predictions)) or np.isfinite(predictions).all():
         return predictions
     bad = np.flatnonzero(~np.isfinite(predictions))
     raise BadRequest(
@@ -126,7 +130,20 @@ def request_id(scope: Scope, given: str | None = None) -> str:
         if name == REQUEST_ID and value:
             sent: bytes = value
             return sent.decode("latin-1")
-    return os.urandom(16).hex()
+    return _new_id()
+
+
+#: New request ids drawn from the system's random source at once (a read per id cost 0.5 us a request)
+IDS_PER_READ = 256
+_fresh_ids: list[str] = []
+os.register_at_fork(after_in_child=_fresh_ids.clear)  # a child never answers with its parent's ids
+
+
+def _new_id() -> str:
+    if not _fresh_ids:
+        digits = os.urandom(16 * IDS_PER_READ).hex()
+        _fresh_ids.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+    return _fresh_ids.pop()
 
 
 def _with_id(headers: Headers, rid: str) -> Headers:
@@ -214,17 +231,14 @@ class ServingApp:
             self.recorder.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
+        if scope["type"] == "http":  # counted in flight here, not in a coroutine of its own (0.3 us)
+            self.requests.in_flight += 1
+            try:
+                await self._answer(scope, receive, send)
+            finally:
+                self.requests.in_flight -= 1
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.requests.in_flight += 1
-        try:
-            await self._answer(scope, receive, send)
-        finally:
-            self.requests.in_flight -= 1
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
@@ -371,15 +385,16 @@ class ServingApp:
         request = protocol.decode_v2(payload, model, binary, protocol.may_hold_booleans(header))
         features = request.features
         predictions = _finite(model.predict(features))
-        computed = self._guarded(model, features, predictions)
+        computed = self._guarded(model, features, predictions) if self.reject else None
         rid = request_id(scope, request.request_id)
         if request.outputs is None:
             content, header_length = protocol.encode_v2(
                 model, predictions, request.request_id, request.binary_output
             )
         else:
-            computed = computed or outputs.Computed(model, features, predictions)
-            content, header_length = outputs.v2_response(computed, request.outputs, request.request_id)
+            content, header_length = outputs.v2_answer(
+                model, features, predictions, request.outputs, request.request_id, computed
+            )
         self._record(features, predictions, request.unseen, rid, request.columns)
         if self.shadow is not None:
             self._mirror(self.shadow, f"/v2/models/{model.name}/infer", body, scope, rid, predictions)

@@ -84,6 +84,14 @@ class ServedModel:
     reference: Reference | None = None  # the training split's histograms; None in older artifacts
     inputs: Inputs | None = None  # raw inputs with categories among them; None: numbers only
     answers: Answers | None = None  # explanations, intervals and the guard (None: predictions only)
+    # Set once by __post_init__: the fixed bytes of a one-row JSON answer naming outputs (the head, and
+    # each output up to its data), and the writers of such answers per kind of request (serving.outputs
+    # fills it, bounded)
+    json_head: bytes = field(init=False, repr=False, compare=False)
+    json_prefixes: dict[str, bytes] = field(init=False, repr=False, compare=False)
+    one_row_writers: dict[Any, Any] = field(init=False, repr=False, compare=False)
+    intercept_array: np.ndarray = field(init=False, repr=False, compare=False)  # 0-d, for `predict`
+    parsed_outputs: dict[Any, Any] = field(init=False, repr=False, compare=False)  # serving.protocol's
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, name: str, source: str) -> ServedModel:
@@ -129,9 +137,10 @@ class ServedModel:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Vectorised: the same products and sums as `ModelArtifact.predict` (tests check equality).
 
-        `dot` rather than `@`: the same BLAS call for 2-D by 1-D, with less overhead per call.
+        `dot` rather than `@`: the same BLAS call for 2-D by 1-D, with less overhead per call; the intercept
+        added as a 0-d array, the same addition without converting a Python float on every call (0.3 us).
         """
-        predictions: np.ndarray = features.dot(self.coefficients) + self.intercept
+        predictions: np.ndarray = features.dot(self.coefficients) + self.intercept_array
         return predictions
 
     def __post_init__(self) -> None:
@@ -149,7 +158,6 @@ class ServedModel:
             missing[EXTRAPOLATION] = "the model has no training statistics"
         object.__setattr__(self, "_missing", missing)
         object.__setattr__(self, "_outputs", tuple(name for name in OUTPUTS if name not in missing))
-        # The fixed bytes of a one-row JSON answer naming outputs: the head, and each output up to its data
         head = jsoncodec.dumps({"model_name": self.name, "model_version": self.version})[:-1]
         shapes = {CONTRIBUTION: [1, len(self.raw_inputs.items)], EXTRAPOLATION: [1]}
         prefixes = {
@@ -165,6 +173,9 @@ class ServedModel:
         }
         object.__setattr__(self, "json_head", head)
         object.__setattr__(self, "json_prefixes", prefixes)
+        object.__setattr__(self, "one_row_writers", {})
+        object.__setattr__(self, "intercept_array", np.array(self.intercept, dtype=np.float64))
+        object.__setattr__(self, "parsed_outputs", {})
 
     def unavailable(self) -> dict[str, str]:
         """The outputs this model cannot answer, and why."""

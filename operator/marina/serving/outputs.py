@@ -5,13 +5,13 @@ module only asks it for what a request named (computing each thing once) and sha
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from marina.model.answers import AnswerError, Answers, Verdicts
+from marina.model.answers import INSIDE, ONE_ROW_KINDS, AnswerError, Answers, Verdicts
 from marina.serving import jsoncodec, protocol
 from marina.serving.errors import BadRequest, Unprocessable
 from marina.serving.model import CONTRIBUTION, EXTRAPOLATION, LOWER, OUTPUT_NAME, UPPER, ServedModel
@@ -19,6 +19,9 @@ from marina.serving.protocol import RequestedOutput, Tensor
 
 ALLOW, REJECT = "allow", "reject"
 EXTRAPOLATION_POLICIES = (ALLOW, REJECT)
+#: One row's answer in JSON: (its features, its prediction, the request's id) -> the response body.
+OneRowWriter = Callable[[np.ndarray, float, "str | None"], bytes]
+_UNKNOWN: Any = object()
 
 
 @contextmanager
@@ -101,13 +104,27 @@ def _prepare_for(computed: Computed, requested: Sequence[RequestedOutput]) -> bo
 def v2_response(
     computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
 ) -> tuple[bytes, int | None]:
-    """The response body for named outputs (and the JSON header's length when some are binary). One row
-    in JSON, the usual online request, is written straight from Python values."""
-    if len(computed.predictions) == 1:
-        content = _one_row_json(computed, requested, request_id)
-        if content is not None:
-            return content, None
-    return protocol.encode_tensors(computed.model, v2_tensors(computed, requested), request_id)
+    """The response body for named outputs (and the JSON header's length when some are binary)."""
+    model, features, predictions = computed.model, computed.features, computed.predictions
+    return v2_answer(model, features, predictions, requested, request_id, computed)
+
+
+def v2_answer(
+    model: ServedModel,
+    features: np.ndarray,
+    predictions: np.ndarray,
+    requested: Sequence[RequestedOutput],
+    request_id: str | None,
+    computed: Computed | None = None,
+) -> tuple[bytes, int | None]:
+    """`v2_response` for a request's rows (with what was computed for them already, if anything). One row
+    in JSON, the usual online request, is written straight from Python values, with no `Computed`."""
+    if len(predictions) == 1:
+        writer = _one_row_writer(model, requested)
+        if writer is not None:
+            return writer(features, predictions.item(), request_id), None
+    computed = computed or Computed(model, features, predictions)
+    return protocol.encode_tensors(model, v2_tensors(computed, requested), request_id)
 
 
 def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list[Tensor]:
@@ -133,48 +150,62 @@ def v2_tensors(computed: Computed, requested: Sequence[RequestedOutput]) -> list
     return tensors
 
 
-def _one_row_json(
-    computed: Computed, requested: Sequence[RequestedOutput], request_id: str | None
-) -> bytes | None:
-    """One row's outputs in JSON (None when one is binary), written from Python values: the same
-    floating-point operations as the arrays' (each value one IEEE operation on the same operands), with
-    no array, tensor object or cache per value."""
-    contributions = verdicts = False
-    levels = []
-    for name, binary, level in requested:
-        if binary:
-            return None
-        if name == CONTRIBUTION:
-            contributions = True
-        elif name == EXTRAPOLATION:
-            verdicts = True
-        elif name != OUTPUT_NAME:
-            levels.append(level)
-    try:
-        answered = computed.answers.answer(computed.features, contributions, levels, verdicts)
-    except AnswerError as exc:
-        raise BadRequest(str(exc)) from None
-    prediction = float(computed.predictions[0])
-    widths = answered.widths
-    model = computed.model
-    prefixes, dumps = model.__dict__["json_prefixes"], jsoncodec.dumps
-    parts = []
-    for name, _, level in requested:
-        if name == OUTPUT_NAME:
-            data = dumps([prediction])
-        elif name == CONTRIBUTION:
-            shares = answered.contributions
-            data = dumps(shares if isinstance(shares, list) else np.asarray(shares)[0].tolist())
-        elif name == LOWER:
-            data = dumps([prediction - float(widths[level])])
-        elif name == UPPER:
-            data = dumps([prediction + float(widths[level])])
-        else:
-            assert answered.verdicts is not None
-            data = dumps(answered.verdicts.labels())
-        parts.append(prefixes[name] + data + b"}")
-    identified = b"" if request_id is None else b',"id":' + dumps(request_id)
-    return b"".join([model.__dict__["json_head"], identified, b',"outputs":[', b",".join(parts), b"]}"])
+def _one_row_writer(model: ServedModel, requested: Sequence[RequestedOutput]) -> OneRowWriter | None:
+    """The writer of one row's answer to these outputs in JSON (None when one is binary), made once per
+    kind of request and remembered by the model (a server sees the same few)."""
+    writers = model.one_row_writers
+    writer: OneRowWriter | None = writers.get(requested, _UNKNOWN)
+    if writer is _UNKNOWN:
+        writer = _compile_writer(model, requested)
+        if len(writers) < ONE_ROW_KINDS:
+            writers[requested] = writer
+    return writer
+
+
+def _compile_writer(model: ServedModel, requested: Sequence[RequestedOutput]) -> OneRowWriter | None:
+    """One row's outputs in JSON, written from Python values: the same floating-point operations as the
+    arrays' (each value one IEEE operation on the same operands), with no array, tensor object or cache
+    per value. The fixed bytes between the values (the head, each output up to its data, and the data of
+    an inside verdict) are joined here once; a request adds only its values."""
+    if any(binary for _, binary, _ in requested):
+        return None
+    names = [name for name, _, _ in requested]
+    levels = [level for name, _, level in requested if name in (LOWER, UPPER)]
+    with answerable():
+        answer = answers_of(model).one_row(CONTRIBUTION in names, levels, EXTRAPOLATION in names)
+    dumps, head, prefixes = jsoncodec.dumps, model.json_head, model.json_prefixes
+    listing, inside = b',"outputs":[', dumps([INSIDE])
+    opening = head + listing
+    # each output's bytes up to its data (after the end of the one before), and what its data is as a
+    # small integer (compared at once, where a name would be a global looked up per output)
+    kinds = {OUTPUT_NAME: 0, CONTRIBUTION: 1, LOWER: 2, UPPER: 3, EXTRAPOLATION: 4}
+    steps = [
+        (b"}," * bool(k) + prefixes[name], kinds[name], level) for k, (name, _, level) in enumerate(requested)
+    ]
+
+    def write(features: np.ndarray, prediction: float, request_id: str | None) -> bytes:
+        answered = answer(features)
+        widths = answered.widths
+        parts = [opening if request_id is None else b"".join([head, b',"id":', dumps(request_id), listing])]
+        append = parts.append
+        for prefix, kind, level in steps:
+            append(prefix)
+            if kind == 0:  # predict
+                append(dumps([prediction]))
+            elif kind == 1:  # contribution
+                append(dumps(answered.contributions))
+            elif kind == 2:  # lower
+                append(dumps([prediction - widths[level]]))
+            elif kind == 3:  # upper
+                append(dumps([prediction + widths[level]]))
+            else:  # extrapolation
+                verdicts = answered.verdicts
+                assert verdicts is not None
+                append(dumps(verdicts.labels()) if verdicts.any_outside else inside)
+        append(b"}]}")
+        return b"".join(parts)
+
+    return write
 
 
 def v1_explanation(computed: Computed, level: float) -> dict[str, Any]:

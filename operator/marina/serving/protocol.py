@@ -40,6 +40,8 @@ _LENGTH = struct.Struct("<I")  # BYTES binary data: each element's length, then 
 
 
 _ABSENT = object()
+#: Kinds of `outputs` list a model remembers parsed, at most (clients choose them: bounded).
+PARSED_OUTPUTS = 64
 _new_tuple = tuple.__new__
 
 
@@ -504,7 +506,11 @@ def _requested_outputs(
     request: Mapping[str, Any], model: ServedModel
 ) -> tuple[tuple[RequestedOutput, ...] | None, bool]:
     """The outputs asked for by name, or None when the request names none or only `predict` (whose
-    answer is then exactly the one a request naming none gets); and whether the prediction is binary."""
+    answer is then exactly the one a request naming none gets); and whether the prediction is binary.
+
+    Clients send the same few `outputs` lists: what one parses to is remembered by the model under the
+    list's canonical JSON, the request's level and its binary flag (a level that is not a float is never
+    valid, so only those requests are looked up; a refused list is never remembered)."""
     binary = _parameter(request, "binary_data_output") is True
     outputs = request.get("outputs")
     if outputs is None:
@@ -512,6 +518,24 @@ def _requested_outputs(
     if not isinstance(outputs, list):
         raise BadRequest(f"field 'outputs' must be a JSON array, got {_describe(outputs)}")
     level = _parameter(request, "level")
+    if level is not None and type(level) is not float:
+        return _parse_outputs(outputs, level, binary, model)
+    try:
+        key = (jsoncodec.dumps(outputs), level, binary)
+    except (TypeError, ValueError):  # nested deeper than the encoder goes: read it unremembered
+        return _parse_outputs(outputs, level, binary, model)
+    parsed = model.parsed_outputs
+    found = parsed.get(key)
+    if found is None:
+        found = _parse_outputs(outputs, level, binary, model)
+        if len(parsed) < PARSED_OUTPUTS:
+            parsed[key] = found
+    return found  # type: ignore[no-any-return]
+
+
+def _parse_outputs(
+    outputs: list[Any], level: Any, binary: bool, model: ServedModel
+) -> tuple[tuple[RequestedOutput, ...] | None, bool]:
     level = DEFAULT_LEVEL if level is None else level_of(level, "parameter 'level'")
     available = model.outputs
     requested: dict[str, RequestedOutput] = {}  # in the order asked; the names seen
@@ -584,7 +608,15 @@ def encode_tensors(
 def encode_v2(
     model: ServedModel, predictions: np.ndarray, request_id: str | None, binary: bool = False
 ) -> tuple[bytes, int | None]:
-    """Response body, and the JSON header's length when the tensor follows as binary data."""
+    """Response body, and the JSON header's length when the tensor follows as binary data. One row in
+    JSON, the usual online answer, is the model's fixed bytes around the prediction: the bytes of the
+    document below, without building it."""
+    if not binary and len(predictions) == 1:
+        head = model.json_head
+        if request_id is not None:
+            head = b"".join([head, b',"id":', jsoncodec.dumps(request_id)])
+        data = jsoncodec.dumps(predictions.tolist())
+        return b"".join([head, b',"outputs":[', model.json_prefixes[OUTPUT_NAME], data, b"}]}"]), None
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if request_id is not None:
         response["id"] = request_id
