@@ -40,15 +40,15 @@ TIMEOUT = 300
 KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
-def pipeline(marina: Any) -> list[dict[str, Any]]:
-    """The sample pipeline with logging at 1, live accuracy that retrains, ordinary least squares, and a
-    Dataset of the diabetes data and the served rows."""
+def pipeline(marina: Any, labelled: int = LABELLED) -> list[dict[str, Any]]:
+    """The sample pipeline with logging at 1, live accuracy that retrains once `labelled` rows have their
+    truth, ordinary least squares, and a Dataset of the diabetes data and the served rows."""
     monitoring = {
         "intervalSeconds": CHECK_SECONDS,
         "minRows": 300,
         "performance": {
             "intervalSeconds": CHECK_SECONDS,
-            "minRows": LABELLED,
+            "minRows": labelled,
             "windowHours": 1,
             "onDegraded": "Retrain",
         },
