@@ -106,14 +106,16 @@ def switch(marina: Any, training: str, steps: list[dict[str, int]] | None = None
     return time.monotonic(), wall
 
 
-def follow(marina: Any, started: tuple[float, str], phase: str, timeout: float) -> tuple[dict[str, Any], str]:
+def follow(
+    marina: Any, started: tuple[float, str], phase: str, timeout: float, name: str = NAME
+) -> tuple[dict[str, Any], str]:
     """Poll status.rollout until the rollout begun at `started` reaches `phase`; also say when (seconds
     after the patch) each step asked for its canary pods, when its pause began, and when it ended."""
     begun = started[0]
     seen: dict[str, float] = {}
 
     def reached() -> dict[str, Any] | None:
-        rollout = rollout_of(marina, started)
+        rollout = rollout_of(marina, started, name)
         if not rollout:
             return None  # the record of an earlier rollout
         at = f"step {rollout.get('step')} " + ("pause" if rollout.get("stepStartedAt") else "pods")
@@ -227,9 +229,9 @@ def test_a_canary_resumes_on_the_other_replica_when_its_leader_is_deleted(
     client.assert_none_failed()
 
 
-def rollout_of(marina: Any, started: tuple[float, str]) -> dict[str, Any]:
+def rollout_of(marina: Any, started: tuple[float, str], name: str = NAME) -> dict[str, Any]:
     """status.rollout when it is the record of the rollout begun at `started`, else {}."""
-    rollout = dict(marina.status("modeldeployment", NAME).get("rollout") or {})
+    rollout = dict(marina.status("modeldeployment", name).get("rollout") or {})
     return rollout if rollout.get("startedAt", "") >= started[1] else {}
 
 

@@ -157,9 +157,9 @@ def test_a_better_challenger_is_promoted_then_a_worse_one_is_rejected(gated: tup
     assert len(jobs) == 1  # one Job per pair, the earlier one cleaned up
 
 
-def serving_only(marina: Any, sha256: str) -> bool:
+def serving_only(marina: Any, sha256: str, name: str = NAME) -> bool:
     """Every pod behind the Service runs model `sha256` and none is terminating."""
-    listed = marina.kubectl("get", "pods", "-l", f"marina.dev/modeldeployment={NAME}", "-o", "json")
+    listed = marina.kubectl("get", "pods", "-l", f"marina.dev/modeldeployment={name}", "-o", "json")
     pods = json.loads(listed)["items"]
     return bool(pods) and all(
         not pod["metadata"].get("deletionTimestamp") and sha256 in pod["spec"]["containers"][0]["args"]

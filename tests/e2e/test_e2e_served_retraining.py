@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 from tests.e2e.test_e2e_live_accuracy import feedback, infer
-from tests.e2e.test_e2e_payload_logs import FIXED_COLUMNS, read_stream
+from tests.e2e.test_e2e_payload_logs import FIXED_COLUMNS, Stream
 from tests.e2e.test_e2e_pipeline import first_answer, read_split
 
 from marina import storage
@@ -40,15 +40,15 @@ TIMEOUT = 300
 KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
-def pipeline(marina: Any) -> list[dict[str, Any]]:
-    """The sample pipeline with logging at 1, live accuracy that retrains, ordinary least squares, and a
-    Dataset of the diabetes data and the served rows."""
+def pipeline(marina: Any, labelled: int = LABELLED) -> list[dict[str, Any]]:
+    """The sample pipeline with logging at 1, live accuracy that retrains once `labelled` rows have their
+    truth, ordinary least squares, and a Dataset of the diabetes data and the served rows."""
     monitoring = {
         "intervalSeconds": CHECK_SECONDS,
         "minRows": 300,
         "performance": {
             "intervalSeconds": CHECK_SECONDS,
-            "minRows": LABELLED,
+            "minRows": labelled,
             "windowHours": 1,
             "onDegraded": "Retrain",
         },
@@ -136,7 +136,7 @@ def test_retraining_reads_exactly_the_served_rows_and_names_their_logs(
     area = f"s3://marina/logs/{marina.namespace}/{NAME}/"
 
     def logged() -> Any:
-        table = read_stream(storage.join(area, "predictions"))
+        table = Stream(storage.join(area, "predictions")).table()
         ids = set(table.column("id").to_pylist()) if table is not None else set()
         return table if set(told) <= ids else None
 
@@ -151,7 +151,9 @@ def test_retraining_reads_exactly_the_served_rows_and_names_their_logs(
     storage.write_bytes(f"{uploads}export/truth.csv", f"id,row,target\n{rows}".encode(), "text/csv")
     marina.wait_for(
         "the posted truth in the log",
-        lambda: (t := read_stream(storage.join(area, "feedback"))) is not None and t.num_rows >= len(posted),
+        lambda: (
+            (t := Stream(storage.join(area, "feedback")).table()) is not None and t.num_rows >= len(posted)
+        ),
         timeout=90,
         every=2,
     )
