@@ -54,6 +54,7 @@ pytest_plugins = ("minio_server", "trained", "go_tools")
 #: side-by-side phase took 191 s on average, against 216 s longest first.
 MODULE_ORDER = (
     "e2e/test_e2e_served_retraining.py",
+    "e2e/test_e2e_served_canary.py",
     "e2e/test_e2e_promotion.py",
     "e2e/test_e2e_closed_loop.py",
     "e2e/test_e2e_canary.py",
