@@ -18,6 +18,8 @@ import urllib.request
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression
@@ -26,7 +28,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from marina import storage
-from marina.data import dataset, parts
+from marina.data import dataset
 from marina.model import artifact
 from tabular import COLORS, CUTS, write_diamonds
 
@@ -85,18 +87,16 @@ def close(a: float, b: float) -> bool:
 
 
 def stored_split(uri: str, split: str) -> tuple[list[list[object]], np.ndarray]:
-    """A split as the Job stored it: its Parquet parts hold category codes, mapped back to the strings
-    through the manifest's dictionaries."""
+    """A split as the Job stored it: its Parquet parts (format 3) hold each category cell as its text."""
     stored = dataset.open_stored(uri)
     assert stored.features == tuple(FEATURES), stored.features
-    dictionaries = stored.description["dictionaries"]
-    folder = storage.join(uri.rstrip("/").rsplit("/", 1)[0], parts.PARTS_FOLDER)
-    names = [p["name"] for p in stored.description["parts"][split]["parts"]]
-    values = np.vstack(
-        [b for n in names for b in parts.read_part(storage.join(folder, n), stored.columns, verify=n)]
-    )
-    rows = [[r[0], dictionaries["cut"][int(r[1])], dictionaries["color"][int(r[2])]] for r in values]
-    return rows, values[:, -1]
+    tables = [
+        pq.read_table(pa.BufferReader(storage.read_bytes(storage.join(stored.parts_folder, record["name"]))))
+        for record in stored.part_records(split)
+    ]
+    table = pa.concat_tables(tables)
+    rows = [list(row) for row in zip(*(table.column(name).to_pylist() for name in FEATURES), strict=True)]
+    return rows, table.column("price").to_numpy()
 
 
 @pytest.fixture(scope="module")

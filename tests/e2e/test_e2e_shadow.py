@@ -152,9 +152,10 @@ def test_mirroring_is_not_shown_to_raise_the_clients_p99_by_more_than_ten_percen
         f"{on.value / off.value:.3f}, p50 {quantile(times[PLAIN], 0.5).value * 1e3:.2f} and "
         f"{quantile(times[NAME], 0.5).value * 1e3:.2f} ms; copies {copies}"
     )
-    # Every request the mirroring pods answered was handed to the mirror (sent, queued, or dropped when
-    # the challenger lags: never the client's wait), and copies were sent.
-    assert sum(copies.values()) >= TIMED + 200 and copies["mirrored"] > 0
+    # Every timed request was handed to the mirror (sent, queued, or dropped when the challenger lags:
+    # never the client's wait), and copies were sent. Not every warm-up one: a stable pod of the model
+    # before the shadow may still answer a few while it drains (34 of 200 once in CI).
+    assert sum(copies.values()) >= TIMED and copies["mirrored"] > 0
     # The smallest ratio the two intervals allow is at most 1.10: a p99 more than 10 % above (at 95 %
     # confidence each way) fails.
     assert on.low / off.high <= P99_RATIO
