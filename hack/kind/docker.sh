@@ -12,6 +12,7 @@ KIND_NETWORK_BRIDGE=marina-kind0
 KIND_NETWORK_SUBNET=172.30.0.0/24
 KIND_NETWORK_GATEWAY=172.30.0.1
 KIND_FORWARD_CHAIN=MARINA-KIND-FORWARD
+KIND_IP_FORWARD_SAVED=$KIND_DOCKER_EXEC_ROOT/ip_forward.saved
 
 # build_kind_runtime: the runtime wrapper (a few hundred kB, no dependencies), rebuilt when its source changes.
 build_kind_runtime() {
@@ -70,12 +71,23 @@ ensure_kind_network() {
   iptables -w -A "$KIND_FORWARD_CHAIN" -i "$KIND_NETWORK_BRIDGE" -j DROP
   iptables -w -A "$KIND_FORWARD_CHAIN" -o "$KIND_NETWORK_BRIDGE" -j DROP
   iptables -w -C FORWARD -j "$KIND_FORWARD_CHAIN" 2>/dev/null || iptables -w -I FORWARD -j "$KIND_FORWARD_CHAIN"
+  # A node's network namespace takes the host's ip_forward when the engine makes it, and kubeadm (and the
+  # routes between nodes' pods) want it on; Docker turns it on when it manages iptables, this engine does
+  # not. The value found is kept and put back by kind-down. (It was on only while the local cluster ran,
+  # so a kind cluster made after cluster-down failed kubeadm's preflight.)
+  [[ -f $KIND_IP_FORWARD_SAVED ]] || sysctl -n net.ipv4.ip_forward >"$KIND_IP_FORWARD_SAVED"
+  sysctl -qw net.ipv4.ip_forward=1
 }
 
 remove_kind_network_filter() {
   while iptables -w -D FORWARD -j "$KIND_FORWARD_CHAIN" 2>/dev/null; do :; done
   iptables -w -F "$KIND_FORWARD_CHAIN" 2>/dev/null || true
   iptables -w -X "$KIND_FORWARD_CHAIN" 2>/dev/null || true
+  # ip_forward as found, unless the local cluster runs (it turned it on too, and puts back what it found).
+  if [[ -f $KIND_IP_FORWARD_SAVED ]]; then
+    [[ -f /run/marina-cluster/sysctl.saved ]] || sysctl -qw net.ipv4.ip_forward="$(<"$KIND_IP_FORWARD_SAVED")"
+    rm -f "$KIND_IP_FORWARD_SAVED"
+  fi
 }
 
 # stop_kind_dockerd: stops the engine by its pid and releases what it leaves mounted.
