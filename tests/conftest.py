@@ -42,6 +42,8 @@ CLUSTER_TEST_FOLDERS = {"cluster", "e2e"}
 MINIO_NAMESPACE = "marina-system"
 MINIO_SECRET = "marina-s3-credentials"
 LOG_TAIL_LINES = 40
+IMAGES_LISTED_SECONDS = 90
+MARINA_IMAGES = ("marina.local/marina:dev", "marina.local/minio:dev")
 # minio_server, s3_env: a local MinIO for the S3 tests; trained: datasets and models the commands make;
 # go_tools: argocd_health, kstatus and helm built from their Go modules
 pytest_plugins = ("minio_server", "trained", "go_tools")
@@ -311,13 +313,20 @@ def images(cluster: Cluster, kube: ApiClient, tmp_path_factory: pytest.TempPathF
         return
     from kubernetes import client
 
-    names = {
-        name
-        for node in client.CoreV1Api(kube).list_node().items
-        for image in node.status.images or []
-        for name in image.names or []
-    }
-    missing = [image for image in ("marina.local/marina:dev", "marina.local/minio:dev") if image not in names]
+    def missing_images() -> list[str]:
+        names = {
+            name
+            for node in client.CoreV1Api(kube).list_node().items
+            for image in node.status.images or []
+            for name in image.names or []
+        }
+        return [image for image in MARINA_IMAGES if image not in names]
+
+    # A kubelet lists an image loaded into its node at its next status update (every 10 s, or after a
+    # minute unchanged), not at once: a run that starts right after `make kind-up` waits for that.
+    deadline = time.monotonic() + IMAGES_LISTED_SECONDS
+    while (missing := missing_images()) and time.monotonic() < deadline:
+        time.sleep(2)
     if missing:
         pytest.fail(
             f"images {missing} are not on the cluster's nodes: for kind run `make kind-up`", pytrace=False
