@@ -36,6 +36,7 @@ from tests.e2e.test_e2e_pipeline import first_answer
 from tests.e2e.test_e2e_sharded_prepare import SAME, resource, table, write_csv
 from tests.e2e.traffic import Traffic
 
+from marina.controller.shared.conditions import ready_condition
 from marina.model import artifact
 
 pytestmark = pytest.mark.nodes
@@ -57,9 +58,9 @@ ENDPOINTS_SECONDS = 10
 SLOW = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"cpu": "200m", "memory": "512Mi"}}
 
 
-def ready(node: dict[str, Any]) -> bool:
-    conditions = node.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+def ready(body: dict[str, Any]) -> bool:
+    """A node or a pod whose Ready condition is True (the operator's own reading of conditions)."""
+    return ready_condition(body.get("status")).get("status") == "True"
 
 
 def nodes(cluster: Any) -> list[dict[str, Any]]:
@@ -111,10 +112,6 @@ def minio_node(cluster: Any) -> str:
     return node_of(pod)
 
 
-def node_ready_again(cluster: Any, name: str) -> bool:
-    return name in ready_workers(cluster)
-
-
 @contextmanager
 def killed(cluster: Any, name: str, *, deleted: bool) -> Iterator[float]:
     """Node `name`'s container killed (SIGKILL: no drain, no goodbye); with `deleted` its Node object too,
@@ -129,7 +126,7 @@ def killed(cluster: Any, name: str, *, deleted: bool) -> Iterator[float]:
     finally:
         docker("start", name)
         deadline = time.monotonic() + 300
-        while not node_ready_again(cluster, name):
+        while name not in ready_workers(cluster):
             if time.monotonic() > deadline:
                 pytest.fail(f"node {name} not Ready 300 s after its container started again", pytrace=False)
             time.sleep(2)
@@ -143,14 +140,9 @@ def serving_pods(marina: Any, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def pod_ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
 def ready_on(marina: Any, name: str, avoiding: str) -> list[str] | None:
     """The nodes of the deployment's ready pods once two are ready and none is on `avoiding`."""
-    pods = [pod for pod in serving_pods(marina, name) if pod_ready(pod)]
+    pods = [pod for pod in serving_pods(marina, name) if ready(pod)]
     where = [node_of(pod) for pod in pods]
     return where if len(where) == 2 and avoiding not in where else None
 
@@ -161,7 +153,7 @@ def served(marina: Any) -> Any:
     marina.apply_ready(*marina.pipeline("spread", replicas=2), timeout=600)
     where = marina.wait_for(
         "two ready replicas",
-        lambda: [node_of(p) for p in serving_pods(marina, "spread") if pod_ready(p)],
+        lambda: [node_of(p) for p in serving_pods(marina, "spread") if ready(p)],
         120,
     )
     assert len(where) == 2 and len(set(where)) == 2, f"both replicas on one node: {where}"
