@@ -148,4 +148,9 @@ def test_a_passthrough_column_the_source_lacks_fails_the_run_naming_it(
 
     condition = marina.wait_for("BatchPrediction lacking to stall", stalled, timeout=300)
     assert "customer" in condition["message"]
-    assert any("customer" in event.get("message", "") for event in marina.events("lacking"))
+    # kopf posts events from a queue of its own, so the event may follow the status patch by a moment.
+    marina.wait_for(
+        "an event naming the missing column",
+        lambda: [e for e in marina.events("lacking") if "customer" in e.get("message", "")],
+        timeout=60,
+    )
