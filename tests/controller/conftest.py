@@ -290,3 +290,17 @@ def kube(settings: Settings, identities: FakeIdentities) -> FakeKube:
 @pytest.fixture
 def settings() -> Settings:
     return Settings(probe_storage=False)
+
+
+def assert_left_to_the_recheck(
+    kube: FakeKube, kind: str, name: str, outcome: Any, settings: Settings
+) -> None:
+    """A WAITING outcome: kopf is not asked to retry (it would patch its progress into the object and
+    touch it after the delay), and the stored status keeps the object in the re-check's index."""
+    from marina.controller.shared import registration
+    from marina.controller.shared.conditions import State
+
+    assert outcome.state is State.WAITING
+    registration.raise_for(outcome, settings)  # returns: no TemporaryError
+    stored = kube.current(kind, name)
+    assert registration.needs_attention(stored.get("status"), int(stored["metadata"].get("generation") or 0))

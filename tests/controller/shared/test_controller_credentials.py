@@ -9,15 +9,15 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import kopf
 import pytest
 from test_controller_reconcilers import SHA_A, conditions_of, deployment_settles, ready_dataset, trained_job
+from tests.controller.conftest import assert_left_to_the_recheck
 
 from marina.controller.datasets import reconcile as datasets
 from marina.controller.kube.health import Health
 from marina.controller.kube.settings import Settings
 from marina.controller.modeldeployments import reconcile as modeldeployments
-from marina.controller.shared import credentials, registration
+from marina.controller.shared import credentials
 from marina.controller.shared.conditions import Outcome, State
 from marina.controller.shared.runtime import Runtime
 from marina.controller.trainingjobs import reconcile as trainingjobs
@@ -198,11 +198,10 @@ def test_a_failed_provisioning_waits_warns_and_is_retried(
     kind, begin, first_pod = STARTS[start]
     outcome = begin(kube, settings)
     assert (outcome.state, outcome.reason) == (State.WAITING, "StorageIdentityFailed")
-    assert str(error) in outcome.message and outcome.message.endswith("retrying every 10s")
+    assert str(error) in outcome.message and outcome.message.endswith("retrying every 20s")
     assert not [w for w in kube.writes if w.startswith((first_pod, "create Secret"))]
-    with pytest.raises(kopf.TemporaryError):
-        registration.raise_for(outcome, settings)
     name = "ridge" if kind == "TrainingJob" else "diabetes"
+    assert_left_to_the_recheck(kube, kind, name, outcome, settings)
     assert ("Warning", "StorageIdentityFailed") in [(e[1], e[2]) for e in kube.events if e[0] == name]
     identities.failing = None
     reconcile = {"Dataset": datasets.reconcile, "TrainingJob": trainingjobs.reconcile}.get(

@@ -134,7 +134,7 @@ def failed(settings: Settings, namespace: str, error: StorageError) -> Outcome:
         State.WAITING,
         "StorageIdentityFailed",
         f"cannot provide namespace {namespace}'s object-storage credentials (Secret {settings.s3_secret}): "
-        f"{error}; retrying every {settings.retry_delay_seconds:g}s",
+        f"{error}; retrying every {settings.recheck_seconds:g}s",
     )
 
 

@@ -68,7 +68,7 @@ def rejected(error: KubeError, settings: Settings) -> Outcome:
     reason = REJECTION_REASONS.get(error.code or 0, "ChildRejected")
     if error.code in PERMANENT_REJECTIONS:
         return Outcome(State.FAILED, reason, f"{said}; not retried until the spec changes")
-    return Outcome(State.WAITING, reason, f"{said}; retrying every {settings.retry_delay_seconds:g}s")
+    return Outcome(State.WAITING, reason, f"{said}; retrying every {settings.recheck_seconds:g}s")
 
 
 Reconcile = Callable[[KubeApi, Settings, Mapping[str, Any]], Outcome]
