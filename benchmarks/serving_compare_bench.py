@@ -17,7 +17,8 @@ background load on a shared machine:
 Reported per server: the median over rounds of requests/s and p50/p99 from `wrk --latency`, and the
 server's CPU time per request, user and system apart (utime and stime of its process from /proc over
 the round, divided by the requests wrk counted): less sensitive to what else the machine runs than
-throughput is.
+throughput is. The verdicts read paired ratios: each round's ratio of two servers loaded one after the
+other, and their median over rounds. `--duration` is the measured seconds per server over all rounds.
 
     python benchmarks/serving_compare_bench.py [--baseline ba70c95] [--duration 30] [--rounds 6]
 """
@@ -217,27 +218,34 @@ def report(servers: list[Server], rounds: dict[str, list[Round]], baseline: str)
         print(
             f"{name:28}{load.requests_per_second:>10,.0f}{latency}{user:>9.1f}{system:>8.1f}{load.errors:>8d}"
         )
-    old = results[f"baseline {baseline}"][0]
-    new = results["current"][0]
-    bare = results["current, v1 artifact"][0]
-    extra = results["current, all outputs"][0]
-    print()
+    old, new = f"baseline {baseline}", "current"
+    bare, extra = "current, v1 artifact", "current, all outputs"
+
+    def paired(top: str, bottom: str, measure: str) -> tuple[float, float, float]:
+        """(median, lowest, highest) over rounds of top/bottom in the same round: the two ran seconds apart,
+        so a load that drifts over the run moves both, where medians taken apart would not pair them."""
+        each = [
+            getattr(a.load, measure) / getattr(b.load, measure)
+            for a, b in zip(rounds[top], rounds[bottom], strict=True)
+        ]
+        return statistics.median(each), min(each), max(each)
+
     ratios = {
-        "current/baseline throughput": new.requests_per_second / old.requests_per_second,
-        "current/baseline p99": new.p99_ms / old.p99_ms,
-        "v2 model/v1 artifact throughput (extras not asked for)": new.requests_per_second
-        / bare.requests_per_second,
-        "all outputs/current throughput": extra.requests_per_second / new.requests_per_second,
+        "current/baseline throughput": paired(new, old, "requests_per_second"),
+        "current/baseline p99": paired(new, old, "p99_ms"),
+        "v2 model/v1 artifact throughput (extras not asked for)": paired(new, bare, "requests_per_second"),
+        "all outputs/current throughput": paired(extra, new, "requests_per_second"),
     }
+    print("ratios: the median over rounds of each round's ratio (lowest-highest)")
     verdicts = [
-        (f"{label} {ratio:.2f}", met)
-        for (label, ratio), met in zip(
+        (f"{label} {ratio:.2f} ({low:.2f}-{high:.2f})", met)
+        for (label, (ratio, low, high)), met in zip(
             ratios.items(),
             [
-                new.requests_per_second >= old.requests_per_second,
-                new.p99_ms <= old.p99_ms,
+                ratios["current/baseline throughput"][0] >= 1.0,
+                ratios["current/baseline p99"][0] <= 1.0,
                 True,  # within noise: read against the rounds' spread
-                extra.requests_per_second >= TARGET_WITH_EXTRAS * new.requests_per_second,
+                ratios["all outputs/current throughput"][0] >= TARGET_WITH_EXTRAS,
             ],
             strict=True,
         )

@@ -38,17 +38,23 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from marina import storage
 from marina.data.table import DataError
+from marina.system.modules import Lazy
 from marina.system.text import one_line
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+else:  # the operator imports this module for its names; pyarrow only once it reads served rows
+    pa, pc, pa_csv, pq = (Lazy(f"pyarrow{part}") for part in ("", ".compute", ".csv", ".parquet"))
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
 #: The logged columns that are not raw inputs (an input named like one is logged as `input.<name>`).
@@ -60,17 +66,23 @@ FEEDBACK_COLUMNS = ("id", "row", "time", "target")
 UPLOADS_FOLDER = "feedback"
 UPLOADS = "uploads"  # the stream of uploaded truth files, as lineage names it
 UPLOAD_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
-_TYPES = {
-    "id": pa.string(),
-    "row": pa.int32(),
-    "time": pa.timestamp("us", tz="UTC"),
-    "model": pa.string(),
-    "prediction": pa.float64(),
-    "target": pa.float64(),
-}
+
+
+@cache
+def _types() -> dict[str, pa.DataType]:
+    """The fixed columns' Arrow types (made on first use: pyarrow is imported then)."""
+    return {
+        "id": pa.string(),
+        "row": pa.int32(),
+        "time": pa.timestamp("us", tz="UTC"),
+        "model": pa.string(),
+        "prediction": pa.float64(),
+        "target": pa.float64(),
+    }
+
+
 TRUTH = "_truth"  # the joined rows' target column
 _SEQUENCE = "_sequence"  # (part rank, row in part): the tie-break of equal times, then dropped
-_MODELS = pa.dictionary(pa.int32(), pa.string())
 _INDEX = "_index"  # a row's number in the table read, while only keys are sorted and joined
 _PART_ROWS = 1 << 32
 
@@ -247,7 +259,9 @@ def _conform(table: Any, columns: tuple[str, ...], inputs: bool) -> Any:
     if not inputs:
         return table.select(list(columns)).cast(schema)
     # One answering model for thousands of rows: kept as a dictionary, not a 64-byte string a row.
-    schema = schema.set(schema.get_field_index("model"), pa.field("model", _MODELS))
+    schema = schema.set(
+        schema.get_field_index("model"), pa.field("model", pa.dictionary(pa.int32(), pa.string()))
+    )
     fixed = table.select(list(columns)).cast(schema)
     for name in table.column_names:
         if name in FIXED_COLUMNS:
@@ -281,7 +295,7 @@ def _with_sequence(table: Any, rank: int) -> Any:
 
 
 def _empty(columns: tuple[str, ...]) -> Any:
-    return pa.schema([(name, _TYPES[name]) for name in columns]).empty_table()
+    return pa.schema([(name, _types()[name]) for name in columns]).empty_table()
 
 
 def _since(table: Any, start: float) -> Any:
@@ -315,7 +329,7 @@ def upload_table(uri: str, data: bytes, modified: float) -> Any:
             "row": _rows(uri, table.column("row"))
             if "row" in table.column_names
             else pa.array(np.zeros(rows, np.int32)),
-            "time": pa.array(np.full(rows, int(modified * 1e6), np.int64), _TYPES["time"]),
+            "time": pa.array(np.full(rows, int(modified * 1e6), np.int64), _types()["time"]),
             "target": _targets(uri, table.column("target")),
         }
     )
