@@ -612,3 +612,18 @@ def test_running_shards_show_their_merged_progress_and_how_many_are_done(
     assert (shown["rows"], shown["total"], shown["percent"], shown["etaSeconds"]) == (400, 1000, 40.0, 8.0)
     assert (shown["shardsDone"], shown["shards"]) == (1, 2)
     assert "1 of 2 done (400 rows, 40.0%)" in outcome.message
+
+
+def test_a_training_run_in_flight_keeps_its_shard_count(kube: Any, settings: Settings) -> None:
+    ready_dataset(kube)
+    kube.add_resource("TrainingJob", "wide", {"dataset": {"name": "diabetes"}, "parallelism": 2})
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    (shards,) = kube.jobs()
+    kube.objects[("marina.dev/v1alpha1", "TrainingJob", "default", "wide")]["spec"]["parallelism"] = 3
+    outcome = trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    assert kube.jobs() == [shards] and "gathering statistics in 2 shards" in outcome.message
+    kube.finish_job(shards, json.dumps({"format": "marina.dev/result/v1"}))
+    trainingjobs.reconcile(kube, settings, kube.current("TrainingJob", "wide"))
+    reduce = next(name for name in kube.jobs() if name != shards)
+    args = container_args(kube, reduce)
+    assert args[args.index("--shards") + 1] == "2"  # the partial results the two shards wrote

@@ -84,7 +84,7 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     inline = manifests.inline_rows_config_map(owner, spec, digest)
     gathered: tuple[Action, ...] = ()
     if spec.parallelism > 1:
-        spec = in_flight(seen, owner, spec, digest)
+        spec = replace(spec, parallelism=jobs.shards_in_flight(seen, owner, digest, spec.parallelism))
         shards = gather_shards(seen, settings, owner, spec, digest, inline)
         if isinstance(shards, Plan):
             return shards
@@ -96,16 +96,6 @@ def decide(settings: Settings, seen: Observation) -> Plan:
     reported = None if step.starting or spec.parallelism > 1 else progress
     fields = {"jobName": name, "shards": spec.parallelism}
     return from_job(seen, owner, step, fields, digest, reported).after(gathered)
-
-
-def in_flight(
-    seen: Observation, owner: builders.Owner, spec: dataset_spec.DatasetSpec, digest: str
-) -> dataset_spec.DatasetSpec:
-    """A sharded run already started keeps its shard count (a new parallelism is not a new input, so not a
-    new run): the reduce must ask for as many partial results as there are shards."""
-    job = seen.child("batch/v1", "Job", builders.child_name(owner, "shard", digest)) or {}
-    started = int((job.get("spec") or {}).get("completions") or 0)
-    return replace(spec, parallelism=started) if started > 1 else spec
 
 
 def gather_shards(

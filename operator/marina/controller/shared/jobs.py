@@ -105,6 +105,15 @@ def gather_shards(
     return running(step, (shards_done(seen, name), int(job["spec"]["completions"])))
 
 
+def shards_in_flight(seen: Observation, owner: builders.Owner, digest: str, parallelism: int) -> int:
+    """The shard count of a run: a sharded run already started keeps its own (parallelism is not an input,
+    so changing it mid-run is not a new run), and its reduce must ask for as many partial results as there
+    are shards, not the new value, or it would wait for shards that never ran."""
+    job = seen.child("batch/v1", "Job", builders.child_name(owner, "shard", digest)) or {}
+    started = int((job.get("spec") or {}).get("completions") or 0)
+    return started if started > 1 else parallelism
+
+
 def shards_done(seen: Observation, job_name: str) -> int:
     """Indexes of an Indexed Job that succeeded (the Job controller counts them)."""
     job = seen.child("batch/v1", "Job", job_name) or {}

@@ -8,6 +8,7 @@ done), the Job's pods, its stored result or progress report, and the Jobs of ear
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from marina.contract import API_VERSION, MODEL_VERSION_LENGTH
@@ -88,6 +89,7 @@ def decide(settings: Settings, seen: Observation) -> Plan:
         return Plan(trained(status))
     gathered: tuple[Action, ...] = ()
     if spec.parallelism > 1:
+        spec = replace(spec, parallelism=jobs.shards_in_flight(seen, owner, digest, spec.parallelism))
         shards = gather_shards(seen, settings, owner, spec, uri, digest, version)
         if isinstance(shards, Plan):
             return shards
