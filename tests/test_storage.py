@@ -554,3 +554,35 @@ def test_a_local_store_holds_s3_uris_as_files(tmp_path: Path, monkeypatch: pytes
         storage.read_bytes("s3://marina/raw/ns/b.csv")
     with pytest.raises(storage.InvalidLocation):
         storage.read_bytes("s3://marina/raw/../../../etc/passwd")
+
+
+def test_a_write_without_retrying_tries_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The payload log retries by itself within its shutdown deadline: one call, one connection (the
+    SDK's own five retries back off 6.2 s in all)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[int] = []
+
+    def hang_up() -> None:  # accept each connection and close it before any answer
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    monkeypatch.setenv(storage.ENDPOINT_ENV, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv(storage.ACCESS_KEY_ENV, "nobody")
+    monkeypatch.setenv(storage.SECRET_KEY_ENV, "nothing-at-all")
+    try:
+        with pytest.raises(StorageUnavailable, match="cannot write s3://marina/once"):
+            storage.write_bytes("s3://marina/once", b"x", retrying=False)
+    finally:
+        listener.close()
+    assert len(accepted) == 1

@@ -194,14 +194,20 @@ def join(base: str, *names: str) -> str:
     return str(Path(base).joinpath(*names))
 
 
-def _client(settings: S3Settings | None = None):  # type: ignore[no-untyped-def]
-    return _client_for(settings or S3Settings.from_environment())
+def _client(settings: S3Settings | None = None, retrying: bool = True):  # type: ignore[no-untyped-def]
+    return _client_for(settings or S3Settings.from_environment(), retrying)
+
+
+#: An impatient client's connect and read timeouts (seconds): one try, for a caller with its own retries
+IMPATIENT_TIMEOUT = (2.0, 30.0)
 
 
 @functools.lru_cache(maxsize=4)
-def _client_for(settings: S3Settings):  # type: ignore[no-untyped-def]
+def _client_for(settings: S3Settings, retrying: bool = True):  # type: ignore[no-untyped-def]
     """One client (and connection pool) per endpoint and credentials: a client per call left a pool, its
-    buffers and reference cycles behind each time, garbage that piled up between collections."""
+    buffers and reference cycles behind each time, garbage that piled up between collections. Without
+    `retrying`, a call tries once: the SDK's own retries (five, backing off 6.2 s in all on a refused
+    connection) and five-minute timeouts would outlast the deadline of a caller that retries by itself."""
     from minio import Minio
 
     return Minio(
@@ -210,6 +216,19 @@ def _client_for(settings: S3Settings):  # type: ignore[no-untyped-def]
         secret_key=settings.secret_key,
         secure=settings.secure,
         region=settings.region,
+        http_client=None if retrying else _impatient_pool(),
+    )
+
+
+def _impatient_pool() -> Any:
+    import certifi
+    import urllib3
+
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=IMPATIENT_TIMEOUT[0], read=IMPATIENT_TIMEOUT[1]),
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
 
 
@@ -322,12 +341,15 @@ def read_bytes(uri: str) -> bytes:
             response.release_conn()
 
 
-def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+def write_bytes(
+    uri: str, data: bytes, content_type: str = "application/octet-stream", retrying: bool = True
+) -> None:
     """Write an object, creating the folder when missing, and the bucket when the credentials may.
 
     The object is written first and the bucket created only when that fails with NoSuchBucket: a
     namespace's identity may write under its prefixes but not look at the bucket itself (HeadBucket is
-    a listing of its root), and its bucket is created beforehand by `ensure_identity`."""
+    a listing of its root), and its bucket is created beforehand by `ensure_identity`. Without
+    `retrying`, one try (`_client_for`)."""
     if _on_disk(uri):
         path = Path(_local(uri))
         try:
@@ -340,7 +362,7 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
         return
     location = parse_s3(uri)
     with _s3_call(f"cannot write {uri}"):
-        client = _client()
+        client = _client(retrying=retrying)
         try:
             _put(client, location, data, content_type)
         except Exception as exc:

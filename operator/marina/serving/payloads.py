@@ -168,7 +168,10 @@ class PayloadLog(Collector):
         self.sampled = sampler(settings.sample_rate)
         self.samples = settings.sample_rate < 1.0  # whether `sampled` must be asked at all
         self.clock = clock
-        self._write = write or (lambda uri, data: storage.write_bytes(uri, data, PARQUET_TYPE))
+        # one try per call: the log's own tries (`attempts`) keep within the shutdown's deadline
+        self._write = write or (
+            lambda uri, data: storage.write_bytes(uri, data, PARQUET_TYPE, retrying=False)
+        )
         capacity = 2 * settings.flush_rows
         self.buffers = {
             PREDICTIONS: _Buffer(capacity, _prediction_rows),
