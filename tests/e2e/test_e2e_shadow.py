@@ -153,8 +153,9 @@ def test_mirroring_is_not_shown_to_raise_the_clients_p99_by_more_than_ten_percen
         f"{quantile(times[NAME], 0.5).value * 1e3:.2f} ms; copies {copies}"
     )
     # Every timed request was handed to the mirror (sent, queued, or dropped when the challenger lags:
-    # never the client's wait), and copies were sent. Not every warm-up one: a stable pod of the model
-    # before the shadow may still answer a few while it drains (34 of 200 once in CI).
+    # never the client's wait), and copies were sent. `mirroring` waits for the pods of the model before
+    # the shadow to be gone: one draining once answered 34 of the 200 warm-up requests without mirroring,
+    # and another, its network already torn down, could not be asked (a connect timeout in CI).
     assert sum(copies.values()) >= TIMED and copies["mirrored"] > 0
     # The smallest ratio the two intervals allow is at most 1.10: a p99 more than 10 % above (at 95 %
     # confidence each way) fails.
@@ -163,14 +164,18 @@ def test_mirroring_is_not_shown_to_raise_the_clients_p99_by_more_than_ten_percen
 
 def mirroring(marina: Any) -> bool:
     """The shadow phase counts: every stable pod mirrors and is ready (the duration runs from
-    status.rollout.stepStartedAt)."""
+    status.rollout.stepStartedAt), and the pods of the model before it are gone, not draining: a draining
+    pod answers without mirroring, and once its network is torn down `handed` could not ask it."""
     rollout = marina.status("modeldeployment", NAME).get("rollout") or {}
     if rollout.get("phase") != "Shadowing" or not rollout.get("stepStartedAt"):
         return False
     deployment = marina.get("deployment", NAME)
     status, wanted = deployment.get("status") or {}, deployment["spec"]["replicas"]
+    selector = f"marina.dev/modeldeployment={NAME}"
+    listed = json.loads(marina.kubectl("get", "pods", "-l", selector, "-o", "json"))
     return bool(
         status.get("replicas") == status.get("updatedReplicas") == status.get("readyReplicas") == wanted
+        and len(listed["items"]) == wanted
     )
 
 
