@@ -229,6 +229,19 @@ class Marina:
         )
         return list(json.loads(listed.data)["items"])
 
+    def events_including(
+        self, name: str, *wanted: tuple[str, str], timeout: float = 60
+    ) -> list[tuple[str, str]]:
+        """The (type, reason) of `name`'s events once all of `wanted` are among them: the operator posts an
+        event just after the status write it follows, so a test that has just seen the status waits."""
+
+        def listed() -> list[tuple[str, str]] | None:
+            pairs = [(event["type"], event["reason"]) for event in self.events(name)]
+            return pairs if all(pair in pairs for pair in wanted) else None
+
+        found: list[tuple[str, str]] = self.wait_for(f"events {wanted} of {name}", listed, timeout=timeout)
+        return found
+
     def credentials(self, secret_name: str) -> dict[str, str]:
         """The storage credentials in the namespace's Secret (the operator writes them; never printed)."""
         secret = json.loads(self.kubectl("get", "secret", secret_name, "-o", "json"))

@@ -148,7 +148,7 @@ def test_a_passthrough_column_the_source_lacks_fails_the_run_naming_it(
 
     condition = marina.wait_for("BatchPrediction lacking to stall", stalled, timeout=300)
     assert "customer" in condition["message"]
-    # kopf posts events from a queue of its own, so the event may follow the status patch by a moment.
+    # The operator posts the event just after the status patch: a poll may see the condition first.
     marina.wait_for(
         "an event naming the missing column",
         lambda: [e for e in marina.events("lacking") if "customer" in e.get("message", "")],

@@ -124,6 +124,9 @@ def test_an_agreeing_challenger_passes_into_the_canary_and_is_promoted(trained: 
     client.assert_none_failed()
 
 
+# A latency comparison: in the serial phase, where no other test's pods share the two cores with the two
+# arms (beside three other workers it once measured a p99 ratio whose lower bound was 1.15).
+@pytest.mark.serial
 def test_mirroring_is_not_shown_to_raise_the_clients_p99_by_more_than_ten_percent(trained: Any) -> None:
     marina = trained
     served = marina.status("modeldeployment", NAME)["model"]["sha256"]  # "stable", or "better" after (b)
