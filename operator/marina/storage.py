@@ -216,17 +216,19 @@ def _client_for(settings: S3Settings, retrying: bool = True):  # type: ignore[no
         secret_key=settings.secret_key,
         secure=settings.secure,
         region=settings.region,
-        http_client=None if retrying else _impatient_pool(),
+        http_client=None if retrying else _pool(IMPATIENT_TIMEOUT, retries=False),
     )
 
 
-def _impatient_pool() -> Any:
+def _pool(timeout: tuple[float, float], retries: Any) -> Any:
+    """A connection pool with our timeouts (connect, read) and retries, checking certificates as the SDK's
+    own pool does."""
     import certifi
     import urllib3
 
     return urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=IMPATIENT_TIMEOUT[0], read=IMPATIENT_TIMEOUT[1]),
-        retries=False,
+        timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+        retries=retries,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
@@ -697,16 +699,12 @@ def area_policy(read_write: Sequence[str], read_only: Sequence[str] = ()) -> dic
 
 
 def _admin(settings: S3Settings):  # type: ignore[no-untyped-def]
-    import certifi
     import urllib3
     from minio.credentials.providers import StaticProvider
     from minio.minioadmin import MinioAdmin
 
-    http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=ADMIN_TIMEOUT[0], read=ADMIN_TIMEOUT[1]),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+    http = _pool(
+        ADMIN_TIMEOUT, urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504])
     )
     return MinioAdmin(
         endpoint=settings.endpoint,
