@@ -18,7 +18,7 @@ from bounds import (
     product_tolerance,
     scaled_error,
 )
-from marina.solver import LinearRegressor, SufficientStatistics
+from marina.solver import LinearRegressor, SufficientStatistics, _threads
 
 PENALTIES = [
     {"penalty": "none"},
@@ -74,9 +74,14 @@ LAYOUTS = {
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("offset", [0.0, 1e3])
-def test_moments_every_layout(layout: str, offset: float) -> None:
+@pytest.mark.parametrize("shares", [1, 3])
+def test_moments_every_layout(
+    layout: str, offset: float, shares: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Row-major, column-major and strided X, with and without shifted columns, over several blocks and
-    a partial last one: the same moments within the same bounds."""
+    a partial last one, in the calling thread or in three shared among threads: the same moments within
+    the same bounds (they hold for any order of summation)."""
+    monkeypatch.setattr(_threads, "share_count", lambda rows, width: shares)
     X, y = synthetic(n=20_000, d=40, offset=offset, seed=3)
     laid_out = LAYOUTS[layout](X)
     assert_moments(X, y, SufficientStatistics.from_arrays(laid_out, y))

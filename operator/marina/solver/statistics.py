@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from marina.solver import _threads
 from marina.solver._validation import (
     Array,
     as_matrix,
@@ -101,8 +102,15 @@ class SufficientStatistics:
             return self
         if self.n_samples == 0:
             self._choose_shift(matrix, target)
-        products = _Products(self.n_features, self.x_shift, self.y_shift, matrix)
-        if not products.add(matrix, target):
+
+        def products_of(rows: slice) -> _Products:
+            products = _Products(self.n_features, self.x_shift, self.y_shift, matrix[rows])
+            products.add(matrix[rows], target[rows])
+            return products
+
+        shares = _threads.map_shares(products_of, matrix.shape[0], self.n_features + 2)
+        products = shares[0].including(shares[1:])
+        if not products.finite():
             raise_non_finite(matrix, target, row_offset=self.n_samples)
         self._absorb(products.centred())
         return self
@@ -306,12 +314,8 @@ class _Products:
         buffer[:, -1] = 1.0
         return buffer
 
-    def add(self, X: Array, y: Array) -> bool:
-        """Add rows block by block; False when the products are not finite (NaN, infinity or overflow).
-
-        A non-finite value or product shows in its column's sum of squares, which can only stay
-        non-finite once it is, so one look at the diagonal after the last block suffices.
-        """
+    def add(self, X: Array, y: Array) -> None:
+        """Add rows block by block (with the buffer in cache, see the class)."""
         d, step = self.n_features, self.block_rows
         products = np.empty_like(self.raw)
         with np.errstate(over="ignore", invalid="ignore"):  # reported by the caller
@@ -329,6 +333,20 @@ class _Products:
                     np.matmul(buffer.T, buffer, out=products)
                 self.raw += products
         self.count += X.shape[0]
+
+    def including(self, others: list[_Products]) -> _Products:
+        """These products with those of other rows added (same shifts: the raw sums simply add)."""
+        for other in others:
+            self.raw += other.raw
+            self.count += other.count
+        return self
+
+    def finite(self) -> bool:
+        """False when a value or product was not finite (NaN, infinity or overflow).
+
+        A non-finite value or product shows in its column's sum of squares, which can only stay
+        non-finite once it is, so one look at the diagonal after the last block suffices.
+        """
         return bool(np.isfinite(self.raw.diagonal()).all())
 
     def _fill(self, buffer: Array, X: Array, y: Array) -> None:
