@@ -229,18 +229,26 @@ class Marina:
         )
         return list(json.loads(listed.data)["items"])
 
+    def events_with(self, name: str, *reasons: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """`name`'s events once each of `reasons` is among them: the operator posts an event just after the
+        status write it follows, so a test that has just seen the status waits for the event."""
+
+        def listed() -> list[dict[str, Any]] | None:
+            events = self.events(name)
+            seen = {event["reason"] for event in events}
+            return events if all(reason in seen for reason in reasons) else None
+
+        found: list[dict[str, Any]] = self.wait_for(f"events {reasons} of {name}", listed, timeout=timeout)
+        return found
+
     def events_including(
         self, name: str, *wanted: tuple[str, str], timeout: float = 60
     ) -> list[tuple[str, str]]:
-        """The (type, reason) of `name`'s events once all of `wanted` are among them: the operator posts an
-        event just after the status write it follows, so a test that has just seen the status waits."""
-
-        def listed() -> list[tuple[str, str]] | None:
-            pairs = [(event["type"], event["reason"]) for event in self.events(name)]
-            return pairs if all(pair in pairs for pair in wanted) else None
-
-        found: list[tuple[str, str]] = self.wait_for(f"events {wanted} of {name}", listed, timeout=timeout)
-        return found
+        """The (type, reason) of `name`'s events once all of `wanted` are among them (see `events_with`)."""
+        events = self.events_with(name, *(reason for _, reason in wanted), timeout=timeout)
+        pairs = [(event["type"], event["reason"]) for event in events]
+        assert all(pair in pairs for pair in wanted), (wanted, pairs)
+        return pairs
 
     def credentials(self, secret_name: str) -> dict[str, str]:
         """The storage credentials in the namespace's Secret (the operator writes them; never printed)."""

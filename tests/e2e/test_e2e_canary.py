@@ -147,7 +147,8 @@ def test_a_shifted_challenger_is_rolled_back_at_the_first_step(trained: Any, cli
     ready = marina.condition("modeldeployment", NAME)
     assert (ready["status"], ready["reason"]) == ("True", "RolledBack")
     assert "predictionShift" in ready["message"]
-    warnings = [e for e in marina.events(NAME) if e["type"] == "Warning" and e["reason"] == "RolledBack"]
+    events = marina.events_with(NAME, "RolledBack")
+    warnings = [e for e in events if e["type"] == "Warning" and e["reason"] == "RolledBack"]
     assert warnings and "predictionShift" in warnings[-1]["message"]
     client.assert_none_failed()
     assert client.answers > 20

@@ -109,7 +109,11 @@ def test_csv_with_a_text_column_names_the_column_and_fails_once(
     assert "column 'floors' row 1" in ready["message"] and f"'{cell}' is not a number" in ready["message"]
     assert marina.condition("dataset", name, "Stalled")["status"] == "True"
     assert marina.condition("dataset", name, "Reconciling")["status"] == "False"
-    assert any(e["type"] == "Warning" and "floors" in e["message"] for e in marina.events(name))
+    marina.wait_for(
+        "a warning naming the column",
+        lambda: [e for e in marina.events(name) if e["type"] == "Warning" and "floors" in e["message"]],
+        timeout=60,
+    )
     jobs = json.loads(marina.kubectl("get", "jobs", "-l", f"marina.dev/dataset={name}", "-o", "json"))[
         "items"
     ]

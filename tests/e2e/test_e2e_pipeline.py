@@ -258,7 +258,9 @@ def test_broken_rollout_keeps_the_old_model_serving_and_says_why(pipeline: Any) 
     assert ready["status"] == "True" and wrong[:12] in ready["message"]
     assert predict(url, "pinned", [ROW]) == good
     warnings = [
-        e for e in pipeline.events("pinned") if e["type"] == "Warning" and e["reason"] == "RolledBack"
+        e
+        for e in pipeline.events_with("pinned", "RolledBack")
+        if e["type"] == "Warning" and e["reason"] == "RolledBack"
     ]
     assert warnings and "sha256" in warnings[0]["message"]
 

@@ -151,8 +151,7 @@ def test_a_better_challenger_is_promoted_then_a_worse_one_is_rejected(gated: tup
     assert rejected["datasetVersion"] == marina.status("dataset", NAME)["version"]
     assert marina.condition("modeldeployment", NAME)["status"] == "True"
     assert _predicted(url) == champion_prediction  # the champion still answers
-    events = [(e["type"], e["reason"]) for e in marina.events(NAME)]
-    assert ("Warning", "ChallengerRejected") in events and ("Normal", "ChallengerPromoted") in events
+    marina.events_including(NAME, ("Warning", "ChallengerRejected"), ("Normal", "ChallengerPromoted"))
     jobs = marina.kubectl("get", "jobs", "-l", "app.kubernetes.io/component=evaluate", "-o", "name").split()
     assert len(jobs) == 1  # one Job per pair, the earlier one cleaned up
 
@@ -253,5 +252,5 @@ def test_drift_triggers_one_refresh_and_a_drift_inside_the_cooldown_none(marina:
     assert marina.condition("modeldeployment", RETRAIN, "Drifted")["status"] == "True"
     assert status["retraining"]["total"] == 1 and status["retraining"]["refresh"] == record["refresh"]
     assert status["retraining"]["held"]["reason"] == "Cooldown"
-    reasons = [e["reason"] for e in marina.events(RETRAIN)]
+    reasons = [e["reason"] for e in marina.events_with(RETRAIN, "RetrainTriggered", "RetrainHeld")]
     assert reasons.count("RetrainTriggered") == 1 and reasons.count("RetrainHeld") == 1

@@ -95,6 +95,7 @@ def test_keep_last_deletes_older_versions_but_not_one_a_training_job_names(
     assert status["retention"]["deleted"] == [second]
     assert status["retention"]["kept"] == [third, first]
     assert marina.condition("dataset", "points")["status"] == "True"
-    applied = [e for e in marina.events("points") if e["reason"] == "RetentionApplied"]
+    events = marina.events_with("points", "RetentionApplied")
+    applied = [e for e in events if e["reason"] == "RetentionApplied"]
     assert len(applied) == 1 and applied[0]["type"] == "Normal" and second in applied[0]["message"]
     assert not [e for e in marina.events("points") if e["reason"] == "RetentionFailed"]

@@ -117,7 +117,7 @@ def test_an_agreeing_challenger_passes_into_the_canary_and_is_promoted(trained: 
         timeout=300,
     )
     client.end()
-    agreed = [e for e in marina.events(NAME) if e["reason"] == "ShadowAgreed"]
+    agreed = [e for e in marina.events_with(NAME, "ShadowAgreed") if e["reason"] == "ShadowAgreed"]
     assert agreed and challenger[:12] in agreed[-1]["message"]
     assert marina.condition("modeldeployment", NAME)["status"] == "True"
     print(f"shadow then canary promotion: {client.summary()}")
