@@ -6,12 +6,14 @@ pod's peak memory.
     python benchmarks/cluster_bench.py --rows 2000000 --features 50 --parallelism 1 2
     python benchmarks/cluster_bench.py --score 1 2 --oom      # and batch scoring in 1 and 2 pods
     python benchmarks/cluster_bench.py --prepare 1 2 --no-training   # preparation in 1 and 2 pods
+    python benchmarks/cluster_bench.py --rows 100000000 --features 10 --csv --prepare 2 --parallelism 2
 
-It writes the seeded synthetic table once as Parquet parts of 1,000,000 rows into the cluster's MinIO
-under s3://marina/raw/<namespace>/ (kept for later runs), then applies a Dataset reading that folder and
-one TrainingJob per --parallelism, all with `resources.limits.memory: 512Mi`, and waits for each to be
-Ready. Each pod's peak memory is its container's cgroup peak, as the pod's result reports it
-(`peakMemoryBytes`). The issue's target: the whole run within 5 minutes, every pod at most 512Mi.
+It writes the seeded synthetic table once as Parquet parts of 1,000,000 rows (with --csv, CSV parts with
+six decimals) into the cluster's MinIO under s3://marina/raw/<namespace>/ (kept for later runs), then
+applies a Dataset reading that folder and one TrainingJob per --parallelism, all with
+`resources.limits.memory: 512Mi`, and waits for each to be Ready. Each pod's peak memory is its
+container's cgroup peak, as the pod's result reports it (`peakMemoryBytes`). The issue's target: the
+whole run within 5 minutes, every pod at most 512Mi.
 With --score, one BatchPrediction per parallelism scores the whole source folder (every file a unit of
 work; parallelism N an Indexed Job of N pods and a last Job writing the manifest) with the last model;
 the manifests must be one (the same sha256), and the first and last parts' predictions must equal the
@@ -35,15 +37,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator")]
 LIMIT = "512Mi"
-RESOURCES = {"limits": {"memory": LIMIT}, "requests": {"memory": LIMIT, "cpu": "100m"}}
+RESOURCES: dict[str, dict[str, str]] = {
+    "limits": {"memory": LIMIT},
+    "requests": {"memory": LIMIT, "cpu": "100m"},
+}
 PART_ROWS = 1_000_000
-ROW_GROUP_ROWS = 65_536  # row groups as a writer flushing every 64k rows makes them (~50 MB here)
+ROW_GROUP_ROWS = 65_536
+#: The most rows a Dataset's synthetic source has; larger tables continue its stream block by block.
+SYNTHETIC_ROWS = 10_000_000
+#: Decimal places of a CSV source's values (17 significant digits would double the file).
+CSV_DECIMALS = 6  # row groups as a writer flushing every 64k rows makes them (~50 MB here)
 
 
 def kubectl(*args: str, stdin: str | None = None) -> str:
@@ -73,42 +83,66 @@ def minio_environment() -> dict[str, str]:
     }
 
 
-def write_source(uri: str, rows: int, features: int) -> None:
-    """The synthetic source's rows as Parquet parts of PART_ROWS rows, skipped when already stored."""
+def write_source(uri: str, rows: int, features: int, fmt: str = "parquet") -> None:
+    """The synthetic source's rows as parts of PART_ROWS rows (Parquet, or CSV with values rounded to
+    CSV_DECIMALS decimal places), skipped when already stored."""
+    from marina import storage
+    from marina.data.sources import SyntheticSpec
+
+    spec = SyntheticSpec(rows=min(rows, SYNTHETIC_ROWS), features=features, noise=0.5, seed=11)
+    names = [*(f"x{j}" for j in range(1, features + 1)), "target"]
+    for part, first in enumerate(range(0, rows, PART_ROWS)):
+        part_uri = storage.join(uri, f"part-{part:05d}.{fmt}")
+        if storage.exists(part_uri):
+            continue
+        started = time.perf_counter()
+        with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as local:
+            blocks = part_blocks(spec, first, min(first + PART_ROWS, rows), rows)
+            if fmt == "csv":
+                write_csv(Path(local.name), blocks, names)
+                media = "text/csv"
+            else:
+                write_parquet(Path(local.name), blocks, names)
+                media = "application/vnd.apache.parquet"
+            storage.write_bytes(part_uri, Path(local.name).read_bytes(), media)
+        print(f"  wrote {part_uri} in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def part_blocks(spec: Any, first: int, last: int, rows: int) -> Iterator[Any]:
+    """Rows first..last of the synthetic table of ``rows`` rows, as the generator's blocks cut to that
+    range (each block drawn whole: its noise follows its inputs in the stream)."""
+    size = spec.block_rows
+    for block in range(first // size, -(-last // size)):
+        start = block * size
+        values = spec.block_of(block, min(size, rows - start))
+        yield values[max(first, start) - start : min(last, start + size) - start]
+
+
+def write_parquet(path: Path, blocks: Iterator[Any], names: list[str]) -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from marina import storage
-    from marina.data.sources import SyntheticSpec
-
-    spec = SyntheticSpec(rows=rows, features=features, noise=0.5, seed=11)
-    names = [*(f"x{j}" for j in range(1, features + 1)), "target"]
     schema = pa.schema([(name, pa.float64()) for name in names])
-    for part, first in enumerate(range(0, rows, PART_ROWS)):
-        part_uri = storage.join(uri, f"part-{part:05d}.parquet")
-        if storage.exists(part_uri):
-            continue
-        started = time.perf_counter()
-        with tempfile.NamedTemporaryFile(suffix=".parquet") as local:
-            with pq.ParquetWriter(local.name, schema, compression="snappy") as writer:
-                pending: list[np.ndarray] = []
-                for block in range(
-                    first // spec.block_rows, -(-min(first + PART_ROWS, rows) // spec.block_rows)
-                ):
-                    values = spec.block(block)
-                    low = max(first, block * spec.block_rows) - block * spec.block_rows
-                    high = (
-                        min(first + PART_ROWS, rows, (block + 1) * spec.block_rows) - block * spec.block_rows
-                    )
-                    pending.append(values[low:high])
-                    if sum(len(p) for p in pending) >= ROW_GROUP_ROWS:
-                        write_group(writer, pending, names, schema)
-                        pending = []
-                if pending:
-                    write_group(writer, pending, names, schema)
-            storage.write_bytes(part_uri, Path(local.name).read_bytes(), "application/vnd.apache.parquet")
-        print(f"  wrote {part_uri} in {time.perf_counter() - started:.0f} s", flush=True)
+    with pq.ParquetWriter(str(path), schema, compression="snappy") as writer:
+        pending: list[np.ndarray] = []
+        for values in blocks:
+            pending.append(values)
+            if sum(len(p) for p in pending) >= ROW_GROUP_ROWS:
+                write_group(writer, pending, names, schema)
+                pending = []
+        if pending:
+            write_group(writer, pending, names, schema)
+
+
+def write_csv(path: Path, blocks: Iterator[Any], names: list[str]) -> None:
+    """A header, then the rows with CSV_DECIMALS decimal places (polars writes them)."""
+    import polars as pl
+
+    with path.open("wb") as out:
+        for index, values in enumerate(blocks):
+            frame = pl.DataFrame(values, schema=names, orient="row")
+            frame.write_csv(out, include_header=index == 0, float_precision=CSV_DECIMALS)
 
 
 def write_group(writer: Any, blocks: list[Any], names: list[str], schema: Any) -> None:
@@ -193,16 +227,29 @@ def main() -> None:
     parser.add_argument("--oom", action="store_true", help="also score with 64Mi: must be OutOfMemory")
     parser.add_argument("--prepare", type=int, nargs="+", default=[1], help="Dataset parallelisms")
     parser.add_argument("--no-training", action="store_true", help="stop once the Datasets are Ready")
+    parser.add_argument(
+        "--csv", action="store_true", help=f"the source as CSV parts ({CSV_DECIMALS} decimals), not Parquet"
+    )
+    parser.add_argument(
+        "--cpu-limit",
+        help="each pod's CPU limit (e.g. 500m): how runs scale when the cores are not all taken by one pod "
+        "and MinIO, as on a two-core machine",
+    )
     args = parser.parse_args()
+    if args.cpu_limit:
+        RESOURCES["limits"]["cpu"] = args.cpu_limit
+    if args.csv and args.score:
+        parser.error("--score reads the Parquet source; leave out --csv")
+    args.format = "csv" if args.csv else "parquet"
     os.environ.update(minio_environment())
     if args.namespace not in kubectl("get", "namespaces", "-o", "name"):
         kubectl("create", "namespace", args.namespace)
-    source = f"s3://marina/raw/{args.namespace}/table-{args.rows}x{args.features}/"
+    folder = f"table-{args.rows}x{args.features}" + ("-csv" if args.csv else "")
+    source = f"s3://marina/raw/{args.namespace}/{folder}/"
     started = time.perf_counter()
-    write_source(source, args.rows, args.features)
-    print(
-        f"source {source}: {args.rows} x {args.features} as Parquet ({time.perf_counter() - started:.0f} s)"
-    )
+    write_source(source, args.rows, args.features, args.format)
+    took = time.perf_counter() - started
+    print(f"source {source}: {args.rows} x {args.features} as {args.format} ({took:.0f} s)")
 
     run = f"r{int(time.time()) % 100000}"
     total = time.perf_counter()
@@ -232,7 +279,7 @@ def prepare(args: argparse.Namespace, source: str, run: str) -> None:
     statuses: dict[int, dict[str, Any]] = {}
     for index, parallelism in enumerate(args.prepare):
         name = run if index == 0 else f"{run}-d{parallelism}"
-        spec = {"source": {"parquet": {"uri": source}}, "resources": RESOURCES, "parallelism": parallelism}
+        spec = {"source": {args.format: {"uri": source}}, "resources": RESOURCES, "parallelism": parallelism}
         started = time.perf_counter()
         apply(args.namespace, "Dataset", name, spec)
         statuses[parallelism] = wait_ready(args.namespace, "dataset", name, args.timeout)

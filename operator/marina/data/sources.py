@@ -1115,8 +1115,12 @@ class SyntheticSpec:
 
     def block(self, index: int) -> np.ndarray:
         """Rows [index·B, (index+1)·B) as [x | target], from their own stream seeded by (seed, index)."""
+        return self.block_of(index, min(self.block_rows, self.rows - index * self.block_rows))
+
+    def block_of(self, index: int, rows: int) -> np.ndarray:
+        """``block(index)`` with its row count given: the same stream continues past ``rows`` (a benchmark's
+        table larger than a Dataset's synthetic source may be)."""
         coefficients, intercept = self.model()
-        rows = min(self.block_rows, self.rows - index * self.block_rows)
         rng = np.random.default_rng([self.seed, index])
         x = rng.standard_normal((rows, self.features))
         y = x @ coefficients + intercept + self.noise * rng.standard_normal(rows)
