@@ -141,12 +141,15 @@ def leaf_digest(block: np.ndarray, schema: Schema, hashed: Mapping[int, np.ndarr
     """sha256 of a leaf's rows (columns x rows), column by column; `hashed` holds the category columns'
     value hashes."""
     digest = hashlib.sha256()
+    # which columns hold a NaN (to write every NaN as the one canonical NaN), from one reduction over the
+    # leaf: one numpy call per column cost more than its hashing
+    missing = np.isnan(block.min(axis=1)).tolist() if block.shape[1] else [False] * block.shape[0]
     for j in range(block.shape[0]):
         if j in hashed:
             digest.update(hashed[j].data)
             continue
         column = np.ascontiguousarray(block[j], dtype="<f8")
-        if np.isnan(column.min()):
+        if missing[j]:
             column = np.where(np.isnan(column), np.nan, column)
         digest.update(column.data)
     return digest.digest()
