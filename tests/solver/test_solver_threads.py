@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
 from marina.solver import NonFiniteError, SufficientStatistics, _threads
+from marina.system.cpu import available_cpus
 
 
 @pytest.mark.parametrize(("rows", "count"), [(10, 1), (10, 3), (7, 7), (1_000_001, 2)])
@@ -23,7 +22,7 @@ def test_shares_cover_the_rows_in_order_and_near_equal(rows: int, count: int) ->
 
 def test_as_many_shares_as_blas_has_threads_when_the_rows_are_many() -> None:
     many = 100 * _threads.MIN_SHARE_ELEMENTS
-    cpus = len(os.sched_getaffinity(0))
+    cpus = available_cpus()
     with threadpool_limits(limits=1, user_api="blas"):
         assert _threads.share_count(many, 1) == 1  # a caller holding BLAS to one thread keeps it
     with threadpool_limits(limits=2, user_api="blas"):

@@ -8,19 +8,19 @@ two contiguous shares, one per thread, and BLAS held to one thread meanwhile, th
 needs numpy alone) every block runs in the calling thread with BLAS's own threads, as before.
 
 The number of threads is the number BLAS has at the moment of the call (capped by the CPUs this
-process may use), so a caller that already holds BLAS to fewer threads, such as a streaming job whose
-read-ahead thread needs a CPU, gets the same fewer here.
+process may use, its cgroup's quota included), so a caller that already holds BLAS to fewer threads,
+such as a streaming job whose read-ahead thread needs a CPU, gets the same fewer here.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
+
+from marina.system.cpu import available_cpus
 
 try:
     from threadpoolctl import ThreadpoolController
@@ -50,7 +50,7 @@ def blas_threads() -> int:
 
 def share_count(rows: int, width: int) -> int:
     """How many threads should share ``rows`` rows of ``width`` values (1: the calling thread alone)."""
-    workers = min(blas_threads(), len(os.sched_getaffinity(0)))
+    workers = min(blas_threads(), available_cpus())
     return max(1, min(workers, rows * width // MIN_SHARE_ELEMENTS))
 
 
@@ -60,16 +60,10 @@ def shares(rows: int, count: int) -> list[slice]:
     return [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
 
 
-@contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    with _controller().limit(limits=1):
-        yield
-
-
 def map_shares(work: Callable[[slice], T], rows: int, width: int) -> list[T]:
     """``work`` on each share of the rows, in order; in threads with one BLAS thread each when it pays."""
     count = share_count(rows, width)
     if count == 1:
         return [work(slice(0, rows))]
-    with _single_threaded_blas(), ThreadPoolExecutor(count, thread_name_prefix="marina-solver") as pool:
+    with _controller().limit(limits=1), ThreadPoolExecutor(count, thread_name_prefix="marina-solver") as pool:
         return list(pool.map(work, shares(rows, count)))

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
-
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
@@ -35,6 +33,8 @@ def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
 @contextmanager
 def blas_beside_a_reader() -> Iterator[int]:
     """BLAS limited to the CPUs left after one for the read-ahead thread (at least one); yields that."""
+    from threadpoolctl import threadpool_limits  # here, so that the solver may count CPUs with numpy alone
+
     threads = max(1, available_cpus() - 1)
     with threadpool_limits(limits=threads, user_api="blas"):
         yield threads
