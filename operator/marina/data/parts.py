@@ -137,13 +137,19 @@ def hashed_codes(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def leaf_digest(block: np.ndarray, schema: Schema, hashed: Mapping[int, np.ndarray]) -> bytes:
+def leaf_digest(
+    block: np.ndarray,
+    schema: Schema,
+    hashed: Mapping[int, np.ndarray],
+    missing: Sequence[bool] | None = None,
+) -> bytes:
     """sha256 of a leaf's rows (columns x rows), column by column; `hashed` holds the category columns'
-    value hashes."""
+    value hashes, `missing` which columns hold a NaN when the caller knows (every NaN is hashed as the one
+    canonical NaN). Found otherwise by one reduction over the leaf: one numpy call per column cost more
+    than its hashing."""
     digest = hashlib.sha256()
-    # which columns hold a NaN (to write every NaN as the one canonical NaN), from one reduction over the
-    # leaf: one numpy call per column cost more than its hashing
-    missing = np.isnan(block.min(axis=1)).tolist() if block.shape[1] else [False] * block.shape[0]
+    if missing is None:
+        missing = np.isnan(block.min(axis=1)).tolist()
     for j in range(block.shape[0]):
         if j in hashed:
             digest.update(hashed[j].data)
@@ -295,7 +301,8 @@ class SplitWriter:
             codes = block[j][~np.isnan(block[j])]
             if codes.size:
                 self.seen[j].update(np.unique(codes).astype(int).tolist())
-        node = leaf_node(index, count, leaf_digest(block, self.schema, hashed))
+        missing = (moments.count < count).tolist()  # the moments counted each column's present cells
+        node = leaf_node(index, count, leaf_digest(block, self.schema, hashed, missing))
         self.moments.push(0, index, moments)
         self.hashes.push(0, index, node)
         if group is not None:
