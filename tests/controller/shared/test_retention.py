@@ -281,6 +281,20 @@ def test_a_run_deletes_unreferenced_older_versions_and_records_it(kube: Any, sto
     assert len(kube.events) == 1  # not due again for the same version
 
 
+def test_a_stale_body_does_not_run_again_over_a_recorded_run(kube: Any, store: None) -> None:
+    for v in V[:3]:
+        prepared(v)
+    stale = dataset(kube, 1, V[2])  # read before the run below recorded status.retention
+    retention.follow(kube, SETTINGS, stale, ready(V[2]), datasets.RETENTION)
+    recorded = kube.current("Dataset", "lines")["status"]["retention"]
+    assert sorted(recorded["deleted"]) == sorted(V[:2])
+
+    retention.follow(kube, SETTINGS, stale, ready(V[2]), datasets.RETENTION)
+
+    assert kube.current("Dataset", "lines")["status"]["retention"] == recorded
+    assert len(kube.events) == 1
+
+
 def test_without_retention_nothing_is_deleted(kube: Any, store: None) -> None:
     for v in V[:2]:
         prepared(v)

@@ -278,6 +278,8 @@ def follow(kube: KubeApi, settings: Settings, body: Mapping[str, Any], outcome: 
     current = kind.current(outcome.fields)
     if outcome.state is not State.READY or not current or not due(previous, keep_last, str(current)):
         return
+    if not due(recorded(kube, body), keep_last, str(current)):
+        return  # kopf's body was older than a run already recorded for this version
     run = apply(kube, settings, body, kind, keep_last, str(current))
     if run.error is not None:
         done = f"deleted {_ids(run.deleted)}, then " if run.deleted else ""
@@ -294,6 +296,15 @@ def follow(kube: KubeApi, settings: Settings, body: Mapping[str, Any], outcome: 
             f"deleted {len(run.deleted)} {kind.noun} beyond keepLast {keep_last}: {_ids(run.deleted)}"
             f"{_parts(run.parts)}; kept {_ids(run.kept)}",
         )
+
+
+def recorded(kube: KubeApi, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """status.retention as the API server holds it now. kopf may hand a reconcile a body read before the
+    previous run's status write arrived; a second run for the same version would find nothing left to
+    delete and overwrite that run's record of what it deleted."""
+    meta = body["metadata"]
+    fresh = kube.get(body["apiVersion"], body["kind"], meta["namespace"], meta["name"]) or {}
+    return (fresh.get("status") or {}).get("retention")
 
 
 def apply(
