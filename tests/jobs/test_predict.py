@@ -207,9 +207,13 @@ def test_a_csv_folder_with_text_ids_and_an_unseen_category(
     raw = [[1.2, 0.4, 2.0], ["Ideal", "Fair", "Premium"], ["E", "Z", "G"]]
     features, _ = answers.inputs.encode(raw)
     np.testing.assert_array_equal(table.column("predict").to_numpy(), model.predict(features))
-    np.testing.assert_array_equal(
-        table.column("contribution_cut").to_numpy(), answers.contributions(features)[:, 1]
-    )
+    # An input's contribution sums its k one-hot columns' shares; two matrix products may add them in
+    # another order (and fuse a product into an addition), each within k·(ε/2)·Σ|share| of the exact sum.
+    cut = slice(answers.inputs.offsets[1], answers.inputs.offsets[2])
+    shares = np.abs((features - answers.means) * np.asarray(model.coefficients))[:, cut]
+    bound = (cut.stop - cut.start) * np.finfo(float).eps * shares.sum(axis=1)
+    difference = np.abs(table.column("contribution_cut").to_numpy() - answers.contributions(features)[:, 1])
+    assert (difference <= bound).all(), (difference, bound)
     assert "category:color" in table.column("extrapolation").to_pylist()[1].split(";")
     assert result["extrapolated"]["category"] == 1 and result["extrapolated"]["category:color"] == 1
 
