@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from marina import storage
 from marina.data import dataset
 from marina.data.sources import SyntheticSpec
 from marina.model import artifact
@@ -74,6 +75,12 @@ def test_a_dataset_larger_than_the_pods_memory_prepares_and_trains(marina: Any, 
     scale = max(abs(c) for c in model.coefficients)
     assert np.max(np.abs(np.array(other.coefficients) - model.coefficients)) <= 1e-10 * scale
     assert abs(other.intercept - model.intercept) <= 1e-10 * max(1.0, abs(model.intercept))
+    # the shards' partial statistics went once the model was the status; the model stays
+    partials = sharded["model"]["uri"].rsplit("/", 1)[0] + "/partials"
+    marina.wait_for(
+        "the shards' partial statistics deleted", lambda: storage.list_objects(partials) == [], timeout=60
+    )
+    assert storage.exists(sharded["model"]["uri"])
     print(
         f"\n2M x 50 at 256Mi: prepare {prepare_seconds:.0f} s, train {train_seconds:.0f} s, "
         f"train with 2 shards {sharded_seconds:.0f} s"

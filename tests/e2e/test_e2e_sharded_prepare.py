@@ -61,13 +61,17 @@ def resource(name: str, source: dict[str, Any], parallelism: int) -> dict[str, A
     return {"apiVersion": "marina.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": name}, "spec": spec}
 
 
-def shard_rows(prefix: str) -> list[int]:
-    """The source rows each shard read, from the partial results it left for the reduce."""
-    (run,) = storage.list_folder(f"{prefix}/partials")
-    folder = f"{prefix}/partials/{run}"
-    listed = [name for name in storage.list_folder(folder) if name.endswith(".json")]
-    documents = [json.loads(storage.read_bytes(f"{folder}/{name}")) for name in listed]
-    return [document["rows"] for document in sorted(documents, key=lambda d: int(d["index"]))]
+def shard_rows(marina: Any, name: str) -> list[int]:
+    """The source rows each shard read, from the typed results its pod left in its termination message."""
+    selector = f"marina.dev/dataset={name},app.kubernetes.io/component=shard"
+    pods = json.loads(marina.kubectl("get", "pods", "-l", selector, "-o", "json"))["items"]
+    results = [
+        json.loads(status["state"]["terminated"]["message"])
+        for pod in pods
+        for status in pod["status"]["containerStatuses"]
+        if pod["status"]["phase"] == "Succeeded"
+    ]
+    return [result["rowsIn"] for result in sorted(results, key=lambda r: int(r["shard"]))]
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
@@ -86,6 +90,14 @@ def test_two_pods_prepare_the_dataset_one_pod_prepares(marina: Any, storage_env:
     assert one["rows"] == ROWS and (one["shards"], two["shards"]) == (1, 2)
     assert {key: two[key] for key in SAME if key != "uri"} == {key: one[key] for key in SAME if key != "uri"}
     assert one["uri"].rsplit("/", 1)[1] == two["uri"].rsplit("/", 1)[1] == one["version"]
-    read = shard_rows(two["uri"].rsplit("/", 1)[0])
-    assert sum(read) == ROWS and min(read) > 0, read  # both pods read a share
+    read = shard_rows(marina, f"two-{kind}")
+    assert len(read) == 2 and sum(read) == ROWS and min(read) > 0, read  # both pods read a share
+    # the shards' partial results went once the reduce's result was the status; the data parts stay
+    prefix = two["uri"].rsplit("/", 1)[0]
+    marina.wait_for(
+        "the shards' partial results deleted",
+        lambda: storage.list_objects(f"{prefix}/partials") == [],
+        timeout=60,
+    )
+    assert storage.list_objects(f"{prefix}/parts")
     marina.events_with(f"two-{kind}", "PreparingShards", "Prepared")  # an event for each step

@@ -658,6 +658,7 @@ TRAINING_JOB = Kind(
             ),
             "jobName": String(description="The Kubernetes Job of the current run."),
             "datasetVersion": String(description="The Dataset version the current run trains on."),
+            "shards": Integer(description="Pods the current run gathers its statistics in (parallelism)."),
             "metrics": Object(
                 description="Metrics of the model on the Dataset's test split.",
                 properties={"mse": REAL, "rmse": REAL, "mae": REAL, "r2": REAL},

@@ -10,7 +10,7 @@ from typing import Any
 from marina.contract import PrepareRequest
 from marina.controller.datasets.spec import DatasetSpec
 from marina.controller.kube.settings import Settings
-from marina.controller.shared import builders
+from marina.controller.shared import builders, partials
 from marina.controller.shared.builders import Owner
 
 INLINE_VOLUME = "inline-rows"
@@ -73,8 +73,8 @@ def prepare_request(
 def sharding(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str, phase: str) -> dict[str, Any]:
     """The `marina prepare` arguments of one phase of a sharded run; the partial results live under the
     Dataset's prefix, one folder per input (digest), so the shards of two runs never meet."""
-    partials = f"{settings.datasets_prefix(owner.namespace, owner.name)}/partials/{digest}"
-    return {"phase": phase, "shards": spec.parallelism, "partials": partials}
+    folder = partials.folder(settings.datasets_prefix(owner.namespace, owner.name), digest)
+    return {"phase": phase, "shards": spec.parallelism, "partials": folder}
 
 
 def prepare_job(settings: Settings, owner: Owner, spec: DatasetSpec, digest: str) -> dict[str, Any]:

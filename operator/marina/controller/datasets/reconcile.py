@@ -15,7 +15,7 @@ from marina.controller.datasets import manifests
 from marina.controller.datasets import spec as dataset_spec
 from marina.controller.kube.client import KubeApi
 from marina.controller.kube.settings import DATASETS, Settings
-from marina.controller.shared import builders, jobs, retention, storage_area
+from marina.controller.shared import builders, jobs, partials, retention, storage_area
 from marina.controller.shared.conditions import Outcome, State, is_ready
 from marina.controller.shared.fields import InvalidSpec
 from marina.controller.shared.jobs import JobStep, failure_message, forget_old_jobs, run_job, running_outcome
@@ -50,6 +50,7 @@ RESULT_FIELDS = (
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
     outcome = settle(kube, settings, body, decide)
     retention.follow(kube, settings, body, outcome, RETENTION)
+    partials.collect(kube, settings, body, outcome, DATASETS)
     return outcome
 
 

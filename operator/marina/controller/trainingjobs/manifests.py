@@ -7,7 +7,7 @@ from typing import Any
 
 from marina.contract import TrainRequest
 from marina.controller.kube.settings import Settings
-from marina.controller.shared import builders
+from marina.controller.shared import builders, partials
 from marina.controller.shared.builders import Owner
 from marina.controller.trainingjobs.spec import TrainingJobSpec
 
@@ -49,8 +49,8 @@ def sharding(
 ) -> dict[str, Any]:
     """The `marina train` arguments of one phase of a sharded run; the partials live under the models
     prefix, one folder per run (digest), so the shards of two runs never meet."""
-    partials = f"{settings.models_prefix(owner.namespace, owner.name)}/partials/{digest}"
-    return {"phase": phase, "shards": spec.parallelism, "partials": partials}
+    folder = partials.folder(settings.models_prefix(owner.namespace, owner.name), digest)
+    return {"phase": phase, "shards": spec.parallelism, "partials": folder}
 
 
 def train_job(

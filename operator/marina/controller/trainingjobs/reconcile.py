@@ -14,7 +14,7 @@ from typing import Any
 from marina.contract import API_VERSION, MODEL_VERSION_LENGTH
 from marina.controller.kube.client import KubeApi
 from marina.controller.kube.settings import MODELS, Settings
-from marina.controller.shared import builders, jobs, retention
+from marina.controller.shared import builders, jobs, partials, retention
 from marina.controller.shared.conditions import Outcome, State, ready_condition
 from marina.controller.shared.fields import InvalidSpec
 from marina.controller.shared.jobs import JobStep, Work, job_plan, run_job
@@ -40,6 +40,7 @@ RETENTION = retention.Kind(
 def reconcile(kube: KubeApi, settings: Settings, body: Mapping[str, Any]) -> Outcome:
     outcome = settle(kube, settings, body, decide)
     retention.follow(kube, settings, body, outcome, RETENTION)
+    partials.collect(kube, settings, body, outcome, MODELS)
     return outcome
 
 
@@ -102,7 +103,7 @@ def decide(settings: Settings, seen: Observation) -> Plan:
         if spec.parallelism > 1 or step.starting
         else builders.progress_uri(settings.models_prefix(owner.namespace, owner.name), job_name)
     )
-    fields = {"jobName": job_name, "datasetVersion": version}
+    fields = {"jobName": job_name, "datasetVersion": version, "shards": spec.parallelism}
     return from_job(seen, owner, step, job_name, fields, digest, progress).after(gathered)
 
 
@@ -140,7 +141,11 @@ def from_job(
     shards: tuple[int, int] | None = None,
 ) -> Plan:
     """The outcome of the Job's step (a Job that just starts reports no progress yet)."""
-    doing = f"is gathering statistics in {fields['shards']} shards" if "shards" in fields else "is training"
+    count = int(fields.get("shards") or 1)
+    if shards is not None:
+        doing = f"is gathering statistics in {count} shards"
+    else:
+        doing = f"is merging the {count} shards' statistics and fitting" if count > 1 else "is training"
 
     def done(result: JobResult, fields: dict[str, Any]) -> Outcome:
         return trained(succeeded(result, fields, digest))
