@@ -184,6 +184,13 @@ if ((local_cluster)); then
     export MARINA_TEST_RUN=$nodes_run KUBECONFIG=$ROOT/.cluster/kind-kubeconfig
     pytest_phase nodes -m nodes -p no:xdist --durations=15
     export MARINA_TEST_RUN=$RUN
+    # The kind cluster was made for this phase: it goes once its tests passed (on two cores its four nodes
+    # would take CPU from whatever runs next), and stays for a look when they failed.
+    if [[ ${phases[-1]} == *failed* ]]; then
+      say "kind stays up for a look: KUBECONFIG=$ROOT/.cluster/kind-kubeconfig; 'make kind-down' removes it"
+    else
+      bash "$HACK/kind/kind-down.sh" >"$LOGS/kind-down.log" 2>&1 || say "kind-down failed: see $LOGS/kind-down.log"
+    fi
   else
     cat "$RUN/kind.failed" 2>/dev/null || tail -n 40 "$LOGS/kind-up.log"
     phases+=("nodes (kind failed)") && status=1
