@@ -59,14 +59,9 @@ def collect(
     run = folder(f"{area}{meta['name']}", digest)
     if not retention.deletable_area(run, area, settings.shared_prefixes):
         return
-    base = run + "/"
     try:
-        written = [
-            stored.uri
-            for stored in storage.list_objects(run)
-            if stored.uri.startswith(base) and WRITTEN_BY_SHARDS.fullmatch(stored.uri[len(base) :])
-        ]
-        storage.delete_objects(written)
+        written = retention.named_in(run, storage.list_objects(run), WRITTEN_BY_SHARDS)
+        storage.delete_objects([stored.uri for stored, _ in written])
     except storage.StorageError as error:
         kube.event(
             body,

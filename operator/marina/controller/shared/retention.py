@@ -94,17 +94,25 @@ def dataset_versions(folder: str, listing: Sequence[storage.StoredObject]) -> li
     return versions
 
 
+def named_in(
+    folder: str, listing: Sequence[storage.StoredObject], name: re.Pattern[str]
+) -> list[tuple[storage.StoredObject, re.Match[str]]]:
+    """The objects directly in `folder` whose names match `name`, each with its match."""
+    base = folder.rstrip("/") + "/"
+    found = []
+    for stored in listing:
+        match = name.fullmatch(stored.uri[len(base) :]) if stored.uri.startswith(base) else None
+        if match:
+            found.append((stored, match))
+    return found
+
+
 def model_versions(folder: str, listing: Sequence[storage.StoredObject]) -> list[Version]:
     """The model artifacts directly under a TrainingJob's folder (`model-<sha256>.json`)."""
-    base = folder.rstrip("/") + "/"
-    versions = []
-    for stored in listing:
-        match = MODEL_NAME.fullmatch(stored.uri[len(base) :]) if stored.uri.startswith(base) else None
-        if match:
-            versions.append(
-                Version(match.group(1), stored.uri, stored.modified or EPOCH, (stored.uri,), stored.uri)
-            )
-    return versions
+    return [
+        Version(match.group(1), stored.uri, stored.modified or EPOCH, (stored.uri,), stored.uri)
+        for stored, match in named_in(folder, listing, MODEL_NAME)
+    ]
 
 
 def references(objects: Iterable[Mapping[str, Any]]) -> frozenset[str]:
@@ -187,8 +195,7 @@ def owns_model(content: bytes, name: str, version: Version) -> bool:
 
 def parts_in(folder: str, listing: Sequence[storage.StoredObject]) -> list[storage.StoredObject]:
     """The data parts directly in a Dataset's parts folder."""
-    base = f"{folder.rstrip('/')}/{PARTS}/"
-    return [o for o in listing if o.uri.startswith(base) and PART_NAME.fullmatch(o.uri[len(base) :])]
+    return [stored for stored, _ in named_in(f"{folder.rstrip('/')}/{PARTS}", listing, PART_NAME)]
 
 
 def parts_named(version: Version, manifest: bytes) -> frozenset[str] | None:
