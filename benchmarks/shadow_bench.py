@@ -139,6 +139,29 @@ def measure(bases: dict[str, str], requests: int, clients: int, block: int = 50)
     return times
 
 
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User and system CPU seconds a process (its every thread) has used (/proc/<pid>/stat)."""
+    with open(f"/proc/{process.pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compared(
+    bases: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], requests: int, clients: int
+) -> None:
+    """`measure` and `report` the two champions, then the CPU each used per answered request: the
+    difference is what a copy costs the mirroring process."""
+    before = {name: cpu_seconds(process) for name, process in processes.items()}
+    report(measure(bases, requests, clients), "shadow on", "off")
+    used = {
+        name: (cpu_seconds(process) - before[name]) / requests * 1e6 for name, process in processes.items()
+    }
+    print(
+        f"  CPU per request: off {used['off']:.0f} us, shadow on {used['shadow on']:.0f} us "
+        f"(a copy costs the mirroring process {used['shadow on'] - used['off']:.0f} us)"
+    )
+
+
 def report(times: dict[str, list[float]], on: str, off: str) -> None:
     p99 = {}
     for name in (off, on):
@@ -197,20 +220,18 @@ def latency(requests: int, clients: int, challenger_nice: int) -> None:
             said = f"{requests} single-row v1 requests each, {clients} client thread(s), alternating blocks"
             print(f"latency: {said}")
             print("challenger up:")
-            report(measure({"off": off_base, "shadow on": on_base}, requests, clients), "shadow on", "off")
+            pair = {"off": off, "shadow on": on}
+            compared({"off": off_base, "shadow on": on_base}, pair, requests, clients)
             time.sleep(0.5)
             print(f"  the mirroring champion's copies: {shadow_counts(on_base)}")
             print("challenger hanging (never answers; 30 s timeout):")
-            report(
-                measure({"off": off_base, "shadow on": hanging_champion}, requests, clients),
-                "shadow on",
-                "off",
-            )
+            to_hanging_pair = {"off": off, "shadow on": to_hanging}
+            compared({"off": off_base, "shadow on": hanging_champion}, to_hanging_pair, requests, clients)
             print(f"  the mirroring champion's copies: {shadow_counts(hanging_champion)}")
             target.terminate()
             target.wait()
             print("challenger stopped (connections refused):")
-            report(measure({"off": off_base, "shadow on": on_base}, requests, clients), "shadow on", "off")
+            compared({"off": off_base, "shadow on": on_base}, pair, requests, clients)
             time.sleep(0.5)
             print(f"  the mirroring champion's copies (since start): {shadow_counts(on_base)}")
     finally:

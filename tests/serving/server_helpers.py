@@ -26,9 +26,12 @@ TRAINING: dict[str, dict[str, Any]] = {  # the training split's statistics, as `
 
 @dataclass
 class Client:
-    """Synchronous calls into an ASGI app through httpx's in-process transport."""
+    """Synchronous calls into an ASGI app through httpx's in-process transport: each on a new event loop,
+    or all on `loop` (for an app that keeps connections of its own on the loop, as the shadow's; its
+    events are handled while a call runs)."""
 
     app: ServingApp
+    loop: asyncio.AbstractEventLoop | None = None
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async def call() -> httpx.Response:
@@ -36,7 +39,9 @@ class Client:
             async with httpx.AsyncClient(transport=transport, base_url="http://marina") as client:
                 return await client.request(method, path, **kwargs)
 
-        return asyncio.run(call())
+        if self.loop is None:
+            return asyncio.run(call())
+        return self.loop.run_until_complete(call())
 
     def get(self, path: str) -> httpx.Response:
         return self.request("GET", path)
@@ -88,7 +93,8 @@ class ServerProcess:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -104,6 +110,14 @@ class ServerProcess:
                 raise AssertionError(
                     f"no line with {text!r} in {timeout} s; output:\n{''.join(self.output)}"
                 ) from None
+
+    def all_output(self, timeout: float = 20.0) -> list[str]:
+        """Every line the process wrote, once it has ended and its output is read to the end."""
+        self.process.wait(timeout)
+        self.reader.join(timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return self.output
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -3,8 +3,10 @@ request path and compares the two models' predictions on the same rows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import signal
 import socket
 import threading
 import time
@@ -37,6 +39,16 @@ def challenger_file(tmp_path: Path) -> tuple[str, str]:
         feature_statistics={name: TRAINING[name] for name in FEATURES},
     )
     return save(artifact, str(folder))
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for an app and its mirror's connections, closed after one more turn (the closed
+    connections' sockets are let go then)."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
 
 
 @pytest.fixture
@@ -89,6 +101,11 @@ def test_two_real_servers_compare_every_row_as_computed_by_hand(
             wait_until(lambda: settled(client.get("/v2/models/diabetes/shadow").json()))
             document = client.get("/v2/models/diabetes/shadow").json()
             exported = client.get("/metrics").text
+        champion.process.send_signal(signal.SIGTERM)  # shutdown closes the mirror's connections cleanly
+        assert champion.process.wait(timeout=20) in (0, -signal.SIGTERM)
+        output = champion.all_output()
+        assert any("Finished server process" in line for line in output), output
+        assert not any("Traceback" in line or "Error" in line for line in output), output
     finally:
         champion.stop()
     rows = np.vstack(sent)
@@ -111,10 +128,12 @@ def test_two_real_servers_compare_every_row_as_computed_by_hand(
     assert float(gauge.split()[1]) == pytest.approx(difference.mean() / mine.std())
 
 
-def test_the_mirrored_share_is_within_binomial_bounds(served: ServedModel, challenger: ServerProcess) -> None:
+def test_the_mirrored_share_is_within_binomial_bounds(
+    served: ServedModel, challenger: ServerProcess, loop: asyncio.AbstractEventLoop
+) -> None:
     settings = shadow.ShadowSettings(challenger.base, percent=30.0, queue_size=2000)
     app = ServingApp(served, shadowing=settings)
-    client = Client(app)
+    client = Client(app, loop)
     try:
         for _ in range(600):
             answer = client.post("/v1/models/diabetes:predict", json={"instances": [[1, 5, 2]]})
@@ -130,6 +149,34 @@ def test_the_mirrored_share_is_within_binomial_bounds(served: ServedModel, chall
     assert document["dropped"] == 0 and document["compared"] == document["mirrored"]
 
 
+def test_a_copy_is_handed_to_the_mirror_only_after_its_answer_is_written(served: ServedModel) -> None:
+    """The hand-off wakes a worker thread that then wants the GIL: before the answer's write, the client
+    would wait for that switch."""
+    app = ServingApp(served)
+    mirror = app.shadow = shadow.Shadow(shadow.ShadowSettings("http://127.0.0.1:9", queue_size=4))
+    order: list[str] = []
+    put = mirror.put
+    mirror.put = lambda *args: (order.append("put"), put(*args))  # type: ignore[method-assign]
+    body = json.dumps({"instances": [[1, 5, 2]]}).encode()
+    scope = {"type": "http", "method": "POST", "path": "/v1/models/diabetes:predict",
+             "headers": [(b"content-length", str(len(body)).encode())], "query_string": b""}  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        order.append(message["type"])
+
+    async def answer() -> None:
+        await app(scope, receive, send)
+        await asyncio.sleep(0)  # one more turn of the loop
+
+    asyncio.run(answer())
+    mirror.close()
+    assert order == ["http.response.start", "http.response.body", "put"]
+    assert mirror.mirrored == 1
+
+
 def hanging_listener() -> socket.socket:
     """A port that accepts connections (the kernel's backlog) and never answers."""
     listener = socket.socket()
@@ -140,7 +187,7 @@ def hanging_listener() -> socket.socket:
 
 @pytest.mark.parametrize("target", ["hanging", "down"])
 def test_a_hanging_or_absent_challenger_never_delays_or_changes_an_answer(
-    served: ServedModel, target: str
+    served: ServedModel, target: str, loop: asyncio.AbstractEventLoop
 ) -> None:
     listener = hanging_listener()
     port = listener.getsockname()[1]
@@ -149,7 +196,7 @@ def test_a_hanging_or_absent_challenger_never_delays_or_changes_an_answer(
     url = f"http://127.0.0.1:{port}"
     settings = shadow.ShadowSettings(url, concurrency=2, queue_size=4, timeout_seconds=30)
     app = ServingApp(served, shadowing=settings)
-    client = Client(app)
+    client = Client(app, loop)
     expected = served.predict(np.array([[1.0, 5.0, 2.0]])).tolist()
     try:
         slowest = 0.0
@@ -169,12 +216,40 @@ def test_a_hanging_or_absent_challenger_never_delays_or_changes_an_answer(
         assert document["failed"] + document["dropped"] >= 1
 
 
+@pytest.mark.parametrize("closed_from", ["an executor thread", "after the loop ended"])
+def test_closing_drops_and_counts_what_waits_or_is_in_flight(closed_from: str) -> None:
+    """The server closes its app from an executor thread at shutdown, and once more after its loop ended:
+    neither may touch the loop's connections from the wrong thread, or fail."""
+    listener = hanging_listener()
+    settings = shadow.ShadowSettings(f"http://127.0.0.1:{listener.getsockname()[1]}", concurrency=1)
+    mirror = shadow.Shadow(settings)
+
+    async def mirror_three() -> None:
+        for _ in range(3):
+            mirror.put("/v1/models/m:predict", b"{}", {"content-type": "application/json"}, np.array([1.0]))
+        while not any(link.copy is not None for link in mirror.links):  # one in flight, two waiting
+            await asyncio.sleep(0.005)
+        if closed_from == "an executor thread":
+            await asyncio.get_running_loop().run_in_executor(None, mirror.close)
+            while mirror.links:
+                await asyncio.sleep(0.005)
+
+    try:
+        asyncio.run(asyncio.wait_for(mirror_three(), 10))
+        if closed_from == "after the loop ended":
+            mirror.close()
+    finally:
+        listener.close()
+    assert mirror.comparison.counts["dropped"] == 3 and not mirror.waiting and not mirror.links
+    assert mirror.mirrored == 3
+
+
 def test_a_challenger_that_refuses_the_request_counts_as_rejected(
-    served: ServedModel, challenger_file: tuple[str, str]
+    served: ServedModel, challenger_file: tuple[str, str], loop: asyncio.AbstractEventLoop
 ) -> None:
     other = ServerProcess(*challenger_file)  # serves the name "dm": 404 for "diabetes"
     app = ServingApp(served, shadowing=shadow.ShadowSettings(other.base))
-    client = Client(app)
+    client = Client(app, loop)
     try:
         other.wait_for_line("Uvicorn running on")
         path = "/v1/models/diabetes:predict"
@@ -231,7 +306,9 @@ def test_bad_shadow_flags_are_refused(artifact_file: tuple[str, str], flags: lis
     assert code == 2
 
 
-def test_an_answer_without_a_length_counts_as_failed(served: ServedModel) -> None:
+def test_an_answer_without_a_length_counts_as_failed(
+    served: ServedModel, loop: asyncio.AbstractEventLoop
+) -> None:
     """The mirror's HTTP client takes only answers that say their length (as `marina serve` answers)."""
     listener = hanging_listener()
 
@@ -246,7 +323,7 @@ def test_an_answer_without_a_length_counts_as_failed(served: ServedModel) -> Non
     server = threading.Thread(target=answer_once, daemon=True)
     server.start()
     app = ServingApp(served, shadowing=shadow.ShadowSettings(f"http://127.0.0.1:{listener.getsockname()[1]}"))
-    client = Client(app)
+    client = Client(app, loop)
     try:
         assert client.post("/v1/models/diabetes:predict", json={"instances": [[1, 5, 2]]}).status_code == 200
         wait_until(lambda: settled(client.get("/v2/models/diabetes/shadow").json()))
@@ -257,25 +334,38 @@ def test_an_answer_without_a_length_counts_as_failed(served: ServedModel) -> Non
 
 
 def test_a_connection_the_challenger_closed_is_opened_again_for_the_same_copy() -> None:
-    """uvicorn closes a keep-alive connection after 5 idle seconds: the next copy must not fail for it."""
+    """uvicorn closes a keep-alive connection after 5 idle seconds; a copy sent as it does so must not
+    fail for it. Here the first connection answers one copy, then closes without answering the next."""
     listener = hanging_listener()
     answer = b'HTTP/1.1 200 OK\r\ncontent-length: 22\r\n\r\n{"predictions": [9.0]}'
 
     def serve_two_connections() -> None:
-        for _ in range(2):  # each connection answers once, then is closed without saying so
-            connection, _ = listener.accept()
-            with connection:
-                connection.recv(65536)
-                connection.sendall(answer)
+        first, _ = listener.accept()
+        with first:
+            first.recv(65536)
+            first.sendall(answer)
+            first.recv(65536)  # the second copy: closed unanswered
+        second, _ = listener.accept()
+        with second:
+            second.recv(65536)
+            second.sendall(answer)
 
     server = threading.Thread(target=serve_two_connections, daemon=True)
     server.start()
-    link = shadow.Link("127.0.0.1", listener.getsockname()[1], 5.0)
+    mirror = shadow.Shadow(
+        shadow.ShadowSettings(f"http://127.0.0.1:{listener.getsockname()[1]}", concurrency=1)
+    )
+
+    async def mirror_two() -> None:
+        for expected in (1, 2):
+            mirror.put("/v1/models/m:predict", b"{}", {"content-type": "application/json"}, np.array([9.0]))
+            while mirror.comparison.counts["compared"] + mirror.comparison.counts["failed"] < expected:
+                await asyncio.sleep(0.005)
+
     try:
-        for _ in range(2):
-            status, _, body = link.post("/v1/models/m:predict", b"{}", {"content-type": "application/json"})
-            assert (status, body) == (200, b'{"predictions": [9.0]}')
+        asyncio.run(asyncio.wait_for(mirror_two(), 10))
     finally:
-        link.close(), listener.close()
+        mirror.close(), listener.close()
     server.join(5)
     assert not server.is_alive()
+    assert (mirror.comparison.counts["compared"], mirror.comparison.counts["failed"]) == (2, 0)

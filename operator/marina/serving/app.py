@@ -213,7 +213,6 @@ class ServingApp:
             if self.shadow is not None:
                 self.shadow.close()
             self.shadow = shadow.Shadow(self.shadowing)  # a new model: a new comparison
-            self.shadow.start()
         self.model = model
 
     def close(self) -> None:
@@ -479,14 +478,22 @@ class ServingApp:
     def _mirror(
         self, mirror: shadow.Shadow, path: str, body: bytes, scope: Scope, rid: str, predictions: np.ndarray
     ) -> None:
-        """Hand an answered request to the shadow's queue (a draw, then a put that never waits)."""
+        """Hand an answered request to the mirror (a draw, then a put that never waits) once its answer is
+        written: the answer goes out in the step of the event loop that runs this handler (`_answer`
+        sends without yielding), and `call_soon` runs the put after that step. Outside a loop (a direct
+        call) there is nothing to send from: the put counts the copy as dropped."""
         if mirror.draw() >= mirror.share:
             return
         headers = {"content-type": "application/json", "x-request-id": rid}
         for name, value in scope["headers"]:
             if name == b"content-type" or name == BINARY_HEADER_LENGTH:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
-        mirror.put(path, body, headers, predictions)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            mirror.put(path, body, headers, predictions)
+            return
+        loop.call_soon(mirror.put, path, body, headers, predictions)
 
     def metrics(self, route: Route, body: bytes, scope: Scope) -> Response:
         self._flush()

@@ -1,20 +1,22 @@
 """Shadow traffic: a share of the answered requests copied to a challenger, and the two models compared
 on the same inputs.
 
-On the request's path a mirrored request costs one random draw and one `put_nowait` into a bounded
-queue (the body, the champion's predictions and the path: no copy, nothing awaited). `concurrency`
-worker threads take from the queue, each with its own keep-alive connection to the challenger, post the
-request there as the client sent it (the canonical path of the same model name: a `/versions/<v>` of
-the champion's is left out), read the challenger's predictions and fold the paired differences into
-`Comparison`. The client's answer was sent before any of this could matter; a slow, hanging or absent
-challenger only fills the queue, and a request that finds it full is not mirrored and counts as
-`dropped`.
+On the request's path a mirrored request costs one random draw and one `call_soon`: after its answer is
+written, the copy (the body, the champion's predictions and the path: no copy of the bytes) goes out on
+an idle keep-alive connection to the challenger, or waits in a bounded queue for one. Up to
+`concurrency` connections live on the server's own event loop: sending is one non-blocking write, and the
+challenger's answer is read and folded into `Comparison` as the loop's other events are. No thread:
+worker threads took the GIL from the loop at every wake-up (a copy cost the process 266 µs of CPU with
+them, 206 µs without; benchmarks/shadow_bench.py). A copy is posted as the client sent it (the
+canonical path of the same model name: a `/versions/<v>` of the champion's is left out). The client's
+answer was written before any of this happens; a slow, hanging or absent challenger only fills the
+queue, and a request that finds it full is not mirrored and counts as `dropped`.
 
 Outcomes of a mirrored request: `compared` (the challenger answered 200 with as many predictions),
 `rejected` (it answered another status: a 4xx for inputs it cannot take, a 5xx), `failed` (no answer
 within the timeout, a broken connection, or an answer that is not predictions; and for half a second
-after such a failure, every copy the worker takes, untried) and `dropped` (the queue
-was full, or the server stopped before it was sent).
+after such a failure, every copy taken, untried) and `dropped` (the queue was full, or the server
+stopped before it was sent).
 
 `GET /v2/models/<m>/shadow` gives the cumulative counters and sums (the operator reads each stable pod
 and merges them: `Comparison.document`); `/metrics` exports the same as Prometheus series.
@@ -22,14 +24,13 @@ and merges them: `Comparison.document`); `/metrics` exports the same as Promethe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
-import queue
 import random
-import socket
 import threading
-import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ COMPARED, REJECTED, FAILED, DROPPED = "compared", "rejected", "failed", "dropped
 OUTCOMES = (COMPARED, REJECTED, FAILED, DROPPED)
 #: The largest challenger answer read (predictions of a full request body are far smaller).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: The largest answer head (status line and headers) read.
+MAX_HEAD_BYTES = 64 * 1024
 BINARY_HEADER_LENGTH = "inference-header-content-length"
 #: After a copy failed (refused, timed out, broken), a worker fails the copies it takes for this long
 #: without trying: a stopped challenger costs no connect per copy.
@@ -59,8 +62,8 @@ class ShadowSettings:
     url: str  # the challenger's base URL, http://host[:port]
     percent: float = 100.0
     challenger: str = ""  # the challenger's model version as the operator expects it (reported back)
-    concurrency: int = 4  # requests in flight to the challenger at once (one worker thread each)
-    queue_size: int = 256  # mirrored requests waiting for a worker; more are dropped
+    concurrency: int = 4  # requests in flight to the challenger at once (one connection each)
+    queue_size: int = 256  # mirrored requests waiting for a connection; more are dropped
     timeout_seconds: float = 2.0  # per mirrored request (connect, send, answer)
 
     def __post_init__(self) -> None:
@@ -171,146 +174,229 @@ def predictions_of(body: bytes, headers: Mapping[str, str]) -> np.ndarray:
     raise ValueError(f"no output named {OUTPUT_NAME!r}")
 
 
-class Link:
-    """One keep-alive HTTP/1.1 connection to the challenger, written for this one use: a POST with a
-    Content-Length, an answer with a Content-Length (as `marina serve` answers). http.client cost about
-    190 us of the serving process's CPU per copy, this about a fifth of it. Every step has the timeout;
-    anything unexpected raises OSError or ValueError (the caller closes the link)."""
+class Link(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to the challenger on the server's event loop, one copy at a
+    time: a POST with a Content-Length, an answer with a Content-Length (as `marina serve` answers).
+    Anything unexpected (bytes nobody asked for, an answer without a usable length, one too large, no
+    answer within the timeout) aborts the connection and fails the copy."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        self.address = (host, port)
-        self.host = f"{host}:{port}".encode("latin-1")
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
+    def __init__(self, mirror: Shadow) -> None:
+        self.mirror = mirror
+        self.transport: asyncio.Transport | None = None
+        self.copy: Mirrored | None = None
+        self.received = bytearray()
+        self.timer: asyncio.TimerHandle | None = None
+        self.reused = False  # has answered before: the challenger may have closed it meanwhile
 
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.mirror.connected(self)
 
-    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
-        """The answer's status, headers and body. A kept-alive connection the challenger closed meanwhile
-        (uvicorn closes idle ones after 5 s) is opened again once for the same copy (a prediction can be
-        asked twice)."""
-        if self.sock is None:
-            return self._post(path, body, headers)
-        try:
-            return self._post(path, body, headers)
-        except ConnectionError:
-            self.close()
-            return self._post(path, body, headers)
-
-    def _post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
-        sock = self.sock
-        if sock is None:
-            sock = self.sock = socket.create_connection(self.address, self.timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def send(self, copy: Mirrored) -> None:
+        assert self.transport is not None
+        path, body, headers, _ = copy
+        self.copy = copy
+        self.received.clear()
         extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        head = f"POST {path} HTTP/1.1\r\nhost: ".encode("latin-1") + self.host
-        head += f"\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode("latin-1")
-        sock.sendall(head + body)
-        received = b""
-        while (end := received.find(b"\r\n\r\n")) < 0:
-            received += self._receive(sock, len(received))
-        lines = received[:end].decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        answer_headers = {}
+        head = f"POST {path} HTTP/1.1\r\nhost: {self.mirror.host}:{self.mirror.port}\r\n"
+        head += f"content-length: {len(body)}\r\n{extra}\r\n"
+        self.transport.write(head.encode("latin-1") + body)
+        self.timer = self.mirror.loop.call_later(self.mirror.settings.timeout_seconds, self.abort)
+
+    def data_received(self, data: bytes) -> None:
+        if self.copy is None:  # nothing was asked
+            self.abort()
+            return
+        self.received += data
+        try:
+            answer = self._answer()
+        except (ValueError, IndexError):
+            self.abort()
+            return
+        if answer is None:
+            return
+        copy, self.copy = self.copy, None
+        self.stop_timer()
+        self.reused = True
+        status, headers, body = answer
+        if headers.get("connection", "").lower() == "close" and self.transport is not None:
+            self.transport.close()  # connection_lost takes the link out
+        else:
+            self.mirror.idle.append(self)
+        self.mirror.answered(copy, status, headers, body)
+
+    def _answer(self) -> tuple[int, dict[str, str], bytes] | None:
+        """The answer once it is whole (None until then); ValueError when it cannot be one."""
+        end = self.received.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.received) > MAX_HEAD_BYTES:
+                raise ValueError("an answer's head is too large")
+            return None
+        lines = self.received[:end].decode("latin-1").split("\r\n")
+        headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            answer_headers[name.strip().lower()] = value.strip()
-        length = int(answer_headers["content-length"]) if "content-length" in answer_headers else -1
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "-1"))
         if not 0 <= length <= MAX_ANSWER_BYTES:
             raise ValueError("an answer without a usable content-length")
-        content = received[end + 4 :]
-        while len(content) < length:
-            content += self._receive(sock, len(content))
-        if answer_headers.get("connection", "").lower() == "close":
-            self.close()
-        return status, answer_headers, content[:length]
+        if len(self.received) < end + 4 + length:
+            return None
+        return int(lines[0].split(" ", 2)[1]), headers, bytes(self.received[end + 4 : end + 4 + length])
 
-    @staticmethod
-    def _receive(sock: socket.socket, held: int) -> bytes:
-        if held > MAX_ANSWER_BYTES:
-            raise ValueError("the answer is too large")
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the challenger closed the connection")
-        return chunk
+    def abort(self) -> None:
+        """Fail the copy in flight now (timed out or unreadable) and drop the connection."""
+        copy, self.copy = self.copy, None
+        self.stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+        if copy is not None:
+            self.mirror.failed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        copy, self.copy = self.copy, None
+        self.stop_timer()
+        self.mirror.lost(self)
+        if copy is None:
+            return
+        if self.reused and not self.received:  # closed while idle, as the copy went out: once more
+            self.mirror.retry(copy)
+        else:
+            self.mirror.failed()
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class Shadow(Collector):
-    """The mirror to one challenger: the bounded queue, its workers and the comparison."""
+    """The mirror to one challenger: its waiting copies (bounded), its connections on the server's event
+    loop and the comparison. Every method but `document` and `collect` runs on that loop."""
 
     def __init__(self, settings: ShadowSettings, draw: Any = random.random) -> None:
         self.settings = settings
         self.share = settings.percent / 100.0
         self.draw = draw
-        self.queue: queue.Queue[Mirrored | None] = queue.Queue(settings.queue_size)
+        self.waiting: deque[Mirrored] = deque()
         self.comparison = Comparison()
-        self.mirrored = 0  # handed to the queue (only the event loop's thread writes it)
-        self.dropped = 0  # found the queue full (idem)
+        self.mirrored = 0  # taken to be sent (only the event loop's thread writes it)
+        self.dropped = 0  # found the queue full, or no event loop to send from (idem)
         parts = urlsplit(settings.url)
         self.host, self.port = parts.hostname or "", parts.port or 80
-        self._threads: list[threading.Thread] = []
+        self.links: set[Link] = set()  # open or opening
+        self.idle: list[Link] = []  # open, nothing in flight
+        self.resume = 0.0  # after a failure, copies fail at once until then (no connect per copy)
+        self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    # ---------------------------------------------------------------- the request path
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    # ---------------------------------------------------------------- the request path (after the answer)
 
     def put(self, path: str, body: bytes, headers: dict[str, str], predictions: np.ndarray) -> None:
-        """Queue a request the app drew (`draw() < share`); dropped (and counted) when the queue is full."""
+        """Send a request the app drew (`draw() < share`) on an idle connection, or let it wait; dropped
+        (and counted) when the queue is full or there is no event loop to send from."""
+        if self.closed or len(self.waiting) >= self.settings.queue_size:
+            self.dropped += 1
+            return
         try:
-            self.queue.put_nowait((path, body, headers, predictions))
-        except queue.Full:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
             self.dropped += 1
             return
         self.mirrored += 1
+        if self.resume and self._loop.time() < self.resume:
+            self.comparison.count_outcome(FAILED)
+            return
+        self.waiting.append((path, body, headers, predictions))
+        self._dispatch()
 
-    # ---------------------------------------------------------------- the workers
+    def _dispatch(self) -> None:
+        while self.waiting and self.idle:
+            self.idle.pop().send(self.waiting.popleft())
+        if self.waiting and len(self.links) < self.settings.concurrency:
+            self._open()
 
-    def start(self) -> None:
-        for index in range(self.settings.concurrency):
-            thread = threading.Thread(target=self._work, name=f"marina-shadow-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def _open(self) -> None:
+        link = Link(self)
+        self.links.add(link)
+        connecting = asyncio.wait_for(
+            self.loop.create_connection(lambda: link, self.host, self.port), self.settings.timeout_seconds
+        )
+        self.loop.create_task(connecting).add_done_callback(lambda task: self._opened(link, task))
 
-    def close(self, seconds: float = 1.0) -> None:
-        """Stop the workers (what is still queued is dropped, and counted)."""
-        while True:
-            try:
-                entry = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if entry is not None:
+    def _opened(self, link: Link, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:  # refused, unreachable, timed out
+            self.links.discard(link)
+            self.failed(in_flight=False)
+
+    # ---------------------------------------------------------------- what the links report
+
+    def connected(self, link: Link) -> None:
+        if self.closed:
+            link.abort()
+            return
+        self.idle.append(link)
+        self._dispatch()
+
+    def answered(self, copy: Mirrored, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.resume = 0.0
+        self._compare(status, body, headers, copy[3])
+        self._dispatch()
+
+    def lost(self, link: Link) -> None:
+        self.links.discard(link)
+        if link in self.idle:
+            self.idle.remove(link)
+
+    def retry(self, copy: Mirrored) -> None:
+        self.waiting.appendleft(copy)
+        self._dispatch()
+
+    def failed(self, in_flight: bool = True) -> None:
+        """A copy failed (or a connection could not be opened): count it, then pause, failing what waits."""
+        if in_flight:
+            self.comparison.count_outcome(FAILED)
+        self.resume = self.loop.time() + RETRY_SECONDS
+        while self.waiting:
+            self.waiting.popleft()
+            self.comparison.count_outcome(FAILED)
+
+    def close(self) -> None:
+        """Stop mirroring: what waits or is in flight is dropped, and counted. Callable from any thread
+        (the server closes its app from an executor at shutdown, or after its loop has ended): the
+        connections are closed on their loop, or left to the process's exit once that loop is closed."""
+        self.closed = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._drop_all()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._drop_all()
+        else:
+            loop.call_soon_threadsafe(self._drop_all)
+
+    def _drop_all(self) -> None:
+        while self.waiting:
+            self.waiting.popleft()
+            self.comparison.count_outcome(DROPPED)
+        for link in list(self.links):
+            if link.copy is not None:
+                link.copy = None
                 self.comparison.count_outcome(DROPPED)
-        for _ in self._threads:
-            try:
-                self.queue.put_nowait(None)
-            except queue.Full:
-                break
-        for thread in self._threads:
-            thread.join(seconds / max(len(self._threads), 1))
-        self._threads = []
-
-    def _work(self) -> None:
-        link = Link(self.host, self.port, self.settings.timeout_seconds)
-        resume = 0.0  # after a failure, copies fail at once until then (no connect per copy)
-        while True:
-            entry = self.queue.get()
-            if entry is None:
-                link.close()
-                return
-            path, body, headers, champion = entry
-            if resume and time.monotonic() < resume:
-                self.comparison.count_outcome(FAILED)
-                continue
-            try:
-                status, answer_headers, answer = link.post(path, body, headers)
-            except (OSError, ValueError):
-                link.close()  # reconnects on the next copy after the pause
-                resume = time.monotonic() + RETRY_SECONDS
-                self.comparison.count_outcome(FAILED)
-                continue
-            resume = 0.0
-            self._compare(status, answer, answer_headers, champion)
+            link.stop_timer()
+            if link.transport is not None and self._loop is not None and not self._loop.is_closed():
+                link.transport.close()
+        self.links.clear()
+        self.idle.clear()
 
     def _compare(self, status: int, answer: bytes, headers: Mapping[str, str], champion: np.ndarray) -> None:
         if status != 200:
@@ -338,7 +424,7 @@ class Shadow(Collector):
             "url": self.settings.url,
             "percent": self.settings.percent,
             "mirrored": self.mirrored,
-            "queued": self.queue.qsize(),
+            "queued": len(self.waiting),
             **compared,
         }
 
