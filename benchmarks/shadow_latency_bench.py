@@ -5,7 +5,9 @@ Two ModelDeployments serve the same model (the diabetes sample's TrainingJob, al
 each: `plain` (no shadow ever) and `shadowed` (Canary with `spec.rollout.shadow` at 100 %). One client
 thread sends single-row v2 requests, each on a new connection to the Service's ClusterIP (as a client
 through the Service does: kube-proxy spreads them over the pods), alternating between the two Services
-in blocks of --block requests, so both see the same machine and its drift cancels. Two phases:
+in blocks of --block requests, so both see the same machine and its drift cancels; with --pause-ms, the
+client pauses that long after each answer (a client's think time: back to back, each request shares the
+cores with the challenger answering the copy of the one before). Two phases:
 
 1. before: neither mirrors. The ratio of the p99s is the noise of the measurement itself (A/A).
 2. shadowing: `shadowed` is pointed at a challenger trained with another alpha (it agrees), with a shadow
@@ -19,6 +21,7 @@ without. Then the copies the mirroring pods made (status.rollout.shadow). Everyt
 unless --keep.
 
     KUBECONFIG=.cluster/kubeconfig python benchmarks/shadow_latency_bench.py [--requests 5000] [--block 50]
+        [--pause-ms 0]
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def copies(namespace: str) -> dict[str, int]:
     return total
 
 
-def run(namespace: str, requests: int, block: int) -> None:
+def run(namespace: str, requests: int, block: int, pause: float) -> None:
     training = {"dataset": {"name": "diabetes"}, "model": {"penalty": "l2", "alpha": 0.1}}
     apply(
         namespace,
@@ -143,16 +146,19 @@ def run(namespace: str, requests: int, block: int) -> None:
         services[name] = (f"http://{ip}:80", name)
     for name, (url, _) in services.items():  # the Services' rules reach this host's proxy after Ready
         wait(f"{name} to answer", lambda url=url, name=name: _answers(url, name), 60)
-    alternate(services, ROW, 200, block)  # warm up
-    print(f"{requests} single-row v2 requests to each Service per phase, alternating blocks of {block}:")
-    report("before", alternate(services, ROW, requests, block))
+    alternate(services, ROW, 200, block, pause)  # warm up
+    print(
+        f"{requests} single-row v2 requests to each Service per phase, alternating blocks of {block}, "
+        f"{pause * 1e3:g} ms between an answer and the next request:"
+    )
+    report("before", alternate(services, ROW, requests, block, pause))
     patch = json.dumps({"spec": {"model": {"trainingJob": CHALLENGER}}})
     kubectl("-n", namespace, "patch", "modeldeployment", SHADOWED, "--type=merge", "-p", patch)
     wait("the stable pods to mirror", lambda: mirroring(namespace), 300)
     for name, (url, _) in services.items():
         wait(f"{name} to answer", lambda url=url, name=name: _answers(url, name), 60)
-    alternate(services, ROW, 200, block)
-    report("shadowing", alternate(services, ROW, requests, block))
+    alternate(services, ROW, 200, block, pause)
+    report("shadowing", alternate(services, ROW, requests, block, pause))
     print("  the mirroring pods' copies: " + ", ".join(f"{k} {v}" for k, v in copies(namespace).items()))
 
 
@@ -170,12 +176,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests per Service per phase")
     parser.add_argument("--block", type=int, default=50, help="requests per block before switching")
+    parser.add_argument(
+        "--pause-ms", type=float, default=0.0, help="the client's pause after each answer (think time)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the namespace")
     args = parser.parse_args()
     namespace = f"marina-bench-shadow-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", namespace)
     try:
-        run(namespace, args.requests, args.block)
+        run(namespace, args.requests, args.block, args.pause_ms / 1e3)
     finally:
         if not args.keep:
             kubectl("delete", "namespace", namespace, "--wait=false")

@@ -135,12 +135,20 @@ def timed(url: str, model: str, row: Sequence[float]) -> float:
 
 
 def alternate(
-    services: dict[str, tuple[str, str]], row: Sequence[float], requests: int, block: int = 50
+    services: dict[str, tuple[str, str]],
+    row: Sequence[float],
+    requests: int,
+    block: int = 50,
+    pause: float = 0.0,
 ) -> dict[str, list[float]]:
     """`requests` timed requests to each of `services` (name: (url, model)), one after the other in
-    alternating blocks of `block`, so that each sees the same machine."""
+    alternating blocks of `block`, so that each sees the same machine; `pause` seconds after each answer
+    (a client's think time: the load is then below what the machine can answer back to back)."""
     times: dict[str, list[float]] = {name: [] for name in services}
     for start in range(0, requests, block):
         for name, (url, model) in services.items():
-            times[name].extend(timed(url, model, row) for _ in range(min(block, requests - start)))
+            for _ in range(min(block, requests - start)):
+                times[name].append(timed(url, model, row))
+                if pause:
+                    time.sleep(pause)
     return times
