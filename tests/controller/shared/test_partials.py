@@ -1,6 +1,6 @@
-"""The partial results of a sharded run go once the run's result is the status: only the files shards
-write, only in that run's folder, only on the reconcile that finishes a sharded run; a failure is a
-Warning."""
+"""The partial results of sharded runs go once a run's result is the status: only the files shards write,
+only in the resource's runs' folders (the finished run's and abandoned ones'), only on the reconcile that
+finishes a sharded run; a failure is a Warning."""
 
 from __future__ import annotations
 
@@ -52,14 +52,20 @@ def stored() -> set[str]:
 
 
 @pytest.mark.parametrize(("kind", "purpose"), [("Dataset", DATASETS), ("TrainingJob", MODELS)])
-def test_only_the_files_shards_wrote_in_the_finished_run_s_folder_go(
+def test_only_the_files_shards_wrote_in_the_runs_folders_go(
     kube: Any, store: None, kind: str, purpose: str
 ) -> None:
+    """The finished run's folder and an abandoned run's (d0, whose inputs changed while its shards ran)."""
     prefix = f"{SETTINGS.area(purpose, 'default')}lines"
-    run, other = partials.folder(prefix, "d1"), partials.folder(prefix, "d0")
+    run, abandoned = partials.folder(prefix, "d1"), partials.folder(prefix, "d0")
     shards = [f"{run}/shard-0-of-2-{SHA}.json", f"{run}/shard-1-of-2-{SHA}.json", f"{run}/{SHA}.parquet"]
-    kept = [f"{run}/notes.txt", f"{run}/deeper/shard-0-of-2-{SHA}.json", f"{other}/shard-0-of-2-{SHA}.json"]
-    kept += [f"{prefix}/parts/{SHA}.parquet", f"{run}1/shard-0-of-2-{SHA}.json"]
+    shards += [f"{abandoned}/shard-0-of-3-{SHA}.json", f"{abandoned}/{SHA}.parquet"]
+    kept = [f"{run}/notes.txt", f"{run}/deeper/shard-0-of-2-{SHA}.json", f"{prefix}/parts/{SHA}.parquet"]
+    kept += [
+        f"{prefix}/partials/shard-0-of-2-{SHA}.json",
+        f"{prefix}/partials-old/d0/shard-0-of-2-{SHA}.json",
+    ]
+    kept += [f"{SETTINGS.area(purpose, 'default')}lines2/partials/d0/shard-0-of-2-{SHA}.json"]  # another's
     for uri in shards + kept:
         storage.write_bytes(uri, b"{}")
     body = kube.add_resource(kind, "lines", {}, {"inputsHash": "d0", **READY})
