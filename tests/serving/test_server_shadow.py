@@ -292,6 +292,9 @@ def test_predictions_are_read_from_every_answer_form(served: ServedModel) -> Non
     assert shadow.predictions_of(body, headers).tolist() == values.tolist()
     with pytest.raises(KeyError):
         shadow.predictions_of(json.dumps({"error": "no"}).encode(), {})
+    for not_finite in (b'{"predictions": [NaN]}', b'{"predictions": [1e400]}'):  # the copy counts as failed
+        with pytest.raises(ValueError):
+            shadow.predictions_of(not_finite, {})
 
 
 @pytest.mark.parametrize(
