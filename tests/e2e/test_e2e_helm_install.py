@@ -7,8 +7,10 @@ cluster-wide, in marina-system): the release goes into a namespace of its own wi
 install, watching one fresh namespace, with its own MinIO (an emptyDir) and without the cluster-wide user
 roles (marina-editor and marina-viewer belong to the kustomize install; the CRDs exist already, so Helm leaves
 them alone). A cluster-wide operator watches that namespace too, so for the length of this module the
-kustomize operator is scaled to 0 and afterwards back to its replicas (pytest runs the e2e tests one after
-another, so no other test is waiting on it meanwhile)."""
+kustomize operator is scaled to 0 and afterwards back to its replicas. So it runs in the serial phase, alone:
+in the phase that runs side by side, another test's resources went unreconciled meanwhile, and when both
+replicas came back at once they could both handle the same object before peering paused one (a retention
+run recorded twice, the second `deleted: []` over the first)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "manifests" / "helm" / "marina"
 SYSTEM = "marina-system"
 OPERATOR = "marina-operator"
+
+pytestmark = pytest.mark.serial
 
 
 @dataclass(frozen=True)
